@@ -1,0 +1,109 @@
+# Weft — one Makefile for every part. Sources are discovered by directory:
+#   lib/*.c                      -> libweft.a (shared by every binary)
+#   <part>/main.c + <part>/*.c   -> build/bin/weft-<part>
+#   tests/unit/<dir>/test_*.c    -> one cmocka binary each, linked with <dir>'s objects
+#   fuzz/fuzz_*.c                -> libFuzzer targets (clang), linked like tests/unit/<part>
+# SANITIZER=address|undefined builds into build-<sanitizer>/; WERROR=1 adds -Werror.
+
+PARTS      := webhook init proxy identity
+SANITIZER  ?=
+BUILD      ?= build$(if $(SANITIZER),-$(SANITIZER))
+BIN        := $(BUILD)/bin
+OBJ        := $(BUILD)/obj
+VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+PYTHON     := /usr/bin/python3
+
+CC         ?= gcc
+PKGS       := libmicrohttpd gnutls jansson yaml-0.1 openssl
+WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+CFLAGS     ?= -O2 -g
+CFLAGS     += -std=c11 -D_GNU_SOURCE $(WARN) -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+              -Ilib -DWEFT_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+ifeq ($(WERROR),1)
+CFLAGS     += -Werror
+endif
+ifneq ($(SANITIZER),)
+CFLAGS     += -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS    += -fsanitize=$(SANITIZER)
+endif
+
+LIB_SRCS   := $(wildcard lib/*.c)
+LIB_OBJS   := $(LIB_SRCS:%.c=$(OBJ)/%.o)
+LIBWEFT    := $(BUILD)/libweft.a
+
+# A part's "core" objects are all its objects but main.o: unit tests and fuzzers link them.
+core_objs   = $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
+BUILT_PARTS := $(foreach p,$(PARTS),$(if $(wildcard $(p)/main.c),$(p)))
+BINARIES    := $(BUILT_PARTS:%=$(BIN)/weft-%)
+
+UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+
+.PHONY: all deps test unit golden golden-update integration e2e fuzz bench demo clean format-check
+all: $(BINARIES)
+
+deps:
+	@bash scripts/deps.sh
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIBWEFT): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+define part_rules
+$(BIN)/weft-$(1): $(OBJ)/$(1)/main.o $(call core_objs,$(1)) $(LIBWEFT)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach p,$(BUILT_PARTS),$(eval $(call part_rules,$(p))))
+
+# tests/unit/lib/test_x links lib only; tests/unit/<part>/test_x also links <part>'s core.
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $(foreach p,$(PARTS),$(call core_objs,$(p)))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	  $(call core_objs,$(firstword $(subst /, ,$*))) $(LIBWEFT) $(LDLIBS) -lcmocka
+
+test: deps all unit golden integration
+	@echo "make test: all suites passed"
+
+unit: $(UNIT_BINS)
+	@bash tests/run-unit.sh $(UNIT_BINS)
+
+golden: all
+	@WEFT_BIN=$(abspath $(BIN)) bash tests/golden/run.sh
+
+golden-update: all
+	@WEFT_BIN=$(abspath $(BIN)) bash tests/golden/run.sh --update
+
+integration: all
+	@WEFT_BIN=$(abspath $(BIN)) WEFT_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+e2e: all
+	@WEFT_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+FUZZ_SRCS  := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BINS  := $(FUZZ_SRCS:fuzz/%.c=build-fuzz/%)
+FUZZ_SECS  ?= 20
+build-fuzz/%: fuzz/%.c
+	$(MAKE) --no-print-directory BUILD=build-fuzz/tree CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" build-fuzz/tree/libweft.a \
+	  $(foreach p,$(PARTS),$(patsubst $(OBJ)/%,build-fuzz/tree/obj/%,$(call core_objs,$(p))))
+	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilib -fsanitize=fuzzer,address,undefined -o $@ $< \
+	  $(patsubst $(OBJ)/%,build-fuzz/tree/obj/%,$(call core_objs,$(word 2,$(subst _, ,$*)))) \
+	  build-fuzz/tree/libweft.a $(LDLIBS)
+
+fuzz: $(FUZZ_BINS)
+	@bash fuzz/run.sh $(FUZZ_SECS) $(FUZZ_BINS)
+
+bench: all
+	@bash bench/run.sh
+
+clean:
+	rm -rf build build-address build-undefined build-fuzz
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A growable byte buffer with a hard maximum (curl's dynbuf): every buffer
+ * that grows from input says how large it may get. */
+#ifndef WEFT_BUF_H
+#define WEFT_BUF_H
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+    char *data;  /* always NUL-terminated when len > 0 or after buf_cstr() */
+    size_t len;
+    size_t cap;
+    size_t max;  /* buf_append fails with -E2BIG past this many bytes */
+};
+
+void buf_init(struct buf *b, size_t max);
+void buf_free(struct buf *b);
+void buf_reset(struct buf *b);
+/* 0, or -E2BIG (buffer unchanged) when the result would exceed max. */
+int buf_append(struct buf *b, const void *data, size_t len);
+int buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vappendf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+const char *buf_cstr(struct buf *b);
+/* Hands the bytes to the caller (free() them); the buffer is left empty. */
+char *buf_steal(struct buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Weft builds, tests and benchmarks with.
+# Idempotent: installs only what is missing. As root it runs apt-get;
+# otherwise it names what is missing and fails.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config
+  libmicrohttpd-dev libgnutls28-dev libjansson-dev libyaml-dev libssl-dev openssl
+  libcmocka-dev
+  clang libclang-rt-14-dev
+  iptables iproute2 procps
+  curl python3 python3-pytest python3-jsonpatch python3-yaml
+  nghttp2-client haproxy wrk
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing Debian packages: ${missing[*]} (run 'make deps' as root or apt-get install them)" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# An old package list may not know a package yet; refresh once, then install.
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
