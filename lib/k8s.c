@@ -1,0 +1,1004 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Kubernetes API client; see k8s.h. The shell (connect, TLS, pool, token
+ * refresh) sits around a pure HTTP/1.1 response parser and request writer.
+ * Sockets are non-blocking and every wait is a poll() bounded by the
+ * request's deadline, so a silent server costs at most the I/O timeout. */
+#include "k8s.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+#ifndef WEFT_VERSION
+#define WEFT_VERSION "0.0.0"
+#endif
+
+#define K8S_POOL_IDLE_SECONDS 30 /* drop kept-alive connections older than this */
+#define K8S_MAX_LINE 1024        /* chunk-size and trailer lines */
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---------- HTTP/1.1 response parser (pure) ---------- */
+
+void k8s_http_response_init(struct k8s_http_response *r, size_t max_body)
+{
+    memset(r, 0, sizeof *r);
+    r->state = K8S_HTTP_HEAD;
+    r->content_length = -1;
+    buf_init(&r->line, K8S_MAX_HEAD);
+    buf_init(&r->body, max_body);
+}
+
+void k8s_http_response_free(struct k8s_http_response *r)
+{
+    buf_free(&r->line);
+    buf_free(&r->body);
+}
+
+static int is_token_char(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && !strchr("()<>@,;:\\\"/[]?={}", c);
+}
+
+/* Trims optional whitespace around a header value in place. */
+static char *trim_ows(char *s, char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *end = '\0';
+    return s;
+}
+
+/* Whether a comma-separated header value holds token (case-insensitive). */
+static int list_has(const char *value, const char *token)
+{
+    size_t n = strlen(token);
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if ((size_t)(end - start) == n && strncasecmp(start, token, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int parse_head(struct k8s_http_response *r)
+{
+    char *p = r->line.data;
+    char *end = p + r->line.len;
+    char *eol = memchr(p, '\r', (size_t)(end - p));
+    int minor;
+    if (!eol || eol - p < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ')
+        return -EBADMSG;
+    minor = p[7] - '0';
+    if (!isdigit((unsigned char)p[9]) || !isdigit((unsigned char)p[10]) || !isdigit((unsigned char)p[11]) ||
+        (eol - p > 12 && p[12] != ' '))
+        return -EBADMSG;
+    r->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    if (r->status < 100 || r->status > 599)
+        return -EBADMSG;
+    r->keep_alive = minor == 1;
+    int te_seen = 0;
+    r->chunked = 0;
+    r->content_length = -1;
+    r->content_type[0] = '\0';
+    p = eol + 2;
+    while (p < end) {
+        eol = memchr(p, '\r', (size_t)(end - p));
+        if (!eol || eol + 1 >= end || eol[1] != '\n')
+            return -EBADMSG;
+        if (eol == p)
+            break; /* the empty line */
+        char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (!colon || colon == p)
+            return -EBADMSG;
+        for (char *q = p; q < colon; q++)
+            if (!is_token_char((unsigned char)*q))
+                return -EBADMSG;
+        for (char *q = colon + 1; q < eol; q++)
+            if ((unsigned char)*q < 0x20 && *q != '\t')
+                return -EBADMSG;
+        size_t nlen = (size_t)(colon - p);
+        char *value = trim_ows(colon + 1, eol); /* writes NUL over '\r' */
+        if (nlen == 14 && strncasecmp(p, "Content-Length", 14) == 0) {
+            if (!*value)
+                return -EBADMSG;
+            long long v = 0;
+            for (char *q = value; *q; q++) {
+                if (!isdigit((unsigned char)*q) || v > (LLONG_MAX - 9) / 10)
+                    return -EBADMSG;
+                v = v * 10 + (*q - '0');
+            }
+            if (r->content_length >= 0 && r->content_length != v)
+                return -EBADMSG;
+            r->content_length = v;
+        } else if (nlen == 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0) {
+            /* Only "chunked" alone: anything else is an encoding we cannot undo. */
+            if (te_seen || strcasecmp(value, "chunked") != 0)
+                return -EBADMSG;
+            te_seen = 1;
+            r->chunked = 1;
+        } else if (nlen == 10 && strncasecmp(p, "Connection", 10) == 0) {
+            if (list_has(value, "close"))
+                r->keep_alive = 0;
+            else if (list_has(value, "keep-alive"))
+                r->keep_alive = 1;
+        } else if (nlen == 12 && strncasecmp(p, "Content-Type", 12) == 0) {
+            snprintf(r->content_type, sizeof r->content_type, "%s", value);
+        }
+        p = eol + 2;
+    }
+    if (r->chunked && r->content_length >= 0)
+        return -EBADMSG; /* both framings: a smuggling attempt, not an API server */
+    return 0;
+}
+
+/* Called once the head is complete: picks the body framing. */
+static int start_body(struct k8s_http_response *r)
+{
+    int rc = parse_head(r);
+    if (rc < 0)
+        return rc;
+    buf_reset(&r->line);
+    if (r->status >= 100 && r->status < 200) {
+        if (r->status == 101)
+            return -EBADMSG; /* we never ask to switch protocols */
+        r->state = K8S_HTTP_HEAD; /* informational: the real head follows */
+        return 0;
+    }
+    if (r->head_only || r->status == 204 || r->status == 304) {
+        r->state = K8S_HTTP_DONE;
+    } else if (r->chunked) {
+        r->state = K8S_HTTP_CHUNK_SIZE;
+    } else if (r->content_length >= 0) {
+        if ((unsigned long long)r->content_length > r->body.max)
+            return -EFBIG;
+        r->state = r->content_length == 0 ? K8S_HTTP_DONE : K8S_HTTP_BODY_LENGTH;
+    } else {
+        r->state = K8S_HTTP_BODY_EOF;
+        r->keep_alive = 0;
+    }
+    return 0;
+}
+
+static int parse_chunk_size(struct k8s_http_response *r)
+{
+    /* line holds "<hex>[;ext]\r\n" */
+    const char *p = r->line.data;
+    size_t n = 0;
+    int digits = 0;
+    for (; isxdigit((unsigned char)*p); p++, digits++) {
+        if (n > (SIZE_MAX >> 4))
+            return -EFBIG;
+        n = n * 16 + (size_t)(isdigit((unsigned char)*p) ? *p - '0' : (tolower((unsigned char)*p) - 'a' + 10));
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (!digits || (*p != ';' && *p != '\r'))
+        return -EBADMSG;
+    buf_reset(&r->line);
+    if (n == 0) {
+        r->state = K8S_HTTP_TRAILER;
+        return 0;
+    }
+    if (n > r->body.max - r->body.len)
+        return -EFBIG;
+    r->chunk_left = n;
+    r->state = K8S_HTTP_CHUNK_DATA;
+    return 0;
+}
+
+/* Appends one byte to the line buffer; 1 when the line ends with CRLF. */
+static int line_byte(struct k8s_http_response *r, char c, size_t max)
+{
+    if (r->line.len >= max)
+        return -EFBIG;
+    if (buf_append(&r->line, &c, 1) < 0)
+        return -EFBIG;
+    if (c == '\n') {
+        if (r->line.len < 2 || r->line.data[r->line.len - 2] != '\r')
+            return -EBADMSG;
+        return 1;
+    }
+    return 0;
+}
+
+int k8s_http_response_feed(struct k8s_http_response *r, const char *data, size_t len, size_t *used)
+{
+    size_t i = 0;
+    int rc = 0;
+    while (i < len && r->state != K8S_HTTP_DONE) {
+        switch (r->state) {
+        case K8S_HTTP_HEAD:
+            rc = line_byte(r, data[i++], K8S_MAX_HEAD);
+            if (rc < 0)
+                goto out;
+            if (r->line.len >= 4 && memcmp(r->line.data + r->line.len - 4, "\r\n\r\n", 4) == 0) {
+                rc = start_body(r);
+                if (rc < 0)
+                    goto out;
+            } else if (r->line.len == 2 && rc == 1) {
+                rc = -EBADMSG; /* a blank line where the status line belongs */
+                goto out;
+            }
+            break;
+        case K8S_HTTP_BODY_LENGTH: {
+            size_t want = (size_t)r->content_length - r->body.len;
+            size_t take = len - i < want ? len - i : want;
+            if (buf_append(&r->body, data + i, take) < 0) {
+                rc = -EFBIG;
+                goto out;
+            }
+            i += take;
+            if (r->body.len == (size_t)r->content_length)
+                r->state = K8S_HTTP_DONE;
+            break;
+        }
+        case K8S_HTTP_CHUNK_SIZE:
+            rc = line_byte(r, data[i++], K8S_MAX_LINE);
+            if (rc < 0)
+                goto out;
+            if (rc == 1 && (rc = parse_chunk_size(r)) < 0)
+                goto out;
+            break;
+        case K8S_HTTP_CHUNK_DATA: {
+            size_t take = len - i < r->chunk_left ? len - i : r->chunk_left;
+            if (buf_append(&r->body, data + i, take) < 0) {
+                rc = -EFBIG;
+                goto out;
+            }
+            i += take;
+            r->chunk_left -= take;
+            if (!r->chunk_left)
+                r->state = K8S_HTTP_CHUNK_CRLF;
+            break;
+        }
+        case K8S_HTTP_CHUNK_CRLF:
+            rc = line_byte(r, data[i++], 2);
+            if (rc < 0)
+                goto out;
+            if (rc == 1) {
+                buf_reset(&r->line);
+                r->state = K8S_HTTP_CHUNK_SIZE;
+            } else if (r->line.len == 2) {
+                rc = -EBADMSG;
+                goto out;
+            }
+            break;
+        case K8S_HTTP_TRAILER:
+            rc = line_byte(r, data[i++], K8S_MAX_LINE);
+            if (rc < 0)
+                goto out;
+            if (rc == 1) {
+                if (r->line.len == 2)
+                    r->state = K8S_HTTP_DONE;
+                buf_reset(&r->line);
+            }
+            break;
+        case K8S_HTTP_BODY_EOF:
+            if (buf_append(&r->body, data + i, len - i) < 0) {
+                rc = -EFBIG;
+                goto out;
+            }
+            i = len;
+            break;
+        case K8S_HTTP_DONE:
+            break;
+        }
+    }
+    rc = r->state == K8S_HTTP_DONE ? 1 : 0;
+out:
+    if (used)
+        *used = i;
+    return rc;
+}
+
+int k8s_http_response_eof(struct k8s_http_response *r)
+{
+    if (r->state == K8S_HTTP_BODY_EOF)
+        r->state = K8S_HTTP_DONE;
+    return r->state == K8S_HTTP_DONE ? 1 : -EBADMSG;
+}
+
+/* ---------- request head (pure) ---------- */
+
+static int valid_host(const char *s)
+{
+    if (!*s || strlen(s) > 253)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr(".-:_%", *p))
+            return 0;
+    return 1;
+}
+
+static int valid_port(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 5)
+        return 0;
+    unsigned long v = 0;
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return 0;
+        v = v * 10 + (unsigned long)(*p - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+static int valid_visible(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++, n++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || n >= max)
+            return 0;
+    return n > 0;
+}
+
+int k8s_http_request_head(struct buf *out, const char *method, const char *path, const char *host,
+                          const char *port, const char *token, int has_body, size_t body_len)
+{
+    size_t mlen = strlen(method);
+    if (mlen == 0 || mlen > 16)
+        return -EINVAL;
+    for (const char *p = method; *p; p++)
+        if (*p < 'A' || *p > 'Z')
+            return -EINVAL;
+    if (path[0] != '/' || !valid_visible(path, 8192) || !valid_host(host) || !valid_port(port))
+        return -EINVAL;
+    if (token && !valid_visible(token, K8S_MAX_TOKEN))
+        return -EINVAL;
+    int v6 = strchr(host, ':') != NULL;
+    int rc = buf_appendf(out,
+                         "%s %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: weft/" WEFT_VERSION
+                         "\r\nAccept: application/json\r\n",
+                         method, path, v6 ? "[" : "", host, v6 ? "]" : "", port);
+    if (rc == 0 && token)
+        rc = buf_appendf(out, "Authorization: Bearer %s\r\n", token);
+    if (rc == 0 && has_body)
+        rc = buf_appendf(out, "Content-Type: application/json\r\nContent-Length: %zu\r\n", body_len);
+    if (rc == 0)
+        rc = buf_append(out, "\r\n", 2);
+    return rc;
+}
+
+void k8s_status_message(const json_t *body, long status, char *out, size_t outlen)
+{
+    const char *kind = json_string_value(json_object_get(body, "kind"));
+    const char *message = json_string_value(json_object_get(body, "message"));
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    if (kind && strcmp(kind, "Status") == 0 && message && *message) {
+        if (reason && *reason)
+            seterr(out, outlen, "HTTP %ld: %s (reason %s)", status, message, reason);
+        else
+            seterr(out, outlen, "HTTP %ld: %s", status, message);
+    } else {
+        seterr(out, outlen, "HTTP %ld", status);
+    }
+}
+
+/* ---------- token file ---------- */
+
+int k8s_read_token(const char *path, char **out, char *err, size_t errlen)
+{
+    int rc = 0;
+    char *data = NULL;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        seterr(err, errlen, "token file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    data = xmalloc(K8S_MAX_TOKEN + 1);
+    for (;;) {
+        ssize_t n = read(fd, data + len, K8S_MAX_TOKEN + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            seterr(err, errlen, "token file %s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > K8S_MAX_TOKEN) {
+            rc = -EFBIG;
+            seterr(err, errlen, "token file %s: larger than %d bytes", path, K8S_MAX_TOKEN);
+            goto out;
+        }
+    }
+    size_t start = 0;
+    while (start < len && isspace((unsigned char)data[start]))
+        start++;
+    while (len > start && isspace((unsigned char)data[len - 1]))
+        len--;
+    if (len == start) {
+        rc = -EINVAL;
+        seterr(err, errlen, "token file %s: empty", path);
+        goto out;
+    }
+    for (size_t i = start; i < len; i++) {
+        if ((unsigned char)data[i] <= 0x20 || (unsigned char)data[i] >= 0x7f) {
+            rc = -EINVAL;
+            seterr(err, errlen, "token file %s: not a bearer token (byte %zu)", path, i);
+            goto out;
+        }
+    }
+    *out = xstrndup(data + start, len - start);
+out:
+    if (data) {
+        explicit_bzero(data, K8S_MAX_TOKEN + 1);
+        free(data);
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* ---------- client ---------- */
+
+struct k8s_conn {
+    SSL *ssl;
+    int fd;
+    uint64_t idle_since_ms;
+};
+
+struct k8s_client {
+    char *host, *port, *ca_file, *token_file;
+    int host_is_ip;
+    int connect_ms, io_ms, refresh_s;
+    size_t max_response;
+    pthread_mutex_t lock;        /* guards everything below */
+    SSL_CTX *ctx;                /* requests take a reference */
+    struct stat ca_st;           /* of the CA file ctx was built from */
+    char *token;
+    uint64_t checked_ms;         /* last token / CA file check */
+    struct k8s_conn *pool[K8S_POOL_MAX];
+    size_t npool;
+};
+
+static void openssl_errors(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char text[256] = "unknown error";
+    if (e)
+        ERR_error_string_n(e, text, sizeof text);
+    ERR_clear_error();
+    seterr(err, errlen, "%s: %s", what, text);
+}
+
+static SSL_CTX *ctx_new(const char *ca_file, struct stat *st, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        openssl_errors(err, errlen, "SSL_CTX_new");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+    if (stat(ca_file, st) != 0) {
+        seterr(err, errlen, "CA file %s: %s", ca_file, strerror(errno));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        char what[300];
+        snprintf(what, sizeof what, "CA file %s", ca_file);
+        openssl_errors(err, errlen, what);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+struct k8s_client *k8s_client_new(const char *host, const char *port, const char *ca_file,
+                                  const char *token_file, char *err, size_t errlen)
+{
+    struct k8s_client *c = NULL;
+    if (!host || !valid_host(host) || !port || !valid_port(port)) {
+        seterr(err, errlen, "bad API server address %s:%s", host ? host : "(null)", port ? port : "(null)");
+        return NULL;
+    }
+    if (!ca_file) {
+        seterr(err, errlen, "a CA file is required");
+        return NULL;
+    }
+    c = xcalloc(1, sizeof *c);
+    c->host = xstrdup(host);
+    c->port = xstrdup(port);
+    c->ca_file = xstrdup(ca_file);
+    c->token_file = token_file ? xstrdup(token_file) : NULL;
+    unsigned char addr[16];
+    c->host_is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    c->connect_ms = K8S_CONNECT_TIMEOUT_MS;
+    c->io_ms = K8S_IO_TIMEOUT_MS;
+    c->refresh_s = K8S_TOKEN_REFRESH_SECONDS;
+    c->max_response = K8S_MAX_RESPONSE;
+    pthread_mutex_init(&c->lock, NULL);
+    c->ctx = ctx_new(ca_file, &c->ca_st, err, errlen);
+    if (!c->ctx)
+        goto fail;
+    if (token_file && k8s_read_token(token_file, &c->token, err, errlen) < 0)
+        goto fail;
+    c->checked_ms = now_ms();
+    return c;
+fail:
+    k8s_client_free(c);
+    return NULL;
+}
+
+struct k8s_client *k8s_client_in_cluster(char *err, size_t errlen)
+{
+    const char *host = getenv("KUBERNETES_SERVICE_HOST");
+    const char *port = getenv("KUBERNETES_SERVICE_PORT");
+    if (!host || !*host || !port || !*port) {
+        seterr(err, errlen, "not running in a Kubernetes cluster: KUBERNETES_SERVICE_HOST or "
+                            "KUBERNETES_SERVICE_PORT is not set");
+        return NULL;
+    }
+    return k8s_client_new(host, port, K8S_SA_DIR "/ca.crt", K8S_SA_DIR "/token", err, errlen);
+}
+
+static void conn_close(struct k8s_conn *conn)
+{
+    if (!conn)
+        return;
+    if (conn->ssl) {
+        SSL_set_quiet_shutdown(conn->ssl, 1);
+        SSL_free(conn->ssl);
+    }
+    if (conn->fd >= 0)
+        close(conn->fd);
+    free(conn);
+}
+
+void k8s_client_free(struct k8s_client *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->npool; i++)
+        conn_close(c->pool[i]);
+    SSL_CTX_free(c->ctx);
+    if (c->token) {
+        explicit_bzero(c->token, strlen(c->token));
+        free(c->token);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c->host);
+    free(c->port);
+    free(c->ca_file);
+    free(c->token_file);
+    free(c);
+}
+
+void k8s_client_set_timeouts(struct k8s_client *c, int connect_ms, int io_ms)
+{
+    if (connect_ms > 0)
+        c->connect_ms = connect_ms;
+    if (io_ms > 0)
+        c->io_ms = io_ms;
+}
+
+void k8s_client_set_max_response(struct k8s_client *c, size_t bytes)
+{
+    if (bytes)
+        c->max_response = bytes;
+}
+
+void k8s_client_set_token_refresh(struct k8s_client *c, int seconds)
+{
+    if (seconds > 0)
+        c->refresh_s = seconds;
+}
+
+/* Under c->lock: re-reads the token and, when the file changed, the CA. A
+ * failure keeps what we had (a rotation in progress must not break us). */
+static void refresh_locked(struct k8s_client *c)
+{
+    uint64_t now = now_ms();
+    if (now - c->checked_ms < (uint64_t)c->refresh_s * 1000u)
+        return;
+    c->checked_ms = now;
+    char err[512];
+    if (c->token_file) {
+        char *token = NULL;
+        if (k8s_read_token(c->token_file, &token, err, sizeof err) == 0) {
+            explicit_bzero(c->token, strlen(c->token));
+            free(c->token);
+            c->token = token;
+        } else {
+            log_warn("k8s token not refreshed, keeping the previous one", "error=\"%s\"", err);
+        }
+    }
+    struct stat st;
+    if (stat(c->ca_file, &st) == 0 &&
+        (st.st_mtim.tv_sec != c->ca_st.st_mtim.tv_sec || st.st_mtim.tv_nsec != c->ca_st.st_mtim.tv_nsec ||
+         st.st_size != c->ca_st.st_size || st.st_ino != c->ca_st.st_ino)) {
+        SSL_CTX *ctx = ctx_new(c->ca_file, &st, err, sizeof err);
+        if (ctx) {
+            SSL_CTX_free(c->ctx);
+            c->ctx = ctx;
+            c->ca_st = st;
+            log_info("k8s CA reloaded", "file=%s", c->ca_file);
+        } else {
+            log_warn("k8s CA not reloaded, keeping the previous one", "error=\"%s\"", err);
+        }
+    }
+}
+
+/* Waits for the socket as SSL asked; 0, or -ETIMEDOUT past the deadline. */
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int n = poll(&pfd, 1, (int)(deadline - now));
+        if (n > 0)
+            return 0;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static int dial_tcp(struct k8s_client *c, uint64_t deadline, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(c->host, c->port, &hints, &res);
+    if (gai != 0) {
+        seterr(err, errlen, "resolve %s: %s", c->host, gai_strerror(gai));
+        return gai == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+    }
+    int rc = -EHOSTUNREACH;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            rc = fd;
+        } else if (errno == EINPROGRESS) {
+            uint64_t cdl = now_ms() + (uint64_t)c->connect_ms;
+            rc = wait_fd(fd, POLLOUT, cdl < deadline ? cdl : deadline);
+            if (rc == 0) {
+                int soerr = 0;
+                socklen_t sl = sizeof soerr;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+                rc = soerr ? -soerr : fd;
+            }
+        } else {
+            rc = -errno;
+        }
+        if (rc >= 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            break;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (rc < 0)
+        seterr(err, errlen, "connect %s:%s: %s", c->host, c->port, strerror(-rc));
+    return rc;
+}
+
+/* Runs one SSL operation to completion or deadline. Returns its positive
+ * result, 0 for a clean close (reads), or a negative errno. */
+static int ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *data, int len, uint64_t deadline,
+                  char *err, size_t errlen, const char *what)
+{
+    for (;;) {
+        ERR_clear_error();
+        int n = op(ssl, data, len);
+        if (n > 0)
+            return n;
+        int e = SSL_get_error(ssl, n);
+        int rc;
+        switch (e) {
+        case SSL_ERROR_WANT_READ:
+            rc = wait_fd(fd, POLLIN, deadline);
+            break;
+        case SSL_ERROR_WANT_WRITE:
+            rc = wait_fd(fd, POLLOUT, deadline);
+            break;
+        case SSL_ERROR_ZERO_RETURN:
+            return 0;
+        case SSL_ERROR_SYSCALL:
+            if (n == 0 || errno == 0)
+                return 0; /* EOF without close_notify */
+            rc = -errno;
+            seterr(err, errlen, "%s: %s", what, strerror(errno));
+            return rc;
+        default: {
+            long vr = SSL_get_verify_result(ssl);
+            if (vr != X509_V_OK) {
+                seterr(err, errlen, "%s: server certificate not verified: %s", what,
+                       X509_verify_cert_error_string(vr));
+                ERR_clear_error();
+            } else {
+                openssl_errors(err, errlen, what);
+            }
+            return -EPROTO;
+        }
+        }
+        if (rc < 0) {
+            seterr(err, errlen, "%s: %s", what, rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+            return rc;
+        }
+    }
+}
+
+static int op_connect(SSL *ssl, void *data, int len)
+{
+    (void)data;
+    (void)len;
+    return SSL_connect(ssl);
+}
+
+static int op_read(SSL *ssl, void *data, int len)
+{
+    return SSL_read(ssl, data, len);
+}
+
+static int op_write(SSL *ssl, void *data, int len)
+{
+    return SSL_write(ssl, data, len);
+}
+
+static int conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, struct k8s_conn **out, char *err,
+                     size_t errlen)
+{
+    int fd = dial_tcp(c, deadline, err, errlen);
+    if (fd < 0)
+        return fd;
+    struct k8s_conn *conn = xcalloc(1, sizeof *conn);
+    conn->fd = fd;
+    conn->ssl = SSL_new(ctx);
+    if (!conn->ssl) {
+        openssl_errors(err, errlen, "SSL_new");
+        conn_close(conn);
+        return -ENOMEM;
+    }
+    SSL_set_fd(conn->ssl, fd);
+    int ok;
+    if (c->host_is_ip) {
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(conn->ssl), c->host);
+    } else {
+        ok = SSL_set_tlsext_host_name(conn->ssl, c->host) == 1 && SSL_set1_host(conn->ssl, c->host) == 1;
+    }
+    if (ok != 1) {
+        openssl_errors(err, errlen, "TLS server name");
+        conn_close(conn);
+        return -EINVAL;
+    }
+    char what[300];
+    snprintf(what, sizeof what, "TLS handshake with %s:%s", c->host, c->port);
+    int rc = ssl_io(conn->ssl, fd, op_connect, NULL, 0, deadline, err, errlen, what);
+    if (rc <= 0) {
+        if (rc == 0) {
+            seterr(err, errlen, "%s: connection closed", what);
+            rc = -ECONNRESET;
+        }
+        conn_close(conn);
+        return rc;
+    }
+    *out = conn;
+    return 0;
+}
+
+/* Sends the request and reads the response on conn. *got says whether any
+ * response byte arrived (a reused connection that fails before may be retried). */
+static int conn_exchange(struct k8s_conn *conn, const struct buf *req, struct k8s_http_response *resp,
+                         uint64_t deadline, int *got, char *err, size_t errlen)
+{
+    size_t off = 0;
+    *got = 0;
+    while (off < req->len) {
+        size_t chunk = req->len - off > 1 << 20 ? 1 << 20 : req->len - off;
+        int n = ssl_io(conn->ssl, conn->fd, op_write, req->data + off, (int)chunk, deadline, err, errlen,
+                       "write request");
+        if (n <= 0)
+            return n == 0 ? -ECONNRESET : n;
+        off += (size_t)n;
+    }
+    char in[16384];
+    for (;;) {
+        int n = ssl_io(conn->ssl, conn->fd, op_read, in, sizeof in, deadline, err, errlen, "read response");
+        if (n < 0)
+            return n;
+        if (n == 0) {
+            if (k8s_http_response_eof(resp) == 1)
+                return 0;
+            seterr(err, errlen, "read response: connection closed %s", *got ? "mid-response" : "before a response");
+            return *got ? -EBADMSG : -ECONNRESET;
+        }
+        *got = 1;
+        size_t used = 0;
+        int rc = k8s_http_response_feed(resp, in, (size_t)n, &used);
+        if (rc < 0) {
+            seterr(err, errlen, "read response: %s",
+                   rc == -EFBIG ? "response larger than the limit" : "malformed HTTP response");
+            return rc;
+        }
+        if (rc == 1) {
+            if (used != (size_t)n || SSL_pending(conn->ssl) > 0)
+                resp->keep_alive = 0; /* bytes nobody asked for: do not reuse */
+            return 0;
+        }
+    }
+}
+
+/* A pooled connection that is readable is closed or confused: drop it. */
+static int conn_usable(struct k8s_conn *conn, uint64_t now)
+{
+    if (now - conn->idle_since_ms > K8S_POOL_IDLE_SECONDS * 1000u)
+        return 0;
+    struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 0;
+}
+
+int k8s_request(struct k8s_client *c, const char *method, const char *path, json_t *body, long *status,
+                json_t **response, char *err, size_t errlen)
+{
+    struct buf req;
+    struct k8s_http_response resp;
+    struct k8s_conn *conn = NULL;
+    SSL_CTX *ctx = NULL;
+    char *token = NULL, *payload = NULL;
+    size_t payload_len = 0;
+    int rc;
+    buf_init(&req, (size_t)K8S_MAX_HEAD + K8S_MAX_TOKEN + 64u * 1024 * 1024);
+    k8s_http_response_init(&resp, c->max_response);
+    resp.head_only = strcmp(method, "HEAD") == 0;
+    *status = 0;
+    *response = NULL;
+    seterr(err, errlen, "%s", "");
+    uint64_t deadline = now_ms() + (uint64_t)c->io_ms + (uint64_t)c->connect_ms;
+
+    pthread_mutex_lock(&c->lock);
+    refresh_locked(c);
+    if (c->token)
+        token = xstrdup(c->token);
+    ctx = c->ctx;
+    SSL_CTX_up_ref(ctx);
+    uint64_t now = now_ms();
+    while (c->npool > 0 && !conn) {
+        conn = c->pool[--c->npool];
+        if (!conn_usable(conn, now)) {
+            conn_close(conn);
+            conn = NULL;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+
+    if (body) {
+        payload = json_dumps(body, JSON_COMPACT);
+        if (!payload) {
+            rc = -EINVAL;
+            seterr(err, errlen, "request body cannot be serialized");
+            goto out;
+        }
+        payload_len = strlen(payload);
+    }
+    rc = k8s_http_request_head(&req, method, path, c->host, c->port, token, body != NULL, payload_len);
+    if (rc == 0 && payload)
+        rc = buf_append(&req, payload, payload_len);
+    if (rc < 0) {
+        seterr(err, errlen, "bad request: method %.16s, path or token not allowed in HTTP/1.1, or too large", method);
+        rc = -EINVAL;
+        goto out;
+    }
+
+    for (int attempt = 0;; attempt++) {
+        int reused = conn != NULL;
+        if (!conn) {
+            rc = conn_open(c, ctx, deadline, &conn, err, errlen);
+            if (rc < 0)
+                goto out;
+        }
+        int got = 0;
+        rc = conn_exchange(conn, &req, &resp, deadline, &got, err, errlen);
+        if (rc == 0)
+            break;
+        conn_close(conn);
+        conn = NULL;
+        if (!(reused && !got && rc != -ETIMEDOUT && attempt == 0))
+            goto out;
+        /* The server dropped an idle kept-alive connection: once more, fresh. */
+        k8s_http_response_free(&resp);
+        k8s_http_response_init(&resp, c->max_response);
+        resp.head_only = strcmp(method, "HEAD") == 0;
+        seterr(err, errlen, "%s", "");
+    }
+
+    *status = resp.status;
+    if (resp.body.len > 0) {
+        json_error_t jerr;
+        *response = json_loadb(resp.body.data, resp.body.len, 0, &jerr);
+        if (!*response)
+            seterr(err, errlen, "HTTP %ld: response body is not JSON: %s", resp.status, jerr.text);
+    }
+    if (resp.status >= 400 && *response)
+        k8s_status_message(*response, resp.status, err, errlen);
+    else if (resp.status >= 400 && resp.body.len == 0)
+        seterr(err, errlen, "HTTP %ld", resp.status);
+    rc = 0;
+out:
+    if (conn && rc == 0 && resp.keep_alive) {
+        conn->idle_since_ms = now_ms();
+        pthread_mutex_lock(&c->lock);
+        if (c->npool < K8S_POOL_MAX) {
+            c->pool[c->npool++] = conn;
+            conn = NULL;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    conn_close(conn);
+    SSL_CTX_free(ctx);
+    if (token) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
+    if (req.data)
+        explicit_bzero(req.data, req.len); /* holds the token */
+    buf_free(&req);
+    free(payload);
+    k8s_http_response_free(&resp);
+    return rc;
+}
