@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The injection settings: one table of every value the templates use, where
+ * each comes from in mesh.yaml, which `weft.dev/<key>` annotation may override
+ * it, and how it is checked. Values merge mesh config < namespace
+ * annotations < pod annotations; a value that does not parse is an error that
+ * names the key, the value and where it was found. Pure: no I/O. */
+#ifndef WEFT_WEBHOOK_SETTINGS_H
+#define WEFT_WEBHOOK_SETTINGS_H
+#include <jansson.h>
+#include <stddef.h>
+
+#define SETTINGS_ANNOTATION_PREFIX "weft.dev/"
+
+/* Builds the base values (value name -> JSON) from a parsed mesh.yaml
+ * document. Returns a new object, or NULL with "mesh.yaml: <path>: ..." in err. */
+json_t *settings_from_mesh(json_t *mesh, char *err, size_t errlen);
+/* Returns a new object: base overridden by the weft.dev/ annotations of the
+ * namespace, then of the pod (either may be NULL). NULL with the message in
+ * err when an annotation does not parse or is not a known setting. */
+json_t *settings_resolve(json_t *base, json_t *ns_annotations, const char *ns_name, json_t *pod_annotations,
+                         char *err, size_t errlen);
+
+#endif
