@@ -1,0 +1,407 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weft-init against real iptables, real sockets and real network namespaces.
+
+Each test builds an "app" namespace (the pod, where weft-init runs) and a
+"peer" namespace joined by a veth pair, with addresses in 198.18.0.0/15 and
+2001:2::/48 and no route out, runs the real build/bin/weft-init inside the
+app namespace, and checks where real TCP connections land: on the proxy's
+outbound (15001) or inbound (15006) listener, with SO_ORIGINAL_DST equal to
+what was dialled, or directly on the server that was dialled. Namespaces
+(and with them every rule and socket in them) are deleted in fixtures, also
+when a test fails. Needs root.
+"""
+import ctypes
+import ipaddress
+import os
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+WEFT_BIN = os.environ.get("WEFT_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
+INIT = os.path.join(WEFT_BIN, "weft-init")
+PROXY_UID = 15100
+OUTBOUND, INBOUND, ADMIN = 15001, 15006, 15020
+SO_ORIGINAL_DST = 80        # SOL_IP
+IP6T_SO_ORIGINAL_DST = 80   # SOL_IPV6
+CLONE_NEWNET = 0x40000000
+TIMEOUT = 3.0               # seconds for any one connect/accept
+
+APP4, PEER4, FAR4 = "198.18.0.1", "198.18.0.2", "198.18.1.2"      # FAR: the peer's second subnet
+APP6, PEER6, FAR6 = "2001:2::1", "2001:2::2", "2001:2:0:1::2"
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, iptables)"),
+    pytest.mark.skipif(not os.access(INIT, os.X_OK), reason="weft-init not built"),
+]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+IP = shutil.which("ip") or "/usr/sbin/ip"
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=30, **kw)
+
+
+class NetNs:
+    """Runs socket creation inside a named namespace: a socket keeps the
+    namespace it was created in, so the test process drives every socket
+    from its main thread."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+        finally:
+            os.close(target)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if _libc.setns(self._home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+        finally:
+            os.close(self._home)
+
+    def run(self, *args, check=True, env=None):
+        return sh(IP, "netns", "exec", self.name, *args, check=check, env=env)
+
+    def listen(self, host, port):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with self:
+            s = socket.socket(fam, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((host, port))
+        s.listen(16)
+        s.setblocking(False)
+        return s
+
+    def connect(self, host, port):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with self:
+            c = socket.socket(fam, socket.SOCK_STREAM)
+        c.settimeout(TIMEOUT)
+        c.connect((host, port))
+        return c
+
+    def connect_as(self, uid, host, port):
+        """Connects from a process of uid/gid `uid` in this namespace; the
+        connection is held open until the caller has looked at it."""
+        code = (
+            "import socket,sys\n"
+            f"c=socket.create_connection(({host!r},{port}),timeout={TIMEOUT})\n"
+            "print('connected',flush=True)\nsys.stdin.read()\n"
+        )
+        p = subprocess.Popen(
+            [IP, "netns", "exec", self.name, SETPRIV, f"--reuid={uid}", f"--regid={uid}",
+             "--clear-groups", sys.executable, "-c", code],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+        if line.strip() != "connected":
+            p.kill()
+            p.wait(timeout=10)
+            raise AssertionError(f"uid {uid} connect failed: {p.stderr.read()}")
+        return p
+
+
+def _nsname(role):
+    return f"wfinit-{role}-{os.getpid()}-{os.urandom(2).hex()}"
+
+
+@pytest.fixture
+def net():
+    """app <-veth-> peer. The peer owns 198.18.0.2/24 and 198.18.1.2/24 (and
+    the IPv6 equivalents); the app reaches both subnets on-link only."""
+    app, peer = NetNs(_nsname("app")), NetNs(_nsname("peer"))
+    created = []
+    try:
+        for ns in (app, peer):
+            sh("ip", "netns", "add", ns.name)
+            created.append(ns)
+            ns.run("ip", "link", "set", "lo", "up")
+        sh("ip", "link", "add", "wfi0", "netns", app.name, "type", "veth", "peer", "name", "wfi1",
+           "netns", peer.name)
+        app.run("ip", "addr", "add", f"{APP4}/24", "dev", "wfi0")
+        app.run("ip", "-6", "addr", "add", f"{APP6}/64", "dev", "wfi0", "nodad")
+        app.run("ip", "link", "set", "wfi0", "up")
+        app.run("ip", "route", "add", "198.18.1.0/24", "dev", "wfi0")
+        app.run("ip", "-6", "route", "add", "2001:2:0:1::/64", "dev", "wfi0")
+        peer.run("ip", "addr", "add", f"{PEER4}/24", "dev", "wfi1")
+        peer.run("ip", "addr", "add", f"{FAR4}/24", "dev", "wfi1")
+        peer.run("ip", "-6", "addr", "add", f"{PEER6}/64", "dev", "wfi1", "nodad")
+        peer.run("ip", "-6", "addr", "add", f"{FAR6}/64", "dev", "wfi1", "nodad")
+        peer.run("ip", "link", "set", "wfi1", "up")
+        yield app, peer
+    finally:
+        for ns in created:
+            sh("ip", "netns", "del", ns.name, check=False)
+
+
+@pytest.fixture
+def lone():
+    """A namespace with nothing but loopback: no IPv6 address to capture."""
+    ns = NetNs(_nsname("lone"))
+    sh("ip", "netns", "add", ns.name)
+    try:
+        ns.run("ip", "link", "set", "lo", "up")
+        yield ns
+    finally:
+        sh("ip", "netns", "del", ns.name, check=False)
+
+
+@pytest.fixture
+def socks():
+    """Every socket a test opens, closed at the end."""
+    opened = []
+    yield opened
+    for s in opened:
+        s.close()
+
+
+class Listeners:
+    """The app's proxy listeners plus servers in app and peer."""
+
+    def __init__(self, app, peer, socks, extra_app=(), extra_peer=()):
+        self.by_sock = {}
+        for ns, where, ports in ((app, "app", (OUTBOUND, INBOUND, ADMIN, *extra_app)),
+                                 (peer, "peer", extra_peer)):
+            for port in ports:
+                for host in ("0.0.0.0", "::"):
+                    s = ns.listen(host, port)
+                    socks.append(s)
+                    self.by_sock[s] = (where, port)
+
+    def accept(self):
+        """(where, port, accepted socket) of the one listener that got a
+        connection within TIMEOUT."""
+        r, _, _ = select.select(list(self.by_sock), [], [], TIMEOUT)
+        assert r, "no listener accepted the connection"
+        s = r[0]
+        conn, _ = s.accept()
+        where, port = self.by_sock[s]
+        return where, port, conn
+
+
+def original_dst(conn):
+    if conn.family == socket.AF_INET6:
+        raw = conn.getsockopt(socket.IPPROTO_IPV6, IP6T_SO_ORIGINAL_DST, 28)
+        port = struct.unpack("!H", raw[2:4])[0]
+        return str(ipaddress.IPv6Address(raw[8:24])), port
+    raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    port = struct.unpack("!H", raw[2:4])[0]
+    return socket.inet_ntoa(raw[4:8]), port
+
+
+def weft_init(ns, *args, env=None, check=True):
+    r = ns.run(INIT, *args, check=False, env=env)
+    if check:
+        assert r.returncode == 0, f"weft-init {args} failed ({r.returncode}): {r.stderr}"
+    return r
+
+
+def saved(ns, family=4, legacy=False):
+    """iptables-save -t nat without comments and counters, as a list of lines."""
+    tool = ("ip6tables" if family == 6 else "iptables") + ("-legacy" if legacy else "-nft") + "-save"
+    out = ns.run(tool, "-t", "nat").stdout
+    return [l.split(" [")[0] if l.startswith(":") else l
+            for l in out.splitlines() if l and not l.startswith("#")]
+
+
+STD = ["--skip-inbound-ports", "8081", "--skip-outbound-ports", "9001",
+       "--skip-outbound-cidrs", "198.18.1.0/24,2001:2:0:1::/64", "--ipv6", "auto", "--mode", "auto"]
+
+
+@pytest.mark.parametrize("fam", [4, 6])
+def test_capture(net, socks, fam):
+    app, peer = net
+    weft_init(app, *STD)
+    L = Listeners(app, peer, socks, extra_app=(8080, 8081, 7000), extra_peer=(9000, 9001))
+    app_ip, peer_ip, far_ip = (APP4, PEER4, FAR4) if fam == 4 else (APP6, PEER6, FAR6)
+    loop = "127.0.0.1" if fam == 4 else "::1"
+
+    def lands(conn_sock):
+        socks.append(conn_sock)
+        where, port, conn = L.accept()
+        socks.append(conn)
+        return where, port, conn
+
+    # Outbound from the app: captured, SO_ORIGINAL_DST is what was dialled.
+    where, port, conn = lands(app.connect(peer_ip, 9000))
+    assert (where, port) == ("app", OUTBOUND)
+    assert original_dst(conn) == (peer_ip, 9000)
+
+    # The same connection from the proxy's uid goes straight out.
+    p = app.connect_as(PROXY_UID, peer_ip, 9000)
+    try:
+        where, port, conn = L.accept()
+        socks.append(conn)
+        assert (where, port) == ("peer", 9000)
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+
+    # Inbound to an app port: lands on the inbound port, original port kept.
+    where, port, conn = lands(peer.connect(app_ip, 8080))
+    assert (where, port) == ("app", INBOUND)
+    assert original_dst(conn) == (app_ip, 8080)
+
+    # Skipped inbound port and the admin port reach their servers directly.
+    assert lands(peer.connect(app_ip, 8081))[:2] == ("app", 8081)
+    assert lands(peer.connect(app_ip, ADMIN))[:2] == ("app", ADMIN)
+
+    # Skipped outbound port and CIDR bypass the proxy.
+    assert lands(app.connect(peer_ip, 9001))[:2] == ("peer", 9001)
+    assert lands(app.connect(far_ip, 9000))[:2] == ("peer", 9000)
+
+    # App-to-app on loopback (and to its own pod IP) is untouched.
+    assert lands(app.connect(loop, 7000))[:2] == ("app", 7000)
+    assert lands(app.connect(app_ip, 8080))[:2] == ("app", 8080)
+
+    # The proxy dialling its own pod IP goes back through inbound (a pod
+    # calling its own Service meets inbound policy); to loopback it does not.
+    for target, expect in (((app_ip, 8080), ("app", INBOUND)), ((loop, 8080), ("app", 8080))):
+        p = app.connect_as(PROXY_UID, *target)
+        try:
+            where, port, conn = L.accept()
+            socks.append(conn)
+            assert (where, port) == expect, target
+            if expect[1] == INBOUND:
+                assert original_dst(conn) == target
+        finally:
+            p.kill()
+            p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("mode", ["nft", "legacy"])
+def test_second_run_and_cleanup(net, mode):
+    app, _ = net
+    legacy = mode == "legacy"
+    tool = "iptables-legacy" if legacy else "iptables-nft"
+    tool6 = "ip6tables-legacy" if legacy else "ip6tables-nft"
+    # Rules that are not weft's and must survive everything below.
+    app.run(tool, "-t", "nat", "-N", "KEEP_ME")
+    app.run(tool, "-t", "nat", "-A", "KEEP_ME", "-p", "udp", "-j", "RETURN")
+    app.run(tool, "-t", "nat", "-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "KEEP_ME")
+    app.run(tool6, "-t", "nat", "-A", "PREROUTING", "-p", "udp", "-j", "RETURN")
+    before = (saved(app, 4, legacy), saved(app, 6, legacy))
+
+    weft_init(app, *STD[:-1], mode)
+    first = (saved(app, 4, legacy), saved(app, 6, legacy))
+    for rules in first:
+        assert rules.count("-A PREROUTING -p tcp -j WEFT_INBOUND") == 1
+        assert rules.count("-A OUTPUT -p tcp -j WEFT_OUTPUT") == 1
+        assert any("REDIRECT --to-ports 15001" in l for l in rules)
+    weft_init(app, *STD[:-1], mode)
+    assert (saved(app, 4, legacy), saved(app, 6, legacy)) == first
+
+    weft_init(app, "--cleanup", "--mode", mode)
+    assert (saved(app, 4, legacy), saved(app, 6, legacy)) == before
+    # Nothing of ours left: a second cleanup is a no-op that succeeds.
+    weft_init(app, "--cleanup", "--mode", mode)
+    assert (saved(app, 4, legacy), saved(app, 6, legacy)) == before
+
+
+def test_duplicate_jumps_are_repaired(net):
+    app, _ = net
+    weft_init(app, *STD)
+    good = saved(app)
+    app.run("iptables-nft", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-j", "WEFT_OUTPUT")
+    app.run("iptables-nft", "-t", "nat", "-I", "PREROUTING", "-i", "wfi0", "-j", "WEFT_INBOUND")
+    weft_init(app, *STD)
+    assert sorted(saved(app)) == sorted(good)
+
+
+def test_auto_picks_legacy_when_legacy_holds_rules(net):
+    app, _ = net
+    app.run("iptables-legacy", "-t", "filter", "-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "DROP")
+    r = weft_init(app, *STD)
+    assert "backend=legacy" in r.stderr
+    assert "-A OUTPUT -p tcp -j WEFT_OUTPUT" in saved(app, 4, legacy=True)
+    assert not any("WEFT" in l for l in saved(app, 4, legacy=False))
+
+
+def test_auto_without_ipv6_is_ipv4_only(lone):
+    before6 = saved(lone, 6)
+    r = weft_init(lone, *STD)
+    assert "IPv4 only" in r.stderr
+    assert "-A OUTPUT -p tcp -j WEFT_OUTPUT" in saved(lone, 4)
+    assert saved(lone, 6) == before6
+
+
+def test_ipv6_requested_but_unavailable(lone):
+    lone.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+    before = saved(lone, 4)
+    r = weft_init(lone, "--ipv6", "true", check=False)
+    assert r.returncode == 1
+    assert "IPv6 requested" in r.stderr
+    assert saved(lone, 4) == before
+
+
+@pytest.mark.parametrize("args, flag, value", [
+    (["--skip-inbound-ports", "80,http"], "--skip-inbound-ports", "80,http"),
+    (["--skip-outbound-ports", "70000"], "--skip-outbound-ports", "70000"),
+    (["--skip-outbound-cidrs", "10.0.0.1/8"], "--skip-outbound-cidrs", "10.0.0.1/8"),
+    (["--proxy-uid", "0"], "--proxy-uid", "0"),
+    (["--outbound-port=0"], "--outbound-port", "0"),
+])
+def test_bad_input_applies_nothing(net, args, flag, value):
+    app, _ = net
+    before = (saved(app, 4), saved(app, 6))
+    r = weft_init(app, *STD, *args, check=False)
+    assert r.returncode == 2
+    assert flag in r.stderr and f'"{value}"' in r.stderr
+    assert (saved(app, 4), saved(app, 6)) == before
+
+
+def test_missing_iptables_restore(net):
+    app, _ = net
+    before = saved(app)
+    with tempfile.TemporaryDirectory() as empty:
+        r = weft_init(app, *STD, env={"PATH": empty}, check=False)
+    assert r.returncode == 1
+    assert "iptables not found" in r.stderr
+    assert saved(app) == before
+
+
+def test_failing_restore_rolls_back(net):
+    """IPv4 applies, ip6tables-restore fails: its stderr is reported, the exit
+    is non-zero and IPv4 is put back to what it was (foreign rule included)."""
+    app, _ = net
+    app.run("iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-p", "udp", "-j", "RETURN")
+    weft_init(app, *STD)  # a first, good run: rollback must restore exactly this
+    before = (saved(app, 4), saved(app, 6))
+    with tempfile.TemporaryDirectory() as d:
+        for tool in ("iptables-nft-save", "iptables-nft-restore", "ip6tables-nft-save"):
+            os.symlink(f"/usr/sbin/{tool}", os.path.join(d, tool))
+        fake = os.path.join(d, "ip6tables-nft-restore")
+        with open(fake, "w") as f:
+            f.write("#!/bin/sh\ncat >/dev/null\necho 'fake ip6tables-restore: line 3 failed' >&2\nexit 4\n")
+        os.chmod(fake, 0o755)
+        r = weft_init(app, "--skip-outbound-ports", "1234", "--ipv6", "true", "--mode", "nft",
+                      env={"PATH": d}, check=False)
+    assert r.returncode == 1
+    assert "fake ip6tables-restore: line 3 failed" in r.stderr
+    assert "rolled back" in r.stderr
+    assert (saved(app, 4), saved(app, 6)) == before
+
+
+def test_dry_run_changes_nothing(net):
+    app, _ = net
+    before = (saved(app, 4), saved(app, 6))
+    r = weft_init(app, *STD, "--dry-run")
+    assert "-A WEFT_REDIRECT -p tcp -j REDIRECT --to-ports 15001" in r.stdout
+    assert "# ipv6" in r.stdout  # auto: the app namespace has 2001:2::1
+    assert (saved(app, 4), saved(app, 6)) == before
