@@ -1,0 +1,397 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A small fake Kubernetes API server over HTTPS for Weft's integration tests.
+
+It answers the way kube-apiserver does for what Weft asks of it: Namespaces
+(GET /api/v1/namespaces/<name>) and TokenReviews (POST
+/apis/authentication.k8s.io/v1/tokenreviews, 201 Created with the v1 shapes:
+status.authenticated, status.user.{username,uid,groups,extra},
+status.audiences, status.error), Status objects on errors, 401 for a missing
+or unknown bearer token. Paths under /test/ misbehave on purpose (chunked,
+slow, closed, garbage, huge, non-JSON) to test the client's limits.
+
+Used as a library (KubeFake) by the tests, or run alone for the benchmark:
+    python3 kubefake.py --cert c.pem --key k.pem --config cfg.json
+prints "port=<n>" once listening. Only stdlib.
+"""
+import argparse
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TOKENREVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+def status_object(code, reason, message, details=None):
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return body
+
+
+class Review:
+    """What the fake authenticator knows about one token."""
+
+    def __init__(self, username=None, audiences=("weft-identity",), expired=False, uid="uid-1",
+                 pod="pod-1"):
+        self.username = username
+        self.audiences = list(audiences)
+        self.expired = expired
+        self.uid = uid
+        self.pod = pod
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kubefake"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    # --- helpers -------------------------------------------------------
+    def _send_json(self, code, body, headers=None):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _record(self, body):
+        fake = self.server.fake
+        with fake.lock:
+            fake.requests.append({
+                "method": self.command,
+                "path": self.path,
+                "authorization": self.headers.get("Authorization"),
+                "host": self.headers.get("Host"),
+                "body": body.decode(errors="replace"),
+            })
+
+    def _authorized(self):
+        fake = self.server.fake
+        if fake.client_tokens is None:
+            return True
+        auth = self.headers.get("Authorization") or ""
+        if auth.startswith("Bearer ") and auth[7:] in fake.client_tokens:
+            return True
+        self._send_json(401, status_object(401, "Unauthorized", "Unauthorized"))
+        return False
+
+    # --- routes --------------------------------------------------------
+    def do_GET(self):
+        self._route(b"")
+
+    def do_POST(self):
+        self._route(self._read_body())
+
+    def _route(self, body):
+        self._record(body)
+        fake = self.server.fake
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/test/"):
+            return self._test_route(path, body)
+        if fake.delay:
+            time.sleep(fake.delay)
+        if fake.fail_code:
+            return self._send_json(fake.fail_code, status_object(
+                fake.fail_code, "InternalError" if fake.fail_code == 500 else "ServiceUnavailable",
+                "the server is currently unable to handle the request"))
+        if not self._authorized():
+            return
+        if self.command == "GET" and path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
+            return self._namespace(path.rsplit("/", 1)[1])
+        if self.command == "POST" and path == TOKENREVIEW_PATH:
+            return self._tokenreview(body)
+        self._send_json(404, status_object(404, "NotFound", "the server could not find the requested resource"))
+
+    def _namespace(self, name):
+        ns = self.server.fake.namespaces.get(name)
+        if ns is None:
+            return self._send_json(404, status_object(
+                404, "NotFound", 'namespaces "%s" not found' % name, {"name": name, "kind": "namespaces"}))
+        self._send_json(200, {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": {"name": name, "uid": "ns-uid-" + name, "resourceVersion": "1",
+                         "labels": ns.get("labels", {}), "annotations": ns.get("annotations", {})},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        })
+
+    def _tokenreview(self, body):
+        try:
+            req = json.loads(body)
+        except ValueError as e:
+            return self._send_json(400, status_object(400, "BadRequest", "the object provided is unrecognized: %s" % e))
+        if not isinstance(req, dict) or req.get("kind") != "TokenReview" or \
+                req.get("apiVersion") != "authentication.k8s.io/v1":
+            return self._send_json(400, status_object(400, "BadRequest", "the object provided is unrecognized"))
+        spec = req.get("spec") or {}
+        token = spec.get("token") or ""
+        wanted = spec.get("audiences") or []
+        if not token:
+            return self._send_json(422, status_object(
+                422, "Invalid", 'TokenReview.authentication.k8s.io "" is invalid: spec.token: Required value'))
+        review = self.server.fake.reviews.get(token)
+        status = {"user": {}}
+        if review is None:
+            status["error"] = "[invalid bearer token, square/go-jose: error in cryptographic primitive]"
+        elif review.expired:
+            status["error"] = "[invalid bearer token, service account token has expired]"
+        else:
+            common = [a for a in review.audiences if a in wanted] if wanted else list(review.audiences)
+            if not common:
+                status["error"] = ("[invalid bearer token, token audiences %s is invalid for the target "
+                                   "audiences %s]" % (json.dumps(review.audiences), json.dumps(wanted)))
+            else:
+                ns = review.username.split(":")[2] if review.username.count(":") >= 3 else ""
+                status = {
+                    "authenticated": True,
+                    "user": {
+                        "username": review.username,
+                        "uid": review.uid,
+                        "groups": ["system:serviceaccounts", "system:serviceaccounts:" + ns,
+                                   "system:authenticated"],
+                        "extra": {
+                            "authentication.kubernetes.io/pod-name": [review.pod],
+                            "authentication.kubernetes.io/pod-uid": ["pod-uid-" + review.pod],
+                        },
+                    },
+                    "audiences": common,
+                }
+        self._send_json(201, {
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
+        })
+
+    def _test_route(self, path, body):
+        w = self.wfile
+        if path == "/test/echo":
+            return self._send_json(200, {"method": self.command, "path": self.path,
+                                         "authorization": self.headers.get("Authorization"),
+                                         "host": self.headers.get("Host"),
+                                         "contentType": self.headers.get("Content-Type"),
+                                         "body": json.loads(body) if body else None})
+        if path == "/test/chunked":
+            data = json.dumps({"kind": "List", "items": list(range(2000))}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(data), 777):
+                part = data[i:i + 777]
+                w.write(b"%x\r\n%s\r\n" % (len(part), part))
+            w.write(b"0\r\n\r\n")
+            return
+        if path == "/test/slow":
+            time.sleep(3)
+            return self._send_json(200, {})
+        if path == "/test/close":
+            self.close_connection = True
+            return
+        if path == "/test/garbage":
+            w.write(b"SSH-2.0-OpenSSH_9.0\r\n\r\n")
+            self.close_connection = True
+            return
+        if path == "/test/big":
+            data = b'{"pad":"' + b"x" * (8 * 1024 * 1024) + b'"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                w.write(data)
+            except OSError:
+                pass
+            return
+        if path == "/test/notjson":
+            data = b"404 page not found\n"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            w.write(data)
+            return
+        if path == "/test/eofbody":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            w.write(b'{"eof":true}')
+            self.close_connection = True
+            return
+        if path.startswith("/test/status/"):
+            code = int(path.rsplit("/", 1)[1])
+            return self._send_json(code, status_object(code, "Forbidden" if code == 403 else "Teapot",
+                                                       "test status %d" % code))
+        self._send_json(404, status_object(404, "NotFound", "no such test route"))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler, fake, ctx):
+        self.fake = fake
+        self.ctx = ctx
+        super().__init__(addr, handler)
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        return sock, addr
+
+    def finish_request(self, request, client_address):
+        # TLS handshake in the per-connection thread, not the accept loop.
+        try:
+            request.settimeout(self.fake.idle_timeout)
+            tls = self.ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        with self.fake.lock:
+            self.fake.connections += 1
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        except (ssl.SSLError, OSError):
+            pass
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
+
+    def handle_error(self, request, client_address):  # quiet on client resets
+        pass
+
+
+class KubeFake:
+    """The fake API server. Configure the attributes before or while it runs."""
+
+    def __init__(self, cert, key, host="127.0.0.1", port=0):
+        self.lock = threading.Lock()
+        self.requests = []
+        self.namespaces = {}       # name -> {"labels": {...}, "annotations": {...}}
+        self.reviews = {}          # bearer token under review -> Review
+        self.client_tokens = None  # tokens the caller may use; None accepts any
+        self.delay = 0.0           # seconds before answering API paths
+        self.fail_code = 0         # answer API paths with this Status code
+        self.idle_timeout = 10.0   # seconds a connection may sit idle
+        self.connections = 0       # TLS handshakes completed
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        self.server = _Server((host, port), Handler, self, ctx)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add_sa(self, token, ns, sa, **kw):
+        self.reviews[token] = Review("system:serviceaccount:%s:%s" % (ns, sa), **kw)
+
+    def tokenreviews(self):
+        with self.lock:
+            return [r for r in self.requests if r["path"] == TOKENREVIEW_PATH]
+
+
+def make_tls(dirpath, names=("localhost",), ips=("127.0.0.1",)):
+    """A CA and a server certificate for the fake (openssl CLI). Returns
+    (ca_file, cert_file, key_file)."""
+    ca_key = os.path.join(dirpath, "kube-ca.key")
+    ca = os.path.join(dirpath, "kube-ca.crt")
+    key = os.path.join(dirpath, "kube-server.key")
+    csr = os.path.join(dirpath, "kube-server.csr")
+    crt = os.path.join(dirpath, "kube-server.crt")
+    ext = os.path.join(dirpath, "kube-server.ext")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=kubefake-ca")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", "/CN=kube-apiserver")
+    san = ",".join(["DNS:" + n for n in names] + ["IP:" + i for i in ips])
+    with open(ext, "w") as f:
+        f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" % san)
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", crt, "-days", "2", "-extfile", ext)
+    return ca, crt, key
+
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def build_c(src, out):
+    """Compiles a test driver (C, one file) against the built libweft.a."""
+    build = os.environ.get("WEFT_BUILD") or os.path.join(REPO, "build")
+    pkgs = ["libmicrohttpd", "gnutls", "jansson", "yaml-0.1", "openssl"]
+    cflags = subprocess.run(["pkg-config", "--cflags"] + pkgs, check=True, capture_output=True,
+                            text=True).stdout.split()
+    libs = subprocess.run(["pkg-config", "--libs"] + pkgs, check=True, capture_output=True,
+                          text=True).stdout.split()
+    cmd = ["cc", "-std=c11", "-D_GNU_SOURCE", "-O1", "-g", "-Wall", "-Werror", "-I" + os.path.join(REPO, "lib")]
+    cmd += cflags + ["-o", out, src, os.path.join(build, "libweft.a")] + libs + ["-lm", "-lpthread"]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--config", help='JSON: {"reviews": {token: {"ns":..,"sa":..}}, "namespaces": {...}}')
+    args = ap.parse_args()
+    fake = KubeFake(args.cert, args.key, port=args.port)
+    if args.config:
+        with open(args.config) as f:
+            cfg = json.load(f)
+        for token, r in cfg.get("reviews", {}).items():
+            fake.add_sa(token, r["ns"], r["sa"], audiences=r.get("audiences", ["weft-identity"]))
+        fake.namespaces.update(cfg.get("namespaces", {}))
+        if "client_tokens" in cfg:
+            fake.client_tokens = set(cfg["client_tokens"])
+    fake.requests = _Dropped()
+    print("port=%d" % fake.port, flush=True)
+    try:
+        fake.server.serve_forever(poll_interval=0.1)
+    except KeyboardInterrupt:
+        pass
+
+
+class _Dropped(list):
+    """Standalone runs keep no request log (the benchmark sends many)."""
+
+    def append(self, item):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
