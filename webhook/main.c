@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weft-webhook: flags, configuration loading and signal handling around the
+ * HTTPS admission server. `weft-webhook check` answers one AdmissionReview
+ * from stdin with the same core, for golden tests and for trying a config. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "certwatch.h"
+#include "inject.h"
+#include "k8s.h"
+#include "log.h"
+#include "nscache.h"
+#include "parse.h"
+#include "review.h"
+#include "server.h"
+#include "template.h"
+
+struct options {
+    const char *config, *templates, *tls_cert, *tls_key, *listen, *metrics_listen;
+    const char *api_server, *api_ca, *api_token, *ns_annotations_file;
+    unsigned threads;
+    int no_namespace_lookup;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: weft-webhook [flags]\n"
+            "       weft-webhook check --config FILE --templates DIR [--namespace-annotations FILE] < review.json\n"
+            "\n"
+            "Weft's mutating admission webhook: injects weft-init and weft-proxy into Pods.\n"
+            "\n"
+            "  --config FILE              mesh configuration (default /etc/weft/config/mesh.yaml)\n"
+            "  --templates DIR            injection templates (default /etc/weft/templates)\n"
+            "  --tls-cert FILE            serving certificate chain, PEM; re-read when it changes\n"
+            "  --tls-key FILE             serving key, PEM; re-read when it changes\n"
+            "  --listen HOST:PORT         HTTPS address (default 0.0.0.0:8443)\n"
+            "  --metrics-listen HOST:PORT /metrics, /healthz, /readyz (default 0.0.0.0:9090)\n"
+            "  --threads N                server threads (default 2)\n"
+            "  --no-namespace-lookup      do not read namespace annotations from the API\n"
+            "  --api-server HOST:PORT     Kubernetes API (default: in-cluster KUBERNETES_SERVICE_HOST/PORT)\n"
+            "  --api-ca FILE              its CA (with --api-server)\n"
+            "  --api-token FILE           bearer token file (with --api-server)\n"
+            "  --namespace-annotations F  check only: JSON object of the namespace's annotations\n"
+            "  --log-level LEVEL          debug, info, warn or error (default info)\n"
+            "  --help, --version\n");
+}
+
+static int parse_flags(int argc, char **argv, struct options *o)
+{
+    enum { F_CONFIG = 256, F_TEMPLATES, F_CERT, F_KEY, F_LISTEN, F_METRICS, F_THREADS, F_NOLOOKUP, F_API,
+           F_API_CA, F_API_TOKEN, F_NS_ANN, F_LOG, F_HELP, F_VERSION };
+    static const struct option flags[] = {
+        {"config", required_argument, NULL, F_CONFIG},
+        {"templates", required_argument, NULL, F_TEMPLATES},
+        {"tls-cert", required_argument, NULL, F_CERT},
+        {"tls-key", required_argument, NULL, F_KEY},
+        {"listen", required_argument, NULL, F_LISTEN},
+        {"metrics-listen", required_argument, NULL, F_METRICS},
+        {"threads", required_argument, NULL, F_THREADS},
+        {"no-namespace-lookup", no_argument, NULL, F_NOLOOKUP},
+        {"api-server", required_argument, NULL, F_API},
+        {"api-ca", required_argument, NULL, F_API_CA},
+        {"api-token", required_argument, NULL, F_API_TOKEN},
+        {"namespace-annotations", required_argument, NULL, F_NS_ANN},
+        {"log-level", required_argument, NULL, F_LOG},
+        {"help", no_argument, NULL, F_HELP},
+        {"version", no_argument, NULL, F_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    unsigned long v;
+    enum log_level level;
+    while ((c = getopt_long(argc, argv, "", flags, NULL)) != -1) {
+        switch (c) {
+        case F_CONFIG: o->config = optarg; break;
+        case F_TEMPLATES: o->templates = optarg; break;
+        case F_CERT: o->tls_cert = optarg; break;
+        case F_KEY: o->tls_key = optarg; break;
+        case F_LISTEN: o->listen = optarg; break;
+        case F_METRICS: o->metrics_listen = optarg; break;
+        case F_NOLOOKUP: o->no_namespace_lookup = 1; break;
+        case F_API: o->api_server = optarg; break;
+        case F_API_CA: o->api_ca = optarg; break;
+        case F_API_TOKEN: o->api_token = optarg; break;
+        case F_NS_ANN: o->ns_annotations_file = optarg; break;
+        case F_THREADS:
+            if (parse_uint(optarg, 1, 64, &v) < 0) {
+                fprintf(stderr, "weft-webhook: --threads \"%s\": expected 1-64\n", optarg);
+                return -EINVAL;
+            }
+            o->threads = (unsigned)v;
+            break;
+        case F_LOG:
+            if (log_parse_level(optarg, &level) < 0) {
+                fprintf(stderr, "weft-webhook: --log-level \"%s\": expected debug, info, warn or error\n", optarg);
+                return -EINVAL;
+            }
+            log_set_level(level);
+            break;
+        case F_HELP: usage(stdout); exit(0);
+        case F_VERSION: printf("weft-webhook %s\n", WEFT_VERSION); exit(0);
+        default: usage(stderr); return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "weft-webhook: unexpected argument \"%s\"\n", argv[optind]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int load_config(const struct options *o, struct templates *t, struct inject_config *ic)
+{
+    char err[1024];
+    if (templates_load(o->templates, t, err, sizeof err) < 0 || inject_config_load(o->config, t, ic, err, sizeof err) < 0) {
+        fprintf(stderr, "weft-webhook: %s\n", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The check subcommand's lookup: annotations from a file, like the API would give. */
+static int file_lookup(void *ctx, const char *ns, json_t **annotations, char *err, size_t errlen)
+{
+    (void)ns, (void)err, (void)errlen;
+    *annotations = json_incref(ctx);
+    return 0;
+}
+
+static int run_check(const struct options *o)
+{
+    struct templates t;
+    struct inject_config ic;
+    json_t *ns_ann = NULL;
+    int rc = 2;
+    if (load_config(o, &t, &ic) < 0)
+        return 2;
+    if (o->ns_annotations_file) {
+        json_error_t jerr;
+        ns_ann = json_load_file(o->ns_annotations_file, 0, &jerr);
+        if (!json_is_object(ns_ann)) {
+            fprintf(stderr, "weft-webhook: %s: not a JSON object of annotations\n", o->ns_annotations_file);
+            goto out;
+        }
+    }
+    struct buf in;
+    buf_init(&in, REVIEW_MAX_BODY + 1);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+        if (buf_append(&in, chunk, n) < 0)
+            break;
+    struct review_result r;
+    review_handle(&ic, in.data ? in.data : "", in.len, file_lookup, ns_ann, &r);
+    printf("%s\n", r.body);
+    free(r.body);
+    buf_free(&in);
+    rc = r.http_status == 200 ? 0 : 1;
+out:
+    json_decref(ns_ann);
+    inject_config_free(&ic);
+    templates_free(&t);
+    return rc;
+}
+
+static struct nscache *namespace_lookup(const struct options *o)
+{
+    char err[512];
+    struct k8s_client *client = NULL;
+    if (o->no_namespace_lookup) {
+        log_info("namespace annotations are not read", "reason=--no-namespace-lookup");
+        return NULL;
+    }
+    if (o->api_server) {
+        char host[256];
+        const char *colon = strrchr(o->api_server, ':');
+        if (!colon || (size_t)(colon - o->api_server) >= sizeof host) {
+            fprintf(stderr, "weft-webhook: --api-server \"%s\": expected host:port\n", o->api_server);
+            exit(2);
+        }
+        memcpy(host, o->api_server, (size_t)(colon - o->api_server));
+        host[colon - o->api_server] = '\0';
+        client = k8s_client_new(host, colon + 1, o->api_ca, o->api_token, err, sizeof err);
+    } else if (!getenv("KUBERNETES_SERVICE_HOST")) {
+        log_info("namespace annotations are not read", "reason=\"not in a cluster (no KUBERNETES_SERVICE_HOST)\"");
+        return NULL;
+    } else {
+        client = k8s_client_in_cluster(err, sizeof err);
+    }
+    if (!client) {
+        fprintf(stderr, "weft-webhook: Kubernetes API client: %s\n", err);
+        exit(2);
+    }
+    return nscache_new(client);
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {
+        .config = "/etc/weft/config/mesh.yaml",
+        .templates = "/etc/weft/templates",
+        .listen = "0.0.0.0:8443",
+        .metrics_listen = "0.0.0.0:9090",
+        .threads = 2,
+    };
+    int check = argc > 1 && strcmp(argv[1], "check") == 0;
+    if (parse_flags(argc - check, argv + check, &o) < 0)
+        return 2;
+    if (check)
+        return run_check(&o);
+    if (!o.tls_cert || !o.tls_key) {
+        fprintf(stderr, "weft-webhook: --tls-cert and --tls-key are required\n");
+        return 2;
+    }
+
+    struct templates t;
+    struct inject_config ic;
+    char err[1024];
+    if (load_config(&o, &t, &ic) < 0)
+        return 2;
+    if (certwatch_init(o.tls_cert, o.tls_key, err, sizeof err) < 0) {
+        fprintf(stderr, "weft-webhook: %s\n", err);
+        return 2;
+    }
+    struct nscache *cache = namespace_lookup(&o);
+
+    /* Signals are taken by sigwait below, never by a server thread. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct server_options so = {o.listen, o.metrics_listen, o.threads, &ic, cache ? nscache_lookup : NULL, cache};
+    struct server *s = server_start(&so, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "weft-webhook: %s\n", err);
+        return 1;
+    }
+    log_info("weft-webhook started", "version=%s port=%u metrics_port=%u templates=%s template_version=%s",
+             WEFT_VERSION, server_port(s), server_metrics_port(s), o.templates, t.version);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    log_info("weft-webhook stopping", "signal=%d", sig);
+    server_stop(s);
+    nscache_free(cache);
+    certwatch_shutdown();
+    inject_config_free(&ic);
+    templates_free(&t);
+    return 0;
+}

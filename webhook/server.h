@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The webhook's two HTTP servers (libmicrohttpd): HTTPS on --listen with
+ * POST /inject, GET /healthz and /readyz; plain HTTP on --metrics-listen with
+ * /metrics, /healthz and /readyz. A thin shell around review_handle(). */
+#ifndef WEFT_WEBHOOK_SERVER_H
+#define WEFT_WEBHOOK_SERVER_H
+#include <stddef.h>
+
+#include "inject.h"
+#include "review.h"
+
+#define SERVER_CONNECTION_TIMEOUT_S 10 /* a stalled client is dropped after this */
+#define SERVER_MAX_CONNECTIONS 1024
+
+struct server_options {
+    const char *listen;          /* "host:port", "[v6]:port"; port 0 picks one */
+    const char *metrics_listen;
+    unsigned threads;
+    const struct inject_config *inject;
+    review_ns_lookup lookup;     /* NULL: namespace annotations are not read */
+    void *lookup_ctx;
+};
+
+struct server;
+
+/* Starts both servers (the TLS credentials come from certwatch). NULL with
+ * the reason in err. */
+struct server *server_start(const struct server_options *o, char *err, size_t errlen);
+/* The bound ports, useful when 0 was asked for. */
+unsigned server_port(const struct server *s);
+unsigned server_metrics_port(const struct server *s);
+void server_stop(struct server *s);
+
+#endif
