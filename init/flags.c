@@ -88,7 +88,10 @@ static void ports_add_unique(uint16_t *ports, size_t *n, uint16_t p)
 
 static int bad(char *err, size_t errlen, const char *flag, const char *value, const char *why)
 {
-    snprintf(err, errlen, "invalid value \"%s\" for --%s: %s", value, flag, why);
+    /* A long list is cut, so the reason still fits in err. */
+    int cut = strlen(value) > 96;
+    snprintf(err, errlen, "invalid value \"%.*s%s\" for --%s: %s", cut ? 80 : 96, value, cut ? "..." : "",
+             flag, why);
     return -EINVAL;
 }
 

@@ -157,6 +157,11 @@ static int family_save(struct family *f)
         rc = -EIO;
         goto out;
     }
+    if (f->before.len >= f->before.max) {
+        log_error("iptables-save output too large", "family=%s max_bytes=%zu", f->name, f->before.max);
+        rc = -E2BIG;
+        goto out;
+    }
     if ((rc = rules_scan_save(buf_cstr(&f->before), &f->state)) < 0)
         log_error("cannot read iptables-save output", "family=%s cmd=\"%s -t nat\" error=%s", f->name,
                   f->save, strerror(-rc));

@@ -58,15 +58,16 @@ int run_in_path(const char *name)
     return 0;
 }
 
-/* Reads what is there from *fd into b (dropping bytes past b's max);
+/* Reads what is there from *fd into b, keeping the first b->max bytes;
  * closes *fd at EOF or error. */
 static void drain(int *fd, struct buf *b)
 {
     char chunk[4096];
     ssize_t n = read(*fd, chunk, sizeof chunk);
     if (n > 0) {
-        if (b)
-            (void)buf_append(b, chunk, (size_t)n);
+        size_t room = b && b->max > b->len ? b->max - b->len : 0;
+        if (room)
+            (void)buf_append(b, chunk, (size_t)n < room ? (size_t)n : room);
     } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
         close_fd(fd);
     }
