@@ -25,7 +25,7 @@
 struct options {
     const char *config, *templates, *tls_cert, *tls_key, *listen, *metrics_listen;
     const char *api_server, *api_ca, *api_token, *ns_annotations_file;
-    unsigned threads;
+    unsigned threads, idle_timeout;
     int no_namespace_lookup;
 };
 
@@ -44,6 +44,7 @@ static void usage(FILE *f)
             "  --listen HOST:PORT         HTTPS address (default 0.0.0.0:8443)\n"
             "  --metrics-listen HOST:PORT /metrics, /healthz, /readyz (default 0.0.0.0:9090)\n"
             "  --threads N                server threads (default 2)\n"
+            "  --idle-timeout SECONDS     drop a stalled or idle connection after this (default 10)\n"
             "  --no-namespace-lookup      do not read namespace annotations from the API\n"
             "  --api-server HOST:PORT     Kubernetes API (default: in-cluster KUBERNETES_SERVICE_HOST/PORT)\n"
             "  --api-ca FILE              its CA (with --api-server)\n"
@@ -55,7 +56,7 @@ static void usage(FILE *f)
 
 static int parse_flags(int argc, char **argv, struct options *o)
 {
-    enum { F_CONFIG = 256, F_TEMPLATES, F_CERT, F_KEY, F_LISTEN, F_METRICS, F_THREADS, F_NOLOOKUP, F_API,
+    enum { F_CONFIG = 256, F_TEMPLATES, F_CERT, F_KEY, F_LISTEN, F_METRICS, F_THREADS, F_IDLE, F_NOLOOKUP, F_API,
            F_API_CA, F_API_TOKEN, F_NS_ANN, F_LOG, F_HELP, F_VERSION };
     static const struct option flags[] = {
         {"config", required_argument, NULL, F_CONFIG},
@@ -65,6 +66,7 @@ static int parse_flags(int argc, char **argv, struct options *o)
         {"listen", required_argument, NULL, F_LISTEN},
         {"metrics-listen", required_argument, NULL, F_METRICS},
         {"threads", required_argument, NULL, F_THREADS},
+        {"idle-timeout", required_argument, NULL, F_IDLE},
         {"no-namespace-lookup", no_argument, NULL, F_NOLOOKUP},
         {"api-server", required_argument, NULL, F_API},
         {"api-ca", required_argument, NULL, F_API_CA},
@@ -97,6 +99,13 @@ static int parse_flags(int argc, char **argv, struct options *o)
                 return -EINVAL;
             }
             o->threads = (unsigned)v;
+            break;
+        case F_IDLE:
+            if (parse_uint(optarg, 1, 3600, &v) < 0) {
+                fprintf(stderr, "weft-webhook: --idle-timeout \"%s\": expected 1-3600 seconds\n", optarg);
+                return -EINVAL;
+            }
+            o->idle_timeout = (unsigned)v;
             break;
         case F_LOG:
             if (log_parse_level(optarg, &level) < 0) {
@@ -210,6 +219,7 @@ int main(int argc, char **argv)
         .listen = "0.0.0.0:8443",
         .metrics_listen = "0.0.0.0:9090",
         .threads = 2,
+        .idle_timeout = 10,
     };
     int check = argc > 1 && strcmp(argv[1], "check") == 0;
     if (parse_flags(argc - check, argv + check, &o) < 0)
@@ -240,7 +250,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct server_options so = {o.listen, o.metrics_listen, o.threads, &ic, cache ? nscache_lookup : NULL, cache};
+    struct server_options so = {o.listen, o.metrics_listen, o.threads, o.idle_timeout, &ic, cache ? nscache_lookup : NULL, cache};
     struct server *s = server_start(&so, err, sizeof err);
     if (!s) {
         fprintf(stderr, "weft-webhook: %s\n", err);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,7 +221,10 @@ static int listen_on(const char *spec, unsigned *port, char *err, size_t errlen)
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
+    /* Accepted sockets inherit TCP_NODELAY: small TLS records (session
+     * tickets, then the answer) must not wait for a delayed ACK. */
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
         rc = -errno;
         snprintf(err, errlen, "listen on %s: %s", spec, strerror(errno));
@@ -249,8 +253,7 @@ struct server *server_start(const struct server_options *o, char *err, size_t er
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_TLS | MHD_USE_ERROR_LOG | MHD_USE_SUPPRESS_DATE_NO_CLOCK, 0, NULL,
         NULL, on_inject, s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_HTTPS_CERT_CALLBACK, certwatch_mhd_callback(),
         MHD_OPTION_HTTPS_PRIORITIES, SERVER_TLS_PRIORITIES, MHD_OPTION_THREAD_POOL_SIZE, o->threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)SERVER_MAX_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVER_MAX_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!s->https) {
         close(fd);
         snprintf(err, errlen, "cannot start the HTTPS server on %s", o->listen);
@@ -260,8 +263,7 @@ struct server *server_start(const struct server_options *o, char *err, size_t er
     if (fd < 0)
         goto fail;
     s->metrics = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_metrics, s,
-                                  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
-                                  (unsigned)SERVER_CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, 64u,
+                                  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 64u,
                                   MHD_OPTION_END);
     if (!s->metrics) {
         close(fd);

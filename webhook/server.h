@@ -9,13 +9,13 @@
 #include "inject.h"
 #include "review.h"
 
-#define SERVER_CONNECTION_TIMEOUT_S 10 /* a stalled client is dropped after this */
 #define SERVER_MAX_CONNECTIONS 1024
 
 struct server_options {
     const char *listen;          /* "host:port", "[v6]:port"; port 0 picks one */
     const char *metrics_listen;
     unsigned threads;
+    unsigned idle_timeout_s;     /* a stalled or idle client is dropped after this */
     const struct inject_config *inject;
     review_ns_lookup lookup;     /* NULL: namespace annotations are not read */
     void *lookup_ctx;
