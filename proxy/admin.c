@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Admin HTTP/1.1 server (Connection: close), request routing and the
+ * credential reload timer. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "log.h"
+#include "xalloc.h"
+
+#define ADMIN_BODY_MAX (4 * 1024 * 1024)
+
+struct admin {
+    struct proxy *px;
+    int lfd[2];
+    int stop_pipe[2];
+    pthread_t thread;
+    atomic_int inflight;
+};
+
+struct admin_req {
+    struct admin *a;
+    int fd;
+    int loopback;
+};
+
+static int admin_listen(int family, uint16_t port, int *out)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, r;
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
+        r = bind(fd, (struct sockaddr *)&a6, sizeof a6);
+    } else {
+        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+        a4.sin_addr.s_addr = htonl(INADDR_ANY);
+        r = bind(fd, (struct sockaddr *)&a4, sizeof a4);
+    }
+    if (r < 0 || listen(fd, 128) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    *out = fd;
+    return 0;
+}
+
+static void admin_text(struct admin_response *res, int status, const char *text)
+{
+    res->status = status;
+    res->type = "text/plain; charset=utf-8";
+    buf_appendf(&res->body, "%s\n", text);
+}
+
+#define REPLY(status, text)             \
+    do {                                \
+        admin_text(res, status, text);  \
+        return;                         \
+    } while (0)
+
+void admin_route(struct proxy *px, const char *method, const char *path, int from_loopback,
+                 struct admin_response *res)
+{
+    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (strcmp(path, "/live") == 0) {
+        if (!get)
+            REPLY(405, "method not allowed");
+        REPLY(200, "live");
+    }
+    if (strcmp(path, "/ready") == 0) {
+        if (!get)
+            REPLY(405, "method not allowed");
+        if (atomic_load(&px->draining))
+            REPLY(503, "draining");
+        if (!atomic_load(&px->listeners_up))
+            REPLY(503, "listeners not up");
+        if (!creds_ready(px->creds))
+            REPLY(503, "no valid certificate");
+        REPLY(200, "ready");
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        if (!get)
+            REPLY(405, "method not allowed");
+        struct pm_state st = {creds_not_after(px->creds),
+                              atomic_load(&px->listeners_up) && creds_ready(px->creds) && !atomic_load(&px->draining),
+                              atomic_load(&px->draining)};
+        res->status = 200;
+        res->type = "text/plain; version=0.0.4; charset=utf-8";
+        if (pm_render(&px->metrics, &st, &res->body) < 0) {
+            buf_reset(&res->body);
+            REPLY(500, "metrics too large");
+        }
+        return;
+    }
+    if (strncmp(path, "/app-health/", 12) == 0) {
+        if (!get)
+            REPLY(405, "method not allowed");
+        char container[64];
+        const char *c = path + 12, *slash = strchr(c, '/');
+        if (!slash || (size_t)(slash - c) >= sizeof container)
+            REPLY(404, "no such probe");
+        memcpy(container, c, (size_t)(slash - c));
+        container[slash - c] = '\0';
+        const struct probe *p = probes_find(&px->cfg->probes, container, slash + 1);
+        if (!p)
+            REPLY(404, "no such probe");
+        struct probe_result pr;
+        probes_run(p, &pr);
+        REPLY(pr.ok ? 200 : 503, pr.detail);
+    }
+    if (strcmp(path, "/shutdown") == 0) {
+        if (strcmp(method, "POST") != 0)
+            REPLY(405, "method not allowed");
+        if (!from_loopback)
+            REPLY(403, "only from loopback");
+        res->shutdown = 1;
+        REPLY(200, "draining");
+    }
+    admin_text(res, 404, "not found");
+}
+#undef REPLY
+
+static const char *admin_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+static void admin_send_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void *admin_serve(void *arg)
+{
+    struct admin_req *rq = arg;
+    struct admin *a = rq->a;
+    char req[ADMIN_MAX_REQUEST + 1];
+    size_t got = 0;
+    char method[8] = "";
+    struct admin_response res = {0};
+    buf_init(&res.body, ADMIN_BODY_MAX);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(rq->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(rq->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    while (got < ADMIN_MAX_REQUEST) {
+        ssize_t n = recv(rq->fd, req + got, ADMIN_MAX_REQUEST - got, 0);
+        if (n <= 0)
+            goto out;
+        got += (size_t)n;
+        req[got] = '\0';
+        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+            break;
+    }
+    req[got] = '\0';
+    /* Request line: METHOD SP target SP HTTP/1.x */
+    char path[1024];
+    const char *sp1 = memchr(req, ' ', got), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    const char *eol = strpbrk(req, "\r\n");
+    if (!sp1 || !sp2 || !eol || sp2 > eol || (size_t)(sp1 - req) >= sizeof method ||
+        (size_t)(sp2 - sp1 - 1) >= sizeof path || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+        admin_text(&res, 400, "bad request");
+    } else {
+        memcpy(method, req, (size_t)(sp1 - req));
+        method[sp1 - req] = '\0';
+        memcpy(path, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+        path[sp2 - sp1 - 1] = '\0';
+        char *q = strchr(path, '?');
+        if (q)
+            *q = '\0';
+        admin_route(a->px, method, path, rq->loopback, &res);
+    }
+    char head[256];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                      res.status, admin_reason(res.status), res.type, res.body.len);
+    admin_send_all(rq->fd, head, (size_t)hl);
+    if (strcmp(method, "HEAD") != 0 && res.body.len)
+        admin_send_all(rq->fd, res.body.data, res.body.len);
+    if (res.shutdown) {
+        log_info("shutdown requested", "via=admin");
+        kill(getpid(), SIGTERM); /* main's sigwait starts the drain */
+    }
+out:
+    buf_free(&res.body);
+    close(rq->fd);
+    atomic_fetch_sub(&a->inflight, 1);
+    free(rq);
+    return NULL;
+}
+
+static int admin_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+static void admin_reload(struct admin *a)
+{
+    char err[512];
+    int r = creds_reload_if_changed(a->px->creds, err, sizeof err);
+    if (r > 0)
+        log_info("credentials reloaded", "generation=%lu not_after=%lld", creds_generation(a->px->creds),
+                 (long long)creds_not_after(a->px->creds));
+    else if (r < 0)
+        log_warn("credential reload failed, keeping the previous ones", "error=\"%s\"", err);
+}
+
+static void *admin_main(void *arg)
+{
+    struct admin *a = arg;
+    struct pollfd pf[3];
+    int reload_ms = (int)a->px->cfg->reload_seconds * 1000;
+    struct timespec last, now;
+    clock_gettime(CLOCK_MONOTONIC, &last);
+    for (;;) {
+        int n = 0;
+        pf[n++] = (struct pollfd){.fd = a->stop_pipe[0], .events = POLLIN};
+        for (int i = 0; i < 2; i++)
+            if (a->lfd[i] >= 0)
+                pf[n++] = (struct pollfd){.fd = a->lfd[i], .events = POLLIN};
+        int r = poll(pf, (nfds_t)n, reload_ms);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= reload_ms) {
+            admin_reload(a);
+            last = now;
+        }
+        if (r <= 0)
+            continue;
+        if (pf[0].revents)
+            break;
+        for (int i = 1; i < n; i++) {
+            if (!(pf[i].revents & POLLIN))
+                continue;
+            struct sockaddr_storage peer;
+            socklen_t pl = sizeof peer;
+            int fd = accept4(pf[i].fd, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+            if (fd < 0)
+                continue;
+            if (atomic_fetch_add(&a->inflight, 1) >= ADMIN_MAX_INFLIGHT) {
+                atomic_fetch_sub(&a->inflight, 1);
+                static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n"
+                                           "Connection: close\r\n\r\nbusy\n";
+                admin_send_all(fd, busy, sizeof busy - 1);
+                close(fd);
+                continue;
+            }
+            struct admin_req *rq = xcalloc(1, sizeof *rq);
+            rq->a = a;
+            rq->fd = fd;
+            rq->loopback = admin_is_loopback(&peer);
+            pthread_t t;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            pthread_attr_setstacksize(&attr, 256 * 1024);
+            if (pthread_create(&t, &attr, admin_serve, rq) != 0) {
+                close(fd);
+                free(rq);
+                atomic_fetch_sub(&a->inflight, 1);
+            }
+            pthread_attr_destroy(&attr);
+        }
+    }
+    return NULL;
+}
+
+struct admin *admin_start(struct proxy *px, char *err, size_t errlen)
+{
+    struct admin *a = xcalloc(1, sizeof *a);
+    int r;
+    a->px = px;
+    a->lfd[0] = a->lfd[1] = -1;
+    if ((r = admin_listen(AF_INET, px->cfg->admin_port, &a->lfd[0])) < 0) {
+        snprintf(err, errlen, "WEFT_ADMIN_PORT=%u: listen: %s", px->cfg->admin_port, strerror(-r));
+        goto fail;
+    }
+    if (admin_listen(AF_INET6, px->cfg->admin_port, &a->lfd[1]) < 0)
+        a->lfd[1] = -1;
+    if (pipe2(a->stop_pipe, O_CLOEXEC) < 0 || pthread_create(&a->thread, NULL, admin_main, a) != 0) {
+        snprintf(err, errlen, "admin thread: %s", strerror(errno));
+        goto fail;
+    }
+    return a;
+fail:
+    for (int i = 0; i < 2; i++)
+        if (a->lfd[i] >= 0)
+            close(a->lfd[i]);
+    free(a);
+    return NULL;
+}
+
+void admin_stop(struct admin *a)
+{
+    if (!a)
+        return;
+    ssize_t w = write(a->stop_pipe[1], "x", 1);
+    (void)w;
+    pthread_join(a->thread, NULL);
+    /* Wait (bounded) for request threads, which use px. */
+    for (int i = 0; i < 200 && atomic_load(&a->inflight) > 0; i++)
+        usleep(10000);
+    for (int i = 0; i < 2; i++)
+        if (a->lfd[i] >= 0)
+            close(a->lfd[i]);
+    close(a->stop_pipe[0]);
+    close(a->stop_pipe[1]);
+    free(a);
+}

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weft-proxy: the sidecar's process shell. Parses the configuration, loads
+ * credentials, binds listeners, starts the workers and the admin server,
+ * then waits for SIGTERM/SIGINT (or POST /shutdown) and drains. Also the
+ * `wait-ready` subcommand of the non-native-sidecar postStart hook. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "log.h"
+#include "proxy.h"
+#include "xalloc.h"
+
+static const char *main_getenv(void *ctx, const char *name)
+{
+    (void)ctx;
+    return getenv(name);
+}
+
+/* One GET /ready on loopback: 1 when it answers 200. */
+static int main_probe_ready(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok = 0;
+    char resp[64];
+    if (fd < 0)
+        return 0;
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    static const char req[] = "GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1)) {
+        ssize_t n = recv(fd, resp, sizeof resp - 1, MSG_WAITALL);
+        if (n >= 12) {
+            resp[n] = '\0';
+            ok = strncmp(resp, "HTTP/1.1 200", 12) == 0;
+        }
+    }
+    close(fd);
+    return ok;
+}
+
+static int main_wait_ready(int argc, char **argv)
+{
+    unsigned long timeout = 120;
+    uint16_t port = 15020;
+    const char *env_port = getenv("WEFT_ADMIN_PORT");
+    if (env_port && parse_port(env_port, &port) < 0) {
+        fprintf(stderr, "weft-proxy wait-ready: WEFT_ADMIN_PORT=\"%s\": must be a port 1-65535\n", env_port);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout-seconds") == 0 && i + 1 < argc) {
+            if (parse_uint(argv[++i], 1, 86400, &timeout) < 0) {
+                fprintf(stderr, "weft-proxy wait-ready: --timeout-seconds \"%s\": must be an integer 1-86400\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: weft-proxy wait-ready [--timeout-seconds N]  (default 120)\n"
+                   "Exits 0 once http://127.0.0.1:%u/ready answers 200, 1 on timeout.\n",
+                   (unsigned)port);
+            return 0;
+        } else {
+            fprintf(stderr, "weft-proxy wait-ready: unknown argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+    }
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (main_probe_ready(port))
+            return 0;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((unsigned long)(now.tv_sec - start.tv_sec) >= timeout) {
+            fprintf(stderr, "weft-proxy wait-ready: not ready after %lu s\n", timeout);
+            return 1;
+        }
+        usleep(200 * 1000);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct proxy_config cfg;
+    struct proxy px;
+    char err[1024] = "";
+    int help = 0, rc = 1;
+    struct admin *admin = NULL;
+    unsigned started = 0;
+
+    if (argc > 1 && strcmp(argv[1], "wait-ready") == 0)
+        return main_wait_ready(argc, argv);
+    if (config_load(&cfg, argc, argv, main_getenv, NULL, &help, err, sizeof err) < 0) {
+        fprintf(stderr, "weft-proxy: %s\n", err);
+        return 2;
+    }
+    if (help) {
+        config_print_help(stdout);
+        return 0;
+    }
+    enum log_level lvl = LOG_INFO;
+    log_parse_level(cfg.log_level, &lvl);
+    log_set_level(lvl);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread; main sigwaits */
+
+    memset(&px, 0, sizeof px);
+    px.cfg = &cfg;
+    pm_init(&px.metrics);
+    px.creds = creds_new(cfg.trust_domain);
+    if (*cfg.cert) {
+        if (creds_load_files(px.creds, cfg.cert, cfg.key, cfg.trust_bundle, err, sizeof err) < 0) {
+            fprintf(stderr, "weft-proxy: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    } else if (creds_load_files(px.creds, NULL, NULL, cfg.trust_bundle, err, sizeof err) < 0) {
+        log_warn("trust bundle not loaded yet", "error=\"%s\"", err);
+    }
+    struct spiffe_id me;
+    if (creds_local_id(px.creds, &me) == 0 &&
+        (strcmp(me.ns, cfg.pod_namespace) != 0 || (*cfg.service_account && strcmp(me.sa, cfg.service_account) != 0)))
+        log_warn("certificate identity differs from the pod's", "cert_ns=%s cert_sa=%s pod_ns=%s pod_sa=%s", me.ns,
+                 me.sa, cfg.pod_namespace, cfg.service_account);
+
+    px.nworkers = cfg.workers;
+    px.workers = xcalloc(cfg.workers, sizeof *px.workers);
+    for (unsigned i = 0; i < cfg.workers; i++) {
+        if (worker_init(&px.workers[i], &px, i, err, sizeof err) < 0) {
+            fprintf(stderr, "weft-proxy: %s\n", err);
+            px.nworkers = i + 1;
+            goto out;
+        }
+    }
+    atomic_store(&px.listeners_up, 1);
+    if (*cfg.identity_addr) {
+        if (!identity_client_start) {
+            fprintf(stderr, "weft-proxy: WEFT_IDENTITY_ADDR=\"%s\": this build has no identity client\n",
+                    cfg.identity_addr);
+            goto out;
+        }
+        int r = identity_client_start(px.workers[0].loop, px.creds, &cfg);
+        if (r < 0) {
+            fprintf(stderr, "weft-proxy: WEFT_IDENTITY_ADDR=\"%s\": identity client: %s\n", cfg.identity_addr,
+                    strerror(-r));
+            goto out;
+        }
+    }
+    if (!(admin = admin_start(&px, err, sizeof err))) {
+        fprintf(stderr, "weft-proxy: %s\n", err);
+        goto out;
+    }
+    for (; started < px.nworkers; started++)
+        if (worker_start(&px.workers[started]) < 0) {
+            fprintf(stderr, "weft-proxy: cannot start worker thread\n");
+            break;
+        }
+    log_info("weft-proxy started", "version=%s pod=%s/%s inbound=%u outbound=%u admin=%u workers=%u mtls=%s policy=%s",
+             WEFT_VERSION, cfg.pod_namespace, cfg.pod_name, cfg.inbound_port, cfg.outbound_port, cfg.admin_port,
+             cfg.workers, cfg.mtls_mode == MTLS_STRICT ? "STRICT" : "PERMISSIVE",
+             authz_policy_name(cfg.authz.policy));
+    if (started == px.nworkers) {
+        int sig = 0;
+        while (sigwait(&sigs, &sig) != 0) {
+        }
+        log_info("signal received, draining", "signal=%d drain_seconds=%u", sig, cfg.drain_seconds);
+    }
+    atomic_store(&px.draining, 1);
+    for (unsigned i = 0; i < started; i++)
+        worker_drain(&px.workers[i]);
+    for (unsigned i = 0; i < started; i++)
+        worker_join(&px.workers[i]);
+    log_info("drained, exiting", "%s", "");
+    rc = started == px.nworkers ? 0 : 1;
+out:
+    admin_stop(admin);
+    for (unsigned i = 0; i < px.nworkers; i++)
+        worker_free(&px.workers[i]);
+    free(px.workers);
+    creds_free(px.creds);
+    pm_destroy(&px.metrics);
+    config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Rendering and peer interning of the proxy's metrics (see pmetrics.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "pmetrics.h"
+#include "xalloc.h"
+
+static const char *pm_dir_names[PM_NDIR] = {"inbound", "outbound"};
+static const char *pm_authz_names[PM_NAUTHZ] = {"none", "allowed", "denied"};
+static const char *pm_side_names[PM_NSIDE] = {"server", "client"};
+static const char *pm_refused_names[PM_NREFUSED] = {"plaintext", "other_tls"};
+
+void pm_init(struct proxy_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    pthread_mutex_init(&m->peers_mu, NULL);
+    m->peers[0] = xstrdup("");
+    m->peers[PM_MAX_PEERS - 1] = xstrdup("other");
+    atomic_store(&m->npeers, 1);
+}
+
+void pm_destroy(struct proxy_metrics *m)
+{
+    for (int i = 0; i < PM_MAX_PEERS; i++)
+        free(m->peers[i]);
+    pthread_mutex_destroy(&m->peers_mu);
+}
+
+int pm_peer_slot(struct proxy_metrics *m, const char *uri)
+{
+    if (!uri || !*uri)
+        return 0;
+    pthread_mutex_lock(&m->peers_mu);
+    int n = atomic_load(&m->npeers), slot = PM_MAX_PEERS - 1;
+    for (int i = 1; i < n; i++)
+        if (strcmp(m->peers[i], uri) == 0) {
+            slot = i;
+            goto out;
+        }
+    if (n < PM_MAX_PEERS - 1) {
+        m->peers[n] = xstrdup(uri);
+        atomic_store(&m->npeers, n + 1);
+        slot = n;
+    }
+out:
+    pthread_mutex_unlock(&m->peers_mu);
+    return slot;
+}
+
+#define LOAD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
+
+static int pm_render_conns(struct proxy_metrics *m, struct buf *out, const char *name, const char *help, int which)
+{
+    int rc = metrics_header(out, name, which == 4 ? "gauge" : "counter", help);
+    for (int d = 0; d < PM_NDIR; d++)
+        for (int t = 0; t < 2; t++)
+            for (int a = 0; a < PM_NAUTHZ; a++)
+                for (int p = 0; p < PM_MAX_PEERS && rc == 0; p++) {
+                    struct pm_series *s = &m->conns[d][t][a][p];
+                    unsigned long long opened = LOAD(s->opened), v;
+                    if (!opened)
+                        continue;
+                    switch (which) {
+                    case 0: v = opened; break;
+                    case 1: v = LOAD(s->closed); break;
+                    case 2: v = LOAD(s->bytes_in); break;
+                    case 3: v = LOAD(s->bytes_out); break;
+                    default: {
+                        unsigned long long c = LOAD(s->closed);
+                        v = opened > c ? opened - c : 0;
+                    }
+                    }
+                    const char *peer = m->peers[p] ? m->peers[p] : "other";
+                    rc = buf_appendf(out, "%s{direction=\"%s\",tls=\"%s\",authz=\"%s\",peer=\"%s\"} %llu\n", name,
+                                     pm_dir_names[d], t ? "true" : "false", pm_authz_names[a], peer, v);
+                }
+    return rc;
+}
+
+int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *out)
+{
+    int rc = 0;
+    /* Peer names are only appended under the lock; readers see a prefix. */
+    pthread_mutex_lock(&m->peers_mu);
+    rc |= pm_render_conns(m, out, "weft_proxy_connections_opened_total", "Connections accepted, by labels.", 0);
+    rc |= pm_render_conns(m, out, "weft_proxy_connections_closed_total", "Connections closed, by labels.", 1);
+    rc |= pm_render_conns(m, out, "weft_proxy_connections_open", "Connections open now.", 4);
+    rc |= pm_render_conns(m, out, "weft_proxy_received_bytes_total", "Bytes from the downstream (caller) side.", 2);
+    rc |= pm_render_conns(m, out, "weft_proxy_sent_bytes_total", "Bytes to the downstream (caller) side.", 3);
+    pthread_mutex_unlock(&m->peers_mu);
+
+    rc |= metrics_header(out, "weft_proxy_tls_handshakes_total", "counter",
+                         "mTLS handshakes by side, result and failure reason.");
+    for (int s = 0; s < PM_NSIDE; s++)
+        for (int f = 0; f < CREDS_FAIL_COUNT; f++) {
+            unsigned long long v = LOAD(m->handshakes[s][f]);
+            /* Success and the common refusals always appear, so SLO ratios
+             * have both series from the start. */
+            if (!v && f != CREDS_FAIL_NONE && f != CREDS_FAIL_NO_PEER_CERT && f != CREDS_FAIL_UNKNOWN_CA &&
+                f != CREDS_FAIL_EXPIRED)
+                continue;
+            rc |= buf_appendf(out, "weft_proxy_tls_handshakes_total{side=\"%s\",result=\"%s\",reason=\"%s\"} %llu\n",
+                              pm_side_names[s], f == CREDS_FAIL_NONE ? "success" : "failure",
+                              f == CREDS_FAIL_NONE ? "" : creds_fail_name((enum creds_fail)f), v);
+        }
+    rc |= metrics_header(out, "weft_proxy_inbound_refused_total", "counter",
+                         "Inbound connections refused under STRICT because they were not weft mTLS.");
+    for (int k = 0; k < PM_NREFUSED; k++)
+        rc |= buf_appendf(out, "weft_proxy_inbound_refused_total{kind=\"%s\"} %llu\n", pm_refused_names[k],
+                          LOAD(m->refused[k]));
+    rc |= metrics_header(out, "weft_proxy_connect_failures_total", "counter", "Upstream connects that failed.");
+    for (int d = 0; d < PM_NDIR; d++)
+        rc |= buf_appendf(out, "weft_proxy_connect_failures_total{direction=\"%s\"} %llu\n", pm_dir_names[d],
+                          LOAD(m->connect_failures[d]));
+    rc |= metrics_header(out, "weft_proxy_timeouts_total", "counter",
+                         "Connections closed by a connect, handshake or idle timeout.");
+    for (int d = 0; d < PM_NDIR; d++)
+        rc |= buf_appendf(out, "weft_proxy_timeouts_total{direction=\"%s\"} %llu\n", pm_dir_names[d],
+                          LOAD(m->timeouts[d]));
+    rc |= metrics_header(out, "weft_proxy_accept_overload_total", "counter",
+                         "Accepted connections closed at once because the worker was full.");
+    rc |= buf_appendf(out, "weft_proxy_accept_overload_total %llu\n", LOAD(m->accept_overload));
+    rc |= metrics_header(out, "weft_proxy_certificate_expiry_timestamp_seconds", "gauge",
+                         "notAfter of the proxy's certificate (0: none loaded).");
+    rc |= metrics_gauge(out, "weft_proxy_certificate_expiry_timestamp_seconds", "", (double)st->cert_not_after);
+    rc |= metrics_header(out, "weft_proxy_ready", "gauge", "1 when listeners are up and a valid certificate is loaded.");
+    rc |= metrics_gauge(out, "weft_proxy_ready", "", st->ready ? 1 : 0);
+    rc |= metrics_header(out, "weft_proxy_draining", "gauge", "1 after SIGTERM or /shutdown.");
+    rc |= metrics_gauge(out, "weft_proxy_draining", "", st->draining ? 1 : 0);
+    return rc ? -E2BIG : 0;
+}

@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* WEFT_APP_PROBES parsing (pure, jansson) and the blocking probe runner used
+ * by the admin thread. Success follows the kubelet: HTTP status 200-399, or
+ * a TCP connection that opens. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/ssl.h>
+
+#include "probes.h"
+#include "spiffe.h"
+#include "xalloc.h"
+
+const char *probes_kind_name(enum probe_kind k)
+{
+    switch (k) {
+    case PROBE_LIVEZ: return "livez";
+    case PROBE_READYZ: return "readyz";
+    case PROBE_STARTUPZ: return "startupz";
+    }
+    return "?";
+}
+
+static int probes_parse_kind(const char *s, enum probe_kind *k)
+{
+    for (int i = PROBE_LIVEZ; i <= PROBE_STARTUPZ; i++)
+        if (strcmp(s, probes_kind_name((enum probe_kind)i)) == 0) {
+            *k = (enum probe_kind)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* Header names are HTTP tokens; values and paths must not smuggle CR, LF or
+ * other control bytes into the request we write. */
+static int probes_valid_token(const char *s)
+{
+    if (!*s || strlen(s) > PROBES_MAX_HEADER)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (!(*p > 32 && *p < 127) || strchr("()<>@,;:\\\"/[]?={}", *p))
+            return 0;
+    return 1;
+}
+
+static int probes_valid_text(const char *s, size_t max, int allow_space)
+{
+    if (strlen(s) > max)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 32 || *p == 127 || (*p == ' ' && !allow_space))
+            return 0;
+    return 1;
+}
+
+static int probes_get_port(json_t *v, uint16_t *port)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535)
+        return -EINVAL;
+    *port = (uint16_t)json_integer_value(v);
+    return 0;
+}
+
+static int probes_parse_http(json_t *h, struct probe *p, char *err, size_t errlen)
+{
+    json_t *path = json_object_get(h, "path"), *scheme = json_object_get(h, "scheme");
+    json_t *hdrs = json_object_get(h, "httpHeaders");
+    p->type = PROBE_HTTP;
+    if (probes_get_port(json_object_get(h, "port"), &p->port) < 0) {
+        snprintf(err, errlen, "httpGet.port must be an integer 1-65535");
+        return -EINVAL;
+    }
+    const char *ps = "/";
+    if (path) {
+        if (!json_is_string(path) || json_string_value(path)[0] != '/' ||
+            !probes_valid_text(json_string_value(path), PROBES_MAX_PATH, 0)) {
+            snprintf(err, errlen, "httpGet.path must be a string starting with '/' without spaces or controls");
+            return -EINVAL;
+        }
+        ps = json_string_value(path);
+    }
+    p->path = xstrdup(ps);
+    if (scheme) {
+        const char *s = json_is_string(scheme) ? json_string_value(scheme) : "";
+        if (strcmp(s, "HTTP") == 0)
+            p->https = 0;
+        else if (strcmp(s, "HTTPS") == 0)
+            p->https = 1;
+        else {
+            snprintf(err, errlen, "httpGet.scheme must be HTTP or HTTPS");
+            return -EINVAL;
+        }
+    }
+    if (hdrs) {
+        if (!json_is_array(hdrs) || json_array_size(hdrs) > PROBES_MAX_HEADERS) {
+            snprintf(err, errlen, "httpGet.httpHeaders must be an array of at most %d", PROBES_MAX_HEADERS);
+            return -EINVAL;
+        }
+        size_t i;
+        json_t *e;
+        json_array_foreach(hdrs, i, e) {
+            json_t *n = json_object_get(e, "name"), *v = json_object_get(e, "value");
+            if (!json_is_string(n) || !json_is_string(v) || !probes_valid_token(json_string_value(n)) ||
+                !probes_valid_text(json_string_value(v), PROBES_MAX_HEADER, 1)) {
+                snprintf(err, errlen, "httpGet.httpHeaders[%zu] needs a token name and a printable value", i);
+                return -EINVAL;
+            }
+            if (strcasecmp(json_string_value(n), "Host") == 0) {
+                free(p->host);
+                p->host = xstrdup(json_string_value(v));
+                continue;
+            }
+            p->headers[p->nheaders].name = xstrdup(json_string_value(n));
+            p->headers[p->nheaders].value = xstrdup(json_string_value(v));
+            p->nheaders++;
+        }
+    }
+    if (!p->host)
+        p->host = xasprintf("127.0.0.1:%u", (unsigned)p->port);
+    return 0;
+}
+
+static int probes_parse_one(const char *key, json_t *v, struct probe *p, char *err, size_t errlen)
+{
+    const char *slash = strchr(key, '/');
+    if (!slash || !spiffe_valid_namespace(key, (size_t)(slash - key)) || probes_parse_kind(slash + 1, &p->kind) < 0) {
+        snprintf(err, errlen, "key must be <container>/<livez|readyz|startupz>");
+        return -EINVAL;
+    }
+    p->container = xstrndup(key, (size_t)(slash - key));
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "value must be an object");
+        return -EINVAL;
+    }
+    p->timeout_ms = 1000;
+    json_t *t = json_object_get(v, "timeoutSeconds");
+    if (t) {
+        if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > 3600) {
+            snprintf(err, errlen, "timeoutSeconds must be an integer 1-3600");
+            return -EINVAL;
+        }
+        p->timeout_ms = (unsigned)json_integer_value(t) * 1000u;
+    }
+    json_t *h = json_object_get(v, "httpGet"), *tcp = json_object_get(v, "tcpSocket");
+    if (!!h == !!tcp) {
+        snprintf(err, errlen, "exactly one of httpGet and tcpSocket is required");
+        return -EINVAL;
+    }
+    if (h) {
+        if (!json_is_object(h)) {
+            snprintf(err, errlen, "httpGet must be an object");
+            return -EINVAL;
+        }
+        return probes_parse_http(h, p, err, errlen);
+    }
+    p->type = PROBE_TCP;
+    if (!json_is_object(tcp) || probes_get_port(json_object_get(tcp, "port"), &p->port) < 0) {
+        snprintf(err, errlen, "tcpSocket.port must be an integer 1-65535");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int probes_parse(const char *json, size_t len, struct probes *out, char *err, size_t errlen)
+{
+    char perr[200] = "";
+    int r = 0;
+    memset(out, 0, sizeof *out);
+    if (len == 0)
+        return 0;
+    if (len > PROBES_MAX_JSON) {
+        snprintf(err, errlen, "larger than %d bytes", PROBES_MAX_JSON);
+        return -EINVAL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr); /* new reference, ours */
+    if (!root) {
+        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        return -EINVAL;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "must be a JSON object");
+        r = -EINVAL;
+        goto out;
+    }
+    if (json_object_size(root) > PROBES_MAX) {
+        snprintf(err, errlen, "more than %d probes", PROBES_MAX);
+        r = -EINVAL;
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        struct probe *p = &out->items[out->n++];
+        if (probes_parse_one(key, v, p, perr, sizeof perr) < 0) {
+            snprintf(err, errlen, "\"%.100s\": %s", key, perr);
+            r = -EINVAL;
+            goto out;
+        }
+    }
+out:
+    json_decref(root);
+    if (r < 0)
+        probes_free(out);
+    return r;
+}
+
+void probes_free(struct probes *ps)
+{
+    for (size_t i = 0; i < ps->n; i++) {
+        struct probe *p = &ps->items[i];
+        free(p->container);
+        free(p->path);
+        free(p->host);
+        for (size_t j = 0; j < p->nheaders; j++) {
+            free(p->headers[j].name);
+            free(p->headers[j].value);
+        }
+    }
+    memset(ps, 0, sizeof *ps);
+}
+
+const struct probe *probes_find(const struct probes *ps, const char *container, const char *kind)
+{
+    enum probe_kind k;
+    if (probes_parse_kind(kind, &k) < 0)
+        return NULL;
+    for (size_t i = 0; i < ps->n; i++)
+        if (ps->items[i].kind == k && strcmp(ps->items[i].container, container) == 0)
+            return &ps->items[i];
+    return NULL;
+}
+
+int probes_format_request(const struct probe *p, char *out, size_t outlen)
+{
+    size_t off = 0;
+    int n = snprintf(out, outlen,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: kube-probe/weft\r\nAccept: */*\r\n"
+                     "Connection: close\r\n",
+                     p->path, p->host);
+    if (n < 0 || (size_t)n >= outlen)
+        return -ENOSPC;
+    off = (size_t)n;
+    for (size_t i = 0; i < p->nheaders; i++) {
+        n = snprintf(out + off, outlen - off, "%s: %s\r\n", p->headers[i].name, p->headers[i].value);
+        if (n < 0 || (size_t)n >= outlen - off)
+            return -ENOSPC;
+        off += (size_t)n;
+    }
+    n = snprintf(out + off, outlen - off, "\r\n");
+    if (n < 0 || (size_t)n >= outlen - off)
+        return -ENOSPC;
+    return (int)(off + (size_t)n);
+}
+
+static void probes_set_timeout(int fd, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv); /* Linux applies it to connect() too */
+}
+
+/* "HTTP/1.x NNN" -> NNN, or 0. */
+static int probes_status(const char *s, size_t len)
+{
+    if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[8] != ' ')
+        return 0;
+    int st = 0;
+    for (int i = 9; i < 12; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        st = st * 10 + (s[i] - '0');
+    }
+    return st;
+}
+
+void probes_run(const struct probe *p, struct probe_result *res)
+{
+    char req[8192], resp[256];
+    size_t got = 0;
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    memset(res, 0, sizeof *res);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(res->detail, sizeof res->detail, "socket: %s", strerror(errno));
+        return;
+    }
+    probes_set_timeout(fd, p->timeout_ms);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(p->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        snprintf(res->detail, sizeof res->detail, "connect 127.0.0.1:%u: %s", (unsigned)p->port, strerror(errno));
+        goto out;
+    }
+    if (p->type == PROBE_TCP) {
+        res->ok = 1;
+        snprintf(res->detail, sizeof res->detail, "tcp 127.0.0.1:%u open", (unsigned)p->port);
+        goto out;
+    }
+    int n = probes_format_request(p, req, sizeof req);
+    if (n < 0) {
+        snprintf(res->detail, sizeof res->detail, "request too large");
+        goto out;
+    }
+    if (p->https) {
+        /* Like the kubelet: TLS without certificate verification. */
+        ctx = SSL_CTX_new(TLS_client_method());
+        ssl = ctx ? SSL_new(ctx) : NULL;
+        if (!ssl || !SSL_set_fd(ssl, fd) || SSL_connect(ssl) != 1 || SSL_write(ssl, req, n) != n) {
+            snprintf(res->detail, sizeof res->detail, "tls to 127.0.0.1:%u failed", (unsigned)p->port);
+            goto out;
+        }
+    } else if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        snprintf(res->detail, sizeof res->detail, "send: %s", strerror(errno));
+        goto out;
+    }
+    while (got < sizeof resp - 1) {
+        int r = ssl ? SSL_read(ssl, resp + got, (int)(sizeof resp - 1 - got))
+                    : (int)recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (memchr(resp, '\n', got))
+            break;
+    }
+    res->http_status = probes_status(resp, got);
+    if (!res->http_status) {
+        snprintf(res->detail, sizeof res->detail, "no HTTP status from 127.0.0.1:%u", (unsigned)p->port);
+        goto out;
+    }
+    res->ok = res->http_status >= 200 && res->http_status < 400;
+    snprintf(res->detail, sizeof res->detail, "http %d from 127.0.0.1:%u%.60s", res->http_status,
+             (unsigned)p->port, p->path);
+out:
+    if (ssl)
+        SSL_free(ssl);
+    if (ctx)
+        SSL_CTX_free(ctx);
+    close(fd);
+}
