@@ -205,15 +205,17 @@ class Cluster:
                 "--service-account-private-key-file", self.sa_key,
                 "--root-ca-file", self.ca_crt,
                 "--service-cluster-ip-range", SERVICE_CIDR,
-                "--controllers", "*,-nodeipam,-nodelifecycle,-ttl,-persistentvolume-binder,-attachdetach,-cloud-node-lifecycle",
                 "--profiling=false",
                 "--v=1",
             ])
             # The service-account controller makes "default" in every namespace;
             # pods cannot be created before it exists.
-            self.wait_for(lambda: self.kubectl("get", "serviceaccount", "default",
-                                               "-n", "default", check=False).returncode == 0,
-                          timeout, "controller-manager to create serviceaccount default/default")
+            def default_sa():
+                self._check_alive()
+                return self.kubectl("get", "serviceaccount", "default", "-n", "default",
+                                    check=False).returncode == 0
+            self.wait_for(default_sa, timeout,
+                          "controller-manager to create serviceaccount default/default")
 
     def stop(self):
         for name, p, log in reversed(self.procs):

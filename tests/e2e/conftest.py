@@ -1,0 +1,66 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fixtures of the end-to-end suite: one real control plane per session
+(cluster.py), Weft installed from manifests/ (overlays/e2e) and weft-webhook
+running on this machine, called by the API server over HTTPS.
+
+The suite skips, saying why, when the control plane has not been built
+(tests/e2e/setup-control-plane.sh) and WEFT_E2E_BUILD is not set; with
+WEFT_E2E_BUILD=1 it builds it first (long the first time).
+"""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster as cl  # noqa: E402
+import weft  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="session")
+def bindir():
+    d = cl.control_plane_bin(build=bool(os.environ.get("WEFT_E2E_BUILD")))
+    if not d:
+        pytest.skip("Kubernetes control plane not built: run tests/e2e/setup-control-plane.sh "
+                    "once (about 5 minutes on 2 cores) or set WEFT_E2E_BUILD=1")
+    return d
+
+
+@pytest.fixture(scope="session")
+def cluster(bindir):
+    c = cl.Cluster(bindir).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def weft_bin():
+    d = os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")
+    return os.path.abspath(d)
+
+
+@pytest.fixture(scope="session")
+def webhook(cluster, weft_bin):
+    """weft-webhook on 127.0.0.1, installed as the API server's webhook."""
+    exe = os.path.join(weft_bin, "weft-webhook")
+    if not os.access(exe, os.X_OK):
+        pytest.skip("weft-webhook not built (%s): run make" % exe)
+    w = weft.Webhook(cluster, exe)
+    try:
+        w.install()  # first: it creates the service account the webhook runs as
+        w.start()
+        yield w
+    finally:
+        w.stop()
+
+
+@pytest.fixture
+def mesh(webhook):
+    """Per test: the e2e webhook configuration is the one installed (another
+    test may have applied the plain base) and the webhook is up."""
+    webhook.ensure()
+    return webhook

@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Weft's binaries run on this machine as the e2e cluster's webhook and CA.
+
+A pod would reach the API server with its service-account mount at
+/var/run/secrets/kubernetes.io/serviceaccount and KUBERNETES_SERVICE_HOST/PORT.
+Here the binary gets exactly that: it runs in a private mount namespace
+(unshare) where a tmpfs hides the host's /run and a directory holding a real
+token of its service account (kubectl create token) is bind-mounted at that
+path. Nothing on the host is changed; the namespace dies with the process.
+"""
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import cluster as cl
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MANIFESTS = os.path.join(REPO, "manifests")
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+# Runs "$@" with $1 (a directory) mounted where a pod's service account is.
+_POD_FS = r'''
+set -e
+sa="$1"; shift
+run=$(readlink -f /var/run)
+mount -t tmpfs -o size=1m,mode=755 weft-e2e "$run"
+mkdir -p "$run/secrets/kubernetes.io/serviceaccount"
+mount --bind -o ro "$sa" "$run/secrets/kubernetes.io/serviceaccount"
+exec "$@"
+'''
+
+
+def spawn_in_pod_fs(argv, sa_dir, env, log_path):
+    """Starts argv as if in a pod of the cluster (see the module comment)."""
+    log = open(log_path, "ab")
+    wrapped = ["unshare", "--mount", "--propagation", "private", "--",
+               "sh", "-c", _POD_FS, "sh", sa_dir, *argv]
+    p = subprocess.Popen(wrapped, stdout=log, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    log.close()
+    return p
+
+
+def kill(p, timeout=10):
+    if p is None or p.poll() is not None:
+        return
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+
+
+def http_ok(url, timeout=2):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+class Webhook:
+    """weft-webhook on 127.0.0.1:<port>, reached by the API server through
+    manifests/overlays/e2e with this run's port and CA."""
+
+    def __init__(self, cluster, exe, namespace_lookup=True):
+        self.cluster = cluster
+        self.exe = exe
+        self.lookup = namespace_lookup
+        self.dir = tempfile.mkdtemp(prefix="weft-e2e-webhook-")
+        self.ca = cl.CA(os.path.join(self.dir, "pki"), "weft-e2e-webhook-ca")
+        self.cert, self.key = self.ca.issue(
+            "serving", "weft-webhook.weft-system.svc", server=True,
+            dns=("weft-webhook.weft-system.svc",), ips=("127.0.0.1",))
+        self.port = cl.free_port()
+        self.metrics_port = cl.free_port()
+        self.url = "https://127.0.0.1:%d/inject" % self.port
+        self.ca_b64 = base64.b64encode(open(self.ca.crt, "rb").read()).decode()
+        self.proc = None
+        self.log = os.path.join(self.dir, "webhook.log")
+
+    # --- install -------------------------------------------------------------
+    def kustomization(self):
+        """A kustomization on top of manifests/overlays/e2e with this run's
+        URL and caBundle; returns its directory."""
+        d = os.path.join(self.dir, "overlay")
+        os.makedirs(d, exist_ok=True)
+        k = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [os.path.relpath(os.path.join(MANIFESTS, "overlays", "e2e"), d)],
+            "patches": [{
+                "target": {"group": "admissionregistration.k8s.io", "version": "v1",
+                           "kind": "MutatingWebhookConfiguration", "name": "weft-webhook"},
+                "patch": json.dumps([
+                    {"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": self.url},
+                    {"op": "add", "path": "/webhooks/0/clientConfig/caBundle",
+                     "value": self.ca_b64},
+                ]),
+            }],
+        }
+        with open(os.path.join(d, "kustomization.yaml"), "w") as f:
+            json.dump(k, f)
+        return d
+
+    def install(self):
+        r = self.cluster.kubectl("apply", "-k", self.kustomization())
+        return r
+
+    def installed(self):
+        r = self.cluster.kubectl("get", "mutatingwebhookconfiguration", "weft-webhook",
+                                 "-o", "json", check=False)
+        if r.returncode != 0:
+            return False
+        cc = json.loads(r.stdout)["webhooks"][0]["clientConfig"]
+        return cc.get("url") == self.url and cc.get("caBundle") == self.ca_b64
+
+    # --- process -------------------------------------------------------------
+    def start(self, timeout=30):
+        env = dict(os.environ)
+        args = [self.exe,
+                "--config", os.path.join(REPO, "templates", "mesh.yaml"),
+                "--templates", os.path.join(REPO, "templates"),
+                "--tls-cert", self.cert, "--tls-key", self.key,
+                "--listen", "127.0.0.1:%d" % self.port,
+                "--metrics-listen", "127.0.0.1:%d" % self.metrics_port]
+        if self.lookup:
+            env["KUBERNETES_SERVICE_HOST"] = "127.0.0.1"
+            env["KUBERNETES_SERVICE_PORT"] = str(self.cluster.port)
+            sa = self.cluster.service_account_dir("weft-webhook", "weft-system")
+            self.proc = spawn_in_pod_fs(args, sa, env, self.log)
+        else:
+            env.pop("KUBERNETES_SERVICE_HOST", None)
+            args.append("--no-namespace-lookup")
+            log = open(self.log, "ab")
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env,
+                                         start_new_session=True)
+            log.close()
+        ready = "http://127.0.0.1:%d/readyz" % self.metrics_port
+        deadline = time.monotonic() + timeout
+        while not http_ok(ready):
+            if self.proc.poll() is not None:
+                raise RuntimeError("weft-webhook exited %s:\n%s" % (self.proc.returncode,
+                                                                   self.logs()))
+            if time.monotonic() > deadline:
+                raise TimeoutError("weft-webhook not ready:\n" + self.logs())
+            time.sleep(0.1)
+
+    def stop_process(self):
+        kill(self.proc)
+        self.proc = None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure(self):
+        if not self.installed():
+            self.install()
+        if not self.running():
+            self.start()
+
+    def logs(self, tail=4000):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read()[-tail:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        self.stop_process()
+        shutil.rmtree(self.dir, ignore_errors=True)
