@@ -62,10 +62,12 @@ endef
 $(foreach p,$(BUILT_PARTS),$(eval $(call part_rules,$(p))))
 
 # tests/unit/lib/test_x links lib only; tests/unit/<part>/test_x also links <part>'s core.
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $(foreach p,$(PARTS),$(call core_objs,$(p)))
+part_of = $(firstword $(subst /, ,$(1)))
+.SECONDEXPANSION:
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $$(call core_objs,$$(call part_of,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< \
-	  $(call core_objs,$(firstword $(subst /, ,$*))) $(LIBWEFT) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -I$(call part_of,$*) $(LDFLAGS) -o $@ $< \
+	  $(call core_objs,$(call part_of,$*)) $(LIBWEFT) $(LDLIBS) -lcmocka
 
 test: deps all unit golden integration
 	@echo "make test: all suites passed"
