@@ -188,14 +188,17 @@ static int family_restore(struct family *f, const struct buf *text, int noflush)
     return rc;
 }
 
+/* --dry-run reads nothing from iptables, so its output depends on the flags
+ * alone: the input a real run feeds to a namespace without WEFT rules (the
+ * init container's case), or with --cleanup to one holding exactly them. */
 static void print_dry_run(const struct init_config *cfg, struct family *fams, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        printf("# %s: %s-restore --noflush\n", fams[i].name,
-               fams[i].af == AF_INET6 ? "ip6tables" : "iptables");
+        printf("# %s: %s-restore --noflush, %s\n", fams[i].name,
+               fams[i].af == AF_INET6 ? "ip6tables" : "iptables",
+               cfg->cleanup ? "namespace holding weft's rules" : "namespace without weft's rules");
         fwrite(fams[i].text.data, 1, fams[i].text.len, stdout);
     }
-    (void)cfg;
 }
 
 /* In --dry-run --cleanup, the state of a pod holding exactly weft's rules. */

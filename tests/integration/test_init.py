@@ -97,16 +97,18 @@ class NetNs:
         c.connect((host, port))
         return c
 
-    def connect_as(self, uid, host, port):
-        """Connects from a process of uid/gid `uid` in this namespace; the
-        connection is held open until the caller has looked at it."""
+    def connect_as(self, uid, host, port, gid=None):
+        """Connects from a process of uid `uid` and gid `gid` (default: uid)
+        in this namespace; the connection is held open until the caller has
+        looked at it."""
+        gid = uid if gid is None else gid
         code = (
             "import socket,sys\n"
             f"c=socket.create_connection(({host!r},{port}),timeout={TIMEOUT})\n"
             "print('connected',flush=True)\nsys.stdin.read()\n"
         )
         p = subprocess.Popen(
-            [IP, "netns", "exec", self.name, SETPRIV, f"--reuid={uid}", f"--regid={uid}",
+            [IP, "netns", "exec", self.name, SETPRIV, f"--reuid={uid}", f"--regid={gid}",
              "--clear-groups", sys.executable, "-c", code],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = p.stdout.readline()
@@ -243,15 +245,19 @@ def test_capture(net, socks, fam):
     assert (where, port) == ("app", OUTBOUND)
     assert original_dst(conn) == (peer_ip, 9000)
 
-    # The same connection from the proxy's uid goes straight out.
-    p = app.connect_as(PROXY_UID, peer_ip, 9000)
-    try:
-        where, port, conn = L.accept()
-        socks.append(conn)
-        assert (where, port) == ("peer", 9000)
-    finally:
-        p.kill()
-        p.wait(timeout=10)
+    # The same connection from the proxy's uid, or only its gid, goes
+    # straight out; another unprivileged uid is captured like root.
+    for uid, gid, expect in ((PROXY_UID, PROXY_UID, ("peer", 9000)),
+                             (1000, PROXY_UID, ("peer", 9000)),
+                             (1000, 1000, ("app", OUTBOUND))):
+        p = app.connect_as(uid, peer_ip, 9000, gid=gid)
+        try:
+            where, port, conn = L.accept()
+            socks.append(conn)
+            assert (where, port) == expect, (uid, gid)
+        finally:
+            p.kill()
+            p.wait(timeout=10)
 
     # Inbound to an app port: lands on the inbound port, original port kept.
     where, port, conn = lands(peer.connect(app_ip, 8080))
