@@ -173,7 +173,14 @@ out:
 /* Feeds text to restore (--noflush unless flush); 0 or -EIO, logged. */
 static int family_restore(struct family *f, const struct buf *text, int noflush)
 {
-    char *argv[] = {f->restore, noflush ? "--noflush" : NULL, NULL};
+    /* Legacy iptables serialises writers with a lock file shared by the
+     * whole mount namespace; wait for it rather than fail. */
+    int legacy = strstr(f->restore, "-legacy-") != NULL;
+    char *argv[4] = {f->restore, NULL, NULL, NULL}, **a = argv + 1;
+    if (noflush)
+        *a++ = "--noflush";
+    if (legacy)
+        *a++ = "--wait=10";
     struct buf err;
     char q[2048];
     buf_init(&err, STDERR_MAX);

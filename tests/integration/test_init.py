@@ -297,11 +297,12 @@ def test_second_run_and_cleanup(net, mode):
     legacy = mode == "legacy"
     tool = "iptables-legacy" if legacy else "iptables-nft"
     tool6 = "ip6tables-legacy" if legacy else "ip6tables-nft"
+    wait = ["-w", "10"] if legacy else []
     # Rules that are not weft's and must survive everything below.
-    app.run(tool, "-t", "nat", "-N", "KEEP_ME")
-    app.run(tool, "-t", "nat", "-A", "KEEP_ME", "-p", "udp", "-j", "RETURN")
-    app.run(tool, "-t", "nat", "-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "KEEP_ME")
-    app.run(tool6, "-t", "nat", "-A", "PREROUTING", "-p", "udp", "-j", "RETURN")
+    app.run(tool, *wait, "-t", "nat", "-N", "KEEP_ME")
+    app.run(tool, *wait, "-t", "nat", "-A", "KEEP_ME", "-p", "udp", "-j", "RETURN")
+    app.run(tool, *wait, "-t", "nat", "-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "KEEP_ME")
+    app.run(tool6, *wait, "-t", "nat", "-A", "PREROUTING", "-p", "udp", "-j", "RETURN")
     before = (saved(app, 4, legacy), saved(app, 6, legacy))
 
     weft_init(app, *STD[:-1], mode)
@@ -332,7 +333,7 @@ def test_duplicate_jumps_are_repaired(net):
 
 def test_auto_picks_legacy_when_legacy_holds_rules(net):
     app, _ = net
-    app.run("iptables-legacy", "-t", "filter", "-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "DROP")
+    app.run("iptables-legacy", "-w", "10", "-t", "filter", "-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "DROP")
     r = weft_init(app, *STD)
     assert "backend=legacy" in r.stderr
     assert "-A OUTPUT -p tcp -j WEFT_OUTPUT" in saved(app, 4, legacy=True)
