@@ -156,6 +156,14 @@ class Webhook:
                 raise TimeoutError("weft-webhook not ready:\n" + self.logs())
             time.sleep(0.1)
 
+    def reviews_total(self):
+        """Sum of weft_webhook_reviews_total over all outcomes."""
+        url = "http://127.0.0.1:%d/metrics" % self.metrics_port
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("weft_webhook_reviews_total"))
+
     def stop_process(self):
         kill(self.proc)
         self.proc = None

@@ -1,0 +1,263 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Issue 7's scenarios: the real kube-apiserver calls weft-webhook (installed
+from manifests/overlays/e2e), applies its patch and validates and stores the
+resulting objects; the controller-manager makes the pods of Deployments and
+Jobs. Each scenario is one test with its own namespace."""
+import base64
+import json
+import os
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import cluster as cl
+
+
+def pod(name, ns, annotations=None, labels=None, host_network=False, probes=False):
+    c = {"name": "app", "image": "registry.invalid/app:1",
+         "ports": [{"name": "http", "containerPort": 8080}]}
+    if probes:
+        c["readinessProbe"] = {"httpGet": {"path": "/ready", "port": "http"}}
+    spec = {"containers": [c]}
+    if host_network:
+        spec["hostNetwork"] = True
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "annotations": annotations or {},
+                         "labels": labels or {}},
+            "spec": spec}
+
+
+def names(containers):
+    return [c["name"] for c in containers or []]
+
+
+def assert_injected(p):
+    """The stored pod carries Weft exactly once, the way the templates say."""
+    spec = p["spec"]
+    init = names(spec.get("initContainers"))
+    allc = init + names(spec["containers"])
+    assert allc.count("weft-init") == 1, allc
+    assert allc.count("weft-proxy") == 1, allc
+    assert "weft.dev/status" in p["metadata"].get("annotations", {}), p["metadata"]
+    # Native sidecar (mesh.yaml default): weft-init first, the proxy right after it.
+    assert init[:2] == ["weft-init", "weft-proxy"], init
+    proxy = spec["initContainers"][1]
+    assert proxy["restartPolicy"] == "Always"
+    assert proxy["securityContext"]["runAsUser"] == 15100
+    return {e["name"]: e.get("value") for e in proxy.get("env", [])}
+
+
+def assert_untouched(p):
+    spec = p["spec"]
+    allc = names(spec.get("initContainers")) + names(spec["containers"])
+    assert "weft-proxy" not in allc and "weft-init" not in allc, allc
+    assert "weft.dev/status" not in p["metadata"].get("annotations", {})
+
+
+def meshed_ns(cluster, name, annotations=None):
+    cluster.create_namespace(name, labels={"weft.dev/inject": "enabled"},
+                             annotations=annotations)
+
+
+def revalidate(cluster, ns, name):
+    """An update makes the API server validate the whole stored pod again."""
+    cluster.kubectl("label", "pod", name, "-n", ns, "e2e.weft.dev/revalidated=yes")
+
+
+def test_pod_created_in_opted_in_namespace_is_injected(cluster, mesh):
+    meshed_ns(cluster, "e2e-pod")
+    cluster.create_json(pod("web", "e2e-pod", probes=True))
+    p = cluster.get_json("pod", "web", "-n", "e2e-pod")
+    env = assert_injected(p)
+    assert env["WEFT_MTLS_MODE"] == "STRICT"
+    assert env["WEFT_INBOUND_POLICY"] == "same-namespace"
+    # The app's probe now goes to the proxy admin port; the original travels in the env.
+    rp = p["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+    assert rp["port"] == 15020 and rp["path"] == "/app-health/app/readyz"
+    assert "/ready" in env["WEFT_APP_PROBES"]
+    revalidate(cluster, "e2e-pod", "web")
+
+
+def wait_pods(cluster, ns, selector, n, timeout=60):
+    def got():
+        items = cluster.get_json("pods", "-n", ns, "-l", selector)["items"]
+        return items if len(items) >= n else None
+    try:
+        return cluster.wait_for(got, timeout, "%d pods %s in %s" % (n, selector, ns))
+    except TimeoutError:
+        ev = cluster.kubectl("get", "events", "-n", ns).stdout
+        raise AssertionError("pods not created; events:\n" + ev)
+
+
+def test_deployment_and_job_pods_are_injected(cluster, mesh):
+    ns = "e2e-workloads"
+    meshed_ns(cluster, ns)
+    tmpl = {"metadata": {"labels": {"app": "api"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.invalid/api:1"}]}}
+    cluster.create_json({"apiVersion": "apps/v1", "kind": "Deployment",
+                         "metadata": {"name": "api", "namespace": ns},
+                         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+                                  "template": tmpl}})
+    job_tmpl = {"metadata": {"labels": {"app": "batch"}},
+                "spec": {"restartPolicy": "Never",
+                         "containers": [{"name": "task", "image": "registry.invalid/task:1"}]}}
+    cluster.create_json({"apiVersion": "batch/v1", "kind": "Job",
+                         "metadata": {"name": "batch", "namespace": ns},
+                         "spec": {"backoffLimit": 0, "template": job_tmpl}})
+    for p in wait_pods(cluster, ns, "app=api", 2):
+        assert p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+        assert_injected(p)
+    (p,) = wait_pods(cluster, ns, "app=batch", 1)
+    assert p["metadata"]["ownerReferences"][0]["kind"] == "Job"
+    assert_injected(p)
+    # The templates inside the workload objects stay as the user wrote them.
+    d = cluster.get_json("deployment", "api", "-n", ns)
+    assert names(d["spec"]["template"]["spec"]["containers"]) == ["app"]
+
+
+def test_pods_that_must_stay_untouched(cluster, mesh):
+    cluster.create_namespace("e2e-unlabelled")
+    cluster.create_json(pod("plain", "e2e-unlabelled"))
+    assert_untouched(cluster.get_json("pod", "plain", "-n", "e2e-unlabelled"))
+
+    ns = "e2e-optout"
+    meshed_ns(cluster, ns)
+    cluster.create_json(pod("by-annotation", ns, annotations={"weft.dev/inject": "disabled"}))
+    cluster.create_json(pod("by-label", ns, labels={"weft.dev/inject": "disabled"}))
+    cluster.create_json(pod("host-net", ns, host_network=True))
+    for name in ("by-annotation", "by-label", "host-net"):
+        assert_untouched(cluster.get_json("pod", name, "-n", ns))
+
+
+def test_invalid_override_is_refused_with_key_and_value(cluster, mesh):
+    ns = "e2e-invalid"
+    meshed_ns(cluster, ns)
+    r = cluster.create_json(pod("bad", ns, annotations={"weft.dev/skip-inbound-ports": "http"}),
+                            check=False)
+    assert r.returncode != 0
+    assert "weft.dev/skip-inbound-ports" in r.stderr and "http" in r.stderr, r.stderr
+    assert "inject.weft.dev" in r.stderr, r.stderr  # the API server names the webhook
+    r = cluster.kubectl("get", "pod", "bad", "-n", ns, check=False)
+    assert r.returncode != 0 and "NotFound" in r.stderr
+
+
+def test_dry_run_shows_injection_and_stores_nothing(cluster, mesh):
+    ns = "e2e-dryrun"
+    meshed_ns(cluster, ns)
+    r = cluster.create_json(pod("preview", ns), "--dry-run=server", "-o", "json")
+    assert_injected(json.loads(r.stdout))
+    r = cluster.kubectl("get", "pod", "preview", "-n", ns, check=False)
+    assert r.returncode != 0 and "NotFound" in r.stderr
+
+
+class _Labeler(BaseHTTPRequestHandler):
+    """A second mutating webhook: adds a label to every pod it sees, which
+    makes the API server reinvoke weft-webhook (reinvocationPolicy IfNeeded)."""
+    calls = 0
+
+    def do_POST(self):
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        req = review["request"]
+        labels = req["object"]["metadata"].get("labels")
+        type(self).calls += 1
+        if labels is None:
+            ops = [{"op": "add", "path": "/metadata/labels", "value": {"e2e.weft.dev/labeled": "yes"}}]
+        else:
+            ops = [{"op": "add", "path": "/metadata/labels/e2e.weft.dev~1labeled", "value": "yes"}]
+        resp = {"uid": req["uid"], "allowed": True}
+        if (labels or {}).get("e2e.weft.dev/labeled") != "yes":
+            resp["patchType"] = "JSONPatch"
+            resp["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
+        body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                           "response": resp}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def labeler(cluster, mesh):
+    cert, key = mesh.ca.issue("labeler", "labeler", server=True, ips=("127.0.0.1",))
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Labeler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    name = "zz-weft-e2e-labeler"  # sorts after weft-webhook: called after it
+    cfg = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+           "metadata": {"name": name},
+           "webhooks": [{
+               "name": "labeler.e2e.weft.dev", "admissionReviewVersions": ["v1"],
+               "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 5,
+               "reinvocationPolicy": "IfNeeded",
+               "clientConfig": {"url": "https://127.0.0.1:%d/label" % srv.server_address[1],
+                                "caBundle": mesh.ca_b64},
+               "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                          "resources": ["pods"]}],
+               "namespaceSelector": {"matchLabels": {"e2e.weft.dev/labeler": "on"}}}]}
+    try:
+        cluster.create_json(cfg)
+        yield _Labeler
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found",
+                        check=False)
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_reinvocation_does_not_inject_twice(cluster, mesh, labeler):
+    ns = "e2e-reinvoke"
+    cluster.create_namespace(ns, labels={"weft.dev/inject": "enabled",
+                                         "e2e.weft.dev/labeler": "on"})
+    before = labeler.calls
+    reviews = mesh.reviews_total()
+    cluster.create_json(pod("twice", ns))
+    p = cluster.get_json("pod", "twice", "-n", ns)
+    assert p["metadata"]["labels"]["e2e.weft.dev/labeled"] == "yes"
+    assert labeler.calls > before
+    # weft-webhook ran, the labeler changed the pod after it, so the API
+    # server called weft-webhook again with its own output.
+    assert mesh.reviews_total() - reviews == 2
+    assert_injected(p)  # exactly one weft-init and one weft-proxy
+    revalidate(cluster, ns, "twice")
+
+
+def test_namespace_annotations_reach_the_pod(cluster, mesh):
+    ns = "e2e-annotated"
+    meshed_ns(cluster, ns, annotations={"weft.dev/allow-from": "shop/frontend,ops/*",
+                                        "weft.dev/mtls-mode": "PERMISSIVE"})
+    cluster.create_json(pod("annotated", ns))
+    env = assert_injected(cluster.get_json("pod", "annotated", "-n", ns))
+    assert env["WEFT_ALLOW_FROM"] == "shop/frontend,ops/*"
+    assert env["WEFT_MTLS_MODE"] == "PERMISSIVE"
+    # A pod annotation wins over the namespace's.
+    cluster.create_json(pod("strict", ns, annotations={"weft.dev/mtls-mode": "STRICT"}))
+    env = assert_injected(cluster.get_json("pod", "strict", "-n", ns))
+    assert env["WEFT_MTLS_MODE"] == "STRICT"
+    assert env["WEFT_ALLOW_FROM"] == "shop/frontend,ops/*"
+
+
+def test_webhook_down_fails_closed_only_for_opted_in(cluster, mesh):
+    meshed_ns(cluster, "e2e-down")
+    cluster.create_namespace("e2e-down-plain")
+    mesh.stop_process()
+    try:
+        r = cluster.create_json(pod("refused", "e2e-down"), check=False)
+        assert r.returncode != 0
+        assert "failed calling webhook" in r.stderr and "inject.weft.dev" in r.stderr, r.stderr
+        r = cluster.kubectl("get", "pod", "refused", "-n", "e2e-down", check=False)
+        assert "NotFound" in r.stderr
+        cluster.create_json(pod("fine", "e2e-down-plain"))
+        assert_untouched(cluster.get_json("pod", "fine", "-n", "e2e-down-plain"))
+    finally:
+        mesh.start()
+    cluster.create_json(pod("back", "e2e-down"))
+    assert_injected(cluster.get_json("pod", "back", "-n", "e2e-down"))
