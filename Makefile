@@ -16,17 +16,21 @@ PYTHON     := /usr/bin/python3
 CC         ?= gcc
 PKGS       := libmicrohttpd gnutls jansson yaml-0.1 openssl
 WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
-CFLAGS     ?= -O2 -g
-CFLAGS     += -std=c11 -D_GNU_SOURCE $(WARN) -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+OPT        ?= -O2 -g
+# CFLAGS and LDFLAGS given on the command line are added to, not replacing, these.
+WEFT_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE $(WARN) -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
               -Ilib -DWEFT_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+WEFT_LDFLAGS :=
 LDLIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 ifeq ($(WERROR),1)
-CFLAGS     += -Werror
+WEFT_CFLAGS += -Werror
 endif
 ifneq ($(SANITIZER),)
-CFLAGS     += -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
-LDFLAGS    += -fsanitize=$(SANITIZER)
+WEFT_CFLAGS += -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
+WEFT_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
+WEFT_CFLAGS += $(CFLAGS)
+WEFT_LDFLAGS += $(LDFLAGS)
 
 LIB_SRCS   := $(wildcard lib/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(OBJ)/%.o)
@@ -48,7 +52,7 @@ deps:
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(WEFT_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(LIBWEFT): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -57,7 +61,7 @@ $(LIBWEFT): $(LIB_OBJS)
 define part_rules
 $(BIN)/weft-$(1): $(OBJ)/$(1)/main.o $(call core_objs,$(1)) $(LIBWEFT)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(CC) $$(WEFT_LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach p,$(BUILT_PARTS),$(eval $(call part_rules,$(p))))
 
@@ -66,7 +70,7 @@ part_of = $(firstword $(subst /, ,$(1)))
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $$(call core_objs,$$(call part_of,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I$(call part_of,$*) $(LDFLAGS) -o $@ $< \
+	$(CC) $(WEFT_CFLAGS) -I$(call part_of,$*) $(WEFT_LDFLAGS) -o $@ $< \
 	  $(call core_objs,$(call part_of,$*)) $(LIBWEFT) $(LDLIBS) -lcmocka
 
 test: deps all unit golden integration
@@ -90,14 +94,18 @@ e2e: all
 FUZZ_SRCS  := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS  := $(FUZZ_SRCS:fuzz/%.c=build-fuzz/%)
 FUZZ_SECS  ?= 20
-build-fuzz/%: fuzz/%.c
-	$(MAKE) --no-print-directory BUILD=build-fuzz/tree CC=clang \
-	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" build-fuzz/tree/libweft.a \
-	  $(foreach p,$(PARTS),$(patsubst $(OBJ)/%,build-fuzz/tree/obj/%,$(call core_objs,$(p))))
-	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilib -fsanitize=fuzzer,address,undefined -o $@ $< \
-	  $(patsubst $(OBJ)/%,build-fuzz/tree/obj/%,$(call core_objs,$(word 2,$(subst _, ,$*)))) \
-	  build-fuzz/tree/libweft.a $(LDLIBS)
+FUZZ_TREE  := build-fuzz/tree
+FUZZ_SAN   := -fsanitize=fuzzer-no-link,address,undefined
+# fuzz/fuzz_<part>_<what>.c links <part>'s core, built with clang into build-fuzz/tree.
+fuzz_part   = $(word 2,$(subst _, ,$(1)))
+.PHONY: FORCE
+build-fuzz/%: fuzz/%.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_TREE) CC=clang OPT="-O1 -g" SANITIZER= WERROR= \
+	  CFLAGS="$(FUZZ_SAN)" $(FUZZ_TREE)/libweft.a \
+	  $(patsubst $(OBJ)/%,$(FUZZ_TREE)/obj/%,$(call core_objs,$(call fuzz_part,$*)))
+	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilib -I$(call fuzz_part,$*) -fsanitize=fuzzer,address,undefined \
+	  -o $@ $< $(patsubst $(OBJ)/%,$(FUZZ_TREE)/obj/%,$(call core_objs,$(call fuzz_part,$*))) \
+	  $(FUZZ_TREE)/libweft.a $(LDLIBS)
 
 fuzz: $(FUZZ_BINS)
 	@bash fuzz/run.sh $(FUZZ_SECS) $(FUZZ_BINS)
