@@ -289,8 +289,18 @@ int main(int argc, char **argv)
 
     /* Read everything and build every text before changing anything. */
     for (size_t i = 0; i < nfam; i++) {
-        if (family_save(&fams[i]) < 0)
+        if (family_save(&fams[i]) < 0) {
+            /* Cleanup under --ipv6 auto looks at IPv6 only in case rules are
+             * there; a namespace whose ip6tables cannot even be read has none. */
+            if (cfg.cleanup && cfg.ipv6 == FLAGS_IPV6_AUTO && fams[i].af == AF_INET6) {
+                log_warn("skipping IPv6 cleanup", "reason=\"ip6tables-save failed\"");
+                buf_free(&fams[i].before);
+                buf_free(&fams[i].text);
+                nfam = i;
+                break;
+            }
             goto out;
+        }
         int brc = cfg.cleanup ? rules_build_cleanup(&fams[i].state, &fams[i].text, &fams[i].changes)
                               : rules_build_apply(&cfg, fams[i].af, &fams[i].state, &fams[i].text);
         if (brc < 0) {
