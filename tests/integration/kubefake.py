@@ -16,6 +16,7 @@ prints "port=<n>" once listening. Only stdlib.
 import argparse
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -266,6 +267,7 @@ class _Server(ThreadingHTTPServer):
     def finish_request(self, request, client_address):
         # TLS handshake in the per-connection thread, not the accept loop.
         try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             request.settimeout(self.fake.idle_timeout)
             tls = self.ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):

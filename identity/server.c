@@ -1,0 +1,770 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weft-identity's servers and reload loop; see server.h.
+ *
+ * Threads: libmicrohttpd runs one thread per connection for :8444 (each
+ * request may wait on a TokenReview, so no request waits behind another's)
+ * and one internal thread for the metrics port. The main thread only waits
+ * for signals and re-checks the certificate files. Shared state is the
+ * current issuer and the current serving credentials, each swapped under a
+ * mutex; requests hold a reference to the issuer they started with. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <microhttpd.h>
+
+#include "buf.h"
+#include "k8s.h"
+#include "log.h"
+#include "metrics.h"
+#include "review.h"
+#include "xalloc.h"
+
+#define SERVING_MAX_CERTS 8
+#define SERVING_MAX_PEM (1024 * 1024)
+#define RETIRED_KEEP_SECONDS 600 /* serving credentials outlive their last handshake by this much */
+
+/* ---------- metrics ---------- */
+
+static struct metrics_counter reason_counters[IDENT_REASON_COUNT];
+static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25, 0.5, 1, 2.5, 5};
+static struct metrics_histogram sign_hist = {.bounds = latency_bounds, .nbounds = 15};
+static struct metrics_histogram review_hist = {.bounds = latency_bounds, .nbounds = 15};
+static struct metrics_histogram request_hist = {.bounds = latency_bounds, .nbounds = 15};
+static struct metrics_counter reload_counters[4] = {
+    {.labels = "what=\"issuer\",result=\"ok\""},
+    {.labels = "what=\"issuer\",result=\"error\""},
+    {.labels = "what=\"serving\",result=\"ok\""},
+    {.labels = "what=\"serving\",result=\"error\""},
+};
+
+static void metrics_init_labels(void)
+{
+    for (int i = 0; i < IDENT_REASON_COUNT; i++)
+        reason_counters[i].labels = xasprintf("reason=\"%s\"", ident_reason_name((enum ident_reason)i));
+}
+
+/* ---------- file change detection ---------- */
+
+struct file_sig {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+};
+
+static void file_sig_get(const char *path, struct file_sig *s)
+{
+    struct stat st;
+    memset(s, 0, sizeof *s);
+    if (path && stat(path, &st) == 0) {
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+        s->size = st.st_size;
+        s->mtime = st.st_mtim;
+        s->ctime = st.st_ctim;
+    }
+}
+
+static int file_sig_same(const struct file_sig *a, const struct file_sig *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
+           a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* ---------- serving credentials (GnuTLS) ---------- */
+
+struct serving {
+    gnutls_pcert_st pcerts[SERVING_MAX_CERTS];
+    unsigned npcerts;
+    gnutls_privkey_t key;
+    time_t not_after;
+    time_t retired_at;     /* 0 while current */
+    struct serving *next;  /* retired list */
+};
+
+static pthread_mutex_t serving_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct serving *serving_current;
+static struct serving *serving_retired;
+
+static void serving_free(struct serving *s)
+{
+    if (!s)
+        return;
+    for (unsigned i = 0; i < s->npcerts; i++)
+        gnutls_pcert_deinit(&s->pcerts[i]);
+    if (s->key)
+        gnutls_privkey_deinit(s->key);
+    free(s);
+}
+
+static int read_file(const char *path, size_t max, gnutls_datum_t *out, char *err, size_t errlen)
+{
+    int rc = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct buf b;
+    buf_init(&b, max);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    char chunk[8192];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (buf_append(&b, chunk, (size_t)n) < 0) {
+            rc = -EFBIG;
+            snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
+            goto out;
+        }
+    }
+    explicit_bzero(chunk, sizeof chunk);
+    size_t len = 0;
+    out->data = (unsigned char *)buf_steal(&b, &len);
+    out->size = (unsigned)len;
+    if (!out->data) {
+        rc = -EINVAL;
+        snprintf(err, errlen, "%s: empty", path);
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    buf_free(&b);
+    return rc;
+}
+
+static void datum_wipe(gnutls_datum_t *d)
+{
+    if (d->data) {
+        explicit_bzero(d->data, d->size);
+        free(d->data);
+    }
+    d->data = NULL;
+    d->size = 0;
+}
+
+static int serving_load(const char *cert_file, const char *key_file, struct serving **out, char *err, size_t errlen)
+{
+    gnutls_datum_t cert = {0}, key = {0};
+    struct serving *s = xcalloc(1, sizeof *s);
+    gnutls_pubkey_t pub = NULL;
+    int rc = read_file(cert_file, SERVING_MAX_PEM, &cert, err, errlen);
+    if (rc == 0)
+        rc = read_file(key_file, SERVING_MAX_PEM, &key, err, errlen);
+    if (rc < 0)
+        goto out;
+    s->npcerts = SERVING_MAX_CERTS;
+    int g = gnutls_pcert_list_import_x509_raw(s->pcerts, &s->npcerts, &cert, GNUTLS_X509_FMT_PEM,
+                                              GNUTLS_X509_CRT_LIST_IMPORT_FAIL_IF_EXCEED |
+                                                  GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED);
+    if (g < 0) {
+        s->npcerts = 0;
+        rc = -EINVAL;
+        snprintf(err, errlen, "%s: %s", cert_file, gnutls_strerror(g));
+        goto out;
+    }
+    if ((g = gnutls_privkey_init(&s->key)) < 0 ||
+        (g = gnutls_privkey_import_x509_raw(s->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+        rc = -EINVAL;
+        snprintf(err, errlen, "%s: %s", key_file, gnutls_strerror(g));
+        goto out;
+    }
+    /* The key must be the first certificate's. */
+    unsigned char id1[64], id2[64];
+    size_t l1 = sizeof id1, l2 = sizeof id2;
+    if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_privkey(pub, s->key, 0, 0) < 0 ||
+        gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, id1, &l1) < 0 ||
+        gnutls_pubkey_get_key_id(s->pcerts[0].pubkey, GNUTLS_KEYID_USE_SHA256, id2, &l2) < 0 || l1 != l2 ||
+        memcmp(id1, id2, l1) != 0) {
+        rc = -EINVAL;
+        snprintf(err, errlen, "%s does not match the first certificate of %s", key_file, cert_file);
+        goto out;
+    }
+    gnutls_x509_crt_t crt;
+    if (gnutls_x509_crt_init(&crt) == 0) {
+        if (gnutls_x509_crt_import(crt, &s->pcerts[0].cert, GNUTLS_X509_FMT_DER) == 0)
+            s->not_after = gnutls_x509_crt_get_expiration_time(crt);
+        gnutls_x509_crt_deinit(crt);
+    }
+    *out = s;
+    s = NULL;
+out:
+    if (pub)
+        gnutls_pubkey_deinit(pub);
+    datum_wipe(&cert);
+    datum_wipe(&key);
+    serving_free(s);
+    return rc;
+}
+
+/* Installs s; the previous credentials are retired, not freed: GnuTLS may
+ * still be using them in a handshake that picked them a moment ago. */
+static void serving_install(struct serving *s)
+{
+    time_t now = time(NULL);
+    pthread_mutex_lock(&serving_lock);
+    if (serving_current) {
+        serving_current->retired_at = now;
+        serving_current->next = serving_retired;
+        serving_retired = serving_current;
+    }
+    serving_current = s;
+    struct serving **pp = &serving_retired;
+    while (*pp) {
+        if (now - (*pp)->retired_at > RETIRED_KEEP_SECONDS) {
+            struct serving *dead = *pp;
+            *pp = dead->next;
+            serving_free(dead);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    pthread_mutex_unlock(&serving_lock);
+}
+
+/* gnutls_certificate_retrieve_function2: called in each handshake. */
+static int serving_cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                           const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pcert,
+                           unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    (void)session;
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    int rc = -1;
+    pthread_mutex_lock(&serving_lock);
+    if (serving_current) {
+        *pcert = serving_current->pcerts;
+        *pcert_length = serving_current->npcerts;
+        *pkey = serving_current->key;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&serving_lock);
+    return rc;
+}
+
+/* ---------- issuer ---------- */
+
+static pthread_mutex_t issuer_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ident_issuer *issuer_current;
+
+static struct ident_issuer *issuer_get(void)
+{
+    pthread_mutex_lock(&issuer_lock);
+    struct ident_issuer *is = issuer_current;
+    if (is)
+        ident_issuer_ref(is);
+    pthread_mutex_unlock(&issuer_lock);
+    return is;
+}
+
+static void issuer_install(struct ident_issuer *is)
+{
+    pthread_mutex_lock(&issuer_lock);
+    struct ident_issuer *old = issuer_current;
+    issuer_current = is;
+    pthread_mutex_unlock(&issuer_lock);
+    ident_issuer_unref(old);
+}
+
+/* ---------- reload ---------- */
+
+struct reloader {
+    const struct ident_server_config *cfg;
+    struct file_sig issuer_sig[3];  /* cert, key, bundle */
+    struct file_sig serving_sig[2];
+};
+
+static int reload_issuer(struct reloader *r, int force)
+{
+    struct file_sig sig[3];
+    file_sig_get(r->cfg->issuer_cert, &sig[0]);
+    file_sig_get(r->cfg->issuer_key, &sig[1]);
+    file_sig_get(r->cfg->trust_bundle, &sig[2]);
+    if (!force && file_sig_same(&sig[0], &r->issuer_sig[0]) && file_sig_same(&sig[1], &r->issuer_sig[1]) &&
+        file_sig_same(&sig[2], &r->issuer_sig[2]))
+        return 0;
+    char err[512];
+    struct ident_issuer *is = NULL;
+    int rc = ident_issuer_load(r->cfg->issuer_cert, r->cfg->issuer_key, r->cfg->trust_bundle, &is, err, sizeof err);
+    if (rc < 0) {
+        metrics_inc(&reload_counters[1]);
+        log_error("issuer not loaded, keeping the previous one", "error=\"%s\"", err);
+        /* Remember the signature anyway: a half-written pair is retried when it changes again. */
+        memcpy(r->issuer_sig, sig, sizeof sig);
+        return rc;
+    }
+    memcpy(r->issuer_sig, sig, sizeof sig);
+    issuer_install(is);
+    metrics_inc(&reload_counters[0]);
+    log_info("issuer loaded", "cert=%s not_after=%lld chain=%zu", r->cfg->issuer_cert,
+             (long long)ident_issuer_not_after(is), ident_issuer_chain_len(is));
+    return 1;
+}
+
+static int reload_serving(struct reloader *r, int force)
+{
+    struct file_sig sig[2];
+    file_sig_get(r->cfg->tls_cert, &sig[0]);
+    file_sig_get(r->cfg->tls_key, &sig[1]);
+    if (!force && file_sig_same(&sig[0], &r->serving_sig[0]) && file_sig_same(&sig[1], &r->serving_sig[1]))
+        return 0;
+    memcpy(r->serving_sig, sig, sizeof sig);
+    char err[512];
+    struct serving *s = NULL;
+    int rc = serving_load(r->cfg->tls_cert, r->cfg->tls_key, &s, err, sizeof err);
+    if (rc < 0) {
+        metrics_inc(&reload_counters[3]);
+        log_error("serving certificate not loaded, keeping the previous one", "error=\"%s\"", err);
+        return rc;
+    }
+    serving_install(s);
+    metrics_inc(&reload_counters[2]);
+    log_info("serving certificate loaded", "cert=%s not_after=%lld", r->cfg->tls_cert, (long long)s->not_after);
+    return 1;
+}
+
+/* ---------- HTTP handlers ---------- */
+
+struct server_state {
+    const struct ident_server_config *cfg;
+    struct k8s_client *kube;
+};
+
+struct conn_state {
+    struct buf body;
+    int too_large;
+    int started;
+};
+
+static int review_call(void *ctx, json_t *request, long *status, json_t **body, char *err, size_t errlen)
+{
+    struct server_state *st = ctx;
+    return k8s_request(st->kube, "POST", IDENT_TOKENREVIEW_PATH, request, status, body, err, errlen);
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *type, char *body,
+                                 size_t len, enum MHD_ResponseMemoryMode mode, int retry_after)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (retry_after > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+    if (status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (status == 405)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "POST");
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static void log_outcome(const struct ident_response *out, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char peer[64] = "-";
+    if (ci && ci->client_addr)
+        getnameinfo(ci->client_addr,
+                    ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+                    peer, sizeof peer, NULL, 0, NI_NUMERICHOST);
+    if (out->reason == IDENT_ISSUED)
+        log_info("certificate issued", "spiffe_id=%s peer=%s detail=\"%s\"", out->spiffe_id, peer, out->message);
+    else
+        log_event(out->status >= 500 ? LOG_WARN : LOG_INFO, "certificate denied",
+                  "status=%d reason=%s spiffe_id=%s peer=%s detail=\"%s\"", out->status,
+                  ident_reason_name(out->reason), *out->spiffe_id ? out->spiffe_id : "-", peer, out->message);
+}
+
+/* Answers a request decided without the core (404, 405, 413 up front). */
+static enum MHD_Result deny_early(struct MHD_Connection *conn, enum ident_reason r, const char *message)
+{
+    struct ident_response out = {0};
+    metrics_inc(&reason_counters[r]);
+    json_t *body = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", ident_reason_status(r), "reason",
+                             ident_reason_name(r), "message", message);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    out.status = ident_reason_status(r);
+    out.reason = r;
+    snprintf(out.message, sizeof out.message, "%s", message);
+    log_outcome(&out, conn);
+    return send_text(conn, (unsigned)out.status, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE, 0);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    struct server_state *st = cls;
+    struct conn_state *cs = *con_cls;
+    if (!cs) {
+        cs = xcalloc(1, sizeof *cs);
+        buf_init(&cs->body, IDENT_MAX_BODY);
+        *con_cls = cs;
+        if (strcmp(url, "/v1/certificates") != 0)
+            return deny_early(conn, IDENT_NOT_FOUND, "no such path; POST /v1/certificates");
+        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+            return deny_early(conn, IDENT_METHOD_NOT_ALLOWED, "only POST is allowed");
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && (strlen(cl) > 9 || strtoul(cl, NULL, 10) > IDENT_MAX_BODY))
+            return deny_early(conn, IDENT_BODY_TOO_LARGE, "request body is larger than 65536 bytes");
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!cs->too_large && buf_append(&cs->body, upload_data, *upload_data_size) < 0)
+            cs->too_large = 1; /* keep reading, answer 413 at the end */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (cs->started)
+        return MHD_YES;
+    cs->started = 1;
+
+    uint64_t t0 = metrics_now_ns();
+    struct ident_request req = {
+        .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .body = cs->body.data,
+        .len = cs->body.len,
+        .too_large = cs->too_large,
+    };
+    struct ident_response out;
+    struct ident_issuer *is = issuer_get();
+    ident_handle(&st->cfg->core, review_call, st, is, time(NULL), &req, &out);
+    ident_issuer_unref(is);
+    metrics_inc(&reason_counters[out.reason]);
+    if (out.review_ns)
+        metrics_observe_ns(&review_hist, out.review_ns);
+    if (out.sign_ns && out.reason == IDENT_ISSUED)
+        metrics_observe_ns(&sign_hist, out.sign_ns);
+    log_outcome(&out, conn);
+    char *body = out.body;
+    out.body = NULL;
+    enum MHD_Result r =
+        send_text(conn, (unsigned)out.status, "application/json", body, strlen(body), MHD_RESPMEM_MUST_FREE,
+                  out.retry_after);
+    metrics_observe_ns(&request_hist, metrics_now_ns() - t0);
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct conn_state *cs = *con_cls;
+    if (!cs)
+        return;
+    if (cs->body.data)
+        explicit_bzero(cs->body.data, cs->body.len);
+    buf_free(&cs->body);
+    free(cs);
+    *con_cls = NULL;
+}
+
+static int ready(char *why, size_t whylen)
+{
+    struct ident_issuer *is = issuer_get();
+    int ok = 1;
+    if (!is) {
+        snprintf(why, whylen, "no issuer loaded\n");
+        ok = 0;
+    } else if (ident_issuer_not_after(is) <= time(NULL)) {
+        snprintf(why, whylen, "issuer expired\n");
+        ok = 0;
+    }
+    ident_issuer_unref(is);
+    pthread_mutex_lock(&serving_lock);
+    if (ok && !serving_current) {
+        snprintf(why, whylen, "no serving certificate loaded\n");
+        ok = 0;
+    }
+    pthread_mutex_unlock(&serving_lock);
+    if (ok)
+        snprintf(why, whylen, "ok\n");
+    return ok;
+}
+
+static void render_metrics(struct buf *out)
+{
+    /* reason_counters[IDENT_ISSUED] is the issued count, rendered without a label. */
+    metrics_header(out, "weft_identity_certificates_issued_total", "counter", "Certificates issued.");
+    buf_appendf(out, "weft_identity_certificates_issued_total %llu\n",
+                (unsigned long long)atomic_load(&reason_counters[IDENT_ISSUED].value));
+    metrics_counters(out, "weft_identity_requests_denied_total",
+                     "Certificate requests refused, by reason (nothing was issued).", &reason_counters[1],
+                     IDENT_REASON_COUNT - 1);
+    metrics_histogram_render(out, "weft_identity_signing_duration_seconds",
+                             "Time to build and sign one certificate.", &sign_hist);
+    metrics_histogram_render(out, "weft_identity_tokenreview_duration_seconds",
+                             "Time of the TokenReview call to the API server.", &review_hist);
+    metrics_histogram_render(out, "weft_identity_request_duration_seconds",
+                             "Time from a complete request body to the queued answer.", &request_hist);
+    metrics_counters(out, "weft_identity_reloads_total", "Loads of the issuer and serving certificate files.",
+                     reload_counters, 4);
+    struct ident_issuer *is = issuer_get();
+    metrics_header(out, "weft_identity_issuer_not_after_timestamp_seconds", "gauge",
+                   "Expiry of the loaded issuer certificate (0: none).");
+    metrics_gauge(out, "weft_identity_issuer_not_after_timestamp_seconds", "",
+                  is ? (double)ident_issuer_not_after(is) : 0);
+    ident_issuer_unref(is);
+    pthread_mutex_lock(&serving_lock);
+    double serving_na = serving_current ? (double)serving_current->not_after : 0;
+    pthread_mutex_unlock(&serving_lock);
+    metrics_header(out, "weft_identity_serving_not_after_timestamp_seconds", "gauge",
+                   "Expiry of the loaded serving certificate (0: none).");
+    metrics_gauge(out, "weft_identity_serving_not_after_timestamp_seconds", "", serving_na);
+}
+
+static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    (void)upload_data;
+    if (!*con_cls) {
+        *con_cls = conn; /* any non-NULL marker: answer on the second call */
+        return MHD_YES;
+    }
+    *upload_data_size = 0;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        static char m[] = "method not allowed\n";
+        return send_text(conn, 405, "text/plain", m, sizeof m - 1, MHD_RESPMEM_PERSISTENT, 0);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        struct buf b;
+        buf_init(&b, 1024 * 1024);
+        render_metrics(&b);
+        size_t len = 0;
+        char *text = buf_steal(&b, &len);
+        return send_text(conn, 200, "text/plain; version=0.0.4", text ? text : xstrdup(""), len,
+                         MHD_RESPMEM_MUST_FREE, 0);
+    }
+    if (strcmp(url, "/healthz") == 0) {
+        static char ok[] = "ok\n";
+        return send_text(conn, 200, "text/plain", ok, sizeof ok - 1, MHD_RESPMEM_PERSISTENT, 0);
+    }
+    if (strcmp(url, "/readyz") == 0) {
+        char why[128];
+        int ok = ready(why, sizeof why);
+        return send_text(conn, ok ? 200 : 503, "text/plain", xstrdup(why), strlen(why), MHD_RESPMEM_MUST_FREE, 0);
+    }
+    static char nf[] = "not found\n";
+    return send_text(conn, 404, "text/plain", nf, sizeof nf - 1, MHD_RESPMEM_PERSISTENT, 0);
+}
+
+/* ---------- startup ---------- */
+
+int ident_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    const char *colon;
+    size_t hl;
+    const char *h = s;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s)))
+            return -EINVAL; /* bare IPv6 needs brackets */
+        hl = (size_t)(colon - s);
+    }
+    size_t pl = strlen(colon + 1);
+    if (hl >= hostlen || pl == 0 || pl >= portlen)
+        return -EINVAL;
+    for (const char *p = colon + 1; *p; p++)
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+    unsigned long v = strtoul(colon + 1, NULL, 10);
+    if (v > 65535)
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    memcpy(port, colon + 1, pl + 1);
+    return 0;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
+        text[--n] = '\0';
+    for (char *p = text; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    log_debug("libmicrohttpd", "detail=\"%s\"", text);
+}
+
+static struct MHD_Daemon *start_daemon(const char *listen, int tls, unsigned max_conn, MHD_AccessHandlerCallback h,
+                                       void *cls, char *err, size_t errlen)
+{
+    char host[256], port[8];
+    if (ident_split_hostport(listen, host, sizeof host, port, sizeof port) < 0) {
+        snprintf(err, errlen, "bad listen address %s (want host:port, [v6]:port or :port)", listen);
+        return NULL;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    flags |= tls ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_TLS : MHD_USE_AUTO;
+    struct addrinfo *ai = NULL;
+    struct sockaddr_storage ss;
+    if (*host) {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+        if (getaddrinfo(host, port, &hints, &ai) != 0) {
+            snprintf(err, errlen, "bad listen address %s (host must be an IP address)", listen);
+            return NULL;
+        }
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        if (ai->ai_family == AF_INET6)
+            flags |= MHD_USE_IPv6;
+        freeaddrinfo(ai);
+    } else {
+        flags |= MHD_USE_DUAL_STACK;
+    }
+    struct MHD_OptionItem opts[12];
+    size_t n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)max_conn, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    if (*host)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    if (tls) {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)serving_cert_cb};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                            (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_STACK_SIZE, 512 * 1024, NULL};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    struct MHD_Daemon *d = MHD_start_daemon(flags, (uint16_t)strtoul(port, NULL, 10), NULL, NULL, h, cls,
+                                            MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!d)
+        snprintf(err, errlen, "cannot listen on %s%s", listen, tls ? " (HTTPS)" : "");
+    return d;
+}
+
+int ident_server_run(const struct ident_server_config *cfg)
+{
+    int code = 1;
+    char err[512];
+    struct server_state st = {.cfg = cfg};
+    struct reloader rl = {.cfg = cfg};
+    struct MHD_Daemon *api = NULL, *mon = NULL;
+    metrics_init_labels();
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cfg->kube_api) {
+        char host[256], port[8];
+        if (ident_split_hostport(cfg->kube_api, host, sizeof host, port, sizeof port) < 0 || !*host) {
+            log_error("bad --kube-api", "value=%s", cfg->kube_api);
+            goto out;
+        }
+        st.kube = k8s_client_new(host, port, cfg->kube_ca, cfg->kube_token, err, sizeof err);
+    } else {
+        st.kube = k8s_client_in_cluster(err, sizeof err);
+    }
+    if (!st.kube) {
+        log_error("no Kubernetes API client", "error=\"%s\"", err);
+        goto out;
+    }
+    k8s_client_set_timeouts(st.kube, (int)(cfg->kube_timeout * 1000 / 2), (int)(cfg->kube_timeout * 1000));
+
+    /* Both must load at start; later failures keep the previous ones. */
+    if (reload_issuer(&rl, 1) < 0 || reload_serving(&rl, 1) < 0)
+        goto out;
+
+    api = start_daemon(cfg->listen, 1, cfg->max_connections, on_request, &st, err, sizeof err);
+    if (api)
+        mon = start_daemon(cfg->metrics_listen, 0, 64, on_metrics, NULL, err, sizeof err);
+    if (!api || !mon) {
+        log_error("cannot start", "error=\"%s\"", err);
+        goto out;
+    }
+    log_info("weft-identity started", "listen=%s metrics=%s trust_domain=%s audience=%s ttl=%ld", cfg->listen,
+             cfg->metrics_listen, cfg->core.trust_domain, cfg->core.audience, cfg->core.ttl);
+
+    time_t next_check = time(NULL) + cfg->reload_interval;
+    for (;;) {
+        struct timespec wait = {.tv_sec = 1};
+        int sig = sigtimedwait(&sigs, NULL, &wait);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("weft-identity stopping", "signal=%d", sig);
+            break;
+        }
+        if (sig == SIGHUP || time(NULL) >= next_check) {
+            reload_issuer(&rl, sig == SIGHUP);
+            reload_serving(&rl, sig == SIGHUP);
+            next_check = time(NULL) + cfg->reload_interval;
+        }
+    }
+    code = 0;
+out:
+    if (api)
+        MHD_stop_daemon(api);
+    if (mon)
+        MHD_stop_daemon(mon);
+    k8s_client_free(st.kube);
+    issuer_install(NULL);
+    serving_install(NULL);
+    pthread_mutex_lock(&serving_lock);
+    while (serving_retired) {
+        struct serving *s = serving_retired;
+        serving_retired = s->next;
+        serving_free(s);
+    }
+    pthread_mutex_unlock(&serving_lock);
+    for (int i = 0; i < IDENT_REASON_COUNT; i++) {
+        free((char *)reason_counters[i].labels);
+        reason_counters[i].labels = NULL;
+    }
+    return code;
+}
