@@ -214,6 +214,19 @@ int flags_parse(int argc, char *const argv[], struct init_config *cfg, char *err
         if (c == -1)
             break;
         const char *v = optarg;
+        if (longidx >= 0) {
+            /* getopt_long takes unambiguous prefixes (--dry); a stamped
+             * command line never needs them, so refuse them. */
+            const char *tok = optarg && optarg == argv[optind - 1] ? argv[optind - 2] : argv[optind - 1];
+            size_t nlen = strlen(long_options[longidx].name);
+            if (strncmp(tok, "--", 2) != 0 || strncmp(tok + 2, long_options[longidx].name, nlen) != 0 ||
+                (tok[2 + nlen] != '\0' && tok[2 + nlen] != '=')) {
+                snprintf(err, errlen, "unknown flag \"%s\" (did you mean --%s?)", tok,
+                         long_options[longidx].name);
+                rc = -EINVAL;
+                goto out;
+            }
+        }
         switch (c) {
         case OPT_PROXY_UID:
             rc = parse_id("proxy-uid", v, &cfg->proxy_uid, err, errlen);

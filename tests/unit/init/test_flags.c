@@ -141,6 +141,12 @@ static void test_other_errors(void **state)
     assert_int_equal(PARSE(&c, err, "-x"), -EINVAL);
     assert_int_equal(PARSE(&c, err, "--inbound-port", "15001"), -EINVAL);
     assert_non_null(strstr(err, "15001"));
+    assert_int_equal(PARSE(&c, err, "--dry"), -EINVAL); /* no abbreviations */
+    assert_non_null(strstr(err, "--dry"));
+    assert_int_equal(PARSE(&c, err, "--proxy-u", "1"), -EINVAL);
+    assert_int_equal(PARSE(&c, err, "--proxy-u=1"), -EINVAL);
+    assert_int_equal(PARSE(&c, err, "--proxy-uid", "--proxy-uid"), -EINVAL); /* value is not a number */
+    assert_int_equal(PARSE(&c, err, "--help"), 0);
     assert_int_equal(PARSE(&c, err, "-h"), 0);
     assert_true(c.help);
 }
