@@ -67,8 +67,9 @@ class CA:
                  "-addext", "basicConstraints=critical,CA:TRUE",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
-    def issue(self, name, cn, org=None, dns=(), ips=(), server=False, client=False):
-        """Signs a new P-256 key; returns (cert path, key path)."""
+    def issue(self, name, cn, org=None, dns=(), ips=(), server=False, client=False, ca=False):
+        """Signs a new P-256 key; returns (cert path, key path). ca=True makes
+        an intermediate CA."""
         crt = os.path.join(self.dir, name + ".crt")
         key = os.path.join(self.dir, name + ".key")
         csr = os.path.join(self.dir, name + ".csr")
@@ -77,9 +78,13 @@ class CA:
         _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                  "-nodes", "-keyout", key, "-out", csr, "-subj", subj, cwd=self.dir)
         eku = [u for u, on in (("serverAuth", server), ("clientAuth", client)) if on]
-        lines = ["basicConstraints=critical,CA:FALSE",
-                 "keyUsage=critical,digitalSignature,keyEncipherment",
-                 "extendedKeyUsage=" + ",".join(eku)]
+        if ca:
+            lines = ["basicConstraints=critical,CA:TRUE,pathlen:0",
+                     "keyUsage=critical,keyCertSign,cRLSign"]
+        else:
+            lines = ["basicConstraints=critical,CA:FALSE",
+                     "keyUsage=critical,digitalSignature,keyEncipherment",
+                     "extendedKeyUsage=" + ",".join(eku)]
         sans = ["DNS:" + n for n in dns] + ["IP:" + i for i in ips]
         if sans:
             lines.append("subjectAltName=" + ",".join(sans))

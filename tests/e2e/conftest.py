@@ -30,7 +30,12 @@ def bindir():
 
 @pytest.fixture(scope="session")
 def cluster(bindir):
-    c = cl.Cluster(bindir).start()
+    try:
+        c = cl.Cluster(bindir).start()
+    except (RuntimeError, TimeoutError):
+        # A loopback port picked as free may have been taken meanwhile by
+        # another process: one more try with new ports.
+        c = cl.Cluster(bindir).start()
     try:
         yield c
     finally:
@@ -64,3 +69,18 @@ def mesh(webhook):
     test may have applied the plain base) and the webhook is up."""
     webhook.ensure()
     return webhook
+
+
+@pytest.fixture(scope="session")
+def identity(cluster, weft_bin, webhook):
+    """weft-identity on 127.0.0.1 (after the manifests are installed: it runs
+    as their service account weft-system/weft-identity)."""
+    exe = os.path.join(weft_bin, "weft-identity")
+    if not os.access(exe, os.X_OK):
+        pytest.skip("weft-identity not built (%s): run make" % exe)
+    i = weft.Identity(cluster, exe)
+    try:
+        i.start()
+        yield i
+    finally:
+        i.stop()

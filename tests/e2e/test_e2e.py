@@ -7,6 +7,8 @@ import base64
 import json
 import os
 import ssl
+import subprocess
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -261,3 +263,52 @@ def test_webhook_down_fails_closed_only_for_opted_in(cluster, mesh):
         mesh.start()
     cluster.create_json(pod("back", "e2e-down"))
     assert_injected(cluster.get_json("pod", "back", "-n", "e2e-down"))
+
+
+def make_csr(d, uri):
+    key, csr = os.path.join(d, "k.pem"), os.path.join(d, "csr.pem")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", csr,
+                    "-subj", "/O=weft-e2e", "-addext", "subjectAltName=URI:" + uri],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return open(csr).read()
+
+
+def test_identity_checks_real_tokens_with_tokenreview(cluster, mesh, identity):
+    ns = "e2e-identity"
+    meshed_ns(cluster, ns)
+    cluster.kubectl("create", "serviceaccount", "app", "-n", ns)
+    cluster.kubectl("create", "serviceaccount", "gone", "-n", ns)
+    spiffe = "spiffe://cluster.local/ns/%s/sa/app" % ns
+    with tempfile.TemporaryDirectory() as d:
+        csr = make_csr(d, spiffe)
+        status, ans = identity.request(csr, cluster.token("app", ns, audience="weft-identity"))
+        assert status == 200, (ans, identity.logs())
+        assert ans["spiffeId"] == spiffe
+        crt = os.path.join(d, "crt.pem")
+        chain = os.path.join(d, "chain.pem")
+        with open(crt, "w") as f:
+            f.write(ans["certificate"])
+        with open(chain, "w") as f:
+            f.write("".join(ans["chain"]))
+        r = subprocess.run(["openssl", "verify", "-CAfile", identity.root.crt, "-untrusted", chain,
+                            crt], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert r.returncode == 0, r.stdout
+        r = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", crt],
+                           stdout=subprocess.PIPE, text=True, check=True)
+        assert "URI:" + spiffe in r.stdout
+
+        # A real token, but for the API server's audience, not weft-identity's.
+        status, ans = identity.request(csr, cluster.token("app", ns))
+        assert status == 401, ans
+        # Right token, but the CSR names another service account.
+        other = make_csr(d, "spiffe://cluster.local/ns/%s/sa/gone" % ns)
+        status, ans = identity.request(other, cluster.token("app", ns, audience="weft-identity"))
+        assert status == 403, ans
+        # The token of a service account deleted since: TokenReview refuses it.
+        tok = cluster.token("gone", ns, audience="weft-identity")
+        cluster.kubectl("delete", "serviceaccount", "gone", "-n", ns)
+        status, ans = cluster.wait_for(
+            lambda: (lambda r: r if r[0] != 200 else None)(identity.request(other, tok)),
+            20, "the deleted service account's token to be refused")
+        assert status == 401, ans

@@ -10,12 +10,14 @@ path. Nothing on the host is changed; the namespace dies with the process.
 """
 import base64
 import json
+import ssl
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import cluster as cl
@@ -43,6 +45,14 @@ def spawn_in_pod_fs(argv, sa_dir, env, log_path):
                "sh", "-c", _POD_FS, "sh", sa_dir, *argv]
     p = subprocess.Popen(wrapped, stdout=log, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    log.close()
+    return p
+
+
+def spawn(argv, env, log_path):
+    log = open(log_path, "ab")
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         env=env, start_new_session=True)
     log.close()
     return p
 
@@ -133,19 +143,22 @@ class Webhook:
                 "--tls-cert", self.cert, "--tls-key", self.key,
                 "--listen", "127.0.0.1:%d" % self.port,
                 "--metrics-listen", "127.0.0.1:%d" % self.metrics_port]
-        if self.lookup:
+        if self.lookup and os.geteuid() == 0:
             env["KUBERNETES_SERVICE_HOST"] = "127.0.0.1"
             env["KUBERNETES_SERVICE_PORT"] = str(self.cluster.port)
             sa = self.cluster.service_account_dir("weft-webhook", "weft-system")
             self.proc = spawn_in_pod_fs(args, sa, env, self.log)
+        elif self.lookup:
+            # Not root (no mount namespace): the same token, by flags.
+            sa = self.cluster.service_account_dir("weft-webhook", "weft-system")
+            args += ["--api-server", "127.0.0.1:%d" % self.cluster.port,
+                     "--api-ca", os.path.join(sa, "ca.crt"),
+                     "--api-token", os.path.join(sa, "token")]
+            self.proc = spawn(args, env, self.log)
         else:
             env.pop("KUBERNETES_SERVICE_HOST", None)
             args.append("--no-namespace-lookup")
-            log = open(self.log, "ab")
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env,
-                                         start_new_session=True)
-            log.close()
+            self.proc = spawn(args, env, self.log)
         ready = "http://127.0.0.1:%d/readyz" % self.metrics_port
         deadline = time.monotonic() + timeout
         while not http_ok(ready):
@@ -186,4 +199,78 @@ class Webhook:
 
     def stop(self):
         self.stop_process()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Identity:
+    """weft-identity on 127.0.0.1:<port>, checking tokens with TokenReviews
+    against the cluster as the service account weft-system/weft-identity
+    (the manifests must be applied first: they create it and its RBAC)."""
+
+    def __init__(self, cluster, exe):
+        self.cluster = cluster
+        self.exe = exe
+        self.dir = tempfile.mkdtemp(prefix="weft-e2e-identity-")
+        self.root = cl.CA(os.path.join(self.dir, "pki"), "weft-e2e-mesh-root")
+        self.issuer_cert, self.issuer_key = self.root.issue("issuer", "weft-e2e-issuer", ca=True)
+        self.cert, self.key = self.root.issue(
+            "serving", "weft-identity.weft-system.svc", server=True,
+            dns=("weft-identity.weft-system.svc",), ips=("127.0.0.1",))
+        self.port = cl.free_port()
+        self.metrics_port = cl.free_port()
+        self.proc = None
+        self.log = os.path.join(self.dir, "identity.log")
+
+    def start(self, timeout=30):
+        args = [self.exe,
+                "--listen", "127.0.0.1:%d" % self.port,
+                "--metrics-listen", "127.0.0.1:%d" % self.metrics_port,
+                "--tls-cert", self.cert, "--tls-key", self.key,
+                "--issuer-cert", self.issuer_cert, "--issuer-key", self.issuer_key,
+                "--trust-bundle", self.root.crt]
+        env = dict(os.environ)
+        sa = self.cluster.service_account_dir("weft-identity", "weft-system")
+        if os.geteuid() == 0:
+            env["KUBERNETES_SERVICE_HOST"] = "127.0.0.1"
+            env["KUBERNETES_SERVICE_PORT"] = str(self.cluster.port)
+            self.proc = spawn_in_pod_fs(args, sa, env, self.log)
+        else:
+            args += ["--kube-api", "127.0.0.1:%d" % self.cluster.port,
+                     "--kube-ca", os.path.join(sa, "ca.crt"),
+                     "--kube-token", os.path.join(sa, "token")]
+            self.proc = spawn(args, env, self.log)
+        ready = "http://127.0.0.1:%d/readyz" % self.metrics_port
+        deadline = time.monotonic() + timeout
+        while not http_ok(ready):
+            if self.proc.poll() is not None:
+                raise RuntimeError("weft-identity exited %s:\n%s" % (self.proc.returncode,
+                                                                     self.logs()))
+            if time.monotonic() > deadline:
+                raise TimeoutError("weft-identity not ready:\n" + self.logs())
+            time.sleep(0.1)
+
+    def request(self, csr_pem, token):
+        """POST /v1/certificates; returns (HTTP status, JSON answer)."""
+        ctx = ssl.create_default_context(cafile=self.root.crt)
+        body = json.dumps({"csr": csr_pem}).encode()
+        req = urllib.request.Request("https://127.0.0.1:%d/v1/certificates" % self.port,
+                                     data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": "Bearer " + token})
+        try:
+            with urllib.request.urlopen(req, timeout=15, context=ctx) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def logs(self, tail=4000):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read()[-tail:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        kill(self.proc)
+        self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
