@@ -71,6 +71,11 @@ struct request {
     struct buf body;
     uint64_t started_ns;
     int too_big;
+    /* Decided from the request line and headers; answered once the body has
+     * been read (and dropped), so the connection stays usable. */
+    unsigned refuse_status;
+    const char *refuse_reason, *refuse_message;
+    int health;
 };
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type, const char *body,
@@ -126,25 +131,33 @@ static enum MHD_Result on_inject(void *cls, struct MHD_Connection *conn, const c
         req->started_ns = metrics_now_ns();
         *con_cls = req;
         if (strcmp(method, "GET") == 0 && strcmp(url, "/inject") != 0)
-            return health(conn, url);
-        if (strcmp(url, "/inject") != 0)
-            return refuse(conn, req, MHD_HTTP_NOT_FOUND, "not-found", "no such path: POST /inject");
-        if (strcmp(method, "POST") != 0)
-            return refuse(conn, req, MHD_HTTP_METHOD_NOT_ALLOWED, "method-not-allowed", "use POST");
-        if (!is_json(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
-            return refuse(conn, req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
-                          "Content-Type must be application/json");
+            req->health = 1;
+        else if (strcmp(url, "/inject") != 0)
+            req->refuse_status = MHD_HTTP_NOT_FOUND, req->refuse_reason = "not-found",
+            req->refuse_message = "no such path: POST /inject";
+        else if (strcmp(method, "POST") != 0)
+            req->refuse_status = MHD_HTTP_METHOD_NOT_ALLOWED, req->refuse_reason = "method-not-allowed",
+            req->refuse_message = "use POST";
+        else if (!is_json(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
+            req->refuse_status = MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, req->refuse_reason = "unsupported-media-type",
+            req->refuse_message = "Content-Type must be application/json";
         const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (clen && strtoull(clen, NULL, 10) > REVIEW_MAX_BODY)
+        /* Known to be too large: answered now, and the connection closes. */
+        if (!req->refuse_status && clen && strtoull(clen, NULL, 10) > REVIEW_MAX_BODY)
             return refuse(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "too-large", "body larger than 4 MiB");
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!req->too_big && buf_append(&req->body, upload, *upload_size) < 0)
+        if (!req->too_big && !req->refuse_status && !req->health &&
+            buf_append(&req->body, upload, *upload_size) < 0)
             req->too_big = 1;
         *upload_size = 0;
         return MHD_YES;
     }
+    if (req->health)
+        return health(conn, url);
+    if (req->refuse_status)
+        return refuse(conn, req, req->refuse_status, req->refuse_reason, req->refuse_message);
     if (req->too_big)
         return refuse(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "too-large", "body larger than 4 MiB");
 
