@@ -3,7 +3,8 @@
 namespaces joined by veth pairs to one bridge in a "node" namespace.
 
 Addresses: 198.18.0.0/24 (node 198.18.0.1, pods .2, .3, ...) and
-2001:2::/64 (node ::1, pods ::2, ...). Nothing is routed out: the node
+2001:2::/64 (node ::1, pods ::2, ...); the node also has 198.18.1.1, which
+pods reach through their default route (a host "outside" the pod network). Nothing is routed out: the node
 namespace has no uplink. Everything a Network creates (namespaces, and with
 them interfaces, iptables rules and sockets; processes started through it)
 is removed by close(), which the context manager calls also on failure.
@@ -35,6 +36,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _counter = itertools.count()
 
 NODE4, NODE6 = "198.18.0.1", "2001:2::1"
+EXTERNAL4 = "198.18.1.1"  # a second node address outside the pods' /24 (an "outside" service)
 
 
 def sh(argv, check=True, timeout=30, **kw):
@@ -124,6 +126,7 @@ class Network:
         ns = self._add_netns("node")
         sh([IP, "-n", ns, "link", "add", "br0", "type", "bridge"])
         sh([IP, "-n", ns, "addr", "add", f"{NODE4}/24", "dev", "br0"])
+        sh([IP, "-n", ns, "addr", "add", f"{EXTERNAL4}/24", "dev", "br0"])
         if self.ipv6:
             sh([IP, "-n", ns, "addr", "add", f"{NODE6}/64", "dev", "br0", "nodad"])
         sh([IP, "-n", ns, "link", "set", "br0", "up"])

@@ -1,20 +1,25 @@
 # SPDX-License-Identifier: Apache-2.0
 """A small app for weft-proxy tests, run inside a pod namespace.
 
-usage: proxy_app.py NAME PORT...  -- every port serves the same protocol:
+usage: proxy_app.py NAME PORT...  -- every port (IPv4 and IPv6) serves:
   "GET ..."  -> HTTP/1.1: /healthz 200, /fail 500, /bytes/N N bytes, other
                 paths 200 "hello from NAME peer=<ip>:<port>", keep-alive
   "WHO\\n"   -> one line "NAME <peer ip>" and close
   "SLOW N\\n" -> N bytes over about N/65536 * 0.1 s (a transfer to drain)
   else       -> echo until EOF
-Prints "ready" once every port listens.
+Prints "ready" once every port listens. With APP_LOG=<path> it appends
+one line per accepted connection there.
 """
+import os
 import socket
 import socketserver
 import sys
+import threading
 import time
 
 NAME = sys.argv[1]
+LOG = os.environ.get("APP_LOG")  # one line per accepted connection, when set
+_log_lock = threading.Lock()
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -22,6 +27,9 @@ class Handler(socketserver.BaseRequestHandler):
         s = self.request
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = self.client_address[0]
+        if LOG:
+            with _log_lock, open(LOG, "a") as f:
+                f.write(f"conn {peer}\n")
         first = s.recv(65536)
         if not first:
             return
@@ -72,9 +80,19 @@ class Server(socketserver.ThreadingTCPServer):
     request_queue_size = 2048
 
 
-servers = [Server(("0.0.0.0", int(p)), Handler) for p in sys.argv[2:]]
-import threading  # noqa: E402
+class Server6(Server):
+    address_family = socket.AF_INET6
 
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
+servers = [Server(("0.0.0.0", int(p)), Handler) for p in sys.argv[2:]]
+try:
+    servers += [Server6(("::", int(p)), Handler) for p in sys.argv[2:]]
+except OSError:
+    pass  # no IPv6 in this namespace
 for srv in servers[1:]:
     threading.Thread(target=srv.serve_forever, daemon=True).start()
 print("ready", flush=True)

@@ -95,8 +95,10 @@ class MeshPod:
         self.pod = net.add_pod(name)
         self.name, self.ns, self.sa, self.ca = name, ns, sa, ca
         self.ip4, self.ip6 = self.pod.ip4, self.pod.ip6
+        self.applog = os.path.join(ca.dir, f"app-{net.id}-{name}.log")
+        open(self.applog, "w").close()
         self.app = self.pod.popen([sys.executable, APP, name] + [str(p) for p in app_ports],
-                                  stderr=subprocess.DEVNULL)
+                                  env={"PATH": "/usr/bin:/bin", "APP_LOG": self.applog}, stderr=subprocess.DEVNULL)
         assert self.app.stdout.readline().strip() == b"ready"
         if init:
             init_pod(self.pod)
@@ -161,6 +163,11 @@ class MeshPod:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def app_conns(self):
+        """How many connections the app has accepted so far."""
+        with open(self.applog) as f:
+            return sum(1 for _ in f)
+
     def pid(self):
         """The weft-proxy process id (the child of ip netns exec/setpriv, which exec)."""
         return self.proxy.pid
@@ -175,9 +182,14 @@ class MeshPod:
 
 
 def recv_all(s, limit=1 << 26):
+    """Everything until EOF; a reset (how a refused connection ends when the
+    proxy closes it with our bytes unread) also ends it."""
     out = b""
     while len(out) < limit:
-        d = s.recv(65536)
+        try:
+            d = s.recv(65536)
+        except ConnectionResetError:
+            break
         if not d:
             break
         out += d
@@ -192,8 +204,11 @@ def request(pod_or_host, host, port, payload, timeout=5, family=socket.AF_INET):
     try:
         s.settimeout(timeout)
         s.connect((host, port))
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # already refused: what follows reads nothing
         return recv_all(s)
     finally:
         s.close()

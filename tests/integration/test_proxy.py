@@ -1,0 +1,448 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weft-proxy end to end: pods as network namespaces (tests/integration/
+netns.py) with the real weft-init rules, weft-proxy as uid 15100 and a small
+app (proxy_app.py), certificates from a test CA made with the openssl CLI.
+Every namespace, process and file is removed by fixtures, also on failure.
+Needs root."""
+import os
+import resource
+import selectors
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+import netns
+import proxyenv as pe
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, iptables)"),
+    pytest.mark.skipif(not os.access(pe.PROXY, os.X_OK), reason="weft-proxy not built"),
+    pytest.mark.skipif(not os.access(pe.INIT, os.X_OK), reason="weft-init not built"),
+]
+
+SHOP_FRONT = "spiffe://cluster.local/ns/shop/sa/front"
+SHOP_BACK = "spiffe://cluster.local/ns/shop/sa/back"
+OPS_MON = "spiffe://cluster.local/ns/ops/sa/monitor"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fd_limit():
+    """1,000 concurrent connections need more than the default 1,024 fds in
+    the test process and in the proxies it starts (they inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture
+def env():
+    with tempfile.TemporaryDirectory(prefix="weft-proxy-test-") as d, netns.Network() as net:
+        yield net, pe.CA(d), d
+
+
+@pytest.fixture
+def pair(env):
+    """front (client) and back (server), both in namespace shop."""
+    net, ca, d = env
+    a = pe.MeshPod(net, "front", ca, "shop", "front")
+    b = pe.MeshPod(net, "back", ca, "shop", "back")
+    return net, ca, d, a, b
+
+
+class Sniffer:
+    """Every frame on the node's interfaces (the pods' veth ports) while
+    active (AF_PACKET, unbound: all interfaces of the node namespace)."""
+
+    def __init__(self, net):
+        with netns.inside(net.node.netns):
+            self.s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        self.s.setblocking(False)
+        self.frames = []
+
+    def drain(self):
+        while True:
+            try:
+                self.frames.append(self.s.recv(65536))
+            except BlockingIOError:
+                return
+
+    def close(self):
+        self.drain()
+        self.s.close()
+        return b"\n".join(self.frames)
+
+
+def tls_client(net, host, port, cert=None, key=None, alpn=("weft/1",)):
+    """A TLS 1.3 client from the node (an unmeshed host); returns what it
+    reads after sending WHO, or raises the TLS error."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    with netns.inside(net.node.netns):
+        raw = socket.socket()
+    raw.settimeout(5)
+    raw.connect((host, port))
+    with ctx.wrap_socket(raw) as s:
+        s.sendall(b"WHO\n")
+        return pe.recv_all(s)
+
+
+def test_mesh_call_is_mtls_end_to_end(pair):
+    net, ca, d, a, b = pair
+    sniff = Sniffer(net)
+    marker = b"weft-marker-" + os.urandom(8).hex().encode()
+    try:
+        assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.1\n"
+        assert pe.request(a.pod, b.ip4, 7000, marker * 100) == marker * 100
+        time.sleep(0.2)
+    finally:
+        wire = sniff.close()
+    assert marker not in wire, "plaintext on the wire between meshed pods"
+    assert b"\x17\x03\x03" in wire, "no TLS application data records seen"
+    # Client side: handshake ok, the server's SPIFFE ID as peer.
+    assert a.metric(r'tls_handshakes_total\{side="client",result="success"') == 2
+    assert a.metric(rf'connections_opened_total\{{direction="outbound",tls="true",authz="none",peer="{SHOP_BACK}"') == 2
+    # Server side: the caller's verified ID, authorized.
+    assert b.metric(r'tls_handshakes_total\{side="server",result="success"') == 2
+    assert b.metric(rf'connections_opened_total\{{direction="inbound",tls="true",authz="allowed",peer="{SHOP_FRONT}"') == 2
+    assert b.metric(rf'received_bytes_total\{{direction="inbound",tls="true",authz="allowed",peer="{SHOP_FRONT}"') == 4 + len(marker) * 100
+    assert b.metric(r"connections_open\{") == 0
+    # IPv6: SO_ORIGINAL_DST for v6 on both sides.
+    assert pe.request(a.pod, b.ip6, 7000, b"WHO\n", family=socket.AF_INET6) == b"back ::1\n"
+    assert b.metric(r'tls_handshakes_total\{side="server",result="success"') == 3
+    # HTTP/1.1 keep-alive through the pair.
+    resp = pe.request(a.pod, b.ip4, 8080, b"GET /x HTTP/1.1\r\nHost: b\r\n\r\nGET /bytes/100000 HTTP/1.1\r\nHost: b\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 200") and resp.count(b"HTTP/1.1 200") == 2 and resp.endswith(b"x" * 100000)
+
+
+def test_outbound_outside_mesh_is_plain_tcp(env):
+    net, ca, d = env
+    a = pe.MeshPod(net, "front", ca, "shop", "front")
+    with netns.inside(net.node.netns):
+        srv = socket.create_server((netns.EXTERNAL4, 9000))
+    got = {}
+
+    def serve():
+        c, addr = srv.accept()
+        got["peer"] = addr[0]
+        got["data"] = pe.recv_all(c)
+        c.sendall(b"plain-ok")
+        c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        assert pe.request(a.pod, netns.EXTERNAL4, 9000, b"hello outside") == b"plain-ok"
+    finally:
+        t.join(10)
+        srv.close()
+    assert got == {"peer": a.ip4, "data": b"hello outside"}
+    assert a.metric(r'connections_opened_total\{direction="outbound",tls="false"') == 1
+    assert a.metric(r'tls_handshakes_total\{side="client",result="success"') == 0
+
+
+def test_strict_refuses_plaintext_and_it_reaches_no_app(pair):
+    net, ca, d, a, b = pair
+    before = b.app_conns()
+    for port in (7000, 8080):
+        assert pe.request(net.node, b.ip4, port, b"WHO\n") == b""
+    assert pe.request(net.node, b.ip4, 7000, b"\x16\x03\x01\x00\x05hello") == b""  # TLS-shaped junk
+    assert b.metric(r'inbound_refused_total\{kind="plaintext"\}') == 2
+    assert b.metric(r'inbound_refused_total\{kind="other_tls"\}') == 1
+    # Another TLS (no weft/1 ALPN) is refused too.
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        out = tls_client(net, b.ip4, 7000, alpn=("h2",))
+        assert out == b""
+        raise ConnectionError("closed")
+    # A caller that sends nothing (server-first protocol) is refused after the detection wait.
+    with netns.inside(net.node.netns):
+        s = socket.create_connection((b.ip4, 7000), timeout=5)
+    assert s.recv(10) == b""
+    s.close()
+    time.sleep(0.2)
+    assert b.app_conns() == before
+
+
+def test_permissive_accepts_plaintext(env):
+    net, ca, d = env
+    c = pe.MeshPod(net, "legacy", ca, "shop", "legacy", env={"WEFT_MTLS_MODE": "PERMISSIVE"})
+    a = pe.MeshPod(net, "front", ca, "shop", "front")
+    assert pe.request(net.node, c.ip4, 7000, b"WHO\n") == b"legacy 127.0.0.1\n"
+    assert c.metric(r'connections_opened_total\{direction="inbound",tls="false",authz="none"') == 1
+    # Server-first: nothing sent, the detection wait passes, the app answers.
+    with netns.inside(net.node.netns):
+        s = socket.create_connection((c.ip4, 8080), timeout=5)
+    s.sendall(b"")
+    time.sleep(0.5)
+    s.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 200")
+    s.close()
+    # Meshed callers still get mTLS.
+    assert pe.request(a.pod, c.ip4, 7000, b"WHO\n") == b"legacy 127.0.0.1\n"
+    assert c.metric(rf'connections_opened_total\{{direction="inbound",tls="true",authz="allowed",peer="{SHOP_FRONT}"') == 1
+
+
+def test_cross_namespace_denied_by_default_then_allowed(env):
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back")
+    m = pe.MeshPod(net, "monitor", ca, "ops", "monitor")
+    before = b.app_conns()
+    assert pe.request(m.pod, b.ip4, 7000, b"WHO\n") == b""
+    assert b.metric(rf'connections_opened_total\{{direction="inbound",tls="true",authz="denied",peer="{OPS_MON}"') == 1
+    assert b.app_conns() == before
+    err = b.stop_proxy()
+    assert err.count("connection denied") == 1
+    assert f"caller={OPS_MON}" in err and "reason=cross-namespace" in err
+    b.env["WEFT_ALLOW_FROM"] = "ops/monitor"
+    b.start_proxy()
+    assert pe.request(m.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.1\n"
+    assert b.metric(rf'authz="allowed",peer="{OPS_MON}"') >= 1
+    # mesh policy admits any identity of the trust domain; deny admits none.
+    b.stop_proxy()
+    b.env.update({"WEFT_ALLOW_FROM": "", "WEFT_INBOUND_POLICY": "mesh"})
+    b.start_proxy()
+    assert pe.request(m.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.1\n"
+    b.stop_proxy()
+    b.env.update({"WEFT_INBOUND_POLICY": "deny"})
+    b.start_proxy()
+    assert pe.request(m.pod, b.ip4, 7000, b"WHO\n") == b""
+
+
+def test_bad_client_certificates_are_refused(env):
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back")
+    other = pe.CA(os.path.join(d, "o"), "other-ca")
+    cases = [
+        ("unknown_ca", other.issue("shop", "front")),
+        ("expired", ca.issue("shop", "front", expired=True)),
+        ("no_peer_cert", (None, None)),
+        ("wrong_trust_domain", ca.issue("shop", "front", trust_domain="evil.example")),
+        ("no_spiffe_id", ca.issue("shop", "front", uri="https://shop.example/front")),
+    ]
+    before = b.app_conns()
+    for reason, (cert, key) in cases:
+        try:
+            out = tls_client(net, b.ip4, 7000, cert, key)
+        except (ssl.SSLError, ConnectionError, OSError):
+            out = b""
+        assert out == b"", reason
+        assert pe.wait_for(lambda: b.metric(rf'tls_handshakes_total\{{side="server",result="failure",reason="{reason}"') == 1, 5), reason
+    assert b.app_conns() == before
+    # The good certificate through the same client works.
+    good = ca.issue("shop", "front")
+    assert tls_client(net, b.ip4, 7000, *good) == b"back 127.0.0.1\n"
+    # The proxy refuses to start on an expired certificate of its own.
+    cert, key = ca.issue("shop", "back", expired=True)
+    r = b.pod.run([pe.PROXY, "--cert", cert, "--key", key, "--admin-port", "15021", "--inbound-port", "15016",
+                   "--outbound-port", "15011"], check=False, env=b.env)
+    assert r.returncode == 2 and "expired" in r.stderr
+
+
+def test_client_pins_expected_server_identity(env):
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back")
+    a = pe.MeshPod(net, "front", ca, "shop", "front",
+                   env={"WEFT_OUTBOUND_IDENTITIES": f"{b.ip4}/32=spiffe://cluster.local/ns/shop/sa/db"})
+    assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b""
+    assert a.metric(r'tls_handshakes_total\{side="client",result="failure",reason="unexpected_identity"') == 1
+
+
+def test_certificate_reload_keeps_open_connections(pair):
+    net, ca, d, a, b = pair
+    s = a.connect(b.ip4, 7000)
+    s.sendall(b"one")
+    assert s.recv(10) == b"one"
+    cert, key = ca.issue("shop", "back-v2")
+    # Replace the files the way a secret update does: new files renamed in.
+    for src, dst in ((key, b.key), (cert, b.cert)):
+        tmp = dst + ".new"
+        with open(src, "rb") as f, open(tmp, "wb") as g:
+            g.write(f.read())
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, dst)
+    v2 = "spiffe://cluster.local/ns/shop/sa/back-v2"
+
+    def new_identity_seen():
+        pe.request(a.pod, b.ip4, 7000, b"WHO\n")
+        return a.metric(rf'connections_opened_total\{{direction="outbound",tls="true",authz="none",peer="{v2}"') >= 1
+
+    assert pe.wait_for(new_identity_seen, timeout=10, step=0.3)
+    s.sendall(b"two")
+    assert s.recv(10) == b"two"  # the connection made with the old certificate goes on
+    s.close()
+
+
+def test_app_health_runs_the_original_probes(env):
+    net, ca, d = env
+    probes = ('{"app/livez":{"httpGet":{"path":"/healthz","port":8080,"scheme":"HTTP",'
+              '"httpHeaders":[{"name":"X-Probe","value":"1"}]},"timeoutSeconds":1},'
+              '"app/readyz":{"httpGet":{"path":"/fail","port":8080},"timeoutSeconds":1},'
+              '"db/livez":{"tcpSocket":{"port":7000},"timeoutSeconds":1},'
+              '"db/readyz":{"tcpSocket":{"port":7999},"timeoutSeconds":1}}')
+    b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_APP_PROBES": probes})
+    assert b.admin("/app-health/app/livez") == (200, "http 200 from 127.0.0.1:8080/healthz\n")
+    st, body = b.admin("/app-health/app/readyz")
+    assert st == 503 and "http 500" in body
+    assert b.admin("/app-health/db/livez")[0] == 200
+    assert b.admin("/app-health/db/readyz")[0] == 503
+    assert b.admin("/app-health/db/startupz")[0] == 404
+    assert b.admin("/app-health/nope/livez")[0] == 404
+    assert b.admin("/live") == (200, "live\n")
+    assert b.admin("/ready") == (200, "ready\n")
+    # /shutdown only from loopback.
+    assert b.admin("/shutdown", method="POST")[0] == 403
+    assert b.proxy.poll() is None
+
+
+def test_shutdown_from_loopback_and_wait_ready(env):
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back")
+    r = b.pod.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                   f"http://127.0.0.1:{pe.ADMIN}/shutdown"])
+    assert r.stdout == "200"
+    assert b.proxy.wait(timeout=10) == 0
+    t0 = time.monotonic()
+    r = b.pod.run([pe.PROXY, "wait-ready", "--timeout-seconds", "1"], check=False)
+    assert r.returncode == 1 and time.monotonic() - t0 < 5
+
+
+def test_sigterm_lets_inflight_transfer_finish(pair):
+    net, ca, d, a, b = pair
+    size = 40 * 65536  # about 4 s at the app's pace
+    s = a.connect(b.ip4, 7000, timeout=20)
+    s.sendall(f"SLOW {size}\n".encode())
+    first = s.recv(65536)
+    assert first
+    t0 = time.monotonic()
+    b.proxy.send_signal(15)
+    time.sleep(0.3)
+    # New connections are no longer accepted by the draining proxy.
+    assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b""
+    rest = pe.recv_all(s)
+    s.close()
+    assert len(first) + len(rest) == size
+    assert b.proxy.wait(timeout=30) == 0
+    assert time.monotonic() - t0 > 2  # it really waited for the transfer
+
+
+def test_drain_deadline_cuts_long_connections(env):
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back", proxy_args=["--drain-seconds", "1"])
+    a = pe.MeshPod(net, "front", ca, "shop", "front")
+    s = a.connect(b.ip4, 7000, timeout=10)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    t0 = time.monotonic()
+    b.proxy.send_signal(15)
+    assert b.proxy.wait(timeout=10) == 0
+    assert 0.9 < time.monotonic() - t0 < 5
+    assert pe.recv_all(s) == b""
+    s.close()
+
+
+def _proc(pid):
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return fds, rss
+
+
+def test_1000_concurrent_connections(pair):
+    net, ca, d, a, b = pair
+    n = 1000
+    sel = selectors.DefaultSelector()
+    socks = []
+    with a.pod.inside():
+        for i in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            socks.append(s)
+    for s in socks:
+        s.connect_ex((b.ip4, 7000))
+    for i, s in enumerate(socks):
+        sel.register(s, selectors.EVENT_WRITE, i)
+    pending = {}
+    done = 0
+    deadline = time.monotonic() + 90
+    while done < n and time.monotonic() < deadline:
+        for key, ev in sel.select(timeout=1):
+            s, i = key.fileobj, key.data
+            if ev & selectors.EVENT_WRITE:
+                msg = f"ping-{i}".encode()
+                s.send(msg)
+                pending[i] = (msg, b"")
+                sel.modify(s, selectors.EVENT_READ, i)
+            else:
+                data = s.recv(100)
+                msg, got = pending[i]
+                got += data
+                pending[i] = (msg, got)
+                if got == msg:
+                    done += 1
+                    sel.unregister(s)
+                elif not data:
+                    raise AssertionError(f"connection {i} closed early")
+    open_now = b.metric(r"connections_open\{")
+    for s in socks:
+        s.close()
+    assert done == n
+    assert open_now == n  # all 1,000 were open at the same time on the server proxy
+    assert pe.wait_for(lambda: b.metric(r"connections_open\{") == 0 and a.metric(r"connections_open\{") == 0, 20)
+
+
+def test_10000_connections_leave_no_fd_or_memory_behind(pair):
+    net, ca, d, a, b = pair
+
+    def churn(total, threads=8):
+        errors = []
+
+        def worker(k):
+            try:
+                for i in range(total // threads):
+                    msg = f"c{k}-{i}".encode()
+                    if pe.request(a.pod, b.ip4, 7000, msg) != msg:
+                        errors.append(msg)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(300)
+        assert not errors, errors[:5]
+
+    # netns.inside switches the calling thread only; request() enters the pod itself.
+    churn(1000)  # warm up allocator arenas
+    time.sleep(0.5)
+    base = {p: _proc(p.pid()) for p in (a, b)}
+    churn(10000)
+    assert pe.wait_for(lambda: b.metric(r"connections_open\{") == 0 and a.metric(r"connections_open\{") == 0, 20)
+    time.sleep(0.5)
+    for p in (a, b):
+        fds, rss = _proc(p.pid())
+        fds0, rss0 = base[p]
+        assert fds == fds0, f"{p.name}: fds {fds0} -> {fds}"
+        assert rss - rss0 < 1024, f"{p.name}: RSS {rss0} kB -> {rss} kB"
+    assert b.metric(r'connections_closed_total\{direction="inbound",tls="true"') == 11000
+
+
+def test_bad_configuration_is_named(env):
+    net, ca, d = env
+    pod = net.add_pod("cfg")
+    r = pod.run([pe.PROXY], check=False, env={"WEFT_POD_NAMESPACE": "shop", "WEFT_CERT": "/x", "WEFT_KEY": "/y",
+                                              "WEFT_MTLS_MODE": "strict"})
+    assert r.returncode == 2 and 'WEFT_MTLS_MODE="strict"' in r.stderr
+    r = pod.run([pe.PROXY, "--help"])
+    assert "WEFT_ALLOW_FROM" in r.stdout and "--drain-seconds" in r.stdout
