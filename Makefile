@@ -113,6 +113,9 @@ fuzz: $(FUZZ_BINS)
 bench: all
 	@bash bench/run.sh
 
+demo: all
+	@bash demo/run.sh
+
 clean:
 	rm -rf build build-address build-undefined build-fuzz
 
