@@ -82,7 +82,8 @@ def test_base_renders_what_issue_7_lists():
                                   "namespace": "weft-system"}]
     assert "mesh.yaml" in objs[("ConfigMap", "weft-config")]["data"]
     assert "proxy-container.yaml" in objs[("ConfigMap", "weft-templates")]["data"]
-    assert "ca.crt" in objs[("ConfigMap", "weft-trust-bundle")]["data"]
+    # No data in the base: the CA script fills ca.crt and re-applies must keep it.
+    assert "data" not in objs[("ConfigMap", "weft-trust-bundle")]
 
     dep = objs[("Deployment", "weft-webhook")]
     assert dep["spec"]["replicas"] == 2
@@ -197,7 +198,27 @@ def test_apply_base_and_enforce(cluster):
                                                                     "rb").read()
         mwc = cluster.get_json("mutatingwebhookconfiguration", "weft-webhook")
         ca = base64.b64decode(mwc["webhooks"][0]["clientConfig"]["caBundle"])
-        assert ca == open(os.path.join(d, "ca.crt"), "rb").read()
+        webhook_ca = open(os.path.join(d, "ca.crt"), "rb").read()
+        assert ca == webhook_ca
+
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["bash", os.path.join(MANIFESTS, "gen-identity-ca.sh"), "--out", d,
+                        "--days", "2"], env=env, check=True, timeout=120,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        root = open(os.path.join(d, "root.crt")).read()
+        issuer = cluster.get_json("secret", "weft-identity-issuer", "-n", "weft-system")
+        assert base64.b64decode(issuer["data"]["tls.crt"]) == \
+            open(os.path.join(d, "intermediate.crt"), "rb").read()
+        assert cluster.get_json("secret", "weft-identity-tls", "-n", "weft-system")
+    assert cluster.get_json("configmap", "weft-trust-bundle",
+                            "-n", "weft-system")["data"]["ca.crt"] == root
+
+    # Applying manifests/ again (an upgrade) keeps what the scripts filled in.
+    cluster.kubectl("apply", "-k", MANIFESTS)
+    mwc = cluster.get_json("mutatingwebhookconfiguration", "weft-webhook")
+    assert base64.b64decode(mwc["webhooks"][0]["clientConfig"]["caBundle"]) == webhook_ca
+    assert cluster.get_json("configmap", "weft-trust-bundle",
+                            "-n", "weft-system")["data"]["ca.crt"] == root
 
     # Two webhook pods stored by the ReplicaSet controller: Pod Security let them in.
     def pods():
