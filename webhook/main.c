@@ -129,8 +129,14 @@ static int parse_flags(int argc, char **argv, struct options *o)
 static int load_config(const struct options *o, struct templates *t, struct inject_config *ic)
 {
     char err[1024];
-    if (templates_load(o->templates, t, err, sizeof err) < 0 || inject_config_load(o->config, t, ic, err, sizeof err) < 0) {
+    memset(ic, 0, sizeof *ic);
+    if (templates_load(o->templates, t, err, sizeof err) < 0) {
         fprintf(stderr, "weft-webhook: %s\n", err);
+        return -EINVAL;
+    }
+    if (inject_config_load(o->config, t, ic, err, sizeof err) < 0) {
+        fprintf(stderr, "weft-webhook: %s\n", err);
+        templates_free(t);
         return -EINVAL;
     }
     return 0;
@@ -180,35 +186,39 @@ out:
     return rc;
 }
 
-static struct nscache *namespace_lookup(const struct options *o)
+/* The namespace annotation source: 0 with *out set (NULL when annotations
+ * are not read), or -EINVAL after saying why. */
+static int namespace_lookup(const struct options *o, struct nscache **out)
 {
     char err[512];
     struct k8s_client *client = NULL;
+    *out = NULL;
     if (o->no_namespace_lookup) {
         log_info("namespace annotations are not read", "reason=--no-namespace-lookup");
-        return NULL;
+        return 0;
     }
     if (o->api_server) {
         char host[256];
         const char *colon = strrchr(o->api_server, ':');
         if (!colon || (size_t)(colon - o->api_server) >= sizeof host) {
             fprintf(stderr, "weft-webhook: --api-server \"%s\": expected host:port\n", o->api_server);
-            exit(2);
+            return -EINVAL;
         }
         memcpy(host, o->api_server, (size_t)(colon - o->api_server));
         host[colon - o->api_server] = '\0';
         client = k8s_client_new(host, colon + 1, o->api_ca, o->api_token, err, sizeof err);
     } else if (!getenv("KUBERNETES_SERVICE_HOST")) {
         log_info("namespace annotations are not read", "reason=\"not in a cluster (no KUBERNETES_SERVICE_HOST)\"");
-        return NULL;
+        return 0;
     } else {
         client = k8s_client_in_cluster(err, sizeof err);
     }
     if (!client) {
         fprintf(stderr, "weft-webhook: Kubernetes API client: %s\n", err);
-        exit(2);
+        return -EINVAL;
     }
-    return nscache_new(client);
+    *out = nscache_new(client);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -233,14 +243,18 @@ int main(int argc, char **argv)
 
     struct templates t;
     struct inject_config ic;
+    struct nscache *cache = NULL;
+    struct server *s = NULL;
     char err[1024];
+    int rc = 2;
     if (load_config(&o, &t, &ic) < 0)
         return 2;
     if (certwatch_init(o.tls_cert, o.tls_key, err, sizeof err) < 0) {
         fprintf(stderr, "weft-webhook: %s\n", err);
-        return 2;
+        goto out;
     }
-    struct nscache *cache = namespace_lookup(&o);
+    if (namespace_lookup(&o, &cache) < 0)
+        goto out;
 
     /* Signals are taken by sigwait below, never by a server thread. */
     sigset_t stop;
@@ -250,21 +264,24 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct server_options so = {o.listen, o.metrics_listen, o.threads, o.idle_timeout, &ic, cache ? nscache_lookup : NULL, cache};
-    struct server *s = server_start(&so, err, sizeof err);
-    if (!s) {
+    struct server_options so = {o.listen, o.metrics_listen, o.threads, o.idle_timeout, &ic,
+                                cache ? nscache_lookup : NULL, cache};
+    if (!(s = server_start(&so, err, sizeof err))) {
         fprintf(stderr, "weft-webhook: %s\n", err);
-        return 1;
+        rc = 1;
+        goto out;
     }
     log_info("weft-webhook started", "version=%s port=%u metrics_port=%u templates=%s template_version=%s",
              WEFT_VERSION, server_port(s), server_metrics_port(s), o.templates, t.version);
     int sig = 0;
     sigwait(&stop, &sig);
     log_info("weft-webhook stopping", "signal=%d", sig);
+    rc = 0;
+out:
     server_stop(s);
     nscache_free(cache);
     certwatch_shutdown();
     inject_config_free(&ic);
     templates_free(&t);
-    return 0;
+    return rc;
 }
