@@ -78,6 +78,13 @@ struct request {
     int health;
 };
 
+static void set_refusal(struct request *req, unsigned status, const char *reason, const char *message)
+{
+    req->refuse_status = status;
+    req->refuse_reason = reason;
+    req->refuse_message = message;
+}
+
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type, const char *body,
                                size_t len)
 {
@@ -133,14 +140,12 @@ static enum MHD_Result on_inject(void *cls, struct MHD_Connection *conn, const c
         if (strcmp(method, "GET") == 0 && strcmp(url, "/inject") != 0)
             req->health = 1;
         else if (strcmp(url, "/inject") != 0)
-            req->refuse_status = MHD_HTTP_NOT_FOUND, req->refuse_reason = "not-found",
-            req->refuse_message = "no such path: POST /inject";
+            set_refusal(req, MHD_HTTP_NOT_FOUND, "not-found", "no such path: POST /inject");
         else if (strcmp(method, "POST") != 0)
-            req->refuse_status = MHD_HTTP_METHOD_NOT_ALLOWED, req->refuse_reason = "method-not-allowed",
-            req->refuse_message = "use POST";
+            set_refusal(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method-not-allowed", "use POST");
         else if (!is_json(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
-            req->refuse_status = MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, req->refuse_reason = "unsupported-media-type",
-            req->refuse_message = "Content-Type must be application/json";
+            set_refusal(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
+                        "Content-Type must be application/json");
         const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         /* Known to be too large: answered now, and the connection closes. */
         if (!req->refuse_status && clen && strtoull(clen, NULL, 10) > REVIEW_MAX_BODY)
