@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,6 +37,7 @@
 
 #define SERVING_MAX_CERTS 8
 #define SERVING_MAX_PEM (1024 * 1024)
+#define DISCARD_MAX (1024 * 1024) /* body bytes read and dropped before a 413 */
 #define RETIRED_KEEP_SECONDS 600 /* serving credentials outlive their last handshake by this much */
 
 /* ---------- metrics ---------- */
@@ -358,9 +360,11 @@ struct server_state {
 };
 
 struct conn_state {
-    struct buf body;
+    struct buf body;              /* at most IDENT_MAX_BODY bytes */
+    unsigned long long received;  /* body bytes read, kept or dropped */
     int too_large;
-    int started;
+    int started;                  /* answered */
+    enum ident_reason early;      /* 404 or 405 decided from the head, or IDENT_ISSUED */
 };
 
 static int review_call(void *ctx, json_t *request, long *status, json_t **body, char *err, size_t errlen)
@@ -434,16 +438,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cs = xcalloc(1, sizeof *cs);
         buf_init(&cs->body, IDENT_MAX_BODY);
         *con_cls = cs;
+        /* Refusals are answered once the body has been read (and dropped), so
+         * clients that send it whole still see the answer; only a body too
+         * large to be worth reading is refused at once, closing the connection. */
         if (strcmp(url, "/v1/certificates") != 0)
-            return deny_early(conn, IDENT_NOT_FOUND, "no such path; POST /v1/certificates");
-        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
-            return deny_early(conn, IDENT_METHOD_NOT_ALLOWED, "only POST is allowed");
+            cs->early = IDENT_NOT_FOUND;
+        else if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+            cs->early = IDENT_METHOD_NOT_ALLOWED;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && (strlen(cl) > 9 || strtoul(cl, NULL, 10) > IDENT_MAX_BODY))
-            return deny_early(conn, IDENT_BODY_TOO_LARGE, "request body is larger than 65536 bytes");
+        unsigned long long len = cl && strlen(cl) <= 18 ? strtoull(cl, NULL, 10) : ULLONG_MAX;
+        if (cl && len > IDENT_MAX_BODY) {
+            cs->too_large = 1;
+            if (len > DISCARD_MAX)
+                return deny_early(conn, cs->early ? cs->early : IDENT_BODY_TOO_LARGE,
+                                  "request body is larger than 65536 bytes");
+        }
         return MHD_YES;
     }
     if (*upload_data_size) {
+        cs->received += *upload_data_size;
+        if (cs->received > DISCARD_MAX)
+            return MHD_NO; /* a client streaming without end: drop the connection */
         if (!cs->too_large && buf_append(&cs->body, upload_data, *upload_data_size) < 0)
             cs->too_large = 1; /* keep reading, answer 413 at the end */
         *upload_data_size = 0;
@@ -452,6 +467,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (cs->started)
         return MHD_YES;
     cs->started = 1;
+    if (cs->early == IDENT_NOT_FOUND)
+        return deny_early(conn, IDENT_NOT_FOUND, "no such path; POST /v1/certificates");
+    if (cs->early == IDENT_METHOD_NOT_ALLOWED)
+        return deny_early(conn, IDENT_METHOD_NOT_ALLOWED, "only POST is allowed");
 
     uint64_t t0 = metrics_now_ns();
     struct ident_request req = {

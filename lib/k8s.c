@@ -909,7 +909,7 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
     *status = 0;
     *response = NULL;
     seterr(err, errlen, "%s", "");
-    uint64_t deadline = now_ms() + (uint64_t)c->io_ms + (uint64_t)c->connect_ms;
+    uint64_t deadline = now_ms() + (uint64_t)c->io_ms; /* the whole request, connect included */
 
     pthread_mutex_lock(&c->lock);
     refresh_locked(c);

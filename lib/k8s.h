@@ -18,7 +18,7 @@
 #define K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define K8S_TOKEN_REFRESH_SECONDS 60
 #define K8S_CONNECT_TIMEOUT_MS 2000
-#define K8S_IO_TIMEOUT_MS 5000            /* whole request: write, wait, read */
+#define K8S_IO_TIMEOUT_MS 5000            /* whole request: connect, write, wait, read */
 #define K8S_MAX_RESPONSE (4 * 1024 * 1024) /* body bytes */
 #define K8S_MAX_HEAD (32 * 1024)          /* status line + headers */
 #define K8S_MAX_TOKEN (64 * 1024)

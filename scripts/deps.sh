@@ -12,6 +12,7 @@ packages=(
   iptables iproute2 procps
   curl python3 python3-pytest python3-jsonpatch python3-yaml
   nghttp2-client haproxy wrk
+  python3-cryptography
 )
 
 missing=()

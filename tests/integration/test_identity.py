@@ -1,0 +1,576 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weft-identity end to end on loopback: the real binary, a CA from
+scripts/make-ca.sh, and a fake API server answering TokenReviews as
+Kubernetes does. Covers issuing, every bad input of issue 5 with its exact
+status and metrics reason, TokenReview outages, hot reload of the issuer and
+of the serving certificate, flags."""
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import warnings
+from datetime import datetime, timezone
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+import kubefake
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")
+IDENTITY = os.path.join(BIN, "weft-identity")
+SERVER_NAME = "weft-identity.weft-system.svc"
+ID = "spiffe://cluster.local/ns/shop/sa/backend"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def make_ca(path):
+    subprocess.run(["bash", os.path.join(REPO, "scripts", "make-ca.sh"), str(path), "--days", "30"],
+                   check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kube")
+    kca, crt, key = kubefake.make_tls(str(d))
+    fake = kubefake.KubeFake(crt, key)
+    fake.client_tokens = {"identity-sa-token"}
+    token = d / "token"
+    token.write_text("identity-sa-token\n")
+    fake.add_sa("pod-token", "shop", "backend")
+    fake.add_sa("expired-token", "shop", "backend", expired=True)
+    fake.add_sa("api-token", "shop", "backend", audiences=["https://kubernetes.default.svc"])
+    fake.reviews["user-token"] = kubefake.Review("kubernetes-admin")
+    fake.start()
+    try:
+        yield {"fake": fake, "ca": kca, "token": str(token)}
+    finally:
+        fake.stop()
+
+
+class Identity:
+    def __init__(self, proc, port, metrics_port, log):
+        self.proc, self.port, self.metrics_port, self.log = proc, port, metrics_port, log
+
+    def metrics(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def get(self, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=5)
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+        return r.status, body
+
+
+def start_identity(tmp_path, ca_dir, kube, extra=(), kube_api=None, wait_ready=True):
+    port, mport = free_port(), free_port()
+    log = open(tmp_path / ("identity-%d.log" % port), "w+")
+    args = [IDENTITY, "--listen", "127.0.0.1:%d" % port, "--metrics-listen", "127.0.0.1:%d" % mport,
+            "--tls-cert", str(ca_dir / "identity.crt"), "--tls-key", str(ca_dir / "identity.key"),
+            "--issuer-cert", str(ca_dir / "intermediate.crt"), "--issuer-key", str(ca_dir / "intermediate.key"),
+            "--kube-api", kube_api or "127.0.0.1:%d" % kube["fake"].port, "--kube-ca", kube["ca"],
+            "--kube-token", kube["token"], "--kube-timeout", "2s"] + list(extra)
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    ident = Identity(proc, port, mport, log)
+    if wait_ready:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if ident.get("/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise AssertionError("weft-identity did not become ready: " + log.read())
+            time.sleep(0.05)
+    return ident
+
+
+def stop_identity(ident):
+    if ident.proc.poll() is None:
+        ident.proc.terminate()
+        try:
+            ident.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            ident.proc.kill()
+            ident.proc.wait()
+    ident.log.close()
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory, ca, kube):
+    d = tmp_path_factory.mktemp("identity")
+    ident = start_identity(d, ca, kube, extra=["--trust-bundle", str(ca / "ca.crt")])
+    try:
+        yield ident
+    finally:
+        stop_identity(ident)
+
+
+def tls_context(ca_file):
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    return ctx
+
+
+class Conn(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 that verifies the server as weft-identity.weft-system.svc."""
+
+    def __init__(self, port, ca_file, server_name=SERVER_NAME):
+        super().__init__(server_name, port, context=tls_context(ca_file), timeout=10)
+        self._port = port
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self._port), timeout=self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def post(ident, ca_dir, body, token="pod-token", method="POST", path="/v1/certificates", headers=None):
+    c = Conn(ident.port, ca_dir / "ca.crt")
+    h = {"Content-Type": "application/json"}
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    h.update(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    return r.status, doc, r
+
+
+def csr_pem(key=None, uris=(ID,), dns=(), corrupt=False, extra_ext=None):
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    names = [x509.UniformResourceIdentifier(u) for u in uris] + [x509.DNSName(d) for d in dns]
+    b = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    if names:
+        b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    csr = b.sign(key, hashes.SHA256())
+    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    if corrupt:
+        der[-2] ^= 0x01  # inside the signature's last INTEGER
+    import base64
+    b64 = base64.encodebytes(bytes(der)).decode()
+    return "-----BEGIN CERTIFICATE REQUEST-----\n" + b64 + "-----END CERTIFICATE REQUEST-----\n"
+
+
+def reason_count(ident, reason):
+    return ident.metrics().get('weft_identity_requests_denied_total{reason="%s"}' % reason, 0)
+
+
+# ---------------------------------------------------------------- issuing
+
+
+def test_issue(identity, ca, kube):
+    key = ec.generate_private_key(ec.SECP256R1())
+    issued_before = identity.metrics()["weft_identity_certificates_issued_total"]
+    t0 = time.time()
+    status, doc, _ = post(identity, ca, {"csr": csr_pem(key)})
+    assert status == 200, doc
+    assert doc["spiffeId"] == ID
+    leaf = x509.load_pem_x509_certificate(doc["certificate"].encode())
+    chain = [x509.load_pem_x509_certificate(p.encode()) for p in doc["chain"]]
+    root = x509.load_pem_x509_certificate((ca / "ca.crt").read_bytes())
+    inter = x509.load_pem_x509_certificate((ca / "intermediate.crt").read_bytes())
+    # Chain: the intermediate, not the trust anchor.
+    assert [c.subject for c in chain] == [inter.subject]
+    assert root.subject not in [c.subject for c in chain]
+    assert leaf.public_key().public_numbers() == key.public_key().public_numbers()
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.critical and san.value.get_values_for_type(x509.UniformResourceIdentifier) == [ID]
+    assert len(list(san.value)) == 1
+    ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.digital_signature and not ku.key_cert_sign and not ku.key_encipherment
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    # 24 h from now; notBefore backdated (but never before the issuer's).
+    not_after = leaf.not_valid_after.replace(tzinfo=timezone.utc).timestamp()
+    not_before = leaf.not_valid_before.replace(tzinfo=timezone.utc).timestamp()
+    assert abs(not_after - (t0 + 86400)) < 10
+    assert not_before <= t0
+    assert not_before >= inter.not_valid_before.replace(tzinfo=timezone.utc).timestamp()
+    assert doc["notAfter"] == datetime.fromtimestamp(not_after, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # openssl verifies it for both uses, against the root only.
+    d = ca / "verify"
+    d.mkdir(exist_ok=True)
+    (d / "leaf.pem").write_text(doc["certificate"])
+    (d / "chain.pem").write_text("".join(doc["chain"]))
+    for purpose in ("sslclient", "sslserver"):
+        subprocess.run(["openssl", "verify", "-purpose", purpose, "-CAfile", str(ca / "ca.crt"), "-untrusted",
+                        str(d / "chain.pem"), str(d / "leaf.pem")], check=True, capture_output=True)
+    # The TokenReview the API server saw.
+    tr = kube["fake"].tokenreviews()[-1]
+    assert tr["authorization"] == "Bearer identity-sa-token"
+    assert json.loads(tr["body"]) == {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                      "spec": {"token": "pod-token", "audiences": ["weft-identity"]}}
+    assert identity.metrics()["weft_identity_certificates_issued_total"] == issued_before + 1
+
+
+def test_ttl_seconds_shortens(identity, ca):
+    t0 = time.time()
+    status, doc, _ = post(identity, ca, {"csr": csr_pem(), "ttlSeconds": 30})
+    assert status == 200, doc
+    leaf = x509.load_pem_x509_certificate(doc["certificate"].encode())
+    assert abs(leaf.not_valid_after.replace(tzinfo=timezone.utc).timestamp() - (t0 + 30)) < 5
+
+
+def test_parallel_requests(identity, ca):
+    results = []
+
+    def one():
+        results.append(post(identity, ca, {"csr": csr_pem()})[0])
+
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [200] * 16
+
+
+def test_body_at_limit_is_accepted(identity, ca):
+    body = json.dumps({"csr": csr_pem()})
+    body = body + " " * (65536 - len(body))
+    assert len(body) == 65536
+    status, doc, _ = post(identity, ca, body)
+    assert status == 200, doc
+
+
+# ---------------------------------------------------------------- bad input
+
+P384 = ec.generate_private_key(ec.SECP384R1())
+RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def cert_pem(ca):
+    return (ca / "root.crt").read_text()
+
+
+BAD = [
+    # name, body (callable of ca), token, status, reason
+    ("too_large", lambda ca: "x" * 65537, "pod-token", 413, "body_too_large"),
+    ("not_json", lambda ca: "csr=hello", "pod-token", 400, "bad_json"),
+    ("json_not_object", lambda ca: "[1,2]", "pod-token", 400, "bad_json"),
+    ("no_csr_field", lambda ca: {"certificateRequest": csr_pem()}, "pod-token", 400, "bad_json"),
+    ("not_pem", lambda ca: {"csr": "MIIBhello"}, "pod-token", 400, "csr_not_pem"),
+    ("not_a_csr", lambda ca: {"csr": cert_pem(ca)}, "pod-token", 400, "not_csr"),
+    ("bad_signature", lambda ca: {"csr": csr_pem(corrupt=True)}, "pod-token", 400, "csr_bad_signature"),
+    ("rsa_key", lambda ca: {"csr": csr_pem(key=RSA)}, "pod-token", 400, "csr_key_type"),
+    ("p384_key", lambda ca: {"csr": csr_pem(key=P384)}, "pod-token", 400, "csr_key_type"),
+    ("bad_ttl", lambda ca: {"csr": csr_pem(), "ttlSeconds": 0}, "pod-token", 400, "bad_ttl"),
+    ("no_token", lambda ca: {"csr": csr_pem()}, None, 401, "token_missing"),
+    ("invalid_token", lambda ca: {"csr": csr_pem()}, "forged-token", 401, "token_invalid"),
+    ("expired_token", lambda ca: {"csr": csr_pem()}, "expired-token", 401, "token_expired"),
+    ("wrong_audience", lambda ca: {"csr": csr_pem()}, "api-token", 401, "token_audience"),
+    ("not_a_service_account", lambda ca: {"csr": csr_pem()}, "user-token", 403, "not_service_account"),
+    ("other_identity", lambda ca: {"csr": csr_pem(uris=["spiffe://cluster.local/ns/shop/sa/admin"])}, "pod-token",
+     403, "san_mismatch"),
+    ("other_trust_domain", lambda ca: {"csr": csr_pem(uris=["spiffe://evil.example/ns/shop/sa/backend"])},
+     "pod-token", 403, "san_mismatch"),
+    ("no_san", lambda ca: {"csr": csr_pem(uris=[])}, "pod-token", 403, "san_mismatch"),
+    ("extra_dns_san", lambda ca: {"csr": csr_pem(dns=["backend.shop.svc"])}, "pod-token", 403, "san_extra"),
+    ("two_uris", lambda ca: {"csr": csr_pem(uris=[ID, ID])}, "pod-token", 403, "san_extra"),
+]
+
+
+@pytest.mark.parametrize("name,body,token,status,reason", BAD, ids=[b[0] for b in BAD])
+def test_bad_input(identity, ca, name, body, token, status, reason):
+    before = reason_count(identity, reason)
+    issued = identity.metrics()["weft_identity_certificates_issued_total"]
+    got, doc, resp = post(identity, ca, body(ca), token=token)
+    assert got == status, doc
+    assert doc["error"]["code"] == status
+    assert doc["error"]["reason"] == reason
+    assert doc["error"]["message"]
+    assert "certificate" not in doc
+    if status == 401:
+        assert resp.getheader("WWW-Authenticate") == "Bearer"
+    m = identity.metrics()
+    assert m['weft_identity_requests_denied_total{reason="%s"}' % reason] == before + 1
+    assert m["weft_identity_certificates_issued_total"] == issued
+
+
+def test_too_large_chunked(identity, ca):
+    """No Content-Length: the body is cut at 64 KiB while it streams in."""
+    before = reason_count(identity, "body_too_large")
+    c = Conn(identity.port, ca / "ca.crt")
+    c.putrequest("POST", "/v1/certificates")
+    c.putheader("Authorization", "Bearer pod-token")
+    c.putheader("Transfer-Encoding", "chunked")
+    c.endheaders()
+    chunk = b"x" * 16384
+    for _ in range(5):
+        c.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    c.send(b"0\r\n\r\n")
+    r = c.getresponse()
+    assert r.status == 413
+    assert json.loads(r.read())["error"]["reason"] == "body_too_large"
+    c.close()
+    assert reason_count(identity, "body_too_large") == before + 1
+
+
+def test_huge_declared_body_refused_at_once(identity, ca):
+    """Content-Length over 1 MiB: 413 before reading any of it."""
+    before = reason_count(identity, "body_too_large")
+    c = Conn(identity.port, ca / "ca.crt")
+    c.putrequest("POST", "/v1/certificates")
+    c.putheader("Authorization", "Bearer pod-token")
+    c.putheader("Content-Length", str(8 * 1024 * 1024))
+    c.endheaders()
+    r = c.getresponse()
+    assert r.status == 413
+    assert json.loads(r.read())["error"]["reason"] == "body_too_large"
+    c.close()
+    assert reason_count(identity, "body_too_large") == before + 1
+
+
+def test_method_and_path(identity, ca):
+    status, doc, resp = post(identity, ca, None, method="GET")
+    assert status == 405 and doc["error"]["reason"] == "method_not_allowed"
+    assert resp.getheader("Allow") == "POST"
+    status, doc, _ = post(identity, ca, {"csr": csr_pem()}, path="/v1/other")
+    assert status == 404 and doc["error"]["reason"] == "not_found"
+
+
+def test_bad_input_never_reaches_tokenreview(identity, ca, kube):
+    n = len(kube["fake"].tokenreviews())
+    for body in ("x", {"csr": "nope"}, {"csr": csr_pem(key=RSA)}, {"csr": csr_pem(corrupt=True)}):
+        assert post(identity, ca, body)[0] == 400
+    assert post(identity, ca, {"csr": csr_pem()}, token=None)[0] == 401
+    assert len(kube["fake"].tokenreviews()) == n
+
+
+# ---------------------------------------------------------------- TokenReview outages
+
+
+def test_tokenreview_unreachable(tmp_path, ca, kube):
+    ident = start_identity(tmp_path, ca, kube, kube_api="127.0.0.1:%d" % free_port())
+    try:
+        status, doc, resp = post(ident, ca, {"csr": csr_pem()})
+        assert status == 503
+        assert doc["error"]["reason"] == "tokenreview_unavailable"
+        assert int(resp.getheader("Retry-After")) > 0
+        assert reason_count(ident, "tokenreview_unavailable") == 1
+        assert ident.metrics()["weft_identity_certificates_issued_total"] == 0
+    finally:
+        stop_identity(ident)
+
+
+def test_tokenreview_failing_or_slow(identity, ca, kube):
+    fake = kube["fake"]
+    try:
+        fake.fail_code = 500
+        status, doc, resp = post(identity, ca, {"csr": csr_pem()})
+        assert status == 503 and doc["error"]["reason"] == "tokenreview_unavailable"
+        assert resp.getheader("Retry-After")
+        fake.fail_code = 0
+        fake.delay = 3  # over --kube-timeout 2s
+        t0 = time.monotonic()
+        status, doc, _ = post(identity, ca, {"csr": csr_pem()})
+        assert status == 503 and doc["error"]["reason"] == "tokenreview_unavailable"
+        assert time.monotonic() - t0 < 3
+    finally:
+        fake.fail_code = 0
+        fake.delay = 0
+    assert post(identity, ca, {"csr": csr_pem()})[0] == 200
+
+
+def test_identity_credentials_refused(tmp_path, ca, kube):
+    """The API server refuses weft-identity's own token: 503, not the caller's fault."""
+    bad = tmp_path / "badtoken"
+    bad.write_text("not-the-identity-token\n")
+    k = dict(kube, token=str(bad))
+    ident = start_identity(tmp_path, ca, k)
+    try:
+        status, doc, _ = post(ident, ca, {"csr": csr_pem()})
+        assert status == 503 and doc["error"]["reason"] == "tokenreview_unavailable"
+    finally:
+        stop_identity(ident)
+
+
+# ---------------------------------------------------------------- metrics and health
+
+
+def test_metrics_and_health(identity):
+    assert identity.get("/healthz") == (200, "ok\n")
+    assert identity.get("/readyz") == (200, "ok\n")
+    assert identity.get("/nope")[0] == 404
+    m = identity.metrics()
+    assert m["weft_identity_signing_duration_seconds_count"] >= 1
+    assert m['weft_identity_signing_duration_seconds_bucket{le="+Inf"}'] == \
+        m["weft_identity_signing_duration_seconds_count"]
+    assert m["weft_identity_issuer_not_after_timestamp_seconds"] > time.time()
+    assert m['weft_identity_reloads_total{what="issuer",result="ok"}'] == 1
+    for reason in ("body_too_large", "bad_json", "csr_not_pem", "not_csr", "csr_bad_signature", "csr_key_type",
+                   "token_missing", "token_invalid", "token_expired", "token_audience", "san_mismatch",
+                   "san_extra", "tokenreview_unavailable"):
+        assert 'weft_identity_requests_denied_total{reason="%s"}' % reason in m
+
+
+# ---------------------------------------------------------------- hot reload
+
+
+def test_hot_reload_issuer_and_serving(tmp_path, ca, kube):
+    live = tmp_path / "live"
+    live.mkdir()
+    for f in ("identity.crt", "identity.key", "intermediate.crt", "intermediate.key", "ca.crt"):
+        shutil.copy(ca / f, live / f)
+    ident = start_identity(tmp_path, live, kube, extra=["--reload-interval", "1s"])
+    try:
+        status, doc, _ = post(ident, live, {"csr": csr_pem()})
+        assert status == 200
+        first_issuer = x509.load_pem_x509_certificate(doc["chain"][0].encode()).fingerprint(hashes.SHA256())
+
+        ca2 = make_ca(tmp_path / "ca2")
+        # A broken pair (key of another CA) is refused; the old issuer keeps working.
+        shutil.copy(ca2 / "intermediate.key", live / "intermediate.key.tmp")
+        os.replace(live / "intermediate.key.tmp", live / "intermediate.key")
+        deadline = time.monotonic() + 10
+        while ident.metrics().get('weft_identity_reloads_total{what="issuer",result="error"}', 0) < 1:
+            assert time.monotonic() < deadline, "bad issuer key not noticed"
+            time.sleep(0.2)
+        status, doc, _ = post(ident, live, {"csr": csr_pem()})
+        assert status == 200
+        assert x509.load_pem_x509_certificate(doc["chain"][0].encode()).fingerprint(hashes.SHA256()) == first_issuer
+
+        # The matching certificate arrives: the new issuer signs.
+        shutil.copy(ca2 / "intermediate.crt", live / "intermediate.crt.tmp")
+        os.replace(live / "intermediate.crt.tmp", live / "intermediate.crt")
+        # And the serving certificate rotates to the new CA.
+        for f in ("identity.key", "identity.crt"):
+            shutil.copy(ca2 / f, live / (f + ".tmp"))
+            os.replace(live / (f + ".tmp"), live / f)
+        deadline = time.monotonic() + 10
+        while True:
+            m = ident.metrics()
+            if m.get('weft_identity_reloads_total{what="issuer",result="ok"}') == 2 and \
+                    m.get('weft_identity_reloads_total{what="serving",result="ok"}') == 2:
+                break
+            assert time.monotonic() < deadline, m
+            time.sleep(0.2)
+        # New handshakes verify against the new root only.
+        status, doc, _ = post(ident, ca2, {"csr": csr_pem()})
+        assert status == 200
+        leaf = x509.load_pem_x509_certificate(doc["certificate"].encode())
+        assert leaf.issuer == x509.load_pem_x509_certificate((ca2 / "intermediate.crt").read_bytes()).subject
+        with pytest.raises(ssl.SSLCertVerificationError):
+            post(ident, ca, {"csr": csr_pem()})
+    finally:
+        stop_identity(ident)
+
+
+def test_issuer_outside_trust_bundle_is_refused_at_start(tmp_path, ca, kube):
+    other = make_ca(tmp_path / "other")
+    ident = start_identity(tmp_path, ca, kube, extra=["--trust-bundle", str(other / "ca.crt")], wait_ready=False)
+    try:
+        assert ident.proc.wait(10) == 1
+        ident.log.seek(0)
+        assert "does not chain" in ident.log.read()
+    finally:
+        stop_identity(ident)
+
+
+def test_serving_name_is_verified(identity, ca):
+    with pytest.raises(ssl.SSLCertVerificationError):
+        c = Conn(identity.port, ca / "ca.crt", server_name="evil.example")
+        c.request("POST", "/v1/certificates", body=b"{}")
+
+
+def test_tls_1_1_refused(identity, ca):
+    ctx = tls_context(ca / "ca.crt")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError):
+        pytest.skip("this OpenSSL cannot offer TLS 1.1")
+    s = socket.create_connection(("127.0.0.1", identity.port), timeout=5)
+    with pytest.raises((ssl.SSLError, OSError)):
+        ctx.wrap_socket(s, server_hostname=SERVER_NAME)
+    s.close()
+
+
+# ---------------------------------------------------------------- flags
+
+
+def run_flags(*args):
+    return subprocess.run([IDENTITY] + list(args), capture_output=True, text=True, timeout=10)
+
+
+def test_help_and_version():
+    p = run_flags("--help")
+    assert p.returncode == 0 and "Usage: weft-identity" in p.stdout and "--cert-ttl" in p.stdout
+    p = run_flags("--version")
+    assert p.returncode == 0 and re.match(r"weft-identity \d", p.stdout)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--bogus"], "Usage"),
+    (["--cert-ttl", "8d"], "--cert-ttl 8d"),
+    (["--cert-ttl", "soon"], "not a duration"),
+    (["--clock-skew", "1h"], "--clock-skew"),
+    (["--trust-domain", "Bad_Domain"], "trust domain"),
+    (["--log-level", "loud"], "--log-level"),
+    ([], "--tls-cert is required"),
+    (["--tls-cert", "a", "--tls-key", "b", "--issuer-cert", "c"], "--issuer-key is required"),
+    (["--tls-cert", "a", "--tls-key", "b", "--issuer-cert", "c", "--issuer-key", "d", "--kube-api", "h:1"],
+     "--kube-ca"),
+    (["extra-arg"], "unexpected argument"),
+])
+def test_bad_flags(args, needle):
+    p = run_flags(*args)
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr
+
+
+def test_not_in_cluster(tmp_path, ca):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    p = subprocess.run([IDENTITY, "--listen", "127.0.0.1:%d" % free_port(), "--metrics-listen",
+                        "127.0.0.1:%d" % free_port(), "--tls-cert", str(ca / "identity.crt"), "--tls-key",
+                        str(ca / "identity.key"), "--issuer-cert", str(ca / "intermediate.crt"), "--issuer-key",
+                        str(ca / "intermediate.key")], capture_output=True, text=True, timeout=10, env=env)
+    assert p.returncode == 1
+    assert "not running in a Kubernetes cluster" in p.stderr
