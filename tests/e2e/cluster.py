@@ -12,6 +12,8 @@ that happens on failure too.
 Run directly (`python3 tests/e2e/cluster.py`) it starts a cluster, prints a
 kubeconfig path and waits for Ctrl-C: handy to poke at by hand.
 """
+import ctypes
+import glob
 import json
 import os
 import shutil
@@ -40,6 +42,37 @@ def control_plane_bin(build=False):
     if r.returncode != 0:
         return None
     return r.stdout.strip().splitlines()[-1]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL if the test process dies first
+    (killed pytest, CI timeout), so no etcd or API server outlives a run."""
+    os.setsid()
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def make_tempdir(kind):
+    """A temp directory that names its owner process: a later run removes it
+    when that process is gone (a run killed with SIGKILL cannot clean up)."""
+    d = tempfile.mkdtemp(prefix="weft-e2e-%s-" % kind)
+    with open(os.path.join(d, ".owner"), "w") as f:
+        f.write(str(os.getpid()))
+    return d
+
+
+def reap_stale_tempdirs():
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), "weft-e2e-*")):
+        try:
+            with open(os.path.join(d, ".owner")) as f:
+                pid = int(f.read())
+        except (OSError, ValueError):
+            continue
+        if not os.path.exists("/proc/%d" % pid):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def free_port():
@@ -120,7 +153,8 @@ class Cluster:
     def __init__(self, bindir, controller_manager=True):
         self.bin = bindir
         self.with_cm = controller_manager
-        self.dir = tempfile.mkdtemp(prefix="weft-e2e-cluster-")
+        reap_stale_tempdirs()
+        self.dir = make_tempdir("cluster")
         self.procs = []  # (name, Popen, log file)
         self.kubectl_bin = os.path.join(bindir, "kubectl")
 
@@ -137,7 +171,7 @@ class Cluster:
         log = open(os.path.join(self.dir, name + ".log"), "wb")
         # Own process group, so stop() can kill children it may have.
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+                             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         self.procs.append((name, p, log))
         return p
 

@@ -10,7 +10,8 @@
 # by relative path; a tiny module in the cache replaces each of them by the
 # published k8s.io/* module of the same release (v1.X.Y -> v0.X.Y).
 #
-# Layout (WEFT_E2E_CACHE defaults to /var/cache/weft-e2e):
+# Layout (WEFT_E2E_CACHE defaults to /var/cache/weft-e2e as root, else
+# ~/.cache/weft-e2e):
 #   $WEFT_E2E_CACHE/$K8S_VERSION/bin/{kube-apiserver,kube-controller-manager,kubectl,etcd}
 #   $WEFT_E2E_CACHE/$K8S_VERSION/bin/STAMP         versions the binaries were built from
 #   $WEFT_E2E_CACHE/$K8S_VERSION/src/{k8s,etcd}/  the generated go.mod/go.sum
@@ -25,7 +26,9 @@ set -euo pipefail
 
 K8S_VERSION="${WEFT_K8S_VERSION:-v1.37.2}"
 ETCD_VERSION="${WEFT_ETCD_VERSION:-v3.6.16}"
-CACHE_ROOT="${WEFT_E2E_CACHE:-/var/cache/weft-e2e}"
+if [ "$(id -u)" -eq 0 ]; then default_cache=/var/cache/weft-e2e
+else default_cache="${XDG_CACHE_HOME:-$HOME/.cache}/weft-e2e"; fi
+CACHE_ROOT="${WEFT_E2E_CACHE:-$default_cache}"
 CACHE="$CACHE_ROOT/$K8S_VERSION"
 BIN="$CACHE/bin"
 STAMP_WANT="k8s=$K8S_VERSION etcd=$ETCD_VERSION go=$(go env GOVERSION)"

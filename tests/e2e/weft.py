@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -44,7 +43,7 @@ def spawn_in_pod_fs(argv, sa_dir, env, log_path):
     wrapped = ["unshare", "--mount", "--propagation", "private", "--",
                "sh", "-c", _POD_FS, "sh", sa_dir, *argv]
     p = subprocess.Popen(wrapped, stdout=log, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                         stdin=subprocess.DEVNULL, env=env, preexec_fn=cl.die_with_parent)
     log.close()
     return p
 
@@ -52,7 +51,7 @@ def spawn_in_pod_fs(argv, sa_dir, env, log_path):
 def spawn(argv, env, log_path):
     log = open(log_path, "ab")
     p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         env=env, start_new_session=True)
+                         env=env, preexec_fn=cl.die_with_parent)
     log.close()
     return p
 
@@ -86,7 +85,7 @@ class Webhook:
         self.cluster = cluster
         self.exe = exe
         self.lookup = namespace_lookup
-        self.dir = tempfile.mkdtemp(prefix="weft-e2e-webhook-")
+        self.dir = cl.make_tempdir("webhook")
         self.ca = cl.CA(os.path.join(self.dir, "pki"), "weft-e2e-webhook-ca")
         self.cert, self.key = self.ca.issue(
             "serving", "weft-webhook.weft-system.svc", server=True,
@@ -210,7 +209,7 @@ class Identity:
     def __init__(self, cluster, exe):
         self.cluster = cluster
         self.exe = exe
-        self.dir = tempfile.mkdtemp(prefix="weft-e2e-identity-")
+        self.dir = cl.make_tempdir("identity")
         self.root = cl.CA(os.path.join(self.dir, "pki"), "weft-e2e-mesh-root")
         self.issuer_cert, self.issuer_key = self.root.issue("issuer", "weft-e2e-issuer", ca=True)
         self.cert, self.key = self.root.issue(
