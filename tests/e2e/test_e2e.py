@@ -139,8 +139,10 @@ def test_invalid_override_is_refused_with_key_and_value(cluster, mesh):
     r = cluster.create_json(pod("bad", ns, annotations={"weft.dev/skip-inbound-ports": "http"}),
                             check=False)
     assert r.returncode != 0
-    assert "weft.dev/skip-inbound-ports" in r.stderr and "http" in r.stderr, r.stderr
-    assert "inject.weft.dev" in r.stderr, r.stderr  # the API server names the webhook
+    # kubectl prints the API server's "admission webhook "inject.weft.dev"
+    # denied the request: <the webhook's message>".
+    assert 'webhook "inject.weft.dev" denied the request' in r.stderr, r.stderr
+    assert "weft.dev/skip-inbound-ports" in r.stderr and '"http"' in r.stderr, r.stderr
     r = cluster.kubectl("get", "pod", "bad", "-n", ns, check=False)
     assert r.returncode != 0 and "NotFound" in r.stderr
 
