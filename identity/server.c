@@ -641,6 +641,7 @@ int ident_split_hostport(const char *s, char *host, size_t hostlen, char *port, 
     return 0;
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
