@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -96,7 +97,10 @@ void admin_route(struct proxy *px, const char *method, const char *path, int fro
             REPLY(405, "method not allowed");
         struct pm_state st = {creds_not_after(px->creds),
                               atomic_load(&px->listeners_up) && creds_ready(px->creds) && !atomic_load(&px->draining),
-                              atomic_load(&px->draining)};
+                              atomic_load(&px->draining), 0, 0};
+        struct mallinfo2 mi = mallinfo2();
+        st.heap_inuse = mi.uordblks + mi.hblkhd;
+        st.heap_mapped = mi.arena + mi.hblkhd;
         res->status = 200;
         res->type = "text/plain; version=0.0.4; charset=utf-8";
         if (pm_render(&px->metrics, &st, &res->body) < 0) {

@@ -16,6 +16,8 @@ struct ae_backend {
     struct epoll_event *events;
 };
 
+#define AE_EPOLL_BATCH 512 /* events taken per epoll_wait */
+
 struct ae_backend *ae_backend_new(int setsize)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -24,7 +26,7 @@ struct ae_backend *ae_backend_new(int setsize)
     struct ae_backend *b = xcalloc(1, sizeof *b);
     b->epfd = epfd;
     b->setsize = setsize;
-    b->events = xcalloc((size_t)setsize, sizeof *b->events);
+    b->events = xcalloc(AE_EPOLL_BATCH, sizeof *b->events);
     return b;
 }
 
@@ -55,8 +57,8 @@ int ae_backend_set(struct ae_backend *b, int fd, int old_mask, int new_mask)
 
 int ae_backend_poll(struct ae_backend *b, struct ae_fired *fired, int max, int timeout_ms)
 {
-    if (max > b->setsize)
-        max = b->setsize;
+    if (max > AE_EPOLL_BATCH)
+        max = AE_EPOLL_BATCH;
     int n = epoll_wait(b->epfd, b->events, max, timeout_ms);
     if (n < 0)
         return 0;

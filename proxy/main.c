@@ -15,6 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <malloc.h>
+
+#include <openssl/ssl.h>
+
 #include "admin.h"
 #include "log.h"
 #include "proxy.h"
@@ -110,6 +114,14 @@ int main(int argc, char **argv)
         config_print_help(stdout);
         return 0;
     }
+    /* Memory: no OpenSSL error-string tables or config file (we never print
+     * OpenSSL's strings, and TLS settings are fixed in code), and few malloc
+     * arenas (the admin thread's short-lived request threads would each get
+     * one). Together this keeps an idle sidecar small. */
+    OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_SSL_STRINGS | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
+                         OPENSSL_INIT_NO_LOAD_CONFIG,
+                     NULL);
+    mallopt(M_ARENA_MAX, 2);
     enum log_level lvl = LOG_INFO;
     log_parse_level(cfg.log_level, &lvl);
     log_set_level(lvl);

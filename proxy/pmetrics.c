@@ -130,5 +130,9 @@ int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *ou
     rc |= metrics_gauge(out, "weft_proxy_ready", "", st->ready ? 1 : 0);
     rc |= metrics_header(out, "weft_proxy_draining", "gauge", "1 after SIGTERM or /shutdown.");
     rc |= metrics_gauge(out, "weft_proxy_draining", "", st->draining ? 1 : 0);
+    rc |= metrics_header(out, "weft_proxy_heap_bytes", "gauge",
+                         "malloc heap: bytes in use and bytes held from the system.");
+    rc |= buf_appendf(out, "weft_proxy_heap_bytes{kind=\"in_use\"} %zu\nweft_proxy_heap_bytes{kind=\"held\"} %zu\n",
+                      st->heap_inuse, st->heap_mapped);
     return rc ? -E2BIG : 0;
 }

@@ -53,6 +53,8 @@ struct pm_state {            /* values sampled at render time */
     time_t cert_not_after;   /* 0: none */
     int ready;
     int draining;
+    size_t heap_inuse;       /* malloc'd bytes in use (mallinfo2), 0 if unknown */
+    size_t heap_mapped;      /* bytes malloc holds from the system */
 };
 /* Prometheus text of everything; 0 or -E2BIG. Series never used are left out. */
 int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *out);

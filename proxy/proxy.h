@@ -81,6 +81,8 @@ struct worker {
     char *scratch;
     int draining;
     uint64_t drain_deadline_ms;
+    unsigned long closed_since_trim; /* sessions closed since the last malloc_trim */
+    uint64_t last_trim_ms;
 };
 
 /* Binds the listeners of one worker (main thread, before it runs). 0 or

@@ -97,6 +97,7 @@ void session_close(struct session *s, const char *why)
     s->prev = NULL;
     w->dead = s;
     w->nsessions--;
+    w->closed_since_trim++;
     if (w->draining && w->nsessions == 0)
         ae_stop(w->loop);
 }
@@ -153,28 +154,43 @@ static int relay_dir(struct session *s, struct conn *src, struct conn *dst, stru
         }
         if (!conn_can_read(src))
             return 0;
-        ssize_t n = conn_read(src, scratch, PROXY_SCRATCH);
-        if (n == -EAGAIN)
-            return 0;
-        if (n < 0)
-            return -1;
+        /* Fill the scratch buffer from src (several TLS records are
+         * batched into one write to dst), then write. */
+        size_t n = 0;
+        ssize_t r = 0;
+        while (n < PROXY_SCRATCH) {
+            r = conn_read(src, scratch + n, PROXY_SCRATCH - n);
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+            if (src->type == &conn_plain)
+                break; /* one recv per round: the kernel already coalesced */
+        }
         if (n == 0) {
+            if (r == -EAGAIN)
+                return 0;
+            if (r < 0)
+                return -1;
             src->eof = 1;
             continue;
         }
         s->last_active_ms = ae_now_ms(s->w->loop);
         pm_add(counter, (uint64_t)n);
-        ssize_t wr = conn_can_write(dst) ? conn_write(dst, scratch, (size_t)n) : -EAGAIN;
+        ssize_t wr = conn_can_write(dst) ? conn_write(dst, scratch, n) : -EAGAIN;
         if (wr == -EAGAIN)
             wr = 0;
         else if (wr < 0)
             return -1;
-        if (wr < n) {
-            p->len = (size_t)(n - wr);
+        if ((size_t)wr < n) {
+            p->len = n - (size_t)wr;
             p->off = 0;
             p->data = xmalloc(p->len);
             memcpy(p->data, scratch + wr, p->len);
         }
+        if (r == 0)
+            src->eof = 1; /* after the bytes that came before it */
+        else if (r < 0 && r != -EAGAIN)
+            return -1;
     }
 }
 

@@ -3,6 +3,7 @@
  * inbound and outbound (IPv4, and IPv6 where the pod has it), a periodic
  * tick for timeouts, and the drain on SIGTERM. */
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #define WORKER_TICK_MS 100
 #define WORKER_ACCEPT_BATCH 64
+#define WORKER_TRIM_MS 10000
 
 static int worker_listen(int family, uint16_t port, int reuseport, int *out)
 {
@@ -72,6 +74,13 @@ static long worker_tick(struct ae_loop *loop, long long id, void *data)
     struct worker *w = data;
     uint64_t now = ae_now_ms(loop);
     session_tick(w, now);
+    /* Give memory back after bursts: OpenSSL's per-connection state is
+     * ~25 KB, and without a trim a past peak stays resident forever. */
+    if (w->closed_since_trim && now - w->last_trim_ms >= WORKER_TRIM_MS) {
+        malloc_trim(0);
+        w->closed_since_trim = 0;
+        w->last_trim_ms = now;
+    }
     if (w->draining && now >= w->drain_deadline_ms) {
         if (w->nsessions)
             log_info("drain deadline reached", "worker=%u open_connections=%zu", w->idx, w->nsessions);

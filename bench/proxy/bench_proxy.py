@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weft-proxy benchmark: client app -> client proxy -> server proxy -> server
+app across network namespaces, against the same path with no proxies
+(direct) and with a pair of haproxy doing the same mutual TLS (TLS 1.3,
+client certificates verified both ways, ALPN weft/1, mode tcp, one thread),
+all in one run on the same two pods.
+
+Measures, per setup: HTTP/1.1 keep-alive 1 KB responses at a fixed 1,000
+requests/s (bench/loadgen.c, latency from the scheduled send time) and at
+maximum rate, a bulk transfer (curl, 1 GiB, best of 3), and the proxies'
+RSS idle and with 1,000 open connections. Prints a markdown report.
+
+usage: bench_proxy.py BIN_DIR LOADGEN BENCHSRV [SECONDS]
+"""
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../../tests/integration"))
+import netns  # noqa: E402
+import proxyenv as pe  # noqa: E402
+
+BIN, LOADGEN, BENCHSRV = sys.argv[1], sys.argv[2], sys.argv[3]
+SECS = int(sys.argv[4]) if len(sys.argv) > 4 else 10
+PROXY, INIT = os.path.join(BIN, "weft-proxy"), os.path.join(BIN, "weft-init")
+BULK = 1 << 30
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def loadgen(pod, url, conns, rate=None):
+    argv = [LOADGEN, "--url", url, "--method", "GET", "--connections", str(conns), "--duration", str(SECS),
+            "--requests", str(SECS * 1000 if rate else 100000000)]
+    if rate:
+        argv += ["--rate", str(rate)]
+    out = pod.run(argv, timeout=SECS + 60).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bulk(pod, url):
+    speeds = []
+    for _ in range(3):
+        r = pod.run(["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}", "--max-time", "60", url],
+                    timeout=90)
+        speeds.append(float(r.stdout))
+    return max(speeds)
+
+
+def hold_open(pod, host, port, n=1000):
+    """n connections through the path, each having done one request."""
+    socks = []
+    with pod.inside():
+        for _ in range(n):
+            socks.append(socket.socket())
+    for s in socks:
+        s.settimeout(10)
+        s.connect((host, port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    for s in socks:
+        got = b""
+        while not got.endswith(b"a" * 16) or len(got) < 1024:
+            got += s.recv(4096)
+    return socks
+
+
+def measure(name, pod, url, host, port, pids):
+    res = {"name": name}
+    res["idle_rss"] = [rss_kib(p) for p in pids]
+    res["fixed"] = loadgen(pod, url, 8, rate=1000)
+    res["max"] = loadgen(pod, url, 16)
+    res["bulk"] = bulk(pod, url.rsplit("/", 1)[0] + f"/bulk/{BULK}")
+    socks = hold_open(pod, host, port)
+    time.sleep(0.5)
+    res["rss_1000"] = [rss_kib(p) for p in pids]
+    for s in socks:
+        s.close()
+    return res
+
+
+def haproxy_cfg(path, frontend, backend):
+    with open(path, "w") as f:
+        f.write(f"""global
+    nbthread 1
+    maxconn 5000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend f
+    {frontend}
+    default_backend b
+backend b
+    {backend}
+""")
+
+
+def main():
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
+    with tempfile.TemporaryDirectory(prefix="weft-bench-") as d, netns.Network(prefix="wb", ipv6=False) as net:
+        ca = pe.CA(d)
+        cpod, spod = net.add_pod("client"), net.add_pod("server")
+        srv = spod.popen([BENCHSRV, "8080"])
+        assert srv.stdout.readline().strip() == b"ready"
+        ccert, ckey = ca.issue("bench", "client")
+        scert, skey = ca.issue("bench", "server")
+        results = []
+
+        # 1. direct
+        results.append(measure("direct (no proxy)", cpod, f"http://{spod.ip4}:8080/", spod.ip4, 8080, []))
+
+        # 2. haproxy pair, same mTLS
+        for name, cert, key in (("c", ccert, ckey), ("s", scert, skey)):
+            with open(os.path.join(d, f"{name}.pem"), "w") as f:
+                f.write(open(cert).read() + open(key).read())
+        haproxy_cfg(os.path.join(d, "hs.cfg"),
+                    f"bind :10443 ssl crt {d}/s.pem ca-file {ca.crt} verify required ssl-min-ver TLSv1.3 alpn weft/1",
+                    "server app 127.0.0.1:8080")
+        haproxy_cfg(os.path.join(d, "hc.cfg"), "bind 127.0.0.1:10000",
+                    f"server s {spod.ip4}:10443 ssl crt {d}/c.pem ca-file {ca.crt} verify required "
+                    "ssl-min-ver TLSv1.3 alpn weft/1")
+        hs = spod.popen(["haproxy", "-db", "-f", os.path.join(d, "hs.cfg")])
+        hc = cpod.popen(["haproxy", "-db", "-f", os.path.join(d, "hc.cfg")])
+        time.sleep(1)
+        for p in (hs, hc):
+            if p.poll() is not None:
+                raise SystemExit("haproxy did not start: " + p.stderr.read().decode(errors="replace"))
+        results.append(measure("haproxy pair (mTLS)", cpod, "http://127.0.0.1:10000/", "127.0.0.1", 10000,
+                               [hc.pid, hs.pid]))
+        for p in (hs, hc):
+            p.terminate()
+            p.wait(10)
+
+        # 3. weft-proxy pair, transparent (weft-init rules)
+        pxs = []
+        for pod, cert, key, sa in ((cpod, ccert, ckey, "client"), (spod, scert, skey, "server")):
+            pe.init_pod(pod)
+            env = {"PATH": "/usr/bin:/bin", "WEFT_POD_NAMESPACE": "bench", "WEFT_SERVICE_ACCOUNT": sa,
+                   "WEFT_MESH_NETWORKS": "198.18.0.0/24", "WEFT_CERT": cert, "WEFT_KEY": key,
+                   "WEFT_TRUST_BUNDLE": ca.crt, "WEFT_LOG_LEVEL": "warn"}
+            pxs.append(pod.popen([PROXY], uid=pe.PROXY_UID, env=env, stdout=subprocess.DEVNULL))
+            r = pod.run([PROXY, "wait-ready", "--timeout-seconds", "10"], check=False)
+            assert r.returncode == 0, r.stderr
+        time.sleep(0.5)
+        results.append(measure("weft-proxy pair (mTLS)", cpod, f"http://{spod.ip4}:8080/", spod.ip4, 8080,
+                               [p.pid for p in pxs]))
+        report(results)
+
+
+def report(results):
+    d = results[0]
+    print(f"{os.cpu_count()} cores; {SECS} s per load run; 1 KB bodies; bulk {BULK >> 20} MiB (best of 3)\n")
+    print("| setup | fixed 1000/s p50 µs | p99 µs | p99.9 µs | errors | max req/s | bulk MB/s | RSS idle KiB | RSS 1000 conns KiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        f, m = r["fixed"], r["max"]
+        rss_i = " + ".join(str(x) for x in r["idle_rss"]) or "-"
+        rss_k = " + ".join(str(x) for x in r["rss_1000"]) or "-"
+        print(f"| {r['name']} | {f['p50_us']:.0f} | {f['p99_us']:.0f} | {f['p999_us']:.0f} | {f['errors'] + m['errors']} | "
+              f"{m['rps']:.0f} | {r['bulk'] / 1e6:.0f} | {rss_i} | {rss_k} |")
+    print()
+    for r in results[1:]:
+        print(f"- {r['name']}: added latency at 1000/s p50 {r['fixed']['p50_us'] - d['fixed']['p50_us']:+.0f} µs, "
+              f"p99 {r['fixed']['p99_us'] - d['fixed']['p99_us']:+.0f} µs; max req/s {r['max']['rps'] / d['max']['rps']:.2f}x direct; "
+              f"bulk {r['bulk'] / d['bulk']:.2f}x direct")
+    w, h = results[2], results[1]
+    print(f"- weft vs haproxy: max req/s {w['max']['rps'] / h['max']['rps']:.2f}x, bulk {w['bulk'] / h['bulk']:.2f}x, "
+          f"p50 at 1000/s {w['fixed']['p50_us'] / h['fixed']['p50_us']:.2f}x, p99 {w['fixed']['p99_us'] / h['fixed']['p99_us']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
