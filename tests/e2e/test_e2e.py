@@ -6,6 +6,8 @@ Jobs. Each scenario is one test with its own namespace."""
 import base64
 import json
 import os
+import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -314,3 +316,72 @@ def test_identity_checks_real_tokens_with_tokenreview(cluster, mesh, identity):
             lambda: (lambda r: r if r[0] != 200 else None)(identity.request(other, tok)),
             20, "the deleted service account's token to be refused")
         assert status == 401, ans
+
+
+@pytest.fixture
+def runner(cluster, identity, weft_bin):
+    if os.geteuid() != 0:
+        pytest.skip("running pods in network namespaces needs root")
+    for b in ("weft-init", "weft-proxy"):
+        if not os.access(os.path.join(weft_bin, b), os.X_OK):
+            pytest.skip("%s not built" % b)
+    import podrun
+    import cluster as cl
+    d = cl.make_tempdir("pods")
+    os.chmod(d, 0o755)  # the proxy (uid 15100) reads its volumes below it
+    r = podrun.PodRunner(cluster, identity, weft_bin, d)
+    try:
+        yield r
+    finally:
+        r.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_stored_pods_run_and_talk_mtls(cluster, mesh, identity, runner):
+    """Two pods as the API server stored them (injected by weft-webhook) run
+    in network namespaces: weft-init with the stamped args, weft-proxy with
+    the stamped env and a certificate from weft-identity for a real token;
+    the client's plain TCP call reaches the server over mTLS, and plaintext
+    from outside the mesh is refused (STRICT)."""
+    import podrun
+    ns = "e2e-run"
+    meshed_ns(cluster, ns)
+    cluster.create_json(podrun.trust_bundle_configmap(ns, open(identity.root.crt).read()))
+    for sa in ("web", "shopper"):
+        cluster.kubectl("create", "serviceaccount", sa, "-n", ns)
+    stored = {}
+    for name, sa in (("server", "web"), ("client", "shopper")):
+        p = pod(name, ns)
+        p["spec"]["serviceAccountName"] = sa
+        cluster.create_json(p)
+        stored[name] = cluster.get_json("pod", name, "-n", ns)
+        assert_injected(stored[name])
+    server = runner.run(stored["server"])
+    client = runner.run(stored["client"])
+
+    with client.host.inside():  # the socket belongs to the client pod
+        s = socket.create_connection((server.ip4, 8080), timeout=10)
+    try:
+        s.sendall(b"WHO\n")
+        answer = s.recv(200).decode()
+    finally:
+        s.close()
+    assert answer.startswith("server "), answer
+    peer = "spiffe://cluster.local/ns/%s/sa/shopper" % ns
+    assert server.metric('weft_proxy_tls_handshakes_total{side="server",result="success"') >= 1
+    assert server.metric('weft_proxy_connections_opened_total{direction="inbound",tls="true",'
+                         'authz="allowed",peer="%s"' % peer) >= 1
+    assert client.metric('weft_proxy_tls_handshakes_total{side="client",result="success"') >= 1
+
+    # Plaintext from the node (outside the mesh) to the server's app port.
+    with server.host.net.node.inside():
+        try:
+            s = socket.create_connection((server.ip4, 8080), timeout=5)
+            s.sendall(b"WHO\n")
+            s.settimeout(5)
+            got = s.recv(200)
+            s.close()
+        except OSError:
+            got = b""
+    assert not got.startswith(b"server "), got
+    assert server.metric("weft_proxy_inbound_refused_total") >= 1

@@ -12,6 +12,7 @@ import base64
 import json
 import ssl
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -96,6 +97,15 @@ class Webhook:
         self.ca_b64 = base64.b64encode(open(self.ca.crt, "rb").read()).decode()
         self.proc = None
         self.log = os.path.join(self.dir, "webhook.log")
+        # This cluster's pod network is the tests' 198.18.0.0/15 (podrun.py):
+        # the mesh config says so, everything else as shipped.
+        with open(os.path.join(REPO, "templates", "mesh.yaml")) as f:
+            mesh = f.read()
+        mesh, n = re.subn(r"(?m)^meshNetworks:.*$", "meshNetworks: 198.18.0.0/15", mesh)
+        assert n == 1, "templates/mesh.yaml has no top-level meshNetworks line"
+        self.config = os.path.join(self.dir, "mesh.yaml")
+        with open(self.config, "w") as f:
+            f.write(mesh)
 
     # --- install -------------------------------------------------------------
     def kustomization(self):
@@ -137,7 +147,7 @@ class Webhook:
     def start(self, timeout=30):
         env = dict(os.environ)
         args = [self.exe,
-                "--config", os.path.join(REPO, "templates", "mesh.yaml"),
+                "--config", self.config,
                 "--templates", os.path.join(REPO, "templates"),
                 "--tls-cert", self.cert, "--tls-key", self.key,
                 "--listen", "127.0.0.1:%d" % self.port,
