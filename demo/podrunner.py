@@ -49,6 +49,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import jsonpatch
@@ -241,12 +242,21 @@ class Cluster:
     def __init__(self, bindir, log=None, prefix="wd"):
         if os.geteuid() != 0:
             raise RunnerError("needs root (network namespaces, iptables, setpriv)")
-        self.bindir = os.path.abspath(bindir)
-        self.images = image_table(self.bindir)
         self.log = log or (lambda msg: None)
         self.id = "%s%dx%d" % (prefix, os.getpid() % 100000, next(_ids))
         self.tmp = tempfile.mkdtemp(prefix="weft-demo-")
         os.chmod(self.tmp, 0o755)   # containers run as other uids and read what they need from here
+        # "Pull" the images: a copy of the binaries, so a rebuild during the run changes nothing.
+        self.bindir = os.path.join(self.tmp, "bin")
+        os.makedirs(self.bindir)
+        os.chmod(self.bindir, 0o755)
+        try:
+            for b in ("weft-webhook", "weft-identity", "weft-proxy", "weft-init"):
+                shutil.copy2(os.path.join(bindir, b), os.path.join(self.bindir, b))
+        except OSError as e:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise RunnerError("cannot copy the weft binaries from %s: %s (run make first)" % (bindir, e))
+        self.images = image_table(self.bindir)
         self.node_ns = self.id + "-node"
         self.netns = []
         self.pods = {}            # "ns/name" -> Pod
@@ -281,6 +291,17 @@ class Cluster:
         if self.closed:
             return
         self.closed = True
+        held = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):   # a second Ctrl-C must not cut cleanup short
+                held[sig] = signal.signal(sig, signal.SIG_IGN)
+        try:
+            self._close()
+        finally:
+            for sig, h in held.items():
+                signal.signal(sig, h)
+
+    def _close(self):
         for pod in list(self.pods.values()):
             with contextlib.suppress(Exception):
                 self._stop_pod_processes(pod, grace=0.5)

@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End to end: the whole mesh on one machine with demo/podrunner.py.
+
+weft-webhook and weft-identity run as real processes with real TLS beside a
+fake Kubernetes API; pods are sent to the webhook as AdmissionReviews and run
+as the webhook returned them (weft-init, the native weft-proxy sidecar, the
+demo app) in network namespaces. Namespaces: shop (opted in, STRICT,
+same-namespace), ops (opted in), legacy (not opted in). Also: a pod that opts
+out runs without a proxy, a pod with an invalid override is refused with its
+message, and the runner (and `make demo` on SIGTERM) leaves nothing behind.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "demo"))
+import demo  # noqa: E402
+import podrunner  # noqa: E402
+
+BIN = os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")
+NEEDED = ("weft-webhook", "weft-identity", "weft-proxy", "weft-init")
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, iptables)"),
+    pytest.mark.skipif(not all(os.access(os.path.join(BIN, b), os.X_OK) for b in NEEDED),
+                       reason="weft binaries not built"),
+]
+
+BACKEND_ID = "spiffe://cluster.local/ns/shop/sa/backend"
+FRONTEND_ID = "spiffe://cluster.local/ns/shop/sa/frontend"
+MONITOR_ID = "spiffe://cluster.local/ns/ops/sa/monitor"
+
+
+class Mesh:
+    def __init__(self, cl):
+        self.cl = cl
+        self.adm = {}
+        self.pods = {}
+        for spec in (demo.app_pod("shop", "backend", "backend", 1000), demo.app_pod("shop", "frontend", "frontend", 1001),
+                     demo.app_pod("ops", "monitor", "monitor", 1002, serve=False),
+                     demo.app_pod("legacy", "client", "client", 1003, serve=False)):
+            adm, pod = demo.admit_and_run(cl, spec)
+            self.adm[pod.key], self.pods[pod.key] = adm, pod
+        self.vip = cl.add_service("shop", "backend", 80, 8080, [self.pods["shop/backend"]])
+        self.url = "http://%s/" % self.vip
+
+    def call(self, key, url=None):
+        pod = self.pods[key]
+        return demo.call(self.cl, pod, pod.name, url or self.url)
+
+    def metrics(self, key):
+        return demo.proxy_metrics(self.cl, self.pods[key])
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    with podrunner.Cluster(BIN, prefix="tm") as cl:
+        cl.start()
+        demo.setup_namespaces(cl)
+        yield Mesh(cl)
+
+
+def pod_iptables(pod):
+    return podrunner.sh(pod.cluster._ns_exec(pod.netns, ["iptables-save", "-t", "nat"])).stdout
+
+
+def test_injected_pods_run_as_the_webhook_returned_them(mesh):
+    adm, pod = mesh.adm["shop/backend"], mesh.pods["shop/backend"]
+    assert adm.sent and adm.allowed and adm.patch
+    spec = adm.pod["spec"]
+    init, proxy = spec["initContainers"]
+    assert init["name"] == "weft-init" and proxy["name"] == "weft-proxy"
+    assert proxy["restartPolicy"] == "Always" and proxy["startupProbe"]["httpGet"]["port"] == 15020
+    # weft-init ran with exactly the spec's args, as root, before anything else, and exited 0.
+    ct = pod.container("weft-init")
+    assert ct.kind == "init" and ct.exit_code == 0
+    assert ct.proc.args[-len(init["args"]):] == init["args"]
+    assert "--reuid=0" in ct.proc.args
+    rules = pod_iptables(pod)
+    for chain in ("WEFT_INBOUND", "WEFT_IN_REDIRECT", "WEFT_OUTPUT", "WEFT_REDIRECT"):
+        assert ":%s" % chain in rules
+    assert "--uid-owner 15100" in rules
+    # Start order: init, then the sidecar (startup probe passed), then the app.
+    assert [c.name for c in pod.containers] == ["weft-init", "weft-proxy", "backend"]
+    assert pod.container("weft-proxy").started < pod.container("backend").started
+    assert ("weft-proxy", "startupProbe") in [(n, k) for n, k, _, _ in pod.probes]
+    # Each container as its securityContext's uid, with the downward API filled in.
+    assert "--reuid=15100" in pod.container("weft-proxy").proc.args
+    env = pod.cluster._container_env(pod, proxy)
+    assert env["WEFT_POD_NAME"] == "backend" and env["WEFT_POD_NAMESPACE"] == "shop"
+    assert env["WEFT_POD_IP"] == pod.ip and env["WEFT_SERVICE_ACCOUNT"] == "backend"
+    with open("/proc/%d/status" % pod.pid("backend")) as f:
+        uids = [line.split()[1:] for line in f if line.startswith(("Uid:", "Gid:"))]
+    assert uids == [["1000"] * 4, ["1000"] * 4]
+    # Volumes are real files at their mountPath, seen from inside the container.
+    r = mesh.cl.exec(pod, "weft-proxy", ["weft-proxy", "--help"])  # the image's binary runs in the pod
+    assert r.returncode == 0
+    ca = pod.cluster.configmaps["weft-trust-bundle"]["ca.crt"]
+    with open(os.path.join(pod.volumes["weft-trust-bundle"], "ca.crt")) as f:
+        assert f.read() == ca
+    with open(os.path.join(pod.volumes["weft-token"], "token")) as f:
+        assert f.read() == pod.token
+
+
+def test_frontend_to_backend_over_mtls_with_identities_on_both_sides(mesh):
+    ok, line = mesh.call("shop/frontend")
+    assert ok, line
+    assert '"pod": "shop/backend"' in line and '"from": "127.0.0.1"' in line   # delivered by the backend's proxy
+    out = demo.peers(mesh.metrics("shop/frontend"), "outbound")
+    assert (BACKEND_ID, "none") in out
+    inb = demo.peers(mesh.metrics("shop/backend"), "inbound")
+    assert (FRONTEND_ID, "allowed") in inb
+
+
+def test_legacy_plaintext_is_refused_by_strict(mesh):
+    assert "weft-proxy" not in [c.name for c in mesh.pods["legacy/client"].containers]
+    assert not mesh.adm["legacy/client"].sent
+    ok, line = mesh.call("legacy/client")
+    assert not ok and line.startswith("failed:"), line
+    assert any("weft_proxy_inbound_refused_total" in m
+               for m in podrunner.metrics_lines(mesh.metrics("shop/backend"), ("weft_proxy_inbound_refused_total",)))
+
+
+def test_probes_are_rewritten_to_the_admin_port_and_green(mesh):
+    for key in ("shop/backend", "shop/frontend"):
+        pod = mesh.pods[key]
+        app = pod.container(pod.name).spec
+        assert app["readinessProbe"]["httpGet"]["port"] == 15020
+        assert app["readinessProbe"]["httpGet"]["path"] == "/app-health/%s/readyz" % pod.name
+        env = {e["name"]: e.get("value") for e in pod.container("weft-proxy").spec["env"]}
+        assert '"%s/readyz"' % pod.name in env["WEFT_APP_PROBES"]
+        ok, target, detail = mesh.cl.probe(pod, pod.container(pod.name), app["readinessProbe"])
+        assert ok and ":15020/app-health/" in target, (target, detail)
+
+
+def test_opted_out_pod_runs_without_a_proxy(mesh):
+    spec = demo.app_pod("shop", "batch", "batch", 1004, annotations={"weft.dev/inject": "disabled"})
+    adm = mesh.cl.admit(spec)
+    assert adm.sent and adm.allowed and adm.patch == []
+    pod = mesh.cl.run_pod(adm.pod)
+    try:
+        assert [c.name for c in pod.containers] == ["batch"]
+        assert "WEFT_" not in pod_iptables(pod)
+        # Its probe hits the app directly, and STRICT still refuses its plaintext call.
+        assert any(":8080/healthz" in t for _, _, t, _ in pod.probes)
+        ok, line = demo.call(mesh.cl, pod, "batch", mesh.url)
+        assert not ok, line
+    finally:
+        mesh.cl.delete_pod(pod, grace=1)
+
+
+def test_invalid_override_is_refused_with_its_message(mesh):
+    spec = demo.app_pod("shop", "bad", "bad", 1005, annotations={"weft.dev/mtls-mode": "OFF"})
+    adm = mesh.cl.admit(spec)
+    assert adm.sent and not adm.allowed
+    assert 'weft.dev/mtls-mode "OFF"' in adm.message and "STRICT or PERMISSIVE" in adm.message
+    assert "shop/bad" not in mesh.cl.pods
+
+
+def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
+    ok, line = mesh.call("ops/monitor")
+    assert not ok, line
+    assert (MONITOR_ID, "denied") in demo.peers(mesh.metrics("shop/backend"), "inbound")
+    mesh.cl.annotate_namespace("shop", "weft.dev/allow-from", "ops/monitor")
+    demo.wait_namespace_refresh(mesh.cl, "shop")
+    adm, new = demo.admit_and_run(mesh.cl, demo.app_pod("shop", "backend", "backend", 1000))
+    env = {e["name"]: e.get("value") for e in adm.pod["spec"]["initContainers"][1]["env"]}
+    assert env["WEFT_ALLOW_FROM"] == "ops/monitor"
+    mesh.cl.set_endpoints("shop", "backend", [new])
+    mesh.cl.delete_pod(mesh.pods["shop/backend"], grace=1)
+    mesh.pods["shop/backend"] = new
+    ok, line = mesh.call("ops/monitor")
+    assert ok, line
+    assert (MONITOR_ID, "allowed") in demo.peers(mesh.metrics("shop/backend"), "inbound")
+    ok, line = mesh.call("shop/frontend")
+    assert ok, line
+
+
+def leftovers(prefix):
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in ns.splitlines() if line.startswith(prefix)]
+
+
+def test_runner_removes_everything_it_made():
+    cl = podrunner.Cluster(BIN, prefix="tc")
+    try:
+        cl.start()
+        demo.setup_namespaces(cl)
+        _, pod = demo.admit_and_run(cl, demo.app_pod("shop", "solo", "solo", 1006))
+        pids = [c.proc.pid for c in pod.containers if c.proc] + [p.pid for p in cl.procs]
+        made, tmp = list(cl.made_dirs), cl.tmp
+        assert leftovers(cl.id)
+    finally:
+        cl.close()
+    assert leftovers(cl.id) == []
+    assert not os.path.exists(tmp)
+    assert not any(os.path.exists(d) for d in made)
+    for pid in pids:
+        assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+
+
+def test_demo_cleans_up_on_sigterm():
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(REPO, "demo", "demo.py")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, WEFT_BIN=BIN))
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            seen += line
+            if line.startswith("== traffic"):
+                break
+        assert "== traffic" in seen, seen + p.stderr.read()
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 130
+    assert leftovers("wd%dx" % (p.pid % 100000)) == []
