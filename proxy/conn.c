@@ -12,6 +12,14 @@
 static ssize_t plain_read(struct conn *c, void *buf, size_t len)
 {
     ssize_t n = recv(c->fd, buf, len, 0);
+    if (n > 0 && (size_t)n < len) {
+        /* A short read almost always drained the socket: wait for epoll
+         * (level-triggered, so leftovers still wake us) instead of paying a
+         * recv() that returns EAGAIN. */
+        c->rd_wait = AE_READABLE;
+        c->ready &= ~AE_READABLE;
+        return n;
+    }
     if (n >= 0) {
         c->rd_wait = 0;
         return n;
@@ -67,7 +75,13 @@ static ssize_t tls_read(struct conn *c, void *buf, size_t len)
     ERR_clear_error();
     int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     if (n > 0) {
-        c->rd_wait = 0;
+        /* Nothing buffered in OpenSSL: the same short-read rule as plain. */
+        if (!SSL_has_pending(c->ssl) && (size_t)n < len) {
+            c->rd_wait = AE_READABLE;
+            c->ready &= ~AE_READABLE;
+        } else {
+            c->rd_wait = 0;
+        }
         return n;
     }
     int e = SSL_get_error(c->ssl, n);

@@ -158,7 +158,7 @@ static int relay_dir(struct session *s, struct conn *src, struct conn *dst, stru
          * batched into one write to dst), then write. */
         size_t n = 0;
         ssize_t r = 0;
-        while (n < PROXY_SCRATCH) {
+        while (n < PROXY_SCRATCH && (n == 0 || conn_can_read(src))) {
             r = conn_read(src, scratch + n, PROXY_SCRATCH - n);
             if (r <= 0)
                 break;

@@ -10,7 +10,10 @@ requests/s (bench/loadgen.c, latency from the scheduled send time) and at
 maximum rate, a bulk transfer (curl, 1 GiB, best of 3), and the proxies'
 RSS idle and with 1,000 open connections. Prints a markdown report.
 
-usage: bench_proxy.py BIN_DIR LOADGEN BENCHSRV [SECONDS]
+usage: bench_proxy.py BIN_DIR LOADGEN BENCHSRV [SECONDS [ROUNDS]]
+
+Setups run on separate pod pairs, interleaved round by round (the machine is
+shared and noisy); the report gives the median over rounds.
 """
 import json
 import os
@@ -28,6 +31,7 @@ import proxyenv as pe  # noqa: E402
 
 BIN, LOADGEN, BENCHSRV = sys.argv[1], sys.argv[2], sys.argv[3]
 SECS = int(sys.argv[4]) if len(sys.argv) > 4 else 10
+ROUNDS = int(sys.argv[5]) if len(sys.argv) > 5 else 3
 PROXY, INIT = os.path.join(BIN, "weft-proxy"), os.path.join(BIN, "weft-init")
 BULK = 1 << 30
 
@@ -72,18 +76,19 @@ def hold_open(pod, host, port, n=1000):
     return socks
 
 
-def measure(name, pod, url, host, port, pids):
-    res = {"name": name}
+def measure_load(res, pod, url):
+    res.setdefault("fixed", []).append(loadgen(pod, url, 8, rate=1000))
+    res.setdefault("max", []).append(loadgen(pod, url, 16))
+    res.setdefault("bulk", []).append(bulk(pod, url.rsplit("/", 1)[0] + f"/bulk/{BULK}"))
+
+
+def measure_rss(res, pod, host, port, pids):
     res["idle_rss"] = [rss_kib(p) for p in pids]
-    res["fixed"] = loadgen(pod, url, 8, rate=1000)
-    res["max"] = loadgen(pod, url, 16)
-    res["bulk"] = bulk(pod, url.rsplit("/", 1)[0] + f"/bulk/{BULK}")
     socks = hold_open(pod, host, port)
     time.sleep(0.5)
     res["rss_1000"] = [rss_kib(p) for p in pids]
     for s in socks:
         s.close()
-    return res
 
 
 def haproxy_cfg(path, frontend, backend):
@@ -110,17 +115,17 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
     with tempfile.TemporaryDirectory(prefix="weft-bench-") as d, netns.Network(prefix="wb", ipv6=False) as net:
         ca = pe.CA(d)
-        cpod, spod = net.add_pod("client"), net.add_pod("server")
-        srv = spod.popen([BENCHSRV, "8080"])
-        assert srv.stdout.readline().strip() == b"ready"
         ccert, ckey = ca.issue("bench", "client")
         scert, skey = ca.issue("bench", "server")
-        results = []
+        # One client/server pod pair per setup, so the capture rules of the
+        # weft pair never touch the others; rounds interleave the setups.
+        pods = {k: (net.add_pod(f"{k}c"), net.add_pod(f"{k}s")) for k in ("direct", "haproxy", "weft")}
+        for _, spod in pods.values():
+            srv = spod.popen([BENCHSRV, "8080"])
+            assert srv.stdout.readline().strip() == b"ready"
 
-        # 1. direct
-        results.append(measure("direct (no proxy)", cpod, f"http://{spod.ip4}:8080/", spod.ip4, 8080, []))
-
-        # 2. haproxy pair, same mTLS
+        # haproxy pair, the same mutual TLS as weft's
+        cpod, spod = pods["haproxy"]
         for name, cert, key in (("c", ccert, ckey), ("s", scert, skey)):
             with open(os.path.join(d, f"{name}.pem"), "w") as f:
                 f.write(open(cert).read() + open(key).read())
@@ -136,15 +141,10 @@ def main():
         for p in (hs, hc):
             if p.poll() is not None:
                 raise SystemExit("haproxy did not start: " + p.stderr.read().decode(errors="replace"))
-        results.append(measure("haproxy pair (mTLS)", cpod, "http://127.0.0.1:10000/", "127.0.0.1", 10000,
-                               [hc.pid, hs.pid]))
-        for p in (hs, hc):
-            p.terminate()
-            p.wait(10)
 
-        # 3. weft-proxy pair, transparent (weft-init rules)
+        # weft-proxy pair, transparent (weft-init rules)
         pxs = []
-        for pod, cert, key, sa in ((cpod, ccert, ckey, "client"), (spod, scert, skey, "server")):
+        for pod, cert, key, sa in ((pods["weft"][0], ccert, ckey, "client"), (pods["weft"][1], scert, skey, "server")):
             pe.init_pod(pod)
             env = {"PATH": "/usr/bin:/bin", "WEFT_POD_NAMESPACE": "bench", "WEFT_SERVICE_ACCOUNT": sa,
                    "WEFT_MESH_NETWORKS": "198.18.0.0/24", "WEFT_CERT": cert, "WEFT_KEY": key,
@@ -153,30 +153,58 @@ def main():
             r = pod.run([PROXY, "wait-ready", "--timeout-seconds", "10"], check=False)
             assert r.returncode == 0, r.stderr
         time.sleep(0.5)
-        results.append(measure("weft-proxy pair (mTLS)", cpod, f"http://{spod.ip4}:8080/", spod.ip4, 8080,
-                               [p.pid for p in pxs]))
+
+        setups = [
+            ("direct (no proxy)", pods["direct"][0], f"http://{pods['direct'][1].ip4}:8080/", pods["direct"][1].ip4, 8080, []),
+            ("haproxy pair (mTLS)", cpod, "http://127.0.0.1:10000/", "127.0.0.1", 10000, [hc.pid, hs.pid]),
+            ("weft-proxy pair (mTLS)", pods["weft"][0], f"http://{pods['weft'][1].ip4}:8080/", pods["weft"][1].ip4, 8080,
+             [p.pid for p in pxs]),
+        ]
+        results = [{"name": s[0]} for s in setups]
+        for res, (_, pod, url, host, port, pids) in zip(results, setups):
+            res["idle_rss"] = [rss_kib(p) for p in pids]
+        for rnd in range(ROUNDS):
+            for res, (_, pod, url, host, port, pids) in zip(results, setups):
+                measure_load(res, pod, url)
+        for res, (_, pod, url, host, port, pids) in zip(results, setups):
+            measure_rss(res, pod, host, port, pids)
         report(results)
+
+
+def med(res, kind, key=None):
+    vals = [r[key] for r in res[kind]] if key else res[kind]
+    return statistics.median(vals)
 
 
 def report(results):
     d = results[0]
-    print(f"{os.cpu_count()} cores; {SECS} s per load run; 1 KB bodies; bulk {BULK >> 20} MiB (best of 3)\n")
+    print(f"{os.cpu_count()} cores; {ROUNDS} interleaved rounds of {SECS} s per load run; medians over rounds; "
+          f"1 KB bodies; bulk {BULK >> 20} MiB (best of 3 per round)\n")
     print("| setup | fixed 1000/s p50 µs | p99 µs | p99.9 µs | errors | max req/s | bulk MB/s | RSS idle KiB | RSS 1000 conns KiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        f, m = r["fixed"], r["max"]
+        errors = sum(x["errors"] for x in r["fixed"] + r["max"])
         rss_i = " + ".join(str(x) for x in r["idle_rss"]) or "-"
         rss_k = " + ".join(str(x) for x in r["rss_1000"]) or "-"
-        print(f"| {r['name']} | {f['p50_us']:.0f} | {f['p99_us']:.0f} | {f['p999_us']:.0f} | {f['errors'] + m['errors']} | "
-              f"{m['rps']:.0f} | {r['bulk'] / 1e6:.0f} | {rss_i} | {rss_k} |")
+        print(f"| {r['name']} | {med(r, 'fixed', 'p50_us'):.0f} | {med(r, 'fixed', 'p99_us'):.0f} | "
+              f"{med(r, 'fixed', 'p999_us'):.0f} | {errors} | {med(r, 'max', 'rps'):.0f} | {med(r, 'bulk') / 1e6:.0f} | "
+              f"{rss_i} | {rss_k} |")
     print()
     for r in results[1:]:
-        print(f"- {r['name']}: added latency at 1000/s p50 {r['fixed']['p50_us'] - d['fixed']['p50_us']:+.0f} µs, "
-              f"p99 {r['fixed']['p99_us'] - d['fixed']['p99_us']:+.0f} µs; max req/s {r['max']['rps'] / d['max']['rps']:.2f}x direct; "
-              f"bulk {r['bulk'] / d['bulk']:.2f}x direct")
+        print(f"- {r['name']}: added latency at 1000/s p50 {med(r, 'fixed', 'p50_us') - med(d, 'fixed', 'p50_us'):+.0f} µs, "
+              f"p99 {med(r, 'fixed', 'p99_us') - med(d, 'fixed', 'p99_us'):+.0f} µs; "
+              f"max req/s {med(r, 'max', 'rps') / med(d, 'max', 'rps'):.2f}x direct; "
+              f"bulk {med(r, 'bulk') / med(d, 'bulk'):.2f}x direct")
     w, h = results[2], results[1]
-    print(f"- weft vs haproxy: max req/s {w['max']['rps'] / h['max']['rps']:.2f}x, bulk {w['bulk'] / h['bulk']:.2f}x, "
-          f"p50 at 1000/s {w['fixed']['p50_us'] / h['fixed']['p50_us']:.2f}x, p99 {w['fixed']['p99_us'] / h['fixed']['p99_us']:.2f}x")
+    print(f"- weft vs haproxy: max req/s {med(w, 'max', 'rps') / med(h, 'max', 'rps'):.2f}x, "
+          f"bulk {med(w, 'bulk') / med(h, 'bulk'):.2f}x, "
+          f"p50 at 1000/s {med(w, 'fixed', 'p50_us') / med(h, 'fixed', 'p50_us'):.2f}x, "
+          f"p99 {med(w, 'fixed', 'p99_us') / med(h, 'fixed', 'p99_us'):.2f}x")
+    print("- per round (p50/p99 µs at 1000/s; max req/s; bulk MB/s):")
+    for r in results:
+        rounds = "; ".join(f"{f['p50_us']:.0f}/{f['p99_us']:.0f}, {m['rps']:.0f}, {b / 1e6:.0f}"
+                           for f, m, b in zip(r["fixed"], r["max"], r["bulk"]))
+        print(f"  - {r['name']}: {rounds}")
 
 
 if __name__ == "__main__":
