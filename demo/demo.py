@@ -117,6 +117,8 @@ def run_demo(bindir, rep):
         rep.head("control plane: fake Kubernetes API, weft-identity, weft-webhook (TLS, node netns)")
         cl.start()
         setup_namespaces(cl)
+        rep.line("  mesh.yaml: templates/mesh.yaml with identity.address=%s:%d, meshNetworks=%s,%s" % (
+            podrunner.NODE_IP, podrunner.IDENTITY_PORT, podrunner.POD_NET, podrunner.SERVICE_NET))
         rep.line("  namespaces: shop (inject=enabled, STRICT, same-namespace), ops (inject=enabled), "
                  "legacy (not opted in)")
         if not cl.identity_client:
@@ -166,6 +168,16 @@ def run_demo(bindir, rep):
         rep.line("       backend's proxy: %s" % "; ".join(
             "%s authz=%s" % pa for pa in peers(bm, "inbound") if "ops" in pa[0]))
 
+        spec = app_pod("shop", "batch", "batch", 1004, annotations={"weft.dev/inject": "disabled"})
+        adm = cl.admit(spec)
+        batch = cl.run_pod(adm.pod)
+        rep.check(adm.allowed and not adm.patch and [c.name for c in batch.containers] == ["batch"],
+                  "shop/batch (weft.dev/inject: disabled): admitted unchanged, runs without a proxy")
+        cl.delete_pod(batch, grace=1)
+        adm = cl.admit(app_pod("shop", "bad", "bad", 1005, annotations={"weft.dev/mtls-mode": "OFF"}))
+        rep.check(not adm.allowed and "mtls-mode" in adm.message,
+                  "shop/bad (weft.dev/mtls-mode: OFF) refused: %s" % adm.message)
+
         rep.head("shop names ops/monitor in weft.dev/allow-from; shop/backend is re-admitted")
         cl.annotate_namespace("shop", "weft.dev/allow-from", "ops/monitor")
         waited = wait_namespace_refresh(cl, "shop")
@@ -212,8 +224,8 @@ def run_demo(bindir, rep):
             if not any(c.name == "weft-proxy" for c in pod.containers):
                 continue
             rss = pod.rss_kib("weft-proxy")
-            rep.line("  %-15s weft-proxy RSS %s KiB; weft-init ran %.0f ms; init phase (init + proxy ready) "
-                     "%.0f ms" % (pod.key, rss, pod.init_seconds * 1000, pod.init_phase_seconds * 1000))
+            rep.line("  %-15s weft-proxy RSS %s KiB; weft-init ran %.0f ms; init containers + proxy "
+                     "ready %.0f ms" % (pod.key, rss, pod.init_seconds * 1000, pod.init_phase_seconds * 1000))
 
         rep.head("not applied by this runner (shown, not ignored)")
         seen = []

@@ -579,7 +579,8 @@ class Cluster:
         for c in spec.get("initContainers", []) + spec.get("containers", []):
             image = c.get("image", "")
             if image_name(image) in self.images:
-                note("image %s -> %s" % (image, " ".join(self.images[image_name(image)]["entrypoint"])))
+                note("image %s runs %s" % (image, " ".join(os.path.basename(a) for a in
+                                                           self.images[image_name(image)]["entrypoint"])))
             res = c.get("resources") or {}
             if res:
                 note("%s: resources %s (not enforced)" % (c["name"], _compact(res)))
@@ -590,9 +591,6 @@ class Cluster:
                 note("%s: seccompProfile %s (not applied)" % (c["name"], sc["seccompProfile"].get("type")))
             if c.get("imagePullPolicy"):
                 note("imagePullPolicy (nothing is pulled)")
-            for p in c.get("ports", []):
-                note("%s: containerPort %s/%s (informational, as in Kubernetes)" % (
-                    c["name"], p.get("containerPort"), p.get("protocol", "TCP")))
         for v in spec.get("volumes", []):
             if v.get("emptyDir", {}).get("medium") or v.get("emptyDir", {}).get("sizeLimit"):
                 note("volume %s: emptyDir %s (a plain directory here)" % (v["name"], _compact(v["emptyDir"])))

@@ -57,6 +57,60 @@ class Mesh:
         return demo.proxy_metrics(self.cl, self.pods[key])
 
 
+# The cleanup tests run first, before the module's cluster exists, so the mount
+# points they see made are theirs.
+def leftovers(prefix):
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in ns.splitlines() if line.startswith(prefix)]
+
+
+MOUNT_PATHS = ("/etc/weft", "/etc/weft/trust", "/var/run/weft", "/var/run/secrets", "/var/run/secrets/weft/token")
+
+
+def test_runner_removes_everything_it_made():
+    before = {p: os.path.exists(p) for p in MOUNT_PATHS}
+    cl = podrunner.Cluster(BIN, prefix="tc")
+    try:
+        cl.start()
+        demo.setup_namespaces(cl)
+        _, pod = demo.admit_and_run(cl, demo.app_pod("shop", "solo", "solo", 1006))
+        pids = [c.proc.pid for c in pod.containers if c.proc] + [p.pid for p in cl.procs]
+        made, tmp = list(cl.made_dirs), cl.tmp
+        assert leftovers(cl.id)
+    finally:
+        cl.close()
+    assert leftovers(cl.id) == []
+    assert not os.path.exists(tmp)
+    assert not any(os.path.exists(d) for d in made)
+    assert {p: os.path.exists(p) for p in MOUNT_PATHS} == before
+    for pid in pids:
+        assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+
+
+def test_demo_cleans_up_on_sigterm():
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(REPO, "demo", "demo.py")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, WEFT_BIN=BIN))
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            seen += line
+            if line.startswith("== traffic"):
+                break
+        assert "== traffic" in seen, seen + p.stderr.read()
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 130
+    assert leftovers("wd%dx" % (p.pid % 100000)) == []
+
+
 @pytest.fixture(scope="module")
 def mesh():
     with podrunner.Cluster(BIN, prefix="tm") as cl:
@@ -198,50 +252,3 @@ def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
     assert (MONITOR_ID, "allowed") in demo.peers(mesh.metrics("shop/backend"), "inbound")
     ok, line = mesh.call("shop/frontend")
     assert ok, line
-
-
-def leftovers(prefix):
-    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in ns.splitlines() if line.startswith(prefix)]
-
-
-def test_runner_removes_everything_it_made():
-    cl = podrunner.Cluster(BIN, prefix="tc")
-    try:
-        cl.start()
-        demo.setup_namespaces(cl)
-        _, pod = demo.admit_and_run(cl, demo.app_pod("shop", "solo", "solo", 1006))
-        pids = [c.proc.pid for c in pod.containers if c.proc] + [p.pid for p in cl.procs]
-        made, tmp = list(cl.made_dirs), cl.tmp
-        assert leftovers(cl.id)
-    finally:
-        cl.close()
-    assert leftovers(cl.id) == []
-    assert not os.path.exists(tmp)
-    assert not any(os.path.exists(d) for d in made)
-    for pid in pids:
-        assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z"
-
-
-def test_demo_cleans_up_on_sigterm():
-    p = subprocess.Popen(["/usr/bin/python3", os.path.join(REPO, "demo", "demo.py")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, WEFT_BIN=BIN))
-    try:
-        deadline = time.monotonic() + 30
-        seen = ""
-        while time.monotonic() < deadline:
-            line = p.stdout.readline()
-            if not line:
-                break
-            seen += line
-            if line.startswith("== traffic"):
-                break
-        assert "== traffic" in seen, seen + p.stderr.read()
-        p.send_signal(signal.SIGTERM)
-        rc = p.wait(timeout=20)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert rc == 130
-    assert leftovers("wd%dx" % (p.pid % 100000)) == []
