@@ -7,7 +7,6 @@ API, creates the namespaces shop (opted in, STRICT, same-namespace), ops
 what comes back with demo/podrunner.py and prints what happened. The pod
 specs and the checks are shared with tests/integration/test_mesh.py.
 """
-import json
 import os
 import signal
 import sys
