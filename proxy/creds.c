@@ -36,6 +36,8 @@ struct creds {
     struct creds_file cert_file, key_file, trust_file;
 };
 
+#define CREDS_READ_BUFFER (4 * (16384 + 256))
+
 static int creds_ex_index = -1;
 static pthread_once_t creds_once = PTHREAD_ONCE_INIT;
 
@@ -266,6 +268,9 @@ static SSL_CTX *creds_build_ctx(struct creds *c, X509_STORE *store, int server)
      * read() calls on bulk transfers. The relay drains SSL until WANT_READ, so
      * nothing waits in OpenSSL's buffer while we wait for epoll. */
     SSL_CTX_set_read_ahead(ctx, 1);
+    /* With read-ahead, up to 4 full records per read(); the buffer exists
+     * only while it holds data (SSL_MODE_RELEASE_BUFFERS). */
+    SSL_CTX_set_default_read_buffer_len(ctx, CREDS_READ_BUFFER);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     if (server) {
