@@ -72,11 +72,11 @@ static int review_ok(void *ctx, json_t *request, long *status, json_t **body, ch
 
 static void csr(const char *pem, size_t len)
 {
-    X509_REQ *req = NULL;
+    struct ident_csr *req = NULL;
     char msg[256];
     if (ident_csr_parse(pem, len, &req, msg, sizeof msg) == IDENT_ISSUED) {
         ident_csr_check_identity(req, ID, msg, sizeof msg);
-        X509_REQ_free(req);
+        ident_csr_free(req);
     }
 }
 

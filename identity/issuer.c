@@ -273,7 +273,45 @@ static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
     return ok;
 }
 
-int ident_issuer_sign(struct ident_issuer *is, EVP_PKEY *pub, const char *spiffe_uri, time_t now, long ttl,
+/* Copies the SubjectPublicKeyInfo field by field. X509_set_pubkey would
+ * re-encode and re-decode the key through OpenSSL 3's decoders, which costs
+ * more than the signature itself. */
+static int copy_pubkey(X509 *x, const X509_PUBKEY *pub)
+{
+    ASN1_OBJECT *alg = NULL;
+    const unsigned char *bits = NULL;
+    int nbits = 0, ptype = V_ASN1_UNDEF;
+    X509_ALGOR *algor = NULL;
+    const void *pval = NULL;
+    const ASN1_OBJECT *aobj = NULL;
+    if (X509_PUBKEY_get0_param(&alg, &bits, &nbits, &algor, pub) != 1)
+        return 0;
+    X509_ALGOR_get0(&aobj, &ptype, &pval, algor);
+    void *param = NULL;
+    if (ptype == V_ASN1_OBJECT)
+        param = OBJ_dup(pval);
+    else if (ptype == V_ASN1_SEQUENCE)
+        param = ASN1_STRING_dup(pval);
+    else if (ptype != V_ASN1_UNDEF && ptype != V_ASN1_NULL)
+        return 0;
+    unsigned char *copy = OPENSSL_memdup(bits, (size_t)nbits);
+    ASN1_OBJECT *oid = OBJ_dup(aobj);
+    if ((ptype == V_ASN1_OBJECT || ptype == V_ASN1_SEQUENCE) && !param)
+        goto fail;
+    if (!copy || !oid || X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), oid, ptype, param, copy, nbits) != 1)
+        goto fail;
+    return 1;
+fail:
+    OPENSSL_free(copy);
+    ASN1_OBJECT_free(oid);
+    if (ptype == V_ASN1_OBJECT)
+        ASN1_OBJECT_free(param);
+    else
+        ASN1_STRING_free(param);
+    return 0;
+}
+
+int ident_issuer_sign(struct ident_issuer *is, const X509_PUBKEY *pub, const char *spiffe_uri, time_t now, long ttl,
                       long backdate, struct ident_leaf *out, char *err, size_t errlen)
 {
     int rc = -EINVAL;
@@ -299,7 +337,7 @@ int ident_issuer_sign(struct ident_issuer *is, EVP_PKEY *pub, const char *spiffe
     bn = BN_bin2bn(serial, sizeof serial, NULL);
     if (!x || !bn || X509_set_version(x, X509_VERSION_3) != 1 ||
         !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) ||
-        X509_set_issuer_name(x, X509_get_subject_name(is->cert)) != 1 || X509_set_pubkey(x, pub) != 1 ||
+        X509_set_issuer_name(x, X509_get_subject_name(is->cert)) != 1 || !copy_pubkey(x, pub) ||
         !ASN1_TIME_set(X509_getm_notBefore(x), nb) || !ASN1_TIME_set(X509_getm_notAfter(x), na)) {
         seterr(err, errlen, "cannot build the certificate: %s", ossl_reason());
         goto out;

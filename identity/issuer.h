@@ -51,10 +51,10 @@ struct ident_leaf {
     char serial[41];      /* hex */
 };
 
-/* Signs a leaf for pub naming spiffe_uri (critical URI SAN, empty subject),
+/* Signs a leaf for pub (the CSR's SubjectPublicKeyInfo, copied as it is) naming spiffe_uri (critical URI SAN, empty subject),
  * KU digitalSignature, EKU serverAuth+clientAuth, CA:FALSE, SKI/AKI. 0 or
  * -errno (-ERANGE: issuer expired) with err. */
-int ident_issuer_sign(struct ident_issuer *is, EVP_PKEY *pub, const char *spiffe_uri, time_t now, long ttl,
+int ident_issuer_sign(struct ident_issuer *is, const X509_PUBKEY *pub, const char *spiffe_uri, time_t now, long ttl,
                       long backdate, struct ident_leaf *out, char *err, size_t errlen);
 void ident_leaf_free(struct ident_leaf *leaf);
 

@@ -102,7 +102,7 @@ void ident_handle(const struct ident_config *cfg, ident_review_fn review, void *
                   struct ident_response *out)
 {
     json_t *doc = NULL, *rreq = NULL, *rresp = NULL, *answer = NULL;
-    X509_REQ *csr = NULL;
+    struct ident_csr *csr = NULL;
     char *token = NULL;
     struct ident_leaf leaf = {0};
     memset(out, 0, sizeof *out);
@@ -177,7 +177,7 @@ void ident_handle(const struct ident_config *cfg, ident_review_fn review, void *
         goto out;
     }
     t0 = metrics_now_ns();
-    rc = ident_issuer_sign(issuer, X509_REQ_get0_pubkey(csr), out->spiffe_id, now, ttl, cfg->backdate, &leaf, err,
+    rc = ident_issuer_sign(issuer, csr->pubkey, out->spiffe_id, now, ttl, cfg->backdate, &leaf, err,
                            sizeof err);
     out->sign_ns = metrics_now_ns() - t0;
     if (rc < 0) {
@@ -207,7 +207,7 @@ out:
     json_decref(rresp);
     json_decref(doc);
     json_decref(answer);
-    X509_REQ_free(csr);
+    ident_csr_free(csr);
     ident_leaf_free(&leaf);
 }
 

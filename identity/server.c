@@ -397,6 +397,9 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, c
 
 static void log_outcome(const struct ident_response *out, struct MHD_Connection *conn)
 {
+    enum log_level level = out->reason == IDENT_ISSUED ? LOG_INFO : out->status >= 500 ? LOG_WARN : LOG_INFO;
+    if (!log_enabled(level))
+        return;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     char peer[64] = "-";
     if (ci && ci->client_addr)
@@ -406,9 +409,9 @@ static void log_outcome(const struct ident_response *out, struct MHD_Connection 
     if (out->reason == IDENT_ISSUED)
         log_info("certificate issued", "spiffe_id=%s peer=%s detail=\"%s\"", out->spiffe_id, peer, out->message);
     else
-        log_event(out->status >= 500 ? LOG_WARN : LOG_INFO, "certificate denied",
-                  "status=%d reason=%s spiffe_id=%s peer=%s detail=\"%s\"", out->status,
-                  ident_reason_name(out->reason), *out->spiffe_id ? out->spiffe_id : "-", peer, out->message);
+        log_event(level, "certificate denied", "status=%d reason=%s spiffe_id=%s peer=%s detail=\"%s\"",
+                  out->status, ident_reason_name(out->reason), *out->spiffe_id ? out->spiffe_id : "-", peer,
+                  out->message);
 }
 
 /* Answers a request decided without the core (404, 405, 413 up front). */

@@ -133,7 +133,7 @@ static void ca_free(struct ca *ca)
     EVP_PKEY_free(ca->int_key);
 }
 
-static enum ident_reason parse_csr(const char *pem, X509_REQ **req)
+static enum ident_reason parse_csr(const char *pem, struct ident_csr **req)
 {
     char msg[256];
     return ident_csr_parse(pem, strlen(pem), req, msg, sizeof msg);
@@ -146,14 +146,14 @@ static void test_csr_good(void **state)
     (void)state;
     EVP_PKEY *k = key_ec("P-256");
     char *pem = make_csr(k, "URI:" ID, NULL, 0);
-    X509_REQ *req = NULL;
+    struct ident_csr *req = NULL;
     char msg[256];
     assert_int_equal(parse_csr(pem, &req), IDENT_ISSUED);
     assert_non_null(req);
     assert_int_equal(ident_csr_check_identity(req, ID, msg, sizeof msg), IDENT_ISSUED);
     assert_int_equal(ident_csr_check_identity(req, "spiffe://cluster.local/ns/shop/sa/other", msg, sizeof msg),
                      IDENT_SAN_MISMATCH);
-    X509_REQ_free(req);
+    ident_csr_free(req);
     free(pem);
     EVP_PKEY_free(k);
 }
@@ -164,7 +164,7 @@ static void test_csr_key_types(void **state)
     EVP_PKEY *keys[] = {key_rsa(), key_ec("P-384"), key_ed25519(), key_ec("secp256k1")};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         char *pem = make_csr(keys[i], "URI:" ID, NULL, 0);
-        X509_REQ *req = NULL;
+        struct ident_csr *req = NULL;
         assert_int_equal(parse_csr(pem, &req), IDENT_CSR_KEY_TYPE);
         assert_null(req);
         free(pem);
@@ -177,7 +177,7 @@ static void test_csr_bad_signature(void **state)
     (void)state;
     EVP_PKEY *k = key_ec("P-256");
     char *pem = make_csr(k, "URI:" ID, NULL, 1);
-    X509_REQ *req = NULL;
+    struct ident_csr *req = NULL;
     assert_int_equal(parse_csr(pem, &req), IDENT_CSR_BAD_SIGNATURE);
     free(pem);
     /* Signed by another key than the one it carries. */
@@ -201,7 +201,7 @@ static void test_csr_bad_signature(void **state)
 static void test_csr_not_pem_not_csr(void **state)
 {
     (void)state;
-    X509_REQ *req = NULL;
+    struct ident_csr *req = NULL;
     assert_int_equal(parse_csr("", &req), IDENT_CSR_NOT_PEM);
     assert_int_equal(parse_csr("hello", &req), IDENT_CSR_NOT_PEM);
     assert_int_equal(parse_csr("-----BEGIN CERTIFICATE REQUEST-----\n@@@@\n-----END CERTIFICATE REQUEST-----\n", &req),
@@ -231,7 +231,7 @@ static void test_csr_not_pem_not_csr(void **state)
     assert_int_equal(parse_csr(more, &req), IDENT_CSR_NOT_PEM);
     snprintf(more, gl + 16, "%s\n\n  ", good);
     assert_int_equal(parse_csr(more, &req), IDENT_ISSUED);
-    X509_REQ_free(req);
+    ident_csr_free(req);
     /* Two requests in one. */
     char *two = malloc(2 * gl + 1);
     snprintf(two, 2 * gl + 1, "%s%s", good, good);
@@ -250,7 +250,7 @@ static void test_csr_size_limit(void **state)
     char *big = malloc(n + 1);
     memset(big, 'A', n);
     big[n] = '\0';
-    X509_REQ *req = NULL;
+    struct ident_csr *req = NULL;
     char msg[128];
     assert_int_equal(ident_csr_parse(big, n, &req, msg, sizeof msg), IDENT_CSR_NOT_PEM);
     assert_non_null(strstr(msg, "larger"));
@@ -280,14 +280,14 @@ static void test_csr_sans(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *pem = make_csr(k, cases[i].san, cases[i].san2, 0);
-        X509_REQ *req = NULL;
+        struct ident_csr *req = NULL;
         char msg[256];
         assert_int_equal(parse_csr(pem, &req), IDENT_ISSUED);
         enum ident_reason r = ident_csr_check_identity(req, ID, msg, sizeof msg);
         if (r != cases[i].want)
             fail_msg("case %zu (%s): got %s want %s", i, cases[i].san ? cases[i].san : "none",
                      ident_reason_name(r), ident_reason_name(cases[i].want));
-        X509_REQ_free(req);
+        ident_csr_free(req);
         free(pem);
     }
     EVP_PKEY_free(k);
@@ -461,10 +461,12 @@ static void test_sign_leaf(void **state)
     ca_make(&ca, 30 * 86400);
     assert_int_equal(ident_issuer_chain_len(ca.issuer), 1); /* the root is not sent */
     EVP_PKEY *k = key_ec("P-256");
+    X509_PUBKEY *xk = NULL;
+    assert_int_equal(X509_PUBKEY_set(&xk, k), 1);
     struct ident_leaf leaf;
     char err[256];
     time_t now = time(NULL);
-    assert_int_equal(ident_issuer_sign(ca.issuer, k, ID, now, 86400, 60, &leaf, err, sizeof err), 0);
+    assert_int_equal(ident_issuer_sign(ca.issuer, xk, ID, now, 86400, 60, &leaf, err, sizeof err), 0);
     assert_int_equal(leaf.not_after, now + 86400);
     assert_int_equal(strlen(leaf.serial), 32);
 
@@ -473,6 +475,7 @@ static void test_sign_leaf(void **state)
     BIO_free(bio);
     assert_non_null(x);
     assert_int_equal(X509_verify(x, ca.int_key), 1);
+    assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(x), k), 1);
     assert_int_equal(X509_get_version(x), X509_VERSION_3);
     assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(x)), 0);
     assert_int_equal(X509_check_ca(x), 0);
@@ -505,10 +508,11 @@ static void test_sign_leaf(void **state)
 
     /* Clamped to the issuer's notAfter, and refused once it has passed. */
     time_t na = ident_issuer_not_after(ca.issuer);
-    assert_int_equal(ident_issuer_sign(ca.issuer, k, ID, na - 100, 86400, 60, &leaf, err, sizeof err), 0);
+    assert_int_equal(ident_issuer_sign(ca.issuer, xk, ID, na - 100, 86400, 60, &leaf, err, sizeof err), 0);
     assert_int_equal(leaf.not_after, na);
     ident_leaf_free(&leaf);
-    assert_int_equal(ident_issuer_sign(ca.issuer, k, ID, na, 86400, 60, &leaf, err, sizeof err), -ERANGE);
+    assert_int_equal(ident_issuer_sign(ca.issuer, xk, ID, na, 86400, 60, &leaf, err, sizeof err), -ERANGE);
+    X509_PUBKEY_free(xk);
     EVP_PKEY_free(k);
     ca_free(&ca);
 }
