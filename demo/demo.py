@@ -250,6 +250,9 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     rep = Report()
+    stale = podrunner.reap_stale("wd")
+    if stale:
+        rep.line("removed what a killed demo run left: %s" % " ".join(stale))
     rep.line("Weft demo: a mesh on this machine (pods are network namespaces in 198.18.0.0/15, nothing routed out)")
     try:
         failures = run_demo(bindir, rep)

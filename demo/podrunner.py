@@ -243,8 +243,15 @@ class Cluster:
         if os.geteuid() != 0:
             raise RunnerError("needs root (network namespaces, iptables, setpriv)")
         self.log = log or (lambda msg: None)
-        self.id = "%s%dx%d" % (prefix, os.getpid() % 100000, next(_ids))
-        self.tmp = tempfile.mkdtemp(prefix="weft-demo-")
+        self.id = "%s%dx%d" % (prefix, os.getpid(), next(_ids))   # reap_stale() reads the pid back
+        self.tmp = tempfile.mkdtemp(prefix="weft-demo-%s-" % self.id)
+        try:
+            self._init(bindir)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+
+    def _init(self, bindir):
         os.chmod(self.tmp, 0o755)   # containers run as other uids and read what they need from here
         # "Pull" the images: a copy of the binaries, so a rebuild during the run changes nothing.
         self.bindir = os.path.join(self.tmp, "bin")
@@ -254,7 +261,6 @@ class Cluster:
             for b in ("weft-webhook", "weft-identity", "weft-proxy", "weft-init"):
                 shutil.copy2(os.path.join(bindir, b), os.path.join(self.bindir, b))
         except OSError as e:
-            shutil.rmtree(self.tmp, ignore_errors=True)
             raise RunnerError("cannot copy the weft binaries from %s: %s (run make first)" % (bindir, e))
         self.images = image_table(self.bindir)
         self.node_ns = self.id + "-node"
@@ -522,7 +528,7 @@ class Cluster:
         ip = "198.18.1.%d" % self._ip_next
         self._ip_next += 1
         netns = "%s-%s" % (self.id, podid)
-        veth = ("v%s%s" % (self.id[-7:], podid))[-15:]
+        veth = "v" + podid   # lives in this cluster's node namespace only
         pod = Pod(self, spec, ip, netns, veth, podid)
         self.pods[pod.key] = pod
         os.makedirs(pod.dir)
@@ -775,6 +781,8 @@ class Cluster:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(d, 0o755)
                 self.made_dirs.append(d)
+                with open(os.path.join(self.tmp, "made-dirs"), "a") as f:   # for reap_stale()
+                    f.write(d + "\n")
 
     def _start(self, pod, ct):
         c = ct.spec
@@ -898,6 +906,39 @@ class Cluster:
                           "yet, so the runner fetched it with the pod's token from the pod's netns and set "
                           "WEFT_CERT/WEFT_KEY, WEFT_IDENTITY_ADDR=\"\"" % (ans["spiffeId"], ans.get("serialNumber", "?")[:12],
                                                                            ans.get("notAfter")))
+
+
+def reap_stale(prefix):
+    """Removes what a runner killed with SIGKILL left behind: namespaces
+    named <prefix><pid>x<n>-* whose pid is gone, the processes in them, and
+    their temporary directories. Returns what it removed."""
+    gone = []
+    out = sh([IP, "netns", "list"], check=False).stdout
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.match(r"^%s(\d+)x\d+-" % re.escape(prefix), name)
+        if not m or os.path.exists("/proc/" + m.group(1)):
+            continue
+        for pid in sh([IP, "netns", "pids", name], check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        for _ in range(20):
+            if sh([IP, "netns", "del", name], check=False).returncode == 0:
+                gone.append(name)
+                break
+            time.sleep(0.1)
+    tmp = tempfile.gettempdir()
+    for d in os.listdir(tmp):
+        m = re.match(r"^weft-demo-%s(\d+)x\d+-" % re.escape(prefix), d)
+        if m and not os.path.exists("/proc/" + m.group(1)):
+            with contextlib.suppress(OSError), open(os.path.join(tmp, d, "made-dirs")) as f:
+                for made in reversed(f.read().split("\n")):
+                    if made.startswith("/"):
+                        with contextlib.suppress(OSError):
+                            os.rmdir(made)   # only when empty, as left
+            shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
+            gone.append(os.path.join(tmp, d))
+    return gone
 
 
 class _TimedList(list):

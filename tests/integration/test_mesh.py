@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -59,6 +60,15 @@ class Mesh:
 
 # The cleanup tests run first, before the module's cluster exists, so the mount
 # points they see made are theirs.
+def alive(pid):
+    """Running and not a zombie (an orphan's zombie waits for pid 1 to reap it)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def leftovers(prefix):
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in ns.splitlines() if line.startswith(prefix)]
@@ -83,8 +93,7 @@ def test_runner_removes_everything_it_made():
     assert not os.path.exists(tmp)
     assert not any(os.path.exists(d) for d in made)
     assert {p: os.path.exists(p) for p in MOUNT_PATHS} == before
-    for pid in pids:
-        assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+    assert not any(alive(pid) for pid in pids)
 
 
 def test_demo_cleans_up_on_sigterm():
@@ -108,7 +117,39 @@ def test_demo_cleans_up_on_sigterm():
             p.kill()
             p.wait()
     assert rc == 130
-    assert leftovers("wd%dx" % (p.pid % 100000)) == []
+    assert leftovers("wd%dx" % p.pid) == []
+
+
+def test_a_killed_runs_leftovers_are_reaped():
+    """SIGKILL leaves namespaces, processes and files; the next run removes them."""
+    before = {p: os.path.exists(p) for p in MOUNT_PATHS}
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(REPO, "demo", "demo.py")], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, WEFT_BIN=BIN))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line or line.startswith("== traffic"):
+                break
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    left = leftovers("wd%dx" % p.pid)
+    try:
+        assert left, "the killed run should have left namespaces behind"
+        pids = [pid for ns in left for pid in podrunner.sh(["ip", "netns", "pids", ns]).stdout.split()]
+        assert pids
+    finally:
+        gone = podrunner.reap_stale("wd")
+    assert set(left) <= set(gone)
+    assert leftovers("wd%dx" % p.pid) == []
+    deadline = time.monotonic() + 5
+    while any(alive(int(pid)) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(int(pid)) for pid in pids)
+    assert not any(d.startswith("weft-demo-wd%dx" % p.pid) for d in os.listdir(tempfile.gettempdir()))
+    assert {p: os.path.exists(p) for p in MOUNT_PATHS} == before
 
 
 @pytest.fixture(scope="module")
