@@ -192,6 +192,12 @@ def test_injected_pods_run_as_the_webhook_returned_them(mesh):
     with open("/proc/%d/status" % pod.pid("backend")) as f:
         uids = [line.split()[1:] for line in f if line.startswith(("Uid:", "Gid:"))]
     assert uids == [["1000"] * 4, ["1000"] * 4]
+    # The proxy is the process the kubelet-style wrapper exec'd into: uid 15100, no capabilities, no_new_privs.
+    with open("/proc/%d/status" % pod.pid("weft-proxy")) as f:
+        st = dict(line.split(":", 1) for line in f)
+    assert st["Name"].strip() == "weft-proxy" and st["Uid"].split()[0] == "15100"
+    assert int(st["CapBnd"], 16) == 0 and int(st["CapEff"], 16) == 0 and st["NoNewPrivs"].strip() == "1"
+    assert pod.rss_kib("weft-proxy") > 0
     # Volumes are real files at their mountPath, seen from inside the container.
     r = mesh.cl.exec(pod, "weft-proxy", ["weft-proxy", "--help"])  # the image's binary runs in the pod
     assert r.returncode == 0
