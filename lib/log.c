@@ -61,3 +61,11 @@ void log_event(enum log_level level, const char *msg, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
 }
+
+char *log_clean(char *s)
+{
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+            *p = '?';
+    return s;
+}

@@ -14,6 +14,10 @@ int log_enabled(enum log_level level);
 void log_event(enum log_level level, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Replaces control characters, '"' and '\\' in s with '?', in place, so a
+ * value from a request cannot forge or break a log line. Returns s. */
+char *log_clean(char *s);
+
 #define log_debug(msg, ...) log_event(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_event(LOG_INFO, msg, __VA_ARGS__)
 #define log_warn(msg, ...) log_event(LOG_WARN, msg, __VA_ARGS__)

@@ -172,6 +172,9 @@ static enum MHD_Result on_inject(void *cls, struct MHD_Connection *conn, const c
     count(outcome_names[r.outcome], r.reason);
     uint64_t ns = metrics_now_ns() - req->started_ns;
     metrics_observe_ns(&latency, ns);
+    log_clean(r.uid);
+    log_clean(r.pod);
+    log_clean(r.message);
     log_event(r.outcome == REVIEW_ERROR ? LOG_WARN : LOG_INFO, "review", "uid=%s pod=%s outcome=%s reason=%s us=%llu%s%s%s",
               r.uid[0] ? r.uid : "-", r.pod[0] ? r.pod : "-", outcome_names[r.outcome], r.reason,
               (unsigned long long)(ns / 1000), r.outcome != REVIEW_INJECTED ? " message=\"" : "",
