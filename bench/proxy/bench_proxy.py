@@ -135,8 +135,13 @@ def main():
         haproxy_cfg(os.path.join(d, "hc.cfg"), "bind 127.0.0.1:10000",
                     f"server s {spod.ip4}:10443 ssl crt {d}/c.pem ca-file {ca.crt} verify required "
                     "ssl-min-ver TLSv1.3 alpn weft/1")
-        hs = spod.popen(["haproxy", "-db", "-f", os.path.join(d, "hs.cfg")])
-        hc = cpod.popen(["haproxy", "-db", "-f", os.path.join(d, "hc.cfg")])
+        # The same netfilter cost as the weft pods (nat tables and conntrack
+        # loaded): weft-init rules, haproxy as the proxy uid (not captured),
+        # its TLS port skipped inbound.
+        pe.init_pod(spod, ["--skip-inbound-ports", "10443"])
+        pe.init_pod(cpod)
+        hs = spod.popen(["haproxy", "-db", "-f", os.path.join(d, "hs.cfg")], uid=pe.PROXY_UID)
+        hc = cpod.popen(["haproxy", "-db", "-f", os.path.join(d, "hc.cfg")], uid=pe.PROXY_UID)
         time.sleep(1)
         for p in (hs, hc):
             if p.poll() is not None:

@@ -81,10 +81,14 @@ commonName = optional
 
 
 def init_pod(pod, extra=()):
-    """weft-init's capture rules in the pod, as the webhook stamps them."""
+    """weft-init's capture rules in the pod, as the webhook stamps them;
+    extra is flag/value pairs overriding the empty skip lists."""
+    flags = {"--skip-inbound-ports": "", "--skip-outbound-ports": "", "--skip-outbound-cidrs": ""}
+    extra = list(extra)
+    for i in range(0, len(extra) - 1, 2):
+        flags[extra[i]] = extra[i + 1]
     pod.run([INIT, "--proxy-uid", str(PROXY_UID), "--proxy-gid", str(PROXY_UID), "--inbound-port", "15006",
-             "--outbound-port", "15001", "--skip-inbound-ports", "", "--skip-outbound-ports", "",
-             "--skip-outbound-cidrs", "", "--ipv6", "auto", "--mode", "auto", *extra])
+             "--outbound-port", "15001", *[x for kv in flags.items() for x in kv], "--ipv6", "auto", "--mode", "auto"])
 
 
 class MeshPod:
