@@ -35,6 +35,7 @@ import base64
 import contextlib
 import copy
 import ctypes
+import fcntl
 import http.client
 import itertools
 import json
@@ -248,6 +249,8 @@ class Cluster:
         try:
             self._init(bindir)
         except BaseException:
+            with contextlib.suppress(Exception):
+                mount_points_release(self.id)
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
 
@@ -270,7 +273,9 @@ class Cluster:
         self.configmaps = {}      # name -> {key: text}, cluster-wide for the demo
         self.namespaces = {}      # name -> {"labels", "annotations"}
         self.procs = []           # control-plane processes
-        self.made_dirs = []       # mount points created on this machine, removed at close()
+        self.made_dirs = []       # mount points this cluster created on this machine (see REGISTRY)
+        with _registry_lock():
+            open(os.path.join(REGISTRY, "live", self.id), "w").close()
         self.fake = None
         self._ip_next = 2
         self._vip_next = 10
@@ -330,9 +335,7 @@ class Cluster:
                     break
                 time.sleep(0.1)
         self.netns = []
-        for d in reversed(self.made_dirs):
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
+        mount_points_release(self.id)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- node and control plane ----------------------------------------------
@@ -777,12 +780,15 @@ class Cluster:
         while not os.path.exists(p):
             missing.append(p)
             p = os.path.dirname(p)
-        for d in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(d, 0o755)
-                self.made_dirs.append(d)
-                with open(os.path.join(self.tmp, "made-dirs"), "a") as f:   # for reap_stale()
-                    f.write(d + "\n")
+        if not missing:
+            return
+        with _registry_lock():
+            for d in reversed(missing):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(d, 0o755)
+                    self.made_dirs.append(d)
+                    with open(os.path.join(REGISTRY, "made-dirs"), "a") as f:
+                        f.write(d + "\n")
 
     def _start(self, pod, ct):
         c = ct.spec
@@ -931,14 +937,67 @@ def reap_stale(prefix):
     for d in os.listdir(tmp):
         m = re.match(r"^weft-demo-%s(\d+)x\d+-" % re.escape(prefix), d)
         if m and not os.path.exists("/proc/" + m.group(1)):
-            with contextlib.suppress(OSError), open(os.path.join(tmp, d, "made-dirs")) as f:
-                for made in reversed(f.read().split("\n")):
-                    if made.startswith("/"):
-                        with contextlib.suppress(OSError):
-                            os.rmdir(made)   # only when empty, as left
             shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
             gone.append(os.path.join(tmp, d))
+    gone += mount_points_release(None)
     return gone
+
+
+# Mount points missing on this machine (/etc/weft/trust, /var/run/weft, ...)
+# are created empty for the bind mounts. Several runners (the demo, a test)
+# may share them, so they are removed only by the last live runner: each
+# runner has a file in REGISTRY/live named by its id (which holds its pid),
+# made directories are listed in REGISTRY/made-dirs, all under an flock.
+REGISTRY = "/run/weft-podrunner"
+
+
+@contextlib.contextmanager
+def _registry_lock():
+    while True:
+        os.makedirs(os.path.join(REGISTRY, "live"), exist_ok=True)
+        fd = os.open(os.path.join(REGISTRY, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(os.path.join(REGISTRY, "lock")).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)   # the last runner removed the registry meanwhile: start over
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def mount_points_release(runner_id):
+    """Drops this runner (None: none, just reap); when no live runner is
+    left, removes the mount points runners made (if empty, as they were made)
+    and the registry. Returns the directories removed."""
+    if not os.path.isdir(REGISTRY):
+        return []
+    removed = []
+    with _registry_lock():
+        live = os.path.join(REGISTRY, "live")
+        for name in os.listdir(live):
+            m = re.match(r"^[a-z]+(\d+)x\d+$", name)
+            if name == runner_id or not m or not os.path.exists("/proc/" + m.group(1)):
+                os.unlink(os.path.join(live, name))
+        if os.listdir(live):
+            return removed
+        made = os.path.join(REGISTRY, "made-dirs")
+        with contextlib.suppress(FileNotFoundError), open(made) as f:
+            for d in reversed(f.read().split("\n")):
+                if d.startswith("/"):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(d)
+                        removed.append(d)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(made)
+        os.rmdir(live)
+        os.unlink(os.path.join(REGISTRY, "lock"))
+        os.rmdir(REGISTRY)
+    return removed
 
 
 class _TimedList(list):
