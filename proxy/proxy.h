@@ -80,6 +80,8 @@ struct worker {
     size_t nsessions;
     char *scratch;
     int draining;
+    int accept_paused;   /* out of fds: listeners out of the loop until the next tick */
+    uint64_t last_pause_log_ms;
     uint64_t drain_deadline_ms;
     unsigned long closed_since_trim; /* sessions closed since the last malloc_trim */
     uint64_t last_trim_ms;

@@ -55,8 +55,20 @@ static void worker_accept(struct ae_loop *loop, int lfd, void *data, int mask)
     for (int i = 0; i < WORKER_ACCEPT_BATCH && !w->draining; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                log_warn("accept failed", "error=\"%s\"", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Level-triggered listeners would spin: pause accepting until
+                 * the next tick; the kernel backlog holds callers meanwhile. */
+                uint64_t now = ae_now_ms(loop);
+                if (!w->last_pause_log_ms || now - w->last_pause_log_ms >= 10000) {
+                    log_warn("accept failed, pausing accepts", "error=\"%s\" open_connections=%zu",
+                             strerror(errno), w->nsessions);
+                    w->last_pause_log_ms = now;
+                }
+                for (int k = 0; k < 4; k++)
+                    if (w->lfd[k] >= 0)
+                        ae_file_del(loop, w->lfd[k], AE_READABLE);
+                w->accept_paused = 1;
+            }
             return;
         }
         if (w->nsessions >= w->px->cfg->max_connections) {
@@ -74,6 +86,12 @@ static long worker_tick(struct ae_loop *loop, long long id, void *data)
     struct worker *w = data;
     uint64_t now = ae_now_ms(loop);
     session_tick(w, now);
+    if (w->accept_paused && !w->draining) {
+        w->accept_paused = 0;
+        for (int k = 0; k < 4; k++)
+            if (w->lfd[k] >= 0)
+                ae_file_add(loop, w->lfd[k], AE_READABLE, worker_accept, w);
+    }
     /* Give memory back after bursts: OpenSSL's per-connection state is
      * ~25 KB, and without a trim a past peak stays resident forever. */
     if (w->closed_since_trim && now - w->last_trim_ms >= WORKER_TRIM_MS) {

@@ -95,7 +95,7 @@ class MeshPod:
     """A pod with weft-init rules, weft-proxy (uid 15100) and the test app."""
 
     def __init__(self, net, name, ca, ns, sa="default", app_ports=(8080, 7000), env=None, cert=None, init=True,
-                 proxy_args=()):
+                 proxy_args=(), popen_kw=None):
         self.pod = net.add_pod(name)
         self.name, self.ns, self.sa, self.ca = name, ns, sa, ca
         self.ip4, self.ip6 = self.pod.ip4, self.pod.ip6
@@ -116,12 +116,13 @@ class MeshPod:
         }
         self.env.update(env or {})
         self.proxy_args = list(proxy_args)
+        self.popen_kw = popen_kw or {}
         self.proxy = None
         self.start_proxy()
 
     def start_proxy(self):
         self.proxy = self.pod.popen([PROXY] + self.proxy_args, uid=PROXY_UID, env=self.env,
-                                    stdout=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, **self.popen_kw)
         self.wait_ready()
 
     def wait_ready(self, timeout=10):

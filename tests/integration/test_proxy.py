@@ -446,3 +446,58 @@ def test_bad_configuration_is_named(env):
     assert r.returncode == 2 and 'WEFT_MTLS_MODE="strict"' in r.stderr
     r = pod.run([pe.PROXY, "--help"])
     assert "WEFT_ALLOW_FROM" in r.stdout and "--drain-seconds" in r.stdout
+
+
+def test_workers_share_the_load(env):
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back", proxy_args=["--workers", "2"])
+    a = pe.MeshPod(net, "front", ca, "shop", "front", proxy_args=["--workers", "2"])
+    for i in range(40):
+        assert pe.request(a.pod, b.ip4, 7000, f"w{i}".encode()) == f"w{i}".encode()
+    threads = len(os.listdir(f"/proc/{b.pid()}/task"))
+    assert threads >= 3  # main, two workers, admin
+    assert b.metric(r'connections_closed_total\{direction="inbound",tls="true",authz="allowed"') == 40
+    assert b.stop_proxy() is not None and b.proxy.returncode == 0
+
+
+def test_idle_and_connect_timeouts(env):
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_IDLE_TIMEOUT_SECONDS": "1"})
+    a = pe.MeshPod(net, "front", ca, "shop", "front", env={"WEFT_CONNECT_TIMEOUT_MS": "300"})
+    s = a.connect(b.ip4, 7000)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    t0 = time.monotonic()
+    assert pe.recv_all(s) == b""  # idle: closed by the server proxy
+    assert 0.8 < time.monotonic() - t0 < 4
+    s.close()
+    assert b.metric(r'timeouts_total\{direction="inbound"\}') == 1
+    # Nobody answers at 198.18.0.250 (no such host): the connect times out.
+    t0 = time.monotonic()
+    assert pe.request(a.pod, "198.18.0.250", 80, b"x", timeout=10) == b""
+    assert time.monotonic() - t0 < 3
+    assert a.metric(r'connect_failures_total\{direction="outbound"\}') == 1
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_pauses_accepts(env):
+    net, ca, d = env
+    low = {"preexec_fn": lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))}
+    b = pe.MeshPod(net, "back", ca, "shop", "back", popen_kw=low)
+    a = pe.MeshPod(net, "front", ca, "shop", "front")
+    socks = [a.connect(b.ip4, 7000) for _ in range(30)]
+    for s in socks:
+        s.sendall(b"y")
+    time.sleep(1)
+    cpu0 = _cpu_seconds(b.pid())
+    time.sleep(2)
+    assert _cpu_seconds(b.pid()) - cpu0 < 0.5  # paused, not spinning on EMFILE
+    for s in socks:
+        s.close()
+    assert pe.wait_for(lambda: pe.request(a.pod, b.ip4, 7000, b"again") == b"again", timeout=15, step=0.5)
+    assert "pausing accepts" in b.stop_proxy()
