@@ -252,6 +252,10 @@ def test_probes_are_rewritten_to_the_admin_port_and_green(mesh):
         assert '"%s/readyz"' % pod.name in env["WEFT_APP_PROBES"]
         ok, target, detail = mesh.cl.probe(pod, pod.container(pod.name), app["readinessProbe"])
         assert ok and ":15020/app-health/" in target, (target, detail)
+        # The original probe, plaintext to the app port, is what STRICT refuses.
+        original = {"httpGet": {"path": "/healthz", "port": 8080}, "timeoutSeconds": 1}
+        ok, target, detail = mesh.cl.probe(pod, pod.container(pod.name), original)
+        assert not ok, (target, detail)
 
 
 def test_opted_out_pod_runs_without_a_proxy(mesh):
