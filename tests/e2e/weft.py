@@ -12,7 +12,6 @@ import base64
 import json
 import ssl
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -20,11 +19,14 @@ import time
 import urllib.error
 import urllib.request
 
+import yaml
+
 import cluster as cl
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MANIFESTS = os.path.join(REPO, "manifests")
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+IDENTITY_ADDR = "198.18.0.1:8444"  # the demo runner's node (demo/podrunner.py)
 
 # Runs "$@" with $1 (a directory) mounted where a pod's service account is.
 _POD_FS = r'''
@@ -97,15 +99,17 @@ class Webhook:
         self.ca_b64 = base64.b64encode(open(self.ca.crt, "rb").read()).decode()
         self.proc = None
         self.log = os.path.join(self.dir, "webhook.log")
-        # This cluster's pod network is the tests' 198.18.0.0/15 (podrun.py):
-        # the mesh config says so, everything else as shipped.
+        # Pods stored here run in network namespaces (podrun.py, and the
+        # demo's runner whose node serves weft-identity on 198.18.0.1:8444):
+        # this cluster's pod network is 198.18.0.0/15. Everything else is
+        # templates/mesh.yaml as shipped.
         with open(os.path.join(REPO, "templates", "mesh.yaml")) as f:
-            mesh = f.read()
-        mesh, n = re.subn(r"(?m)^meshNetworks:.*$", "meshNetworks: 198.18.0.0/15", mesh)
-        assert n == 1, "templates/mesh.yaml has no top-level meshNetworks line"
+            mesh = yaml.safe_load(f)
+        mesh["meshNetworks"] = "198.18.0.0/15"
+        mesh["identity"]["address"] = IDENTITY_ADDR
         self.config = os.path.join(self.dir, "mesh.yaml")
         with open(self.config, "w") as f:
-            f.write(mesh)
+            yaml.safe_dump(mesh, f, sort_keys=False)
 
     # --- install -------------------------------------------------------------
     def kustomization(self):
