@@ -953,7 +953,7 @@ REGISTRY = "/run/weft-podrunner"
 
 @contextlib.contextmanager
 def _registry_lock():
-    while True:
+    for _ in range(100):
         os.makedirs(os.path.join(REGISTRY, "live"), exist_ok=True)
         fd = os.open(os.path.join(REGISTRY, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -964,6 +964,8 @@ def _registry_lock():
         if same:
             break
         os.close(fd)   # the last runner removed the registry meanwhile: start over
+    else:
+        raise RunnerError("cannot lock %s/lock" % REGISTRY)
     try:
         yield
     finally:
