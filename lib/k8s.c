@@ -495,7 +495,8 @@ struct k8s_conn {
 
 struct k8s_client {
     char *host, *port, *ca_file, *token_file;
-    int host_is_ip;
+    char *server_name;           /* verified name, SNI and Host; NULL = host */
+    int host_is_ip;              /* of server_name when set */
     int connect_ms, io_ms, refresh_s;
     size_t max_response;
     pthread_mutex_t lock;        /* guards everything below */
@@ -619,7 +620,19 @@ void k8s_client_free(struct k8s_client *c)
     free(c->port);
     free(c->ca_file);
     free(c->token_file);
+    free(c->server_name);
     free(c);
+}
+
+int k8s_client_set_server_name(struct k8s_client *c, const char *name)
+{
+    if (!name || !valid_host(name))
+        return -EINVAL;
+    free(c->server_name);
+    c->server_name = xstrdup(name);
+    unsigned char addr[16];
+    c->host_is_ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+    return 0;
 }
 
 void k8s_client_set_timeouts(struct k8s_client *c, int connect_ms, int io_ms)
@@ -817,10 +830,11 @@ static int conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, stru
     }
     SSL_set_fd(conn->ssl, fd);
     int ok;
+    const char *name = c->server_name ? c->server_name : c->host;
     if (c->host_is_ip) {
-        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(conn->ssl), c->host);
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(conn->ssl), name);
     } else {
-        ok = SSL_set_tlsext_host_name(conn->ssl, c->host) == 1 && SSL_set1_host(conn->ssl, c->host) == 1;
+        ok = SSL_set_tlsext_host_name(conn->ssl, name) == 1 && SSL_set1_host(conn->ssl, name) == 1;
     }
     if (ok != 1) {
         openssl_errors(err, errlen, "TLS server name");
@@ -936,7 +950,8 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
         }
         payload_len = strlen(payload);
     }
-    rc = k8s_http_request_head(&req, method, path, c->host, c->port, token, body != NULL, payload_len);
+    rc = k8s_http_request_head(&req, method, path, c->server_name ? c->server_name : c->host, c->port, token,
+                               body != NULL, payload_len);
     if (rc == 0 && payload)
         rc = buf_append(&req, payload, payload_len);
     if (rc < 0) {

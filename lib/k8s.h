@@ -42,6 +42,9 @@ void k8s_client_free(struct k8s_client *c);
 void k8s_client_set_timeouts(struct k8s_client *c, int connect_ms, int io_ms);
 void k8s_client_set_max_response(struct k8s_client *c, size_t bytes);
 void k8s_client_set_token_refresh(struct k8s_client *c, int seconds);
+/* Verifies the server as name (DNS name or IP literal) instead of the host
+ * connected to, and sends it as SNI and Host (a Service reached by address). */
+int k8s_client_set_server_name(struct k8s_client *c, const char *name);
 
 /* One request. method: upper-case token ("GET", "POST"...); path: absolute,
  * with query, already escaped ("/api/v1/namespaces/shop"); body is borrowed
