@@ -376,6 +376,8 @@ class Cluster:
         os.makedirs(kdir)
         os.makedirs(wdir)
         kca, kcrt, kkey = kubefake.make_tls(kdir)
+        with open(kca) as f:   # what the kubelet projects into kube-api-access-* volumes
+            self.configmaps["kube-root-ca.crt"] = {"ca.crt": f.read()}
         self.webhook_ca, wcrt, wkey = kubefake.make_tls(wdir, names=(WEBHOOK_NAME,), ips=("127.0.0.1",))
         with inside(self.node_ns):   # the API listens on the node's loopback
             self.fake = kubefake.KubeFake(kcrt, kkey, host="127.0.0.1", port=0)
@@ -630,9 +632,19 @@ class Cluster:
                         pod.not_applied.append("volume %s: token rotation every %ss (not done; the demo is short)" % (
                             v["name"], t.get("expirationSeconds", 3600)))
                     elif "configMap" in src:
-                        cm = self.configmaps[src["configMap"]["name"]]
+                        cm = self.configmaps.get(src["configMap"]["name"])
+                        if cm is None:
+                            raise RunnerError("volume %s: configmap %s not found" % (
+                                v["name"], src["configMap"]["name"]))
                         for it in src["configMap"].get("items") or [{"key": k, "path": k} for k in cm]:
                             _write(os.path.join(path, it["path"]), cm[it["key"]], 0o644)
+                    elif "downwardAPI" in src:
+                        fields = self._fields(pod)
+                        for it in src["downwardAPI"].get("items", []):
+                            fp = (it.get("fieldRef") or {}).get("fieldPath")
+                            if fp not in fields:
+                                raise RunnerError("volume %s: downwardAPI %s not supported here" % (v["name"], fp))
+                            _write(os.path.join(path, it["path"]), fields[fp], 0o644)
                     else:
                         pod.not_applied.append("volume %s: projected source %s (not supported here)" % (
                             v["name"], list(src)))
@@ -689,18 +701,23 @@ class Cluster:
                 if ct.spec.get("livenessProbe"):
                     self._probe_until(pod, ct, "livenessProbe", deadline)
 
+    def _fields(self, pod):
+        """The downward API's field paths this runner fills in."""
+        meta = pod.spec["metadata"]
+        return {"metadata.name": meta["name"], "metadata.namespace": pod.ns, "status.podIP": pod.ip,
+                "spec.serviceAccountName": pod.sa, "spec.nodeName": self.node_ns, "status.hostIP": NODE_IP,
+                "metadata.uid": meta.get("uid", "uid-" + pod.id)}
+
     def _container_env(self, pod, c):
         """The env the kubelet gives: PATH (the image's), then the spec's
         env in order with $(VAR) expansion and the downward API filled."""
-        meta, spec = pod.spec["metadata"], pod.spec["spec"]
-        fields = {"metadata.name": meta["name"], "metadata.namespace": pod.ns, "status.podIP": pod.ip,
-                  "spec.serviceAccountName": pod.sa, "spec.nodeName": self.node_ns, "status.hostIP": NODE_IP,
-                  "metadata.uid": meta.get("uid", "uid-" + pod.id)}
+        meta = pod.spec["metadata"]
+        fields = self._fields(pod)
         env = {"PATH": PATH_ENV, "HOSTNAME": meta["name"]}
         for e in c.get("env", []):
-            if "value" in e:
+            if "valueFrom" not in e:   # no value stored means "" (the API server drops empty values)
                 env[e["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                                        lambda m: env.get(m.group(1), m.group(0)), e["value"])
+                                        lambda m: env.get(m.group(1), m.group(0)), e.get("value", ""))
             elif "fieldRef" in e.get("valueFrom", {}):
                 fp = e["valueFrom"]["fieldRef"]["fieldPath"]
                 if fp not in fields:

@@ -85,6 +85,7 @@ def leftovers(prefix):
 
 
 MOUNT_PATHS = ("/etc/weft", "/etc/weft/trust", "/var/run/weft", "/var/run/secrets", "/var/run/secrets/weft/token",
+               "/var/run/secrets/kubernetes.io/serviceaccount",
                podrunner.REGISTRY)
 
 
@@ -289,6 +290,38 @@ def test_non_native_sidecar_holds_the_app_until_ready(mesh):
         ok, line = mesh.call("shop/frontend", "http://%s:8080/" % pod.ip)
         assert ok and '"pod": "shop/classic"' in line, line
         assert (FRONTEND_ID, "allowed") in demo.peers(demo.proxy_metrics(mesh.cl, pod), "inbound")
+    finally:
+        mesh.cl.delete_pod(pod, grace=1)
+
+
+def test_a_pod_as_the_api_server_stores_it(mesh):
+    """Defaults the API server adds (kube-api-access projected volume, empty
+    env values stored without `value`) run too."""
+    spec = demo.app_pod("shop", "stored", "stored", 1008)
+    c = spec["spec"]["containers"][0]
+    c["env"].append({"name": "EMPTY"})
+    c["terminationMessagePath"] = "/dev/termination-log"
+    c["volumeMounts"] = [{"name": "kube-api-access-x1", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                          "readOnly": True}]
+    spec["spec"].update({"dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "volumes": [{
+        "name": "kube-api-access-x1", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
+                                                                          "fieldPath": "metadata.namespace"}}]}}]}}]})
+    adm = mesh.cl.admit(spec)
+    assert adm.allowed
+    pod = mesh.cl.run_pod(adm.pod)
+    try:
+        with open("/proc/%d/environ" % pod.pid("stored"), "rb") as f:
+            env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if kv)
+        assert env[b"EMPTY"] == b"" and env[b"POD_NAME"] == b"stored"
+        vol = pod.volumes["kube-api-access-x1"]
+        with open(os.path.join(vol, "namespace")) as f:
+            assert f.read() == "shop"
+        assert os.path.getsize(os.path.join(vol, "ca.crt")) > 0 and os.path.getsize(os.path.join(vol, "token")) > 0
+        ok, line = mesh.call("shop/frontend", "http://%s:8080/" % pod.ip)
+        assert ok and '"pod": "shop/stored"' in line, line
     finally:
         mesh.cl.delete_pod(pod, grace=1)
 
