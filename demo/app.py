@@ -6,9 +6,11 @@ server and a one-shot HTTP client. Python 3 stdlib only.
     app.py serve --port 8080      answers GET /healthz with "ok" and any other
                                   GET with JSON naming this pod (from POD_NAME,
                                   POD_NAMESPACE) and what it received
-    app.py get URL [--timeout S]  prints the answer's status line and body;
+    app.py get URL [--timeout S] [--count N]
+                                  prints the answer's status line and body;
                                   exit 0 on an HTTP answer, 1 on a refused,
-                                  reset or closed connection (with the reason)
+                                  reset or closed connection (with the reason);
+                                  N requests, each on a new connection
     app.py idle                   sleeps until terminated (a client pod's
                                   main container; the demo execs `get` in it)
 """
@@ -60,7 +62,14 @@ def serve(port):
     srv.serve_forever(poll_interval=0.2)
 
 
-def get(url, timeout):
+def get(url, timeout, count=1):
+    rc = 0
+    for _ in range(count):
+        rc |= get_one(url, timeout)
+    return rc
+
+
+def get_one(url, timeout):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             print("HTTP %d %s" % (r.status, r.read().decode(errors="replace").strip()))
@@ -90,12 +99,14 @@ def main():
     g = sub.add_parser("get")
     g.add_argument("url")
     g.add_argument("--timeout", type=float, default=5.0)
+    g.add_argument("--count", type=int, default=1, choices=range(1, 101), metavar="1..100",
+                   help="requests, one connection each")
     sub.add_parser("idle")
     a = ap.parse_args()
     if a.cmd == "serve":
         return serve(a.port)
     if a.cmd == "get":
-        return get(a.url, a.timeout)
+        return get(a.url, a.timeout, a.count)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         time.sleep(3600)

@@ -138,6 +138,11 @@ def run_demo(bindir, rep):
             rep.line("  %-15s %-11s %s; containers %s; ready in %.2fs" % (
                 pod.key, pod.ip, what, " -> ".join(names), time.monotonic() - t))
         backend = pods["shop/backend"]
+        ran = backend.container("weft-init")
+        sc = ran.spec.get("securityContext") or {}
+        rep.line("  weft-init ran as in the spec (uid %s, capabilities %s): weft-init %s -> exit %d" % (
+            sc.get("runAsUser", 0), "+".join((sc.get("capabilities") or {}).get("add", [])) or "none",
+            " ".join(ran.spec["args"]), ran.exit_code))
         vip = cl.add_service("shop", "backend", 80, 8080, [backend])
         url = "http://%s/" % vip
         rep.line("  service shop/backend: %s:80 -> DNAT %s:8080 (node netns, nat PREROUTING/OUTPUT)" % (

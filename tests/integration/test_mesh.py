@@ -326,6 +326,23 @@ def test_a_pod_as_the_api_server_stores_it(mesh):
         mesh.cl.delete_pod(pod, grace=1)
 
 
+def test_service_spreads_connections_over_its_backends(mesh):
+    spec = demo.app_pod("shop", "backend2", "backend", 1000, labels={"app": "backend"})
+    _, second = demo.admit_and_run(mesh.cl, spec)
+    first = mesh.pods["shop/backend"]
+    try:
+        mesh.cl.set_endpoints("shop", "backend", [first, second])
+        r = mesh.cl.exec(mesh.pods["shop/frontend"], "frontend",
+                         ["demo-app", "get", mesh.url, "--timeout", "3", "--count", "24"], timeout=60)
+        lines = r.stdout.splitlines()
+        assert r.returncode == 0 and len(lines) == 24, r.stdout + r.stderr
+        hits = {name: sum('"pod": "shop/%s"' % name in line for line in lines) for name in ("backend", "backend2")}
+        assert hits["backend"] > 0 and hits["backend2"] > 0, hits   # all on one: probability 2^-23
+    finally:
+        mesh.cl.set_endpoints("shop", "backend", [first])
+        mesh.cl.delete_pod(second, grace=1)
+
+
 def test_invalid_override_is_refused_with_its_message(mesh):
     spec = demo.app_pod("shop", "bad", "bad", 1005, annotations={"weft.dev/mtls-mode": "OFF"})
     adm = mesh.cl.admit(spec)
