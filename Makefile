@@ -113,7 +113,7 @@ fuzz: $(FUZZ_BINS)
 bench: all
 	@bash bench/run.sh
 
-demo: all
+demo: deps all
 	@bash demo/run.sh
 
 clean:

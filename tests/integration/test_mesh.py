@@ -275,8 +275,6 @@ def test_opted_out_pod_runs_without_a_proxy(mesh):
         mesh.cl.delete_pod(pod, grace=1)
 
 
-@pytest.mark.xfail(strict=False, reason="templates/proxy-container.yaml stamps `wait-ready --timeout-seconds=120`, "
-                   "weft-proxy wait-ready accepts only `--timeout-seconds 120` (proxy/main.c); reported to the lead")
 def test_non_native_sidecar_holds_the_app_until_ready(mesh):
     spec = demo.app_pod("shop", "classic", "classic", 1007, annotations={"weft.dev/native-sidecar": "false"})
     adm = mesh.cl.admit(spec)
