@@ -8,6 +8,7 @@ The suite skips, saying why, when the control plane has not been built
 WEFT_E2E_BUILD=1 it builds it first (long the first time).
 """
 import os
+import shutil
 import sys
 
 import pytest
@@ -44,8 +45,18 @@ def cluster(bindir):
 
 @pytest.fixture(scope="session")
 def weft_bin():
-    d = os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")
-    return os.path.abspath(d)
+    """A private copy of the Weft binaries (WEFT_BIN, default build/bin), so
+    a rebuild while the suite runs changes nothing under it."""
+    src = os.path.abspath(os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin"))
+    d = cl.make_tempdir("bin")
+    os.chmod(d, 0o755)
+    try:
+        for b in ("weft-webhook", "weft-identity", "weft-proxy", "weft-init"):
+            if os.access(os.path.join(src, b), os.X_OK):
+                shutil.copy2(os.path.join(src, b), os.path.join(d, b))
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
