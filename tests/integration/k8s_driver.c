@@ -6,7 +6,7 @@
  *   k8s_driver HOST PORT CA TOKEN_FILE|- request METHOD PATH [BODY_JSON]
  *   k8s_driver HOST PORT CA TOKEN_FILE|- repeat N SLEEP_MS METHOD PATH
  *   k8s_driver HOST PORT CA TOKEN_FILE|- parallel THREADS N METHOD PATH
- * Environment: K8S_CONNECT_MS, K8S_IO_MS, K8S_MAX_RESPONSE, K8S_REFRESH_S. */
+ * Environment: K8S_CONNECT_MS, K8S_IO_MS, K8S_MAX_RESPONSE, K8S_REFRESH_S, K8S_SERVER_NAME. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -78,6 +78,10 @@ int main(int argc, char **argv)
     k8s_client_set_timeouts(client, (int)env_long("K8S_CONNECT_MS"), (int)env_long("K8S_IO_MS"));
     k8s_client_set_max_response(client, (size_t)env_long("K8S_MAX_RESPONSE"));
     k8s_client_set_token_refresh(client, (int)env_long("K8S_REFRESH_S"));
+    if (getenv("K8S_SERVER_NAME") && k8s_client_set_server_name(client, getenv("K8S_SERVER_NAME")) < 0) {
+        fprintf(stderr, "bad K8S_SERVER_NAME\n");
+        return 2;
+    }
     const char *cmd = argv[5];
     int rc = 0;
     if (strcmp(cmd, "request") == 0 && argc >= 8) {

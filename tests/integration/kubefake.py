@@ -350,16 +350,23 @@ def make_tls(dirpath, names=("localhost",), ips=("127.0.0.1",)):
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def build_c(src, out):
-    """Compiles a test driver (C, one file) against the built libweft.a."""
+def build_c(src, out, part=None):
+    """Compiles a test driver (C, one file) against the built libweft.a and,
+    with part, that part's objects (all but main.o) and headers."""
     build = os.environ.get("WEFT_BUILD") or os.path.join(REPO, "build")
+    objs = []
+    if part:
+        d = os.path.join(build, "obj", part)
+        objs = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".o") and f != "main.o")
     pkgs = ["libmicrohttpd", "gnutls", "jansson", "yaml-0.1", "openssl"]
     cflags = subprocess.run(["pkg-config", "--cflags"] + pkgs, check=True, capture_output=True,
                             text=True).stdout.split()
     libs = subprocess.run(["pkg-config", "--libs"] + pkgs, check=True, capture_output=True,
                           text=True).stdout.split()
     cmd = ["cc", "-std=c11", "-D_GNU_SOURCE", "-O1", "-g", "-Wall", "-Werror", "-I" + os.path.join(REPO, "lib")]
-    cmd += cflags + ["-o", out, src, os.path.join(build, "libweft.a")] + libs + ["-lm", "-lpthread"]
+    if part:
+        cmd.append("-I" + os.path.join(REPO, part))
+    cmd += cflags + ["-o", out, src] + objs + [os.path.join(build, "libweft.a")] + libs + ["-lm", "-lpthread"]
     subprocess.run(cmd, check=True)
     return out
 

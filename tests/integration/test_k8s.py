@@ -203,6 +203,15 @@ def test_wrong_name_is_rejected(env, fake, tmp_path):
         other.stop()
 
 
+def test_server_name_override(env, fake):
+    # Connect to the address, verify another name (a Service reached by IP).
+    r = request(env, "GET", "/test/echo", extra_env={"K8S_SERVER_NAME": "localhost"})
+    assert r["rc"] == 0 and r["status"] == 200, r
+    assert r["response"]["host"] == "localhost:%d" % fake.port
+    r = request(env, "GET", "/test/echo", extra_env={"K8S_SERVER_NAME": "weft-identity.weft-system.svc"})
+    assert r["rc"] == -71 and "not verified" in r["err"], r
+
+
 def test_dns_name_verified(env, fake):
     r = request(env, "GET", "/test/echo", host="localhost")
     assert r["rc"] == 0 and r["status"] == 200, r
