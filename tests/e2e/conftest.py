@@ -22,7 +22,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="session")
 def bindir():
-    d = cl.control_plane_bin(build=bool(os.environ.get("WEFT_E2E_BUILD")))
+    build = bool(os.environ.get("WEFT_E2E_BUILD"))
+    d = cl.control_plane_bin(build=build)
+    if not d and build:
+        pytest.fail("WEFT_E2E_BUILD is set but tests/e2e/setup-control-plane.sh failed "
+                    "(its output is above)")
     if not d:
         pytest.skip("Kubernetes control plane not built: run tests/e2e/setup-control-plane.sh "
                     "once (about 5 minutes on 2 cores) or set WEFT_E2E_BUILD=1")
