@@ -327,7 +327,6 @@ def runner(cluster, identity, weft_bin):
         if not os.access(os.path.join(weft_bin, b), os.X_OK):
             pytest.skip("%s not built" % b)
     import podrun
-    import cluster as cl
     d = cl.make_tempdir("pods")
     os.chmod(d, 0o755)  # the proxy (uid 15100) reads its volumes below it
     r = podrun.PodRunner(cluster, identity, weft_bin, d)

@@ -4,7 +4,6 @@ render what issue 7 lists, and the real API server accepts and enforces them."""
 import base64
 import filecmp
 import glob
-import json
 import os
 import shutil
 import subprocess
