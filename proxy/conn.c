@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Plain and TLS implementations of struct conn_type. */
+/* Plain and TLS implementations of struct conn_type, and the corking BIO
+ * under TLS (see conn.h). */
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -8,6 +12,163 @@
 
 #include "ae.h"
 #include "conn.h"
+#include "xalloc.h"
+
+/* One SSL_write of at most 64 KiB makes at most 4 records of 16 KiB + 22. */
+#define CONN_CORK_CAP (96 * 1024)
+
+static _Thread_local struct {
+    char *data;          /* CONN_CORK_CAP bytes, allocated on first use */
+    size_t len;
+    struct conn *owner;  /* whose records these are */
+} conn_cork;
+
+static void conn_out_append(struct conn *c, const char *p, size_t n)
+{
+    if (c->out.off && c->out.off == c->out.len)
+        c->out.off = c->out.len = 0;
+    if (c->out.len + n > c->out.cap) {
+        if (c->out.off) { /* compact before growing */
+            memmove(c->out.data, c->out.data + c->out.off, c->out.len - c->out.off);
+            c->out.len -= c->out.off;
+            c->out.off = 0;
+        }
+        if (c->out.len + n > c->out.cap) {
+            c->out.cap = c->out.len + n;
+            c->out.data = xrealloc(c->out.data, c->out.cap);
+        }
+    }
+    memcpy(c->out.data + c->out.len, p, n);
+    c->out.len += n;
+}
+
+/* Moves corked bytes into their owner's out buffer (a missed flush must
+ * never send one connection's records on another). */
+static void conn_cork_spill(void)
+{
+    if (conn_cork.len && conn_cork.owner)
+        conn_out_append(conn_cork.owner, conn_cork.data, conn_cork.len);
+    conn_cork.len = 0;
+    conn_cork.owner = NULL;
+}
+
+static int cbio_write(BIO *b, const char *in, int inl)
+{
+    struct conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (inl <= 0)
+        return 0;
+    if (!conn_cork.data)
+        conn_cork.data = xmalloc(CONN_CORK_CAP);
+    if (conn_cork.owner != c)
+        conn_cork_spill();
+    conn_cork.owner = c;
+    if (conn_cork.len + (size_t)inl > CONN_CORK_CAP) {
+        /* Should not happen (writes are at most 64 KiB): keep order by
+         * spilling to the connection's own buffer. */
+        conn_cork_spill();
+        conn_out_append(c, in, (size_t)inl);
+        return inl;
+    }
+    memcpy(conn_cork.data + conn_cork.len, in, (size_t)inl);
+    conn_cork.len += (size_t)inl;
+    return inl;
+}
+
+static int cbio_read(BIO *b, char *out, int outl)
+{
+    struct conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n = recv(c->fd, out, (size_t)outl, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    return (int)n;
+}
+
+static long cbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *conn_bio_method;
+static pthread_once_t conn_bio_once = PTHREAD_ONCE_INIT;
+
+static void conn_bio_init(void)
+{
+    conn_bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "weft conn");
+    if (!conn_bio_method)
+        abort();
+    BIO_meth_set_write(conn_bio_method, cbio_write);
+    BIO_meth_set_read(conn_bio_method, cbio_read);
+    BIO_meth_set_ctrl(conn_bio_method, cbio_ctrl);
+}
+
+void conn_thread_cleanup(void)
+{
+    free(conn_cork.data);
+    conn_cork.data = NULL;
+    conn_cork.len = 0;
+    conn_cork.owner = NULL;
+}
+
+int conn_tls_attach(struct conn *c, SSL *ssl)
+{
+    pthread_once(&conn_bio_once, conn_bio_init);
+    BIO *b = BIO_new(conn_bio_method);
+    if (!b)
+        return -ENOMEM; /* ssl stays the caller's */
+    BIO_set_data(b, c);
+    BIO_set_init(b, 1);
+    SSL_set_bio(ssl, b, b); /* the SSL owns the BIO */
+    c->ssl = ssl;
+    c->type = &conn_tls;
+    return 0;
+}
+
+int conn_flush(struct conn *c)
+{
+    if (conn_cork.len && conn_cork.owner == c) {
+        if (!conn_out_pending(c)) {
+            ssize_t n = send(c->fd, conn_cork.data, conn_cork.len, MSG_NOSIGNAL);
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                conn_cork.len = 0;
+                conn_cork.owner = NULL;
+                return -errno;
+            }
+            if (n < 0)
+                n = 0;
+            if ((size_t)n < conn_cork.len)
+                conn_out_append(c, conn_cork.data + n, conn_cork.len - (size_t)n);
+        } else {
+            conn_out_append(c, conn_cork.data, conn_cork.len);
+        }
+        conn_cork.len = 0;
+        conn_cork.owner = NULL;
+    }
+    while (conn_out_pending(c)) {
+        ssize_t n = send(c->fd, c->out.data + c->out.off, c->out.len - c->out.off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                c->wr_wait = AE_WRITABLE;
+                c->ready &= ~AE_WRITABLE;
+                return -EAGAIN;
+            }
+            return -errno;
+        }
+        c->out.off += (size_t)n;
+        if (c->out.off == c->out.len) { /* idle connections hold no buffer */
+            free(c->out.data);
+            c->out.data = NULL;
+            c->out.off = c->out.len = c->out.cap = 0;
+        }
+    }
+    return 0;
+}
 
 static ssize_t plain_read(struct conn *c, void *buf, size_t len)
 {
@@ -74,6 +235,11 @@ static ssize_t tls_read(struct conn *c, void *buf, size_t len)
 {
     ERR_clear_error();
     int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (conn_cork.len) { /* a post-handshake reply (KeyUpdate, alert) */
+        int fr = conn_flush(c);
+        if (fr < 0 && fr != -EAGAIN)
+            return fr;
+    }
     if (n > 0) {
         /* Nothing buffered in OpenSSL: the same short-read rule as plain. */
         if (!SSL_has_pending(c->ssl) && (size_t)n < len) {
@@ -102,11 +268,20 @@ static ssize_t tls_read(struct conn *c, void *buf, size_t len)
 
 static ssize_t tls_write(struct conn *c, const void *buf, size_t len)
 {
+    if (conn_out_pending(c)) {
+        int r = conn_flush(c);
+        if (r < 0)
+            return r; /* -EAGAIN with wr_wait set: earlier records first */
+    }
     ERR_clear_error();
     int n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    int fr = conn_flush(c);
     if (n > 0) {
-        c->wr_wait = 0;
-        return n;
+        if (fr < 0 && fr != -EAGAIN)
+            return fr;
+        if (fr == 0)
+            c->wr_wait = 0;
+        return n; /* accepted: what the socket did not take waits in out */
     }
     int w = conn_tls_want(c, SSL_get_error(c->ssl, n));
     if (w) {
@@ -121,9 +296,12 @@ static int tls_shutdown_write(struct conn *c)
 {
     ERR_clear_error();
     int r = SSL_shutdown(c->ssl); /* sends close_notify; reading may go on */
+    int fr = conn_flush(c);
+    if (fr < 0 && fr != -EAGAIN)
+        r = -1;
     if (r >= 0) {
         c->shut_wr = 1;
-        c->wr_wait = 0;
+        c->wr_wait = fr == -EAGAIN ? AE_WRITABLE : 0;
         return 0;
     }
     int w = conn_tls_want(c, SSL_get_error(c->ssl, r));
@@ -143,10 +321,17 @@ const struct conn_type conn_tls = {"tls", tls_read, tls_write, tls_shutdown_writ
 
 void conn_close(struct conn *c)
 {
+    if (conn_cork.owner == c) {
+        conn_cork.len = 0;
+        conn_cork.owner = NULL;
+    }
     if (c->ssl) {
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
+    free(c->out.data);
+    c->out.data = NULL;
+    c->out.off = c->out.len = c->out.cap = 0;
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;

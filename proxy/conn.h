@@ -3,7 +3,13 @@
  * ConnectionType): plain TCP and TLS expose the same read, write and
  * shutdown. A call that cannot progress returns -EAGAIN and records in
  * rd_wait/wr_wait which socket event would unblock it, so SSL_ERROR_WANT_*
- * turns into event interest in this one place. */
+ * turns into event interest in this one place.
+ *
+ * TLS output is corked: OpenSSL writes its records into a per-thread buffer
+ * through a custom BIO, and conn_flush sends them with one send() (four
+ * 16 KiB records per call on bulk transfers instead of one). What the socket
+ * does not take waits in the connection's `out` buffer, allocated only then.
+ * Every SSL_* call on a connection is followed by conn_flush on it. */
 #ifndef WEFT_PROXY_CONN_H
 #define WEFT_PROXY_CONN_H
 #include <stddef.h>
@@ -29,6 +35,10 @@ struct conn {
     int wr_wait;      /* same for write and shutdown */
     int ready;        /* AE_* reported by the loop since the last blocked call */
     int mask;         /* interest currently registered in the loop */
+    struct {              /* encrypted bytes the socket has not taken yet */
+        char *data;
+        size_t off, len, cap;
+    } out;
     unsigned eof : 1;     /* the peer finished sending */
     unsigned shut_wr : 1; /* we finished sending (FIN or close_notify) */
     void *owner;      /* the session */
@@ -55,10 +65,22 @@ static inline int conn_can_write(const struct conn *c)
 {
     return !c->wr_wait || (c->ready & c->wr_wait);
 }
+/* Gives a TLS connection its SSL (owned from now on) behind the corking
+ * BIO. 0 or -ENOMEM. */
+int conn_tls_attach(struct conn *c, SSL *ssl);
+/* Sends corked and pending TLS output: 0 when all is out, -EAGAIN (wr_wait
+ * set) when some waits for POLLOUT, -errno. No-op for plain connections. */
+int conn_flush(struct conn *c);
+static inline int conn_out_pending(const struct conn *c)
+{
+    return c->out.len != 0;
+}
 /* Maps an SSL_get_error result after a handshake step to -EAGAIN (with
  * rd_wait set) or -EIO. */
 int conn_tls_want(struct conn *c, int ssl_err);
-/* Frees the SSL and closes the fd. */
+/* Frees this thread's cork buffer; a worker calls it before exiting. */
+void conn_thread_cleanup(void);
+/* Frees the SSL and any unsent output and closes the fd. */
 void conn_close(struct conn *c);
 
 #endif

@@ -140,6 +140,13 @@ static int relay_dir(struct session *s, struct conn *src, struct conn *dst, stru
 {
     char *scratch = s->w->scratch;
     for (;;) {
+        if (conn_out_pending(dst)) {
+            int r = conn_flush(dst);
+            if (r == -EAGAIN)
+                return 0; /* backpressure: earlier records first */
+            if (r < 0)
+                return -1;
+        }
         if (pending_flush(dst, p) < 0)
             return -1;
         if (p->data)
@@ -198,10 +205,12 @@ static int relay_interest(const struct conn *c, const struct conn *other, const 
                           const struct pending *into_c)
 {
     int m = 0;
-    if (!c->eof && !out_of_c->data)
-        m |= c->rd_wait ? c->rd_wait : AE_READABLE;
+    if (!c->eof && !out_of_c->data && !conn_out_pending(other))
+        m |= c->rd_wait ? c->rd_wait : AE_READABLE; /* else: backpressure, other must drain first */
     if (into_c->data || (other->eof && !c->shut_wr))
         m |= c->wr_wait ? c->wr_wait : AE_WRITABLE;
+    if (conn_out_pending(c))
+        m |= AE_WRITABLE;
     return m;
 }
 
@@ -211,8 +220,9 @@ static int proto_tcp_pump(struct session *s)
     if (relay_dir(s, &s->down, &s->up, &s->to_up, &ser->bytes_in) < 0 ||
         relay_dir(s, &s->up, &s->down, &s->to_down, &ser->bytes_out) < 0)
         return -1;
-    if (s->down.eof && s->up.eof && s->down.shut_wr && s->up.shut_wr)
-        return 1; /* both directions finished */
+    if (s->down.eof && s->up.eof && s->down.shut_wr && s->up.shut_wr && !conn_out_pending(&s->down) &&
+        !conn_out_pending(&s->up))
+        return 1; /* both directions finished and flushed */
     session_set_mask(s, &s->down, relay_interest(&s->down, &s->up, &s->to_up, &s->to_down));
     session_set_mask(s, &s->up, relay_interest(&s->up, &s->down, &s->to_down, &s->to_up));
     return 0;
@@ -304,9 +314,11 @@ static void session_connected(struct session *s)
         session_close(s, "no credentials");
         return;
     }
-    s->up.ssl = SSL_new(ctx);
+    SSL *ssl = SSL_new(ctx);
     SSL_CTX_free(ctx); /* the SSL holds its own reference */
-    if (!s->up.ssl || creds_ssl_attach(s->up.ssl, &s->peer) < 0 || SSL_set_fd(s->up.ssl, s->up.fd) != 1) {
+    if (!ssl || creds_ssl_attach(ssl, &s->peer) < 0 || conn_tls_attach(&s->up, ssl) < 0) {
+        if (ssl && !s->up.ssl)
+            SSL_free(ssl);
         session_close(s, "ssl setup");
         return;
     }
@@ -315,7 +327,6 @@ static void session_connected(struct session *s)
                                       : (const void *)&((struct sockaddr_in6 *)&s->dst)->sin6_addr;
     s->peer.expect_id = config_expected_id(px->cfg, fam, addr);
     SSL_set_connect_state(s->up.ssl);
-    s->up.type = &conn_tls;
     s->stage = STAGE_TLS_CONNECT;
     s->deadline_ms = ae_now_ms(s->w->loop) + px->cfg->handshake_timeout_ms;
     s->up.rd_wait = s->up.wr_wait = 0;
@@ -329,32 +340,45 @@ static void session_tls_failed(struct session *s, struct conn *c, int side, int 
     struct proxy *px = s->w->px;
     enum creds_fail f = creds_classify_failure(c->ssl, &s->peer, ssl_err);
     char src[80], dst[80];
+    conn_flush(c); /* best effort: the alert tells the peer why */
     pm_add(&px->metrics.handshakes[side][f], 1);
     log_info("tls handshake failed", "side=%s src=%s dst=%s reason=%s", side == PM_SERVER ? "server" : "client",
              session_addr(&s->src, src, sizeof src), session_addr(&s->dst, dst, sizeof dst), creds_fail_name(f));
     session_close(s, "handshake");
 }
 
+/* One handshake step on c: 1 done, 0 waiting (interest set), -1 failed
+ * (already counted and closed). */
+static int session_handshake(struct session *s, struct conn *c, int side)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+    int fr = conn_flush(c); /* the flight OpenSSL just corked */
+    if (fr < 0 && fr != -EAGAIN) {
+        session_tls_failed(s, c, side, SSL_ERROR_SYSCALL);
+        return -1;
+    }
+    if (r == 1)
+        return 1;
+    int w = conn_tls_want(c, e);
+    if (!w) {
+        session_tls_failed(s, c, side, e);
+        return -1;
+    }
+    c->rd_wait = c->wr_wait = w;
+    session_set_mask(s, c, w | (conn_out_pending(c) ? AE_WRITABLE : 0));
+    return 0;
+}
+
 static void session_tls_accept(struct session *s)
 {
     struct proxy *px = s->w->px;
     char src[80], uri[SPIFFE_MAX_ID];
-    if (!conn_can_read(&s->down) && !conn_can_write(&s->down))
+    if (conn_out_pending(&s->down) && conn_flush(&s->down) == -EAGAIN)
         return;
-    ERR_clear_error();
-    int r = SSL_do_handshake(s->down.ssl);
-    if (r != 1) {
-        int e = SSL_get_error(s->down.ssl, r);
-        int w = conn_tls_want(&s->down, e);
-        if (w) {
-            s->down.rd_wait = w;
-            s->down.wr_wait = w;
-            session_set_mask(s, &s->down, w);
-            return;
-        }
-        session_tls_failed(s, &s->down, PM_SERVER, e);
+    if (session_handshake(s, &s->down, PM_SERVER) <= 0)
         return;
-    }
     if (creds_peer_finish(s->down.ssl, &s->peer, px->cfg->trust_domain) < 0) {
         session_tls_failed(s, &s->down, PM_SERVER, SSL_ERROR_SSL);
         return;
@@ -378,21 +402,10 @@ static void session_tls_connect(struct session *s)
 {
     struct proxy *px = s->w->px;
     char uri[SPIFFE_MAX_ID];
-    if (!conn_can_read(&s->up) && !conn_can_write(&s->up))
+    if (conn_out_pending(&s->up) && conn_flush(&s->up) == -EAGAIN)
         return;
-    ERR_clear_error();
-    int r = SSL_do_handshake(s->up.ssl);
-    if (r != 1) {
-        int e = SSL_get_error(s->up.ssl, r);
-        int w = conn_tls_want(&s->up, e);
-        if (w) {
-            s->up.rd_wait = s->up.wr_wait = w;
-            session_set_mask(s, &s->up, w);
-            return;
-        }
-        session_tls_failed(s, &s->up, PM_CLIENT, e);
+    if (session_handshake(s, &s->up, PM_CLIENT) <= 0)
         return;
-    }
     if (creds_peer_finish(s->up.ssl, &s->peer, px->cfg->trust_domain) < 0) {
         session_tls_failed(s, &s->up, PM_CLIENT, SSL_ERROR_SSL);
         return;
@@ -424,14 +437,15 @@ static void session_detected(struct session *s, enum classify_result r)
             session_close(s, "no credentials");
             return;
         }
-        s->down.ssl = SSL_new(ctx);
+        SSL *ssl = SSL_new(ctx);
         SSL_CTX_free(ctx);
-        if (!s->down.ssl || creds_ssl_attach(s->down.ssl, &s->peer) < 0 || SSL_set_fd(s->down.ssl, s->down.fd) != 1) {
+        if (!ssl || creds_ssl_attach(ssl, &s->peer) < 0 || conn_tls_attach(&s->down, ssl) < 0) {
+            if (ssl && !s->down.ssl)
+                SSL_free(ssl);
             session_close(s, "ssl setup");
             return;
         }
         SSL_set_accept_state(s->down.ssl);
-        s->down.type = &conn_tls;
         s->tls_down = 1;
         s->stage = STAGE_TLS_ACCEPT;
         s->deadline_ms = ae_now_ms(s->w->loop) + px->cfg->handshake_timeout_ms;

@@ -182,6 +182,7 @@ static void *worker_main(void *arg)
     while (w->sessions)
         session_close(w->sessions, "exit");
     session_free_dead(w);
+    conn_thread_cleanup();
     return NULL;
 }
 

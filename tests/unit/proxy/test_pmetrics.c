@@ -29,7 +29,7 @@ static void test_render(void **state)
     pm_add(&m.handshakes[PM_SERVER][CREDS_FAIL_NONE], 3);
     pm_add(&m.handshakes[PM_SERVER][CREDS_FAIL_TRUST_DOMAIN], 2);
     pm_add(&m.refused[PM_REFUSED_PLAINTEXT], 5);
-    struct pm_state st = {1700000000, 1, 0};
+    struct pm_state st = {.cert_not_after = 1700000000, .ready = 1, .heap_inuse = 123, .heap_mapped = 456};
     struct buf out;
     buf_init(&out, 1 << 20);
     assert_int_equal(pm_render(&m, &st, &out), 0);
@@ -53,6 +53,8 @@ static void test_render(void **state)
         "weft_proxy_certificate_expiry_timestamp_seconds 1700000000\n",
         "weft_proxy_ready 1\n",
         "weft_proxy_draining 0\n",
+        "weft_proxy_heap_bytes{kind=\"in_use\"} 123\n",
+        "weft_proxy_heap_bytes{kind=\"held\"} 456\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         if (!strstr(text, want[i]))
@@ -79,7 +81,7 @@ static void test_peer_table_is_bounded(void **state)
     }
     assert_int_equal(last, PM_MAX_PEERS - 1);
     pm_add(&pm_series(&m, PM_OUTBOUND, 0, PM_AUTHZ_NONE, last)->opened, 1);
-    struct pm_state st = {0, 0, 1};
+    struct pm_state st = {.draining = 1};
     struct buf out;
     buf_init(&out, 1 << 20);
     assert_int_equal(pm_render(&m, &st, &out), 0);
