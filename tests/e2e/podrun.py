@@ -11,16 +11,20 @@ Only what Weft's containers need is implemented:
   each becomes a directory, and environment values under a mount path are
   mapped to it (no mount namespace, so the binary sees host paths);
 - the app is tests/integration/proxy_app.py on the container's ports.
-- Certificates: this weft-proxy build has no identity client yet, so the
-  runner does what that client will do: a fresh P-256 key, a CSR for the
-  pod's SPIFFE ID, POST to weft-identity with the pod's projected token; the
-  proxy gets the result as static WEFT_CERT/WEFT_KEY and WEFT_IDENTITY_ADDR
-  is cleared.
+- Certificates: weft-identity runs on the host's loopback; a forwarder in
+  the node namespace makes it reachable at the stamped WEFT_IDENTITY_ADDR
+  (198.18.0.1:8444, what a Service would do), and weft-proxy's identity
+  client gets its certificate with the pod's projected token, checked by a
+  real TokenReview. A weft-proxy built without an identity client gets the
+  same certificate fetched by the runner, as static WEFT_CERT/WEFT_KEY.
 """
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
@@ -35,6 +39,66 @@ def _find(containers, name):
         if c["name"] == name:
             return c
     raise AssertionError("no container %s in %s" % (name, [c["name"] for c in containers or []]))
+
+
+def has_identity_client(proxy_bin):
+    r = subprocess.run(["nm", proxy_bin], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                       text=True)
+    return bool(re.search(r"^0*[1-9a-f][0-9a-f]* [TW] identity_client_start$", r.stdout, re.M))
+
+
+class Forwarder:
+    """TCP from (netns, addr, port) to 127.0.0.1:target_port of this
+    process's own namespace. Bounded: at most 64 connections, each closed
+    with the forwarder."""
+
+    def __init__(self, ns, addr, port, target_port):
+        with netns.inside(ns):
+            self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((addr, port))
+        self.lsock.listen(16)
+        self.target = ("127.0.0.1", target_port)
+        self.conns = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed and len(self.conns) < 64:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                c.close()
+                continue
+            u.settimeout(None)
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.closed = True
+        self.lsock.close()
+        for c in self.conns:
+            c.close()
 
 
 class RunningPod:
@@ -61,9 +125,18 @@ class PodRunner:
         self.cluster, self.identity, self.bin = cluster, identity, weft_bin
         self.workdir = workdir
         self.net = netns.Network(prefix="we")
+        self.identity_client = has_identity_client(os.path.join(weft_bin, "weft-proxy"))
+        self.forwarder = None
 
     def close(self):
+        if self.forwarder:
+            self.forwarder.close()
         self.net.close()
+
+    def _forward_identity(self, addr):
+        if self.forwarder is None:
+            host, port = addr.rsplit(":", 1)
+            self.forwarder = Forwarder(self.net.node.netns, host, int(port), self.identity.port)
 
     def run(self, pod):
         meta, spec = pod["metadata"], pod["spec"]
@@ -102,7 +175,10 @@ class PodRunner:
                     if v == mpath or v.startswith(mpath + "/"):
                         v = hdir + v[len(mpath):]
                 env[e["name"]] = v
-        self._credentials(env, ns, sa, mounts, uid)
+        if self.identity_client:
+            self._forward_identity(env["WEFT_IDENTITY_ADDR"])
+        else:
+            self._credentials(env, ns, sa, mounts, uid)
         admin = next(pt["containerPort"] for pt in proxy.get("ports", [])
                      if pt["name"] == "weft-admin")
         log = open(os.path.join(tmp, "proxy.log"), "wb")

@@ -340,7 +340,8 @@ def runner(cluster, identity, weft_bin):
 def test_stored_pods_run_and_talk_mtls(cluster, mesh, identity, runner):
     """Two pods as the API server stored them (injected by weft-webhook) run
     in network namespaces: weft-init with the stamped args, weft-proxy with
-    the stamped env and a certificate from weft-identity for a real token;
+    the stamped env and a certificate from weft-identity for a real token
+    (fetched by the proxy's identity client at the stamped address);
     the client's plain TCP call reaches the server over mTLS, and plaintext
     from outside the mesh is refused (STRICT)."""
     import podrun
@@ -356,8 +357,14 @@ def test_stored_pods_run_and_talk_mtls(cluster, mesh, identity, runner):
         cluster.create_json(p)
         stored[name] = cluster.get_json("pod", name, "-n", ns)
         assert_injected(stored[name])
+    issued = identity.issued_total()
     server = runner.run(stored["server"])
     client = runner.run(stored["client"])
+    if runner.identity_client:
+        # Each proxy got its certificate itself, through the stamped address.
+        assert identity.issued_total() - issued >= 2
+        for p in (server, client):
+            assert p.metric("weft_proxy_certificate_expiry_timestamp_seconds") > 0
 
     with client.host.inside():  # the socket belongs to the client pod
         s = socket.create_connection((server.ip4, 8080), timeout=10)

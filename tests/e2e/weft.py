@@ -262,6 +262,13 @@ class Identity:
                 raise TimeoutError("weft-identity not ready:\n" + self.logs())
             time.sleep(0.1)
 
+    def issued_total(self):
+        url = "http://127.0.0.1:%d/metrics" % self.metrics_port
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("weft_identity_certificates_issued_total"))
+
     def request(self, csr_pem, token):
         """POST /v1/certificates; returns (HTTP status, JSON answer)."""
         ctx = ssl.create_default_context(cafile=self.root.crt)
