@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "identity_client.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -103,7 +104,7 @@ void admin_route(struct proxy *px, const char *method, const char *path, int fro
         st.heap_mapped = mi.arena + mi.hblkhd;
         res->status = 200;
         res->type = "text/plain; version=0.0.4; charset=utf-8";
-        if (pm_render(&px->metrics, &st, &res->body) < 0) {
+        if (pm_render(&px->metrics, &st, &res->body) < 0 || identity_client_render_metrics(&res->body) < 0) {
             buf_reset(&res->body);
             REPLY(500, "metrics too large");
         }

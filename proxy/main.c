@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include "admin.h"
+#include "identity_client.h"
 #include "log.h"
 #include "proxy.h"
 #include "xalloc.h"
@@ -207,6 +208,7 @@ int main(int argc, char **argv)
     rc = started == px.nworkers ? 0 : 1;
 out:
     admin_stop(admin);
+    identity_client_stop(); /* its thread feeds px.creds: stop it before the store goes */
     for (unsigned i = 0; i < px.nworkers; i++)
         worker_free(&px.workers[i]);
     free(px.workers);
