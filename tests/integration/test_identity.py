@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -95,10 +96,10 @@ class Identity:
         return r.status, body
 
 
-def start_identity(tmp_path, ca_dir, kube, extra=(), kube_api=None, wait_ready=True):
+def start_identity(tmp_path, ca_dir, kube, extra=(), kube_api=None, wait_ready=True, listen_host="127.0.0.1"):
     port, mport = free_port(), free_port()
     log = open(tmp_path / ("identity-%d.log" % port), "w+")
-    args = [IDENTITY, "--listen", "127.0.0.1:%d" % port, "--metrics-listen", "127.0.0.1:%d" % mport,
+    args = [IDENTITY, "--listen", "%s:%d" % (listen_host, port), "--metrics-listen", "127.0.0.1:%d" % mport,
             "--tls-cert", str(ca_dir / "identity.crt"), "--tls-key", str(ca_dir / "identity.key"),
             "--issuer-cert", str(ca_dir / "intermediate.crt"), "--issuer-key", str(ca_dir / "intermediate.key"),
             "--kube-api", kube_api or "127.0.0.1:%d" % kube["fake"].port, "--kube-ca", kube["ca"],
@@ -147,14 +148,15 @@ def tls_context(ca_file):
 
 
 class Conn(http.client.HTTPSConnection):
-    """HTTPS to 127.0.0.1 that verifies the server as weft-identity.weft-system.svc."""
+    """HTTPS to 127.0.0.1 (or addr) that verifies the server as weft-identity.weft-system.svc."""
 
-    def __init__(self, port, ca_file, server_name=SERVER_NAME):
+    def __init__(self, port, ca_file, server_name=SERVER_NAME, addr="127.0.0.1"):
         super().__init__(server_name, port, context=tls_context(ca_file), timeout=10)
         self._port = port
+        self._addr = addr
 
     def connect(self):
-        sock = socket.create_connection(("127.0.0.1", self._port), timeout=self.timeout)
+        sock = socket.create_connection((self._addr, self._port), timeout=self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
@@ -496,6 +498,49 @@ def test_hot_reload_issuer_and_serving(tmp_path, ca, kube):
         assert leaf.issuer == x509.load_pem_x509_certificate((ca2 / "intermediate.crt").read_bytes()).subject
         with pytest.raises(ssl.SSLCertVerificationError):
             post(ident, ca, {"csr": csr_pem()})
+    finally:
+        stop_identity(ident)
+
+
+def test_sighup_reloads_now(tmp_path, ca, kube):
+    live = tmp_path / "live"
+    live.mkdir()
+    for f in ("identity.crt", "identity.key", "intermediate.crt", "intermediate.key", "ca.crt"):
+        shutil.copy(ca / f, live / f)
+    ident = start_identity(tmp_path, live, kube, extra=["--reload-interval", "1h"])
+    try:
+        ca2 = make_ca(tmp_path / "ca2")
+        for f in ("intermediate.key", "intermediate.crt"):
+            shutil.copy(ca2 / f, live / (f + ".tmp"))
+            os.replace(live / (f + ".tmp"), live / f)
+        ident.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while ident.metrics().get('weft_identity_reloads_total{what="issuer",result="ok"}') != 2:
+            assert time.monotonic() < deadline, "SIGHUP did not reload the issuer"
+            time.sleep(0.1)
+        status, doc, _ = post(ident, live, {"csr": csr_pem()})
+        assert status == 200
+        leaf = x509.load_pem_x509_certificate(doc["certificate"].encode())
+        assert leaf.issuer == x509.load_pem_x509_certificate((ca2 / "intermediate.crt").read_bytes()).subject
+    finally:
+        stop_identity(ident)
+
+
+def test_ipv6_listen(tmp_path, ca, kube):
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    ident = start_identity(tmp_path, ca, kube, listen_host="[::1]")
+    try:
+        c = Conn(ident.port, ca / "ca.crt", addr="::1")
+        c.request("POST", "/v1/certificates", body=json.dumps({"csr": csr_pem()}),
+                  headers={"Authorization": "Bearer pod-token"})
+        r = c.getresponse()
+        assert r.status == 200, r.read()
+        c.close()
     finally:
         stop_identity(ident)
 
