@@ -266,6 +266,8 @@ static int renew_once(struct idc *st, time_t *not_after, char *err, size_t errle
         k8s_client_set_max_response(st->kube, IDC_MAX_ANSWER);
         if ((rc = k8s_client_set_server_name(st->kube, st->server_name)) < 0) {
             seterr(err, errlen, "WEFT_IDENTITY_SERVER_NAME=\"%s\" is not a host name", st->server_name);
+            k8s_client_free(st->kube);
+            st->kube = NULL;
             return rc;
         }
     }
@@ -383,6 +385,13 @@ int identity_client_start(struct ae_loop *loop, struct creds *creds, const struc
     }
     st->creds = creds;
     st->server_name = xstrdup(*cfg->identity_server_name ? cfg->identity_server_name : st->host);
+    for (const char *p = st->server_name; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr(".-:", *p))) {
+            log_error("WEFT_IDENTITY_SERVER_NAME is not a host name", "value=\"%s\"", st->server_name);
+            goto fail;
+        }
+    }
     st->token_file = xstrdup(cfg->token_file);
     st->trust_bundle = xstrdup(cfg->trust_bundle);
     pthread_mutex_init(&st->mu, NULL);

@@ -155,3 +155,11 @@ def test_bad_address_fails_at_start(env):
     assert p.returncode == 1
     assert json.loads(p.stdout.splitlines()[0])["start"] == -22
     assert "WEFT_IDENTITY_ADDR" in p.stderr
+
+
+def test_bad_server_name_fails_at_start(env):
+    p = subprocess.run([env["driver"], "127.0.0.1:1", "bad name!", "t", str(env["ca"] / "ca.crt"), "shop", "backend",
+                        "0", "100"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    assert json.loads(p.stdout.splitlines()[0])["start"] == -22
+    assert "WEFT_IDENTITY_SERVER_NAME" in p.stderr
