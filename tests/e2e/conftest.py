@@ -99,3 +99,23 @@ def identity(cluster, weft_bin, webhook):
         yield i
     finally:
         i.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, the tails of the logs of what the test ran against."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    args = getattr(item, "funcargs", {})
+    w = args.get("mesh") or args.get("webhook")
+    if w:
+        rep.sections.append(("weft-webhook log", w.logs()))
+    i = args.get("identity")
+    if i:
+        rep.sections.append(("weft-identity log", i.logs()))
+    c = args.get("cluster")
+    if c:
+        for name in ("kube-apiserver", "kube-controller-manager"):
+            rep.sections.append((name + " log (tail)", c.logs(name, 3000)))
