@@ -92,8 +92,9 @@ enum creds_fail {
 const char *creds_fail_name(enum creds_fail f);
 
 /* Per-SSL verification result, filled by the verify callback; attach with
- * creds_ssl_attach before the handshake. expect_id, when non-NULL, is the
- * exact SPIFFE URI the peer must present (outbound). */
+ * creds_ssl_attach before the handshake (it clears fail and id; expect_id is
+ * the caller's: initialise it). expect_id, when non-NULL, is the exact SPIFFE
+ * URI the peer must present (outbound). The struct must outlive the SSL. */
 struct creds_peer {
     enum creds_fail fail;
     struct spiffe_id id;  /* valid when fail == CREDS_FAIL_NONE after the handshake */
