@@ -118,11 +118,11 @@ int main(int argc, char **argv)
     /* Memory: no OpenSSL error-string tables or config file (we never print
      * OpenSSL's strings, and TLS settings are fixed in code), and few malloc
      * arenas (the admin thread's short-lived request threads would each get
-     * one). Together this keeps an idle sidecar small. */
+     * one otherwise). Together this keeps an idle sidecar small. */
     OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_SSL_STRINGS | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
                          OPENSSL_INIT_NO_LOAD_CONFIG,
                      NULL);
-    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_ARENA_MAX, (int)cfg.workers + 1); /* one per worker, one for the rest */
     enum log_level lvl = LOG_INFO;
     log_parse_level(cfg.log_level, &lvl);
     log_set_level(lvl);
