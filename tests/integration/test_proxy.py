@@ -10,6 +10,7 @@ import selectors
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,6 +25,23 @@ pytestmark = [
     pytest.mark.skipif(not os.access(pe.PROXY, os.X_OK), reason="weft-proxy not built"),
     pytest.mark.skipif(not os.access(pe.INIT, os.X_OK), reason="weft-init not built"),
 ]
+
+HTTPS_APP = """
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/secure" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("0.0.0.0", 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+"""
 
 SHOP_FRONT = "spiffe://cluster.local/ns/shop/sa/front"
 SHOP_BACK = "spiffe://cluster.local/ns/shop/sa/back"
@@ -288,9 +306,15 @@ def test_app_health_runs_the_original_probes(env):
     probes = ('{"app/livez":{"httpGet":{"path":"/healthz","port":8080,"scheme":"HTTP",'
               '"httpHeaders":[{"name":"X-Probe","value":"1"}]},"timeoutSeconds":1},'
               '"app/readyz":{"httpGet":{"path":"/fail","port":8080},"timeoutSeconds":1},'
+              '"app/startupz":{"httpGet":{"path":"/secure","port":8443,"scheme":"HTTPS"},"timeoutSeconds":2},'
               '"db/livez":{"tcpSocket":{"port":7000},"timeoutSeconds":1},'
               '"db/readyz":{"tcpSocket":{"port":7999},"timeoutSeconds":1}}')
     b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_APP_PROBES": probes})
+    # An HTTPS endpoint of the app (its own certificate; probes do not verify, like the kubelet).
+    cert, key = ca.issue("shop", "tls-app")
+    https = b.pod.popen([sys.executable, "-c", HTTPS_APP, cert, key])
+    assert https.stdout.readline().strip() == b"ready"
+    assert b.admin("/app-health/app/startupz") == (200, "http 200 from 127.0.0.1:8443/secure\n")
     assert b.admin("/app-health/app/livez") == (200, "http 200 from 127.0.0.1:8080/healthz\n")
     st, body = b.admin("/app-health/app/readyz")
     assert st == 503 and "http 500" in body
