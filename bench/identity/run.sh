@@ -74,18 +74,26 @@ hz=$(getconf CLK_TCK)
 for conns in $levels; do
   taskset -c 1 wrk -t1 -c"$conns" -d2s -s "$work/post.lua" "$url" >/dev/null  # warm-up
   cpu0=$(awk '{print $14+$15}' "/proc/$ipid/stat")
+  stub0=$(awk '{print $14+$15}' "/proc/${pids[0]}/stat")
+  busy0=$(awk '$1=="cpu1" {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
   issued0=$(curl -fs "http://127.0.0.1:$mport/metrics" | awk '$1=="weft_identity_certificates_issued_total"{print $2}')
   taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/post.lua" "$url" > "$work/wrk.txt"
   cpu1=$(awk '{print $14+$15}' "/proc/$ipid/stat")
+  stub1=$(awk '{print $14+$15}' "/proc/${pids[0]}/stat")
+  busy1=$(awk '$1=="cpu1" {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
   issued1=$(curl -fs "http://127.0.0.1:$mport/metrics" | awk '$1=="weft_identity_certificates_issued_total"{print $2}')
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt")
   p99=$(awk '$1=="99%" {print $2}' "$work/wrk.txt")
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.txt"); non2xx=${non2xx:-0}
   errors=$(awk '/Socket errors/ {print}' "$work/wrk.txt")
-  python3 - "$rps" "$p50" "$p99" "$pairs" "$((cpu1 - cpu0))" "$hz" "$secs" "$issued0" "$issued1" "$non2xx" "$conns" <<'PY'
+  python3 - "$rps" "$p50" "$p99" "$pairs" "$((cpu1 - cpu0))" "$hz" "$secs" "$issued0" "$issued1" "$non2xx" "$conns" \
+    "$((stub1 - stub0))" "$busy0" "$busy1" <<'PY'
 import sys
-rps, p50, p99, pairs, ticks, hz, secs, i0, i1, non2xx, conns = sys.argv[1:]
+rps, p50, p99, pairs, ticks, hz, secs, i0, i1, non2xx, conns, stub_ticks, b0, b1 = sys.argv[1:]
+b0, b1 = [int(x) for x in b0.split()], [int(x) for x in b1.split()]
+cpu1_busy = (b1[0] - b0[0]) / max(1, b1[1] - b0[1])
+stub_cpu = int(stub_ticks) / int(hz) / float(secs)
 def ms(s):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
         if s.endswith(unit):
@@ -96,9 +104,10 @@ issued = float(i1) - float(i0)
 cpu = int(ticks) / int(hz) / float(secs)
 ok = rps >= 2000 and ms(p99) <= 5 and non2xx == "0"
 print("identity: %d conns, %ss: signings/s %.0f (issued +%d), p50 %.2f ms, p99 %.2f ms, non-2xx %s, "
-      "CPU %.2f cores, signings per CPU-second %.0f, ratio to baseline %.3f, target (>= 2000/s, p99 <= 5 ms) %s"
+      "CPU %.2f cores, signings per CPU-second %.0f, ratio to baseline %.3f, target (>= 2000/s, p99 <= 5 ms) %s; "
+      "CPU 1 (load + TokenReview) busy %.0f %%, TokenReview stub %.2f cores"
       % (int(conns), secs, rps, issued, ms(p50), ms(p99), non2xx, cpu, rps / cpu if cpu else 0,
-         rps / float(pairs), "met" if ok else "NOT met"))
+         rps / float(pairs), "met" if ok else "NOT met", cpu1_busy * 100, stub_cpu))
 PY
   [ -z "$errors" ] || echo "identity: wrk $errors"
 done
