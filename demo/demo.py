@@ -70,6 +70,21 @@ def proxy_metrics(cl, pod):
     return body if st == 200 else ""
 
 
+def certificate_line(metrics):
+    """What the proxy's own identity client got from weft-identity, from its metrics."""
+    expiry, renewals = None, {}
+    for line in metrics.splitlines():
+        if line.startswith("weft_proxy_certificate_expiry_timestamp_seconds"):
+            expiry = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("weft_proxy_identity_renewals_total{"):
+            renewals[line.split('result="', 1)[1].split('"', 1)[0]] = int(float(line.rsplit(" ", 1)[1]))
+    if not expiry:
+        return "no certificate yet"
+    return "weft-proxy got its certificate from weft-identity (renewals %s), valid until %s" % (
+        ", ".join("%s=%d" % kv for kv in sorted(renewals.items())) or "none",
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiry)))
+
+
 def peers(metrics, direction):
     """SPIFFE IDs seen on mTLS connections in this direction (from the
     proxy's connection counters), with their authz label."""
@@ -120,9 +135,6 @@ def run_demo(bindir, rep):
             podrunner.NODE_IP, podrunner.IDENTITY_PORT, podrunner.POD_NET, podrunner.SERVICE_NET))
         rep.line("  namespaces: shop (inject=enabled, STRICT, same-namespace), ops (inject=enabled), "
                  "legacy (not opted in)")
-        if not cl.identity_client:
-            rep.line("  note: this weft-proxy has no identity client yet; the runner asks weft-identity for each "
-                     "pod's certificate with the pod's token and gives it to the proxy as WEFT_CERT/WEFT_KEY")
 
         rep.head("pods: AdmissionReview -> weft-webhook -> JSON Patch -> run")
         pods = {}
@@ -148,9 +160,8 @@ def run_demo(bindir, rep):
         rep.line("  service shop/backend: %s:80 -> DNAT %s:8080 (node netns, nat PREROUTING/OUTPUT)" % (
             vip, backend.ip))
         for pod in pods.values():
-            for e in pod.events:
-                if "weft-identity issued" in e:
-                    rep.line("  %-15s %s" % (pod.key, e.split(";")[0]))
+            if any(c.name == "weft-proxy" for c in pod.containers):
+                rep.line("  %-15s %s" % (pod.key, certificate_line(proxy_metrics(cl, pod))))
 
         rep.head("traffic (kubectl exec <pod> -- demo-app get %s)" % url)
         ok, line = call(cl, pods["shop/frontend"], "frontend", url)

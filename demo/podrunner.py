@@ -205,7 +205,6 @@ class Pod:
         self.events = []          # one-line notes (deviations, waits)
         self.token = None
         self.sa = spec["spec"].get("serviceAccountName") or "default"
-        self.env_override = {}    # container name -> env the runner changes (shown in events)
         self.init_seconds = None
 
     @property
@@ -280,7 +279,6 @@ class Cluster:
         self._ip_next = 2
         self._vip_next = 10
         self._veth_next = 0
-        self.identity_client = self._proxy_has_identity_client()
         self.closed = False
 
     # --- lifecycle -----------------------------------------------------------
@@ -360,10 +358,6 @@ class Cluster:
         self._node_iptables(["-N", "WEFT-SERVICES"])
         self._node_iptables(["-A", "PREROUTING", "-j", "WEFT-SERVICES"])
         self._node_iptables(["-A", "OUTPUT", "-j", "WEFT-SERVICES"])
-
-    def _proxy_has_identity_client(self):
-        r = sh(["nm", os.path.join(self.bindir, "weft-proxy")], check=False)
-        return bool(re.search(r"^\S+ T identity_client_start$", r.stdout, re.M))
 
     def _start_control_plane(self):
         ca = os.path.join(self.tmp, "ca")
@@ -661,8 +655,6 @@ class Cluster:
             sidecar = c.get("restartPolicy") == "Always"
             ct = Container(c, "sidecar" if sidecar else "init")
             pod.containers.append(ct)
-            if c["name"] == "weft-proxy" and not self.identity_client:
-                self._stand_in_identity(pod, ct)
             self._start(pod, ct)
             if sidecar:
                 self._probe_until(pod, ct, "startupProbe", deadline)
@@ -682,8 +674,6 @@ class Cluster:
         for c in spec.get("containers", []):
             ct = Container(c, "app")
             pod.containers.append(ct)
-            if c["name"] == "weft-proxy" and not self.identity_client:
-                self._stand_in_identity(pod, ct)
             self._start(pod, ct)
             hook = ((c.get("lifecycle") or {}).get("postStart") or {}).get("exec")
             if hook:   # the kubelet starts the next container only once postStart returns
@@ -725,7 +715,6 @@ class Cluster:
                 env[e["name"]] = fields[fp]
             else:
                 raise RunnerError("%s: env %s: %s not supported here" % (c["name"], e["name"], list(e.get("valueFrom", {}))))
-        env.update(pod.env_override.get(c["name"], {}))
         return env
 
     def _argv(self, c, argv_override=None):
@@ -872,63 +861,6 @@ class Cluster:
             time.sleep(period)
         raise RunnerError("%s: %s %s failed: %s %s; log: %s" % (pod.key, ct.name, kind, target, detail,
                                                                 _tail(ct.log)))
-
-    # --- the identity client stand-in ----------------------------------------------
-    def _stand_in_identity(self, pod, ct):
-        """This weft-proxy build has no identity client yet, so the runner
-        does its job once: a P-256 key and CSR for the pod's SPIFFE ID, POSTed
-        from the pod's network namespace to weft-identity with the pod's
-        projected token; the chain and key go to the weft-run emptyDir, and
-        the proxy gets WEFT_CERT/WEFT_KEY there with WEFT_IDENTITY_ADDR
-        cleared. Shown in the pod's events."""
-        env = {e["name"]: e.get("value") for e in ct.spec.get("env", []) if "value" in e}
-        addr = env.get("WEFT_IDENTITY_ADDR") or ""
-        run_vol = None
-        for m in ct.spec.get("volumeMounts", []):
-            if m["mountPath"] == "/var/run/weft":
-                run_vol = (pod.volumes[m["name"]], m["mountPath"])
-        if not addr or not run_vol or not pod.token:
-            return
-        td = env.get("WEFT_TRUST_DOMAIN") or "cluster.local"
-        spiffe = "spiffe://%s/ns/%s/sa/%s" % (td, pod.ns, pod.sa)
-        keyf = os.path.join(run_vol[0], "key.pem")
-        csrf = os.path.join(pod.dir, "csr.pem")
-        sh([OPENSSL, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", keyf])
-        sh([OPENSSL, "req", "-new", "-key", keyf, "-subj", "/O=Weft", "-addext", "subjectAltName=URI:" + spiffe,
-            "-out", csrf])
-        with open(csrf) as f:
-            csr = f.read()
-        host, port = addr.rsplit(":", 1)
-        name = env.get("WEFT_IDENTITY_SERVER_NAME") or IDENTITY_NAME
-        hdr = os.path.join(pod.dir, "identity-request.hdr")
-        body = os.path.join(pod.dir, "identity-request.json")
-        _write(hdr, "Authorization: Bearer %s\n" % pod.token, 0o644)
-        _write(body, json.dumps({"csr": csr}), 0o644)
-        # As the proxy's uid in the proxy's mounts: uid 15100's traffic is not captured by weft-init's rules.
-        argv = ["curl", "-sS", "--max-time", "10", "--cacert", env.get("WEFT_TRUST_BUNDLE") or "/etc/weft/trust/ca.crt",
-                "--resolve", "%s:%s:%s" % (name, port, host), "-H", "@" + hdr, "-H", "Content-Type: application/json",
-                "--data-binary", "@" + body, "-w", "\n%{http_code}", "https://%s:%s/v1/certificates" % (name, port)]
-        r = subprocess.run(self._wrap(pod, ct.spec, argv), env={"PATH": PATH_ENV}, capture_output=True, text=True,
-                           timeout=20, stdin=subprocess.DEVNULL)
-        os.unlink(hdr)
-        text, _, code = r.stdout.rpartition("\n")
-        if r.returncode != 0 or code != "200":
-            raise RunnerError("%s: certificate from weft-identity: curl exit %d, HTTP %s: %s %s" % (
-                pod.key, r.returncode, code, text[:300], r.stderr.strip()[:300]))
-        body = text
-        ans = json.loads(body)
-        _write(os.path.join(run_vol[0], "cert.pem"), ans["certificate"] + "".join(ans.get("chain", [])), 0o644)
-        uid = (ct.spec.get("securityContext") or {}).get("runAsUser", 0)
-        gid = (ct.spec.get("securityContext") or {}).get("runAsGroup", 0)
-        os.chown(keyf, uid, gid)
-        os.chmod(keyf, 0o600)
-        pod.env_override[ct.name] = {"WEFT_CERT": run_vol[1] + "/cert.pem", "WEFT_KEY": run_vol[1] + "/key.pem",
-                                     "WEFT_IDENTITY_ADDR": ""}
-        pod.spiffe_id = ans["spiffeId"]
-        pod.events.append("weft-identity issued %s (serial %s, until %s); this weft-proxy has no identity client "
-                          "yet, so the runner fetched it with the pod's token from the pod's netns and set "
-                          "WEFT_CERT/WEFT_KEY, WEFT_IDENTITY_ADDR=\"\"" % (ans["spiffeId"], ans.get("serialNumber", "?")[:12],
-                                                                           ans.get("notAfter")))
 
 
 def reap_stale(prefix):
