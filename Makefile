@@ -82,8 +82,11 @@ unit: $(UNIT_BINS)
 golden: all
 	@WEFT_BIN=$(abspath $(BIN)) bash tests/golden/run.sh
 
+# Also refreshes manifests/' copies of templates/ (kustomize reads only files
+# under its own directory; tests/e2e fails while they differ).
 golden-update: all
 	@WEFT_BIN=$(abspath $(BIN)) bash tests/golden/run.sh --update
+	@bash manifests/sync-config.sh
 
 integration: all
 	@WEFT_BIN=$(abspath $(BIN)) WEFT_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
