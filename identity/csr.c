@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* CSR parsing and validation; see csr.h. */
+#include "errbuf.h"
 #include "csr.h"
 
 #include <ctype.h>
@@ -17,17 +18,6 @@
 #include <openssl/x509v3.h>
 
 #include "xalloc.h"
-
-static void setmsg(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void setmsg(char *msg, size_t msglen, const char *fmt, ...)
-{
-    if (!msg || !msglen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
 
 static int only_space(const char *p, size_t n)
 {
@@ -92,20 +82,20 @@ static enum ident_reason spki_p256(const CSR_SPKI *spki, EVP_PKEY **out, char *m
     if (nid != NID_X9_62_id_ecPublicKey) {
         char name[80];
         OBJ_obj2txt(name, sizeof name, alg, 0);
-        setmsg(msg, msglen, "csr key is %s, want ECDSA P-256", name);
+        errbuf_set(msg, msglen, "csr key is %s, want ECDSA P-256", name);
         return IDENT_CSR_KEY_TYPE;
     }
     if (ptype != V_ASN1_OBJECT || OBJ_obj2nid(pval) != NID_X9_62_prime256v1) {
         char name[80] = "explicit parameters";
         if (ptype == V_ASN1_OBJECT)
             OBJ_obj2txt(name, sizeof name, pval, 0);
-        setmsg(msg, msglen, "csr key is EC on %s, want P-256 (prime256v1)", name);
+        errbuf_set(msg, msglen, "csr key is EC on %s, want P-256 (prime256v1)", name);
         return IDENT_CSR_KEY_TYPE;
     }
     const unsigned char *pt = ASN1_STRING_get0_data(spki->key);
     int ptlen = ASN1_STRING_length(spki->key);
     if (ptlen != 65 || pt[0] != 0x04) {
-        setmsg(msg, msglen, "csr P-256 key must be an uncompressed point");
+        errbuf_set(msg, msglen, "csr P-256 key must be an uncompressed point");
         return IDENT_CSR_KEY_TYPE;
     }
     OSSL_PARAM params[] = {
@@ -126,7 +116,7 @@ static enum ident_reason spki_p256(const CSR_SPKI *spki, EVP_PKEY **out, char *m
     }
     if (!ok) {
         EVP_PKEY_free(pkey);
-        setmsg(msg, msglen, "csr public key is not a valid P-256 point");
+        errbuf_set(msg, msglen, "csr public key is not a valid P-256 point");
         return IDENT_CSR_KEY_TYPE;
     }
     *out = pkey;
@@ -179,13 +169,13 @@ enum ident_reason ident_csr_parse(const char *pem, size_t len, struct ident_csr 
 
     if (len > IDENT_MAX_CSR_PEM) {
         r = IDENT_CSR_NOT_PEM;
-        setmsg(msg, msglen, "csr is larger than %d bytes", IDENT_MAX_CSR_PEM);
+        errbuf_set(msg, msglen, "csr is larger than %d bytes", IDENT_MAX_CSR_PEM);
         goto out;
     }
     bio = BIO_new_mem_buf(pem, (int)len);
     if (!bio || PEM_read_bio(bio, &name, &header, &der, &derlen) != 1) {
         r = IDENT_CSR_NOT_PEM;
-        setmsg(msg, msglen, "csr is not PEM");
+        errbuf_set(msg, msglen, "csr is not PEM");
         goto out;
     }
     /* Nothing but whitespace may follow the one block. */
@@ -193,30 +183,30 @@ enum ident_reason ident_csr_parse(const char *pem, size_t len, struct ident_csr 
     long restlen = BIO_get_mem_data(bio, &rest);
     if (restlen > 0 && !only_space(rest, (size_t)restlen)) {
         r = IDENT_CSR_NOT_PEM;
-        setmsg(msg, msglen, "csr has data after its PEM block");
+        errbuf_set(msg, msglen, "csr has data after its PEM block");
         goto out;
     }
     if (strcmp(name, "CERTIFICATE REQUEST") != 0 && strcmp(name, "NEW CERTIFICATE REQUEST") != 0) {
         r = IDENT_NOT_CSR;
-        setmsg(msg, msglen, "csr PEM block is \"%.40s\", not \"CERTIFICATE REQUEST\"", name);
+        errbuf_set(msg, msglen, "csr PEM block is \"%.40s\", not \"CERTIFICATE REQUEST\"", name);
         goto out;
     }
     if (header && *header) {
         r = IDENT_NOT_CSR;
-        setmsg(msg, msglen, "csr PEM block has headers");
+        errbuf_set(msg, msglen, "csr PEM block has headers");
         goto out;
     }
     const unsigned char *p = der;
     req = (CSR_REQ *)ASN1_item_d2i(NULL, &p, derlen, ASN1_ITEM_rptr(CSR_REQ));
     if (!req || p != der + derlen || ASN1_INTEGER_get(req->info->version) != 0) {
         r = IDENT_NOT_CSR;
-        setmsg(msg, msglen, "csr is not a PKCS#10 v1 certificate request");
+        errbuf_set(msg, msglen, "csr is not a PKCS#10 v1 certificate request");
         goto out;
     }
     csr = xcalloc(1, sizeof *csr);
     if (csr_extensions(req->info, &csr->exts) < 0) {
         r = IDENT_NOT_CSR;
-        setmsg(msg, msglen, "csr extensionRequest attribute does not parse");
+        errbuf_set(msg, msglen, "csr extensionRequest attribute does not parse");
         goto out;
     }
     r = spki_p256(req->info->spki, &pkey, msg, msglen);
@@ -224,7 +214,7 @@ enum ident_reason ident_csr_parse(const char *pem, size_t len, struct ident_csr 
         goto out;
     if (ASN1_item_verify(ASN1_ITEM_rptr(CSR_INFO), req->sig_alg, req->signature, req->info, pkey) != 1) {
         r = IDENT_CSR_BAD_SIGNATURE;
-        setmsg(msg, msglen, "csr signature does not verify");
+        errbuf_set(msg, msglen, "csr signature does not verify");
         goto out;
     }
     /* Keep the SubjectPublicKeyInfo as received, without decoding it again. */
@@ -244,7 +234,7 @@ enum ident_reason ident_csr_parse(const char *pem, size_t len, struct ident_csr 
         ASN1_OBJECT_free(alg_copy);
         ASN1_OBJECT_free(curve_copy);
         r = IDENT_NOT_CSR;
-        setmsg(msg, msglen, "csr public key cannot be copied");
+        errbuf_set(msg, msglen, "csr public key cannot be copied");
         goto out;
     }
     *out = csr;
@@ -275,7 +265,7 @@ enum ident_reason ident_csr_check_identity(const struct ident_csr *csr, const ch
         GENERAL_NAMES *names = X509V3_EXT_d2i(ext);
         if (!names) {
             r = IDENT_SAN_MISMATCH;
-            setmsg(msg, msglen, "csr subjectAltName does not parse");
+            errbuf_set(msg, msglen, "csr subjectAltName does not parse");
             goto out;
         }
         for (int j = 0; j < sk_GENERAL_NAME_num(names); j++) {
@@ -294,11 +284,11 @@ enum ident_reason ident_csr_check_identity(const struct ident_csr *csr, const ch
     }
     if (other_uri || !match) {
         r = IDENT_SAN_MISMATCH;
-        setmsg(msg, msglen, "csr must name exactly %s as its URI SAN%s", spiffe_uri,
+        errbuf_set(msg, msglen, "csr must name exactly %s as its URI SAN%s", spiffe_uri,
                other_uri ? "; it names another URI" : "; it names none");
     } else if (nnames > 1 || nsan_ext > 1) {
         r = IDENT_SAN_EXTRA;
-        setmsg(msg, msglen, "csr has %d subjectAltNames; only the URI %s is allowed", nnames, spiffe_uri);
+        errbuf_set(msg, msglen, "csr has %d subjectAltNames; only the URI %s is allowed", nnames, spiffe_uri);
     }
 out:
     ERR_clear_error();

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Issuer loading and leaf signing with OpenSSL; see issuer.h. */
+#include "errbuf.h"
 #include "issuer.h"
 
 #include <errno.h>
@@ -26,17 +27,6 @@ struct ident_issuer {
     char **chain_pem;         /* sent to clients: the issuer and further intermediates */
     size_t chain_len;
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const char *ossl_reason(void)
 {
@@ -156,7 +146,7 @@ static BIO *open_bounded(const char *path, char *err, size_t errlen, int *rc)
     FILE *f = fopen(path, "rb");
     if (!f) {
         *rc = -errno;
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        errbuf_set(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     char *data = xmalloc(IDENT_MAX_ISSUER_PEM + 1);
@@ -165,7 +155,7 @@ static BIO *open_bounded(const char *path, char *err, size_t errlen, int *rc)
     if (n > IDENT_MAX_ISSUER_PEM) {
         free(data);
         *rc = -EFBIG;
-        seterr(err, errlen, "%s: larger than %d bytes", path, IDENT_MAX_ISSUER_PEM);
+        errbuf_set(err, errlen, "%s: larger than %d bytes", path, IDENT_MAX_ISSUER_PEM);
         return NULL;
     }
     BIO *bio = BIO_new(BIO_s_mem());
@@ -196,7 +186,7 @@ int ident_issuer_load(const char *cert_file, const char *key_file, const char *b
     bio = NULL;
     if (sk_X509_num(certs) == 0) {
         rc = -EINVAL;
-        seterr(err, errlen, "%s: no PEM certificate", cert_file);
+        errbuf_set(err, errlen, "%s: no PEM certificate", cert_file);
         goto out;
     }
     if (!(bio = open_bounded(key_file, err, errlen, &rc)))
@@ -204,39 +194,39 @@ int ident_issuer_load(const char *cert_file, const char *key_file, const char *b
     key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
     if (!key) {
         rc = -EINVAL;
-        seterr(err, errlen, "%s: no unencrypted PEM private key (%s)", key_file, ossl_reason());
+        errbuf_set(err, errlen, "%s: no unencrypted PEM private key (%s)", key_file, ossl_reason());
         goto out;
     }
     X509 *cert = sk_X509_value(certs, 0);
     if (X509_check_private_key(cert, key) != 1) {
         rc = -EINVAL;
-        seterr(err, errlen, "%s does not match the first certificate of %s", key_file, cert_file);
+        errbuf_set(err, errlen, "%s does not match the first certificate of %s", key_file, cert_file);
         goto out;
     }
     if (X509_check_ca(cert) < 1 || !(X509_get_key_usage(cert) & KU_KEY_CERT_SIGN)) {
         rc = -EINVAL;
-        seterr(err, errlen, "%s: the first certificate is not a CA allowed to sign certificates", cert_file);
+        errbuf_set(err, errlen, "%s: the first certificate is not a CA allowed to sign certificates", cert_file);
         goto out;
     }
     time_t now = time(NULL);
     time_t nb = asn1_to_time(X509_get0_notBefore(cert)), na = asn1_to_time(X509_get0_notAfter(cert));
     if (nb > now || na <= now) {
         rc = -EINVAL;
-        seterr(err, errlen, "%s: the issuer certificate is %s", cert_file, nb > now ? "not yet valid" : "expired");
+        errbuf_set(err, errlen, "%s: the issuer certificate is %s", cert_file, nb > now ? "not yet valid" : "expired");
         goto out;
     }
     if (bundle_file) {
         store = X509_STORE_new();
         if (X509_STORE_load_file(store, bundle_file) != 1) {
             rc = -EINVAL;
-            seterr(err, errlen, "%s: cannot load trust bundle (%s)", bundle_file, ossl_reason());
+            errbuf_set(err, errlen, "%s: cannot load trust bundle (%s)", bundle_file, ossl_reason());
             goto out;
         }
         vctx = X509_STORE_CTX_new();
         X509_STORE_CTX_init(vctx, store, cert, certs);
         if (X509_verify_cert(vctx) != 1) {
             rc = -EINVAL;
-            seterr(err, errlen, "%s does not chain to %s: %s", cert_file, bundle_file,
+            errbuf_set(err, errlen, "%s does not chain to %s: %s", cert_file, bundle_file,
                    X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx)));
             goto out;
         }
@@ -323,12 +313,12 @@ int ident_issuer_sign(struct ident_issuer *is, const X509_PUBKEY *pub, const cha
     memset(out, 0, sizeof *out);
 
     if (ident_lifetime(now, ttl, backdate, is->not_before, is->not_after, &nb, &na) < 0) {
-        seterr(err, errlen, "the issuer certificate is not valid now");
+        errbuf_set(err, errlen, "the issuer certificate is not valid now");
         return -ERANGE;
     }
     unsigned char serial[16];
     if (RAND_bytes(serial, sizeof serial) != 1) {
-        seterr(err, errlen, "no random serial: %s", ossl_reason());
+        errbuf_set(err, errlen, "no random serial: %s", ossl_reason());
         goto out;
     }
     serial[0] &= 0x7f; /* positive */
@@ -339,7 +329,7 @@ int ident_issuer_sign(struct ident_issuer *is, const X509_PUBKEY *pub, const cha
         !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) ||
         X509_set_issuer_name(x, X509_get_subject_name(is->cert)) != 1 || !copy_pubkey(x, pub) ||
         !ASN1_TIME_set(X509_getm_notBefore(x), nb) || !ASN1_TIME_set(X509_getm_notAfter(x), na)) {
-        seterr(err, errlen, "cannot build the certificate: %s", ossl_reason());
+        errbuf_set(err, errlen, "cannot build the certificate: %s", ossl_reason());
         goto out;
     }
     X509V3_CTX v3;
@@ -349,7 +339,7 @@ int ident_issuer_sign(struct ident_issuer *is, const X509_PUBKEY *pub, const cha
         !add_ext(x, &v3, NID_ext_key_usage, "serverAuth,clientAuth") ||
         !add_ext(x, &v3, NID_subject_key_identifier, "hash") ||
         !add_ext(x, &v3, NID_authority_key_identifier, "keyid:always")) {
-        seterr(err, errlen, "cannot add extensions: %s", ossl_reason());
+        errbuf_set(err, errlen, "cannot add extensions: %s", ossl_reason());
         goto out;
     }
     /* The subject is empty, so the SAN is critical (RFC 5280 4.2.1.6). Built
@@ -361,20 +351,20 @@ int ident_issuer_sign(struct ident_issuer *is, const X509_PUBKEY *pub, const cha
     if (!sans || !gn || !ia5 || ASN1_STRING_set(ia5, spiffe_uri, (int)strlen(spiffe_uri)) != 1) {
         GENERAL_NAME_free(gn);
         ASN1_IA5STRING_free(ia5);
-        seterr(err, errlen, "cannot build the SAN");
+        errbuf_set(err, errlen, "cannot build the SAN");
         goto out;
     }
     GENERAL_NAME_set0_value(gn, GEN_URI, ia5);
     sk_GENERAL_NAME_push(sans, gn);
     if (X509_add1_ext_i2d(x, NID_subject_alt_name, sans, 1, X509V3_ADD_DEFAULT) != 1 ||
         X509_sign(x, is->key, digest_for(is->key)) <= 0) {
-        seterr(err, errlen, "cannot sign: %s", ossl_reason());
+        errbuf_set(err, errlen, "cannot sign: %s", ossl_reason());
         goto out;
     }
     out->pem = cert_to_pem(x);
     hex = BN_bn2hex(bn);
     if (!out->pem || !hex) {
-        seterr(err, errlen, "cannot encode the certificate");
+        errbuf_set(err, errlen, "cannot encode the certificate");
         goto out;
     }
     snprintf(out->serial, sizeof out->serial, "%s", hex);

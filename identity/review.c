@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* TokenReview request and answer; see review.h. */
+#include "errbuf.h"
 #include "review.h"
 
 #include <stdarg.h>
@@ -7,17 +8,6 @@
 #include <string.h>
 
 #include "k8s.h"
-
-static void setmsg(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void setmsg(char *msg, size_t msglen, const char *fmt, ...)
-{
-    if (!msg || !msglen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
 
 json_t *ident_review_body(const char *token, const char *audience)
 {
@@ -32,13 +22,13 @@ enum ident_reason ident_review_result(long status, const json_t *body, const cha
     if (status != 200 && status != 201) {
         char text[256];
         k8s_status_message(body, status, text, sizeof text);
-        setmsg(msg, msglen, "TokenReview failed: %s", text);
+        errbuf_set(msg, msglen, "TokenReview failed: %s", text);
         return IDENT_TOKENREVIEW_UNAVAILABLE;
     }
     const char *kind = json_string_value(json_object_get(body, "kind"));
     const json_t *st = json_object_get(body, "status");
     if (!kind || strcmp(kind, "TokenReview") != 0 || !json_is_object(st)) {
-        setmsg(msg, msglen, "TokenReview failed: the API server's answer is not a TokenReview");
+        errbuf_set(msg, msglen, "TokenReview failed: the API server's answer is not a TokenReview");
         return IDENT_TOKENREVIEW_UNAVAILABLE;
     }
     if (!json_is_true(json_object_get(st, "authenticated"))) {
@@ -48,14 +38,14 @@ enum ident_reason ident_review_result(long status, const json_t *body, const cha
         /* The authenticators' texts: "... token has expired", "... is expired
          * (exp)", "token audiences [...] is invalid for the target audiences". */
         if (strstr(e, "expired")) {
-            setmsg(msg, msglen, "token is expired");
+            errbuf_set(msg, msglen, "token is expired");
             return IDENT_TOKEN_EXPIRED;
         }
         if (strstr(e, "audience")) {
-            setmsg(msg, msglen, "token is not for audience %s", audience);
+            errbuf_set(msg, msglen, "token is not for audience %s", audience);
             return IDENT_TOKEN_AUDIENCE;
         }
-        setmsg(msg, msglen, "token is not valid");
+        errbuf_set(msg, msglen, "token is not valid");
         return IDENT_TOKEN_INVALID;
     }
     /* An audience-aware API server says which of our audiences matched. */
@@ -70,12 +60,12 @@ enum ident_reason ident_review_result(long status, const json_t *body, const cha
             found = 1;
     }
     if (!found) {
-        setmsg(msg, msglen, "token is not for audience %s", audience);
+        errbuf_set(msg, msglen, "token is not for audience %s", audience);
         return IDENT_TOKEN_AUDIENCE;
     }
     const char *user = json_string_value(json_object_get(json_object_get(st, "user"), "username"));
     if (!user || spiffe_from_k8s_username(user, trust_domain, id) != 0) {
-        setmsg(msg, msglen, "token is not a service account's");
+        errbuf_set(msg, msglen, "token is not a service account's");
         return IDENT_NOT_SERVICE_ACCOUNT;
     }
     return IDENT_ISSUED;

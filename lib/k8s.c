@@ -3,6 +3,7 @@
  * refresh) sits around a pure HTTP/1.1 response parser and request writer.
  * Sockets are non-blocking and every wait is a poll() bounded by the
  * request's deadline, so a silent server costs at most the I/O timeout. */
+#include "errbuf.h"
 #include "k8s.h"
 
 #include <arpa/inet.h>
@@ -38,17 +39,6 @@
 
 #define K8S_POOL_IDLE_SECONDS 30 /* drop kept-alive connections older than this */
 #define K8S_MAX_LINE 1024        /* chunk-size and trailer lines */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t now_ms(void)
 {
@@ -417,11 +407,11 @@ void k8s_status_message(const json_t *body, long status, char *out, size_t outle
     const char *reason = json_string_value(json_object_get(body, "reason"));
     if (kind && strcmp(kind, "Status") == 0 && message && *message) {
         if (reason && *reason)
-            seterr(out, outlen, "HTTP %ld: %s (reason %s)", status, message, reason);
+            errbuf_set(out, outlen, "HTTP %ld: %s (reason %s)", status, message, reason);
         else
-            seterr(out, outlen, "HTTP %ld: %s", status, message);
+            errbuf_set(out, outlen, "HTTP %ld: %s", status, message);
     } else {
-        seterr(out, outlen, "HTTP %ld", status);
+        errbuf_set(out, outlen, "HTTP %ld", status);
     }
 }
 
@@ -435,7 +425,7 @@ int k8s_read_token(const char *path, char **out, char *err, size_t errlen)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = -errno;
-        seterr(err, errlen, "token file %s: %s", path, strerror(errno));
+        errbuf_set(err, errlen, "token file %s: %s", path, strerror(errno));
         goto out;
     }
     data = xmalloc(K8S_MAX_TOKEN + 1);
@@ -445,7 +435,7 @@ int k8s_read_token(const char *path, char **out, char *err, size_t errlen)
             continue;
         if (n < 0) {
             rc = -errno;
-            seterr(err, errlen, "token file %s: %s", path, strerror(errno));
+            errbuf_set(err, errlen, "token file %s: %s", path, strerror(errno));
             goto out;
         }
         if (n == 0)
@@ -453,7 +443,7 @@ int k8s_read_token(const char *path, char **out, char *err, size_t errlen)
         len += (size_t)n;
         if (len > K8S_MAX_TOKEN) {
             rc = -EFBIG;
-            seterr(err, errlen, "token file %s: larger than %d bytes", path, K8S_MAX_TOKEN);
+            errbuf_set(err, errlen, "token file %s: larger than %d bytes", path, K8S_MAX_TOKEN);
             goto out;
         }
     }
@@ -464,13 +454,13 @@ int k8s_read_token(const char *path, char **out, char *err, size_t errlen)
         len--;
     if (len == start) {
         rc = -EINVAL;
-        seterr(err, errlen, "token file %s: empty", path);
+        errbuf_set(err, errlen, "token file %s: empty", path);
         goto out;
     }
     for (size_t i = start; i < len; i++) {
         if ((unsigned char)data[i] <= 0x20 || (unsigned char)data[i] >= 0x7f) {
             rc = -EINVAL;
-            seterr(err, errlen, "token file %s: not a bearer token (byte %zu)", path, i);
+            errbuf_set(err, errlen, "token file %s: not a bearer token (byte %zu)", path, i);
             goto out;
         }
     }
@@ -515,7 +505,7 @@ static void openssl_errors(char *err, size_t errlen, const char *what)
     if (e)
         ERR_error_string_n(e, text, sizeof text);
     ERR_clear_error();
-    seterr(err, errlen, "%s: %s", what, text);
+    errbuf_set(err, errlen, "%s: %s", what, text);
 }
 
 static SSL_CTX *ctx_new(const char *ca_file, struct stat *st, char *err, size_t errlen)
@@ -529,7 +519,7 @@ static SSL_CTX *ctx_new(const char *ca_file, struct stat *st, char *err, size_t 
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
     if (stat(ca_file, st) != 0) {
-        seterr(err, errlen, "CA file %s: %s", ca_file, strerror(errno));
+        errbuf_set(err, errlen, "CA file %s: %s", ca_file, strerror(errno));
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -548,11 +538,11 @@ struct k8s_client *k8s_client_new(const char *host, const char *port, const char
 {
     struct k8s_client *c = NULL;
     if (!host || !valid_host(host) || !port || !valid_port(port)) {
-        seterr(err, errlen, "bad API server address %s:%s", host ? host : "(null)", port ? port : "(null)");
+        errbuf_set(err, errlen, "bad API server address %s:%s", host ? host : "(null)", port ? port : "(null)");
         return NULL;
     }
     if (!ca_file) {
-        seterr(err, errlen, "a CA file is required");
+        errbuf_set(err, errlen, "a CA file is required");
         return NULL;
     }
     c = xcalloc(1, sizeof *c);
@@ -584,7 +574,7 @@ struct k8s_client *k8s_client_in_cluster(char *err, size_t errlen)
     const char *host = getenv("KUBERNETES_SERVICE_HOST");
     const char *port = getenv("KUBERNETES_SERVICE_PORT");
     if (!host || !*host || !port || !*port) {
-        seterr(err, errlen, "not running in a Kubernetes cluster: KUBERNETES_SERVICE_HOST or "
+        errbuf_set(err, errlen, "not running in a Kubernetes cluster: KUBERNETES_SERVICE_HOST or "
                             "KUBERNETES_SERVICE_PORT is not set");
         return NULL;
     }
@@ -714,7 +704,7 @@ static int dial_tcp(struct k8s_client *c, uint64_t deadline, char *err, size_t e
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(c->host, c->port, &hints, &res);
     if (gai != 0) {
-        seterr(err, errlen, "resolve %s: %s", c->host, gai_strerror(gai));
+        errbuf_set(err, errlen, "resolve %s: %s", c->host, gai_strerror(gai));
         return gai == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
     }
     int rc = -EHOSTUNREACH;
@@ -747,7 +737,7 @@ static int dial_tcp(struct k8s_client *c, uint64_t deadline, char *err, size_t e
     }
     freeaddrinfo(res);
     if (rc < 0)
-        seterr(err, errlen, "connect %s:%s: %s", c->host, c->port, strerror(-rc));
+        errbuf_set(err, errlen, "connect %s:%s: %s", c->host, c->port, strerror(-rc));
     return rc;
 }
 
@@ -776,12 +766,12 @@ static int ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *data, i
             if (n == 0 || errno == 0)
                 return 0; /* EOF without close_notify */
             rc = -errno;
-            seterr(err, errlen, "%s: %s", what, strerror(errno));
+            errbuf_set(err, errlen, "%s: %s", what, strerror(errno));
             return rc;
         default: {
             long vr = SSL_get_verify_result(ssl);
             if (vr != X509_V_OK) {
-                seterr(err, errlen, "%s: server certificate not verified: %s", what,
+                errbuf_set(err, errlen, "%s: server certificate not verified: %s", what,
                        X509_verify_cert_error_string(vr));
                 ERR_clear_error();
             } else {
@@ -791,7 +781,7 @@ static int ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *data, i
         }
         }
         if (rc < 0) {
-            seterr(err, errlen, "%s: %s", what, rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+            errbuf_set(err, errlen, "%s: %s", what, rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
             return rc;
         }
     }
@@ -846,7 +836,7 @@ static int conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, stru
     int rc = ssl_io(conn->ssl, fd, op_connect, NULL, 0, deadline, err, errlen, what);
     if (rc <= 0) {
         if (rc == 0) {
-            seterr(err, errlen, "%s: connection closed", what);
+            errbuf_set(err, errlen, "%s: connection closed", what);
             rc = -ECONNRESET;
         }
         conn_close(conn);
@@ -879,14 +869,14 @@ static int conn_exchange(struct k8s_conn *conn, const struct buf *req, struct k8
         if (n == 0) {
             if (k8s_http_response_eof(resp) == 1)
                 return 0;
-            seterr(err, errlen, "read response: connection closed %s", *got ? "mid-response" : "before a response");
+            errbuf_set(err, errlen, "read response: connection closed %s", *got ? "mid-response" : "before a response");
             return *got ? -EBADMSG : -ECONNRESET;
         }
         *got = 1;
         size_t used = 0;
         int rc = k8s_http_response_feed(resp, in, (size_t)n, &used);
         if (rc < 0) {
-            seterr(err, errlen, "read response: %s",
+            errbuf_set(err, errlen, "read response: %s",
                    rc == -EFBIG ? "response larger than the limit" : "malformed HTTP response");
             return rc;
         }
@@ -922,7 +912,7 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
     resp.head_only = strcmp(method, "HEAD") == 0;
     *status = 0;
     *response = NULL;
-    seterr(err, errlen, "%s", "");
+    errbuf_set(err, errlen, "%s", "");
     uint64_t deadline = now_ms() + (uint64_t)c->io_ms; /* the whole request, connect included */
 
     pthread_mutex_lock(&c->lock);
@@ -945,7 +935,7 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
         payload = json_dumps(body, JSON_COMPACT);
         if (!payload) {
             rc = -EINVAL;
-            seterr(err, errlen, "request body cannot be serialized");
+            errbuf_set(err, errlen, "request body cannot be serialized");
             goto out;
         }
         payload_len = strlen(payload);
@@ -955,7 +945,7 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
     if (rc == 0 && payload)
         rc = buf_append(&req, payload, payload_len);
     if (rc < 0) {
-        seterr(err, errlen, "bad request: method %.16s, path or token not allowed in HTTP/1.1, or too large", method);
+        errbuf_set(err, errlen, "bad request: method %.16s, path or token not allowed in HTTP/1.1, or too large", method);
         rc = -EINVAL;
         goto out;
     }
@@ -979,7 +969,7 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
         k8s_http_response_free(&resp);
         k8s_http_response_init(&resp, c->max_response);
         resp.head_only = strcmp(method, "HEAD") == 0;
-        seterr(err, errlen, "%s", "");
+        errbuf_set(err, errlen, "%s", "");
     }
 
     *status = resp.status;
@@ -987,12 +977,12 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
         json_error_t jerr;
         *response = json_loadb(resp.body.data, resp.body.len, 0, &jerr);
         if (!*response)
-            seterr(err, errlen, "HTTP %ld: response body is not JSON: %s", resp.status, jerr.text);
+            errbuf_set(err, errlen, "HTTP %ld: response body is not JSON: %s", resp.status, jerr.text);
     }
     if (resp.status >= 400 && *response)
         k8s_status_message(*response, resp.status, err, errlen);
     else if (resp.status >= 400 && resp.body.len == 0)
-        seterr(err, errlen, "HTTP %ld", resp.status);
+        errbuf_set(err, errlen, "HTTP %ld", resp.status);
     rc = 0;
 out:
     if (conn && rc == 0 && resp.keep_alive) {

@@ -109,19 +109,5 @@ int creds_peer_finish(SSL *ssl, struct creds_peer *peer, const char *trust_domai
  * preferring what the verify callback recorded. Clears the error queue. */
 enum creds_fail creds_classify_failure(SSL *ssl, struct creds_peer *peer, int ssl_err);
 
-/* Seam for the identity issue: if proxy/identity_client.c defines this
- * (strong symbol), main.c calls it once, on the main thread, after the first
- * worker's loop is created and BEFORE any worker thread runs, when
- * WEFT_IDENTITY_ADDR is set. It may register fds and timers on `loop` (see
- * ae.h) then; afterwards it touches the loop only from its own ae callbacks,
- * which run on that worker's thread. It feeds the store with
- * creds_set_identity_pem/creds_set_trust_pem (thread-safe) and returns 0 or
- * -errno (main exits with an error naming WEFT_IDENTITY_ADDR). `cfg` is the
- * parsed configuration (proxy/config.h). Static --cert/--key files, when also
- * given, are loaded first. Declared weak so the proxy links without it. */
-struct ae_loop;
-struct proxy_config;
-int identity_client_start(struct ae_loop *loop, struct creds *creds, const struct proxy_config *cfg)
-    __attribute__((weak));
 
 #endif

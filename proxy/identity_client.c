@@ -2,6 +2,7 @@
 /* The identity client; see identity_client.h. One thread: request, install,
  * sleep until renewal (or the next retry), again. The thread's only shared
  * state is the credential store (thread-safe) and the counters below. */
+#include "errbuf.h"
 #include "identity_client.h"
 
 #include <errno.h>
@@ -24,17 +25,6 @@
 #include "metrics.h"
 #include "spiffe.h"
 #include "xalloc.h"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------- pure parts ---------- */
 
@@ -84,7 +74,7 @@ int idc_make_csr(EVP_PKEY *key, const char *spiffe_uri, char **pem, char *err, s
     BIO *bio = NULL;
     *pem = NULL;
     if (!req || !sans || !gn || !ia5 || !exts || ASN1_STRING_set(ia5, spiffe_uri, (int)strlen(spiffe_uri)) != 1) {
-        seterr(err, errlen, "cannot build the CSR");
+        errbuf_set(err, errlen, "cannot build the CSR");
         goto out;
     }
     GENERAL_NAME_set0_value(gn, GEN_URI, ia5);
@@ -93,19 +83,19 @@ int idc_make_csr(EVP_PKEY *key, const char *spiffe_uri, char **pem, char *err, s
     gn = NULL;
     ext = X509V3_EXT_i2d(NID_subject_alt_name, 1, sans);
     if (!ext || !sk_X509_EXTENSION_push(exts, ext)) {
-        seterr(err, errlen, "cannot build the CSR's SAN");
+        errbuf_set(err, errlen, "cannot build the CSR's SAN");
         goto out;
     }
     ext = NULL; /* owned by exts */
     if (X509_REQ_set_version(req, 0) != 1 || X509_REQ_set_pubkey(req, key) != 1 ||
         X509_REQ_add_extensions(req, exts) != 1 || X509_REQ_sign(req, key, EVP_sha256()) <= 0) {
-        seterr(err, errlen, "cannot sign the CSR");
+        errbuf_set(err, errlen, "cannot sign the CSR");
         goto out;
     }
     bio = BIO_new(BIO_s_mem());
     char *data;
     if (!bio || PEM_write_bio_X509_REQ(bio, req) != 1) {
-        seterr(err, errlen, "cannot encode the CSR");
+        errbuf_set(err, errlen, "cannot encode the CSR");
         goto out;
     }
     long n = BIO_get_mem_data(bio, &data);
@@ -142,15 +132,15 @@ int idc_parse_answer(const json_t *answer, const char *expect_uri, char **pem, s
     const json_t *chain = json_object_get(answer, "chain");
     *pem = NULL;
     if (!cert || !json_is_array(chain) || !strstr(cert, "-----BEGIN CERTIFICATE-----")) {
-        seterr(err, errlen, "answer has no certificate or chain");
+        errbuf_set(err, errlen, "answer has no certificate or chain");
         return -EINVAL;
     }
     if (!id || strcmp(id, expect_uri) != 0) {
-        seterr(err, errlen, "answer is for %.200s, not %.200s", id ? id : "no identity", expect_uri);
+        errbuf_set(err, errlen, "answer is for %.200s, not %.200s", id ? id : "no identity", expect_uri);
         return -EINVAL;
     }
     if (parse_rfc3339(json_string_value(json_object_get(answer, "notAfter")), not_after) < 0) {
-        seterr(err, errlen, "answer has no valid notAfter");
+        errbuf_set(err, errlen, "answer has no valid notAfter");
         return -EINVAL;
     }
     struct buf b;
@@ -174,7 +164,7 @@ int idc_parse_answer(const json_t *answer, const char *expect_uri, char **pem, s
     }
     if (rc < 0) {
         buf_free(&b);
-        seterr(err, errlen, "answer's chain is not a list of PEM strings or too large");
+        errbuf_set(err, errlen, "answer's chain is not a list of PEM strings or too large");
         return -EINVAL;
     }
     *pem = buf_steal(&b, len);
@@ -265,7 +255,7 @@ static int renew_once(struct idc *st, time_t *not_after, char *err, size_t errle
             return -ENOENT;
         k8s_client_set_max_response(st->kube, IDC_MAX_ANSWER);
         if ((rc = k8s_client_set_server_name(st->kube, st->server_name)) < 0) {
-            seterr(err, errlen, "WEFT_IDENTITY_SERVER_NAME=\"%s\" is not a host name", st->server_name);
+            errbuf_set(err, errlen, "WEFT_IDENTITY_SERVER_NAME=\"%s\" is not a host name", st->server_name);
             k8s_client_free(st->kube);
             st->kube = NULL;
             return rc;
@@ -273,7 +263,7 @@ static int renew_once(struct idc *st, time_t *not_after, char *err, size_t errle
     }
     key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     if (!key) {
-        seterr(err, errlen, "cannot make a P-256 key");
+        errbuf_set(err, errlen, "cannot make a P-256 key");
         rc = -ENOMEM;
         goto out;
     }
@@ -288,7 +278,7 @@ static int renew_once(struct idc *st, time_t *not_after, char *err, size_t errle
         const json_t *e = json_object_get(answer, "error");
         const char *reason = json_string_value(json_object_get(e, "reason"));
         const char *message = json_string_value(json_object_get(e, "message"));
-        seterr(err, errlen, "weft-identity answered %ld %s: %s", status, reason ? reason : "",
+        errbuf_set(err, errlen, "weft-identity answered %ld %s: %s", status, reason ? reason : "",
                message ? message : "(no message)");
         rc = status == 503 ? -EAGAIN : -EACCES;
         goto out;

@@ -10,9 +10,9 @@
  * weft-identity cannot be reached, an error logged once a third of the
  * lifetime is left without a renewal.
  *
- * identity_client_start (declared in creds.h) runs all this on a thread of
- * its own, so nothing here touches a worker's event loop. The pure parts are
- * exported for the unit tests. */
+ * identity_client_start runs all this on a thread of its own, so nothing here
+ * touches a worker's event loop. The pure parts are exported for the unit
+ * tests. */
 #ifndef WEFT_PROXY_IDENTITY_CLIENT_H
 #define WEFT_PROXY_IDENTITY_CLIENT_H
 #include <jansson.h>
@@ -30,6 +30,14 @@
 #define IDC_BACKOFF_MAX_MS 30000L     /* retries are at least this frequent */
 #define IDC_MAX_ANSWER (1024 * 1024)
 
+struct ae_loop;
+struct proxy_config;
+/* Called once by main.c, before any worker runs, when WEFT_IDENTITY_ADDR is
+ * set (static --cert/--key files, when also given, are loaded first). Starts
+ * the client's thread, which feeds creds with creds_set_identity_pem and
+ * creds_set_trust_pem (thread-safe). 0, or -EINVAL for a bad address, server
+ * name, namespace or service account. */
+int identity_client_start(struct ae_loop *loop, struct creds *creds, const struct proxy_config *cfg);
 /* Stops the thread (for tests and orderly exits); safe when never started. */
 void identity_client_stop(void);
 /* Appends weft_proxy_identity_renewals_total{result=...} to out (for the

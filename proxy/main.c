@@ -163,21 +163,11 @@ int main(int argc, char **argv)
     }
     atomic_store(&px.listeners_up, 1);
     if (*cfg.identity_addr) {
-        if (!identity_client_start) {
-            if (!*cfg.cert) {
-                fprintf(stderr, "weft-proxy: WEFT_IDENTITY_ADDR=\"%s\": this build has no identity client; "
-                                "give --cert/--key\n", cfg.identity_addr);
-                goto out;
-            }
-            log_warn("no identity client in this build, using the static certificate", "identity_addr=%s",
-                     cfg.identity_addr);
-        } else {
-            int r = identity_client_start(px.workers[0].loop, px.creds, &cfg);
-            if (r < 0) {
-                fprintf(stderr, "weft-proxy: WEFT_IDENTITY_ADDR=\"%s\": identity client: %s\n", cfg.identity_addr,
-                        strerror(-r));
-                goto out;
-            }
+        int r = identity_client_start(px.workers[0].loop, px.creds, &cfg);
+        if (r < 0) {
+            fprintf(stderr, "weft-proxy: WEFT_IDENTITY_ADDR=\"%s\": identity client: %s\n", cfg.identity_addr,
+                    strerror(-r));
+            goto out;
         }
     }
     if (!(admin = admin_start(&px, err, sizeof err))) {

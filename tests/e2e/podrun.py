@@ -19,7 +19,6 @@ Only what Weft's containers need is implemented:
   same certificate fetched by the runner, as static WEFT_CERT/WEFT_KEY.
 """
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -39,12 +38,6 @@ def _find(containers, name):
         if c["name"] == name:
             return c
     raise AssertionError("no container %s in %s" % (name, [c["name"] for c in containers or []]))
-
-
-def has_identity_client(proxy_bin):
-    r = subprocess.run(["nm", proxy_bin], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                       text=True)
-    return bool(re.search(r"^0*[1-9a-f][0-9a-f]* [TW] identity_client_start$", r.stdout, re.M))
 
 
 class Forwarder:
@@ -125,7 +118,6 @@ class PodRunner:
         self.cluster, self.identity, self.bin = cluster, identity, weft_bin
         self.workdir = workdir
         self.net = netns.Network(prefix="we")
-        self.identity_client = has_identity_client(os.path.join(weft_bin, "weft-proxy"))
         self.forwarder = None
 
     def close(self):
@@ -175,10 +167,7 @@ class PodRunner:
                     if v == mpath or v.startswith(mpath + "/"):
                         v = hdir + v[len(mpath):]
                 env[e["name"]] = v
-        if self.identity_client:
-            self._forward_identity(env["WEFT_IDENTITY_ADDR"])
-        else:
-            self._credentials(env, ns, sa, mounts, uid)
+        self._forward_identity(env["WEFT_IDENTITY_ADDR"])
         admin = next(pt["containerPort"] for pt in proxy.get("ports", [])
                      if pt["name"] == "weft-admin")
         log = open(os.path.join(tmp, "proxy.log"), "wb")
@@ -226,28 +215,6 @@ class PodRunner:
             os.chmod(d, 0o755 if "emptyDir" not in v else 0o700)
             out[m["mountPath"].rstrip("/")] = d
         return out
-
-    def _credentials(self, env, ns, sa, mounts, uid):
-        spiffe = "spiffe://%s/ns/%s/sa/%s" % (env.get("WEFT_TRUST_DOMAIN", "cluster.local"), ns, sa)
-        scratch = mounts.get("/var/run/weft") or tempfile.mkdtemp(dir=self.workdir)
-        key, csr = os.path.join(scratch, "key.pem"), os.path.join(scratch, "csr.pem")
-        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", csr,
-                        "-subj", "/O=weft", "-addext", "subjectAltName=URI:" + spiffe],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(env["WEFT_TOKEN_FILE"]) as f:
-            token = f.read()
-        status, ans = self.identity.request(open(csr).read(), token)
-        assert status == 200, ans
-        assert ans["spiffeId"] == spiffe
-        crt = os.path.join(scratch, "cert.pem")
-        with open(crt, "w") as f:
-            f.write(ans["certificate"] + "".join(ans["chain"]))
-        for f in (key, crt):
-            os.chown(f, uid, uid)
-            os.chmod(f, 0o600)
-        env["WEFT_CERT"], env["WEFT_KEY"] = crt, key
-        env["WEFT_IDENTITY_ADDR"] = ""
 
 
 def trust_bundle_configmap(ns, pem):

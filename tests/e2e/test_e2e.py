@@ -361,11 +361,10 @@ def test_stored_pods_run_and_talk_mtls(cluster, mesh, identity, runner):
     issued = identity.issued_total()
     server = runner.run(stored["server"])
     client = runner.run(stored["client"])
-    if runner.identity_client:
-        # Each proxy got its certificate itself, through the stamped address.
-        assert identity.issued_total() - issued >= 2
-        for p in (server, client):
-            assert p.metric("weft_proxy_certificate_expiry_timestamp_seconds") > 0
+    # Each proxy got its certificate itself, through the stamped address.
+    assert identity.issued_total() - issued >= 2
+    for p in (server, client):
+        assert p.metric("weft_proxy_certificate_expiry_timestamp_seconds") > 0
 
     with client.host.inside():  # the socket belongs to the client pod
         s = socket.create_connection((server.ip4, 8080), timeout=10)
