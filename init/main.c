@@ -36,23 +36,6 @@ struct family {
     int applied;
 };
 
-/* Reads a small /proc file into b; 0 or -errno. */
-static int read_file(const char *path, struct buf *b)
-{
-    FILE *f = fopen(path, "re");
-    int rc = 0;
-    if (!f)
-        return -errno;
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if ((rc = buf_append(b, chunk, n)) < 0)
-            break;
-    fclose(f);
-    buf_cstr(b);
-    return rc;
-}
-
 /* Escapes s for a logfmt quoted value: newlines become " | ", quotes \". */
 static const char *logfmt_quote(const char *s, char *dst, size_t dstlen)
 {
@@ -78,8 +61,8 @@ static void ipv6_probe(int *stack, int *in_use)
     struct buf b, d;
     buf_init(&b, 1 << 20);
     buf_init(&d, 64);
-    *stack = read_file("/proc/net/if_inet6", &b) == 0;
-    if (*stack && read_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", &d) == 0 &&
+    *stack = buf_read_file(&b, "/proc/net/if_inet6") == 0;
+    if (*stack && buf_read_file(&d, "/proc/sys/net/ipv6/conf/all/disable_ipv6") == 0 &&
         buf_cstr(&d)[0] == '1')
         *stack = 0;
     *in_use = *stack && rules_ipv6_in_use(buf_cstr(&b));
@@ -99,7 +82,7 @@ static int legacy_has_rules(void)
         struct buf t, out;
         buf_init(&t, 4096);
         buf_init(&out, SAVE_MAX);
-        if (read_file(names[i], &t) == 0 && t.len > 0 && run_in_path(saves[i])) {
+        if (buf_read_file(&t, names[i]) == 0 && t.len > 0 && run_in_path(saves[i])) {
             char *argv[] = {(char *)saves[i], NULL};
             if (run_command(argv, NULL, 0, &out, NULL, CMD_TIMEOUT_MS) == 0)
                 found = rules_save_has_rules(buf_cstr(&out));

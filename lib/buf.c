@@ -92,3 +92,22 @@ char *buf_steal(struct buf *b, size_t *len)
     buf_init(b, b->max);
     return out;
 }
+
+int buf_read_file(struct buf *b, const char *path)
+{
+    int stdin_wanted = path[0] == '-' && path[1] == '\0';
+    FILE *f = stdin_wanted ? stdin : fopen(path, "rbe");
+    if (!f)
+        return -errno;
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = buf_append(b, chunk, n);
+    if (rc == 0 && ferror(f))
+        rc = -EIO;
+    if (!stdin_wanted)
+        fclose(f);
+    buf_cstr(b);
+    return rc;
+}

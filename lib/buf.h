@@ -21,6 +21,9 @@ int buf_append(struct buf *b, const void *data, size_t len);
 int buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vappendf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 const char *buf_cstr(struct buf *b);
+/* Appends the whole file at path (or stdin for "-"): 0, -errno when it
+ * cannot be read, or -E2BIG when it would exceed the buffer's max. */
+int buf_read_file(struct buf *b, const char *path);
 /* Hands the bytes to the caller (free() them); the buffer is left empty. */
 char *buf_steal(struct buf *b, size_t *len);
 

@@ -200,29 +200,16 @@ fail:
 
 json_t *yamljson_load_file(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
     struct buf b;
     buf_init(&b, YAMLJSON_MAX_BYTES);
-    char chunk[8192];
-    size_t n;
     json_t *out = NULL;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_append(&b, chunk, n) < 0) {
-            snprintf(err, errlen, "%s: larger than %d bytes", path, YAMLJSON_MAX_BYTES);
-            goto out;
-        }
-    }
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: read error", path);
-        goto out;
-    }
-    out = yamljson_parse(b.data ? b.data : "", b.len, path, err, errlen);
-out:
+    int rc = buf_read_file(&b, path);
+    if (rc == -E2BIG)
+        snprintf(err, errlen, "%s: larger than %d bytes", path, YAMLJSON_MAX_BYTES);
+    else if (rc < 0)
+        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+    else
+        out = yamljson_parse(b.data, b.len, path, err, errlen);
     buf_free(&b);
-    fclose(f);
     return out;
 }

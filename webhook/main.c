@@ -167,12 +167,13 @@ static int run_check(const struct options *o)
         }
     }
     struct buf in;
-    buf_init(&in, REVIEW_MAX_BODY + 1);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
-        if (buf_append(&in, chunk, n) < 0)
-            break;
+    buf_init(&in, REVIEW_MAX_BODY);
+    int read = buf_read_file(&in, "-");
+    if (read < 0) {
+        fprintf(stderr, "weft-webhook: stdin: %s\n", read == -E2BIG ? "larger than 4 MiB" : strerror(-read));
+        buf_free(&in);
+        goto out;
+    }
     struct review_result r;
     review_handle(&ic, in.data ? in.data : "", in.len, file_lookup, ns_ann, &r);
     printf("%s\n", r.body);

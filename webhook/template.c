@@ -166,30 +166,20 @@ static json_t *load_one(const char *dir, const char *file, int want_array, EVP_M
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
     struct buf b;
     buf_init(&b, TEMPLATE_MAX_BYTES);
-    char chunk[8192];
-    size_t n;
     json_t *doc = NULL;
-    int too_big = 0;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (buf_append(&b, chunk, n) < 0) {
-            too_big = 1;
-            break;
-        }
-    fclose(f);
-    if (too_big) {
-        snprintf(err, errlen, "%s: larger than %d bytes", path, TEMPLATE_MAX_BYTES);
+    int rc = buf_read_file(&b, path);
+    if (rc < 0) {
+        if (rc == -E2BIG)
+            snprintf(err, errlen, "%s: larger than %d bytes", path, TEMPLATE_MAX_BYTES);
+        else
+            snprintf(err, errlen, "%s: %s", path, strerror(-rc));
         goto out;
     }
     EVP_DigestUpdate(hash, file, strlen(file) + 1);
-    EVP_DigestUpdate(hash, b.data ? b.data : "", b.len);
-    doc = yamljson_parse(b.data ? b.data : "", b.len, path, err, errlen);
+    EVP_DigestUpdate(hash, b.data, b.len);
+    doc = yamljson_parse(b.data, b.len, path, err, errlen);
     if (doc && (want_array ? !json_is_array(doc) : !json_is_object(doc))) {
         snprintf(err, errlen, "%s: must be a %s", path, want_array ? "list" : "mapping");
         json_decref(doc);
