@@ -73,7 +73,14 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $$(call core_objs,$$(call part_
 	$(CC) $(WEFT_CFLAGS) -I$(call part_of,$*) $(WEFT_LDFLAGS) -o $@ $< \
 	  $(call core_objs,$(call part_of,$*)) $(LIBWEFT) $(LDLIBS) -lcmocka
 
-test: deps all unit golden integration e2e
+# The suites run one after the other (each may still build in parallel):
+# integration and e2e tests must not compete for the machine.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory golden
+	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory e2e
 	@echo "make test: all suites passed"
 
 unit: $(UNIT_BINS)

@@ -91,8 +91,8 @@ def image_table(bindir):
                                          "entrypoint": [os.path.join(bindir, "weft-proxy")]},
         "ghcr.io/weft-mesh/weft-init": {"weft-init": [os.path.join(bindir, "weft-init")],
                                         "entrypoint": [os.path.join(bindir, "weft-init")]},
-        DEMO_IMAGE: {"demo-app": [PYTHON, os.path.join(HERE, "app.py")],
-                     "entrypoint": [PYTHON, os.path.join(HERE, "app.py")]},
+        DEMO_IMAGE: {"demo-app": [PYTHON, os.path.join(bindir, "app.py")],
+                     "entrypoint": [PYTHON, os.path.join(bindir, "app.py")]},
     }
 
 
@@ -255,13 +255,16 @@ class Cluster:
 
     def _init(self, bindir):
         os.chmod(self.tmp, 0o755)   # containers run as other uids and read what they need from here
-        # "Pull" the images: a copy of the binaries, so a rebuild during the run changes nothing.
+        # "Pull" the images: a copy of the binaries and the demo app, so a rebuild during the run
+        # changes nothing and the containers' uids can read them wherever the repository is.
         self.bindir = os.path.join(self.tmp, "bin")
         os.makedirs(self.bindir)
         os.chmod(self.bindir, 0o755)
         try:
             for b in ("weft-webhook", "weft-identity", "weft-proxy", "weft-init"):
                 shutil.copy2(os.path.join(bindir, b), os.path.join(self.bindir, b))
+            shutil.copy(os.path.join(HERE, "app.py"), os.path.join(self.bindir, "app.py"))
+            os.chmod(os.path.join(self.bindir, "app.py"), 0o644)
         except OSError as e:
             raise RunnerError("cannot copy the weft binaries from %s: %s (run make first)" % (bindir, e))
         self.images = image_table(self.bindir)
