@@ -23,22 +23,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <gnutls/abstract.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <microhttpd.h>
 
 #include "buf.h"
+#include "certwatch.h"
 #include "k8s.h"
 #include "log.h"
 #include "metrics.h"
 #include "review.h"
 #include "xalloc.h"
 
-#define SERVING_MAX_CERTS 8
-#define SERVING_MAX_PEM (1024 * 1024)
 #define DISCARD_MAX (1024 * 1024) /* body bytes read and dropped before a 413 */
-#define RETIRED_KEEP_SECONDS 600 /* serving credentials outlive their last handshake by this much */
 
 /* ---------- metrics ---------- */
 
@@ -90,187 +85,6 @@ static int file_sig_same(const struct file_sig *a, const struct file_sig *b)
            a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
-/* ---------- serving credentials (GnuTLS) ---------- */
-
-struct serving {
-    gnutls_pcert_st pcerts[SERVING_MAX_CERTS];
-    unsigned npcerts;
-    gnutls_privkey_t key;
-    time_t not_after;
-    time_t retired_at;     /* 0 while current */
-    struct serving *next;  /* retired list */
-};
-
-static pthread_mutex_t serving_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct serving *serving_current;
-static struct serving *serving_retired;
-
-static void serving_free(struct serving *s)
-{
-    if (!s)
-        return;
-    for (unsigned i = 0; i < s->npcerts; i++)
-        gnutls_pcert_deinit(&s->pcerts[i]);
-    if (s->key)
-        gnutls_privkey_deinit(s->key);
-    free(s);
-}
-
-static int read_file(const char *path, size_t max, gnutls_datum_t *out, char *err, size_t errlen)
-{
-    int rc = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct buf b;
-    buf_init(&b, max);
-    if (fd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    char chunk[8192];
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        if (buf_append(&b, chunk, (size_t)n) < 0) {
-            rc = -EFBIG;
-            snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
-            goto out;
-        }
-    }
-    explicit_bzero(chunk, sizeof chunk);
-    size_t len = 0;
-    out->data = (unsigned char *)buf_steal(&b, &len);
-    out->size = (unsigned)len;
-    if (!out->data) {
-        rc = -EINVAL;
-        snprintf(err, errlen, "%s: empty", path);
-    }
-out:
-    if (fd >= 0)
-        close(fd);
-    buf_free(&b);
-    return rc;
-}
-
-static void datum_wipe(gnutls_datum_t *d)
-{
-    if (d->data) {
-        explicit_bzero(d->data, d->size);
-        free(d->data);
-    }
-    d->data = NULL;
-    d->size = 0;
-}
-
-static int serving_load(const char *cert_file, const char *key_file, struct serving **out, char *err, size_t errlen)
-{
-    gnutls_datum_t cert = {0}, key = {0};
-    struct serving *s = xcalloc(1, sizeof *s);
-    gnutls_pubkey_t pub = NULL;
-    int rc = read_file(cert_file, SERVING_MAX_PEM, &cert, err, errlen);
-    if (rc == 0)
-        rc = read_file(key_file, SERVING_MAX_PEM, &key, err, errlen);
-    if (rc < 0)
-        goto out;
-    s->npcerts = SERVING_MAX_CERTS;
-    int g = gnutls_pcert_list_import_x509_raw(s->pcerts, &s->npcerts, &cert, GNUTLS_X509_FMT_PEM,
-                                              GNUTLS_X509_CRT_LIST_IMPORT_FAIL_IF_EXCEED |
-                                                  GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED);
-    if (g < 0) {
-        s->npcerts = 0;
-        rc = -EINVAL;
-        snprintf(err, errlen, "%s: %s", cert_file, gnutls_strerror(g));
-        goto out;
-    }
-    if ((g = gnutls_privkey_init(&s->key)) < 0 ||
-        (g = gnutls_privkey_import_x509_raw(s->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
-        rc = -EINVAL;
-        snprintf(err, errlen, "%s: %s", key_file, gnutls_strerror(g));
-        goto out;
-    }
-    /* The key must be the first certificate's. */
-    unsigned char id1[64], id2[64];
-    size_t l1 = sizeof id1, l2 = sizeof id2;
-    if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_privkey(pub, s->key, 0, 0) < 0 ||
-        gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, id1, &l1) < 0 ||
-        gnutls_pubkey_get_key_id(s->pcerts[0].pubkey, GNUTLS_KEYID_USE_SHA256, id2, &l2) < 0 || l1 != l2 ||
-        memcmp(id1, id2, l1) != 0) {
-        rc = -EINVAL;
-        snprintf(err, errlen, "%s does not match the first certificate of %s", key_file, cert_file);
-        goto out;
-    }
-    gnutls_x509_crt_t crt;
-    if (gnutls_x509_crt_init(&crt) == 0) {
-        if (gnutls_x509_crt_import(crt, &s->pcerts[0].cert, GNUTLS_X509_FMT_DER) == 0)
-            s->not_after = gnutls_x509_crt_get_expiration_time(crt);
-        gnutls_x509_crt_deinit(crt);
-    }
-    *out = s;
-    s = NULL;
-out:
-    if (pub)
-        gnutls_pubkey_deinit(pub);
-    datum_wipe(&cert);
-    datum_wipe(&key);
-    serving_free(s);
-    return rc;
-}
-
-/* Installs s; the previous credentials are retired, not freed: GnuTLS may
- * still be using them in a handshake that picked them a moment ago. */
-static void serving_install(struct serving *s)
-{
-    time_t now = time(NULL);
-    pthread_mutex_lock(&serving_lock);
-    if (serving_current) {
-        serving_current->retired_at = now;
-        serving_current->next = serving_retired;
-        serving_retired = serving_current;
-    }
-    serving_current = s;
-    struct serving **pp = &serving_retired;
-    while (*pp) {
-        if (now - (*pp)->retired_at > RETIRED_KEEP_SECONDS) {
-            struct serving *dead = *pp;
-            *pp = dead->next;
-            serving_free(dead);
-        } else {
-            pp = &(*pp)->next;
-        }
-    }
-    pthread_mutex_unlock(&serving_lock);
-}
-
-/* gnutls_certificate_retrieve_function2: called in each handshake. */
-static int serving_cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
-                           const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pcert,
-                           unsigned int *pcert_length, gnutls_privkey_t *pkey)
-{
-    (void)session;
-    (void)req_ca_dn;
-    (void)nreqs;
-    (void)pk_algos;
-    (void)pk_algos_length;
-    int rc = -1;
-    pthread_mutex_lock(&serving_lock);
-    if (serving_current) {
-        *pcert = serving_current->pcerts;
-        *pcert_length = serving_current->npcerts;
-        *pkey = serving_current->key;
-        rc = 0;
-    }
-    pthread_mutex_unlock(&serving_lock);
-    return rc;
-}
-
 /* ---------- issuer ---------- */
 
 static pthread_mutex_t issuer_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -300,7 +114,6 @@ static void issuer_install(struct ident_issuer *is)
 struct reloader {
     const struct ident_server_config *cfg;
     struct file_sig issuer_sig[3];  /* cert, key, bundle */
-    struct file_sig serving_sig[2];
 };
 
 static int reload_issuer(struct reloader *r, int force)
@@ -330,26 +143,20 @@ static int reload_issuer(struct reloader *r, int force)
     return 1;
 }
 
-static int reload_serving(struct reloader *r, int force)
+/* The serving certificate is also re-checked on every handshake (lib/certwatch);
+ * this periodic check logs and counts the outcome. */
+static int reload_serving(void)
 {
-    struct file_sig sig[2];
-    file_sig_get(r->cfg->tls_cert, &sig[0]);
-    file_sig_get(r->cfg->tls_key, &sig[1]);
-    if (!force && file_sig_same(&sig[0], &r->serving_sig[0]) && file_sig_same(&sig[1], &r->serving_sig[1]))
-        return 0;
-    memcpy(r->serving_sig, sig, sizeof sig);
     char err[512];
-    struct serving *s = NULL;
-    int rc = serving_load(r->cfg->tls_cert, r->cfg->tls_key, &s, err, sizeof err);
+    int rc = certwatch_refresh(err, sizeof err);
     if (rc < 0) {
         metrics_inc(&reload_counters[3]);
         log_error("serving certificate not loaded, keeping the previous one", "error=\"%s\"", err);
-        return rc;
+    } else if (rc > 0) {
+        metrics_inc(&reload_counters[2]);
+        log_info("serving certificate loaded", "not_after=%lld", certwatch_not_after());
     }
-    serving_install(s);
-    metrics_inc(&reload_counters[2]);
-    log_info("serving certificate loaded", "cert=%s not_after=%lld", r->cfg->tls_cert, (long long)s->not_after);
-    return 1;
+    return rc;
 }
 
 /* ---------- HTTP handlers ---------- */
@@ -529,12 +336,6 @@ static int ready(char *why, size_t whylen)
         ok = 0;
     }
     ident_issuer_unref(is);
-    pthread_mutex_lock(&serving_lock);
-    if (ok && !serving_current) {
-        snprintf(why, whylen, "no serving certificate loaded\n");
-        ok = 0;
-    }
-    pthread_mutex_unlock(&serving_lock);
     if (ok)
         snprintf(why, whylen, "ok\n");
     return ok;
@@ -563,9 +364,7 @@ static void render_metrics(struct buf *out)
     metrics_gauge(out, "weft_identity_issuer_not_after_timestamp_seconds", "",
                   is ? (double)ident_issuer_not_after(is) : 0);
     ident_issuer_unref(is);
-    pthread_mutex_lock(&serving_lock);
-    double serving_na = serving_current ? (double)serving_current->not_after : 0;
-    pthread_mutex_unlock(&serving_lock);
+    double serving_na = (double)certwatch_not_after();
     metrics_header(out, "weft_identity_serving_not_after_timestamp_seconds", "gauge",
                    "Expiry of the loaded serving certificate (0: none).");
     metrics_gauge(out, "weft_identity_serving_not_after_timestamp_seconds", "", serving_na);
@@ -695,7 +494,7 @@ static struct MHD_Daemon *start_daemon(const char *listen, int tls, unsigned max
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     if (tls) {
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)serving_cert_cb};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, certwatch_mhd_callback()};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
                                             (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_STACK_SIZE, 512 * 1024, NULL};
@@ -742,8 +541,14 @@ int ident_server_run(const struct ident_server_config *cfg)
     k8s_client_set_timeouts(st.kube, (int)(cfg->kube_timeout * 1000 / 2), (int)(cfg->kube_timeout * 1000));
 
     /* Both must load at start; later failures keep the previous ones. */
-    if (reload_issuer(&rl, 1) < 0 || reload_serving(&rl, 1) < 0)
+    if (reload_issuer(&rl, 1) < 0)
         goto out;
+    if (certwatch_init(cfg->tls_cert, cfg->tls_key, err, sizeof err) < 0) {
+        metrics_inc(&reload_counters[3]);
+        log_error("serving certificate not loaded", "error=\"%s\"", err);
+        goto out;
+    }
+    metrics_inc(&reload_counters[2]);
 
     api = start_daemon(cfg->listen, 1, cfg->max_connections, on_request, &st, err, sizeof err);
     if (api)
@@ -765,7 +570,7 @@ int ident_server_run(const struct ident_server_config *cfg)
         }
         if (sig == SIGHUP || time(NULL) >= next_check) {
             reload_issuer(&rl, sig == SIGHUP);
-            reload_serving(&rl, sig == SIGHUP);
+            reload_serving();
             next_check = time(NULL) + cfg->reload_interval;
         }
     }
@@ -777,14 +582,7 @@ out:
         MHD_stop_daemon(mon);
     k8s_client_free(st.kube);
     issuer_install(NULL);
-    serving_install(NULL);
-    pthread_mutex_lock(&serving_lock);
-    while (serving_retired) {
-        struct serving *s = serving_retired;
-        serving_retired = s->next;
-        serving_free(s);
-    }
-    pthread_mutex_unlock(&serving_lock);
+    certwatch_shutdown();
     for (int i = 0; i < IDENT_REASON_COUNT; i++) {
         free((char *)reason_counters[i].labels);
         reason_counters[i].labels = NULL;

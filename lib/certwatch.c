@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct pair {
     gnutls_pcert_st pcerts[CERTWATCH_MAX_CHAIN];
     unsigned npcerts;
     gnutls_privkey_t key;
+    long long not_after; /* of the leaf */
 };
 
 struct file_id {
@@ -116,6 +118,12 @@ static struct pair *pair_load(char *err, size_t errlen)
         snprintf(err, errlen, "%s does not hold the key of %s", w.key_path, w.cert_path);
         goto fail;
     }
+    gnutls_x509_crt_t leaf;
+    if (gnutls_x509_crt_init(&leaf) == 0) {
+        if (gnutls_x509_crt_import(leaf, &p->pcerts[0].cert, GNUTLS_X509_FMT_DER) == 0)
+            p->not_after = (long long)gnutls_x509_crt_get_expiration_time(leaf);
+        gnutls_x509_crt_deinit(leaf);
+    }
     gnutls_free(cert.data);
     gnutls_free(key.data);
     return p;
@@ -190,6 +198,14 @@ int certwatch_init(const char *cert_path, const char *key_path, char *err, size_
 void *certwatch_mhd_callback(void)
 {
     return (void *)&retrieve;
+}
+
+long long certwatch_not_after(void)
+{
+    pthread_mutex_lock(&w.lock);
+    long long t = w.pairs[w.current] ? w.pairs[w.current]->not_after : 0;
+    pthread_mutex_unlock(&w.lock);
+    return t;
 }
 
 unsigned long certwatch_generation(void)

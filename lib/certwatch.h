@@ -16,6 +16,8 @@ void *certwatch_mhd_callback(void);
 /* Checks the files now (also done on every handshake); 1 when a new pair was
  * taken, 0 when unchanged, -errno when the new files do not load. */
 int certwatch_refresh(char *err, size_t errlen);
+/* Expiry of the certificate now served (0 when none). */
+long long certwatch_not_after(void);
 /* How many times a new pair was taken since start. */
 unsigned long certwatch_generation(void);
 void certwatch_shutdown(void);
