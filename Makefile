@@ -96,7 +96,8 @@ golden-update: all
 	@bash manifests/sync-config.sh
 
 integration: all
-	@WEFT_BIN=$(abspath $(BIN)) WEFT_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	@WEFT_BIN=$(abspath $(BIN)) WEFT_BUILD=$(abspath $(BUILD)) WEFT_SANITIZER=$(SANITIZER) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # Builds the pinned control plane into its cache first when it is missing
 # (about 5 minutes once; see tests/e2e/README.md).

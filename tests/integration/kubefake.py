@@ -366,6 +366,9 @@ def build_c(src, out, part=None):
     cmd = ["cc", "-std=c11", "-D_GNU_SOURCE", "-O1", "-g", "-Wall", "-Werror", "-I" + os.path.join(REPO, "lib")]
     if part:
         cmd.append("-I" + os.path.join(REPO, part))
+    sanitizer = os.environ.get("WEFT_SANITIZER")  # set by make SANITIZER=...: link like the objects
+    if sanitizer:
+        cmd += ["-fsanitize=" + sanitizer, "-fno-sanitize-recover=all"]
     cmd += cflags + ["-o", out, src] + objs + [os.path.join(build, "libweft.a")] + libs + ["-lm", "-lpthread"]
     subprocess.run(cmd, check=True)
     return out

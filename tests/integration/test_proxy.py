@@ -458,7 +458,10 @@ def test_10000_connections_leave_no_fd_or_memory_behind(pair):
         fds, rss = _proc(p.pid())
         fds0, rss0 = base[p]
         assert fds == fds0, f"{p.name}: fds {fds0} -> {fds}"
-        assert rss - rss0 < 1024, f"{p.name}: RSS {rss0} kB -> {rss} kB"
+        # AddressSanitizer holds freed memory in quarantine, so RSS says nothing
+        # there; LeakSanitizer checks the proxy at exit instead.
+        if os.environ.get("WEFT_SANITIZER") != "address":
+            assert rss - rss0 < 1024, f"{p.name}: RSS {rss0} kB -> {rss} kB"
     assert b.metric(r'connections_closed_total\{direction="inbound",tls="true"') == 11000
 
 
