@@ -15,6 +15,25 @@ static const char *string_at(json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
+/* Messages quote the request (a token jansson choked on, an annotation
+ * value) and are cut to fit their buffer, so they may hold bytes that are not
+ * UTF-8, which JSON cannot carry: those become '?'. */
+static void make_utf8(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = *p < 0x80 ? 1 : (*p >> 5) == 0x6 ? 2 : (*p >> 4) == 0xe ? 3 : (*p >> 3) == 0x1e ? 4 : 0;
+        size_t i = 1;
+        while (n && i < n && (p[i] & 0xc0) == 0x80)
+            i++;
+        if (n == 0 || i < n || (n == 2 && *p < 0xc2)) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 static void set_body(struct review_result *out, json_t *doc)
 {
     out->body = json_dumps(doc, JSON_COMPACT);
@@ -28,7 +47,8 @@ static void bad_request(struct review_result *out, const char *why)
     out->outcome = REVIEW_ERROR;
     out->reason = "bad-request";
     snprintf(out->message, sizeof out->message, "%s", why);
-    set_body(out, json_pack("{s:s}", "error", why));
+    make_utf8(out->message);
+    set_body(out, json_pack("{s:s}", "error", out->message));
 }
 
 static char *base64(const char *data, size_t len)
@@ -51,6 +71,7 @@ static void answer(struct review_result *out, const char *uid, int allowed, int 
     buf_appendf(&b, "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":%s,"
                     "\"allowed\":%s", uid_json ? uid_json : "\"\"", allowed ? "true" : "false");
     if (!allowed) {
+        make_utf8(out->message);
         json_t *status = json_pack("{s:i, s:s}", "code", code, "message", out->message);
         char *text = json_dumps(status, JSON_COMPACT);
         buf_appendf(&b, ",\"status\":%s", text);
