@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "certwatch.h"
+#include "confstore.h"
 #include "inject.h"
 #include "k8s.h"
 #include "log.h"
@@ -21,6 +22,8 @@
 #include "review.h"
 #include "server.h"
 #include "template.h"
+
+#define CONFIG_CHECK_SECONDS 2 /* how often mesh.yaml and the templates are checked for changes */
 
 struct options {
     const char *config, *templates, *tls_cert, *tls_key, *listen, *metrics_listen;
@@ -126,22 +129,6 @@ static int parse_flags(int argc, char **argv, struct options *o)
     return 0;
 }
 
-static int load_config(const struct options *o, struct templates *t, struct inject_config *ic)
-{
-    char err[1024];
-    memset(ic, 0, sizeof *ic);
-    if (templates_load(o->templates, t, err, sizeof err) < 0) {
-        fprintf(stderr, "weft-webhook: %s\n", err);
-        return -EINVAL;
-    }
-    if (inject_config_load(o->config, t, ic, err, sizeof err) < 0) {
-        fprintf(stderr, "weft-webhook: %s\n", err);
-        templates_free(t);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 /* The check subcommand's lookup: annotations from a file, like the API would give. */
 static int file_lookup(void *ctx, const char *ns, json_t **annotations, char *err, size_t errlen)
 {
@@ -152,12 +139,14 @@ static int file_lookup(void *ctx, const char *ns, json_t **annotations, char *er
 
 static int run_check(const struct options *o)
 {
-    struct templates t;
-    struct inject_config ic;
+    struct conf conf;
     json_t *ns_ann = NULL;
+    char err[1024];
     int rc = 2;
-    if (load_config(o, &t, &ic) < 0)
+    if (conf_load(o->config, o->templates, &conf, err, sizeof err) < 0) {
+        fprintf(stderr, "weft-webhook: %s\n", err);
         return 2;
+    }
     if (o->ns_annotations_file) {
         json_error_t jerr;
         ns_ann = json_load_file(o->ns_annotations_file, 0, &jerr);
@@ -175,15 +164,14 @@ static int run_check(const struct options *o)
         goto out;
     }
     struct review_result r;
-    review_handle(&ic, in.data ? in.data : "", in.len, file_lookup, ns_ann, &r);
+    review_handle(&conf.inject, in.data ? in.data : "", in.len, file_lookup, ns_ann, &r);
     printf("%s\n", r.body);
     free(r.body);
     buf_free(&in);
     rc = r.http_status == 200 ? 0 : 1;
 out:
     json_decref(ns_ann);
-    inject_config_free(&ic);
-    templates_free(&t);
+    conf_free(&conf);
     return rc;
 }
 
@@ -242,14 +230,15 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    struct templates t;
-    struct inject_config ic;
+    struct confstore *configs;
     struct nscache *cache = NULL;
     struct server *s = NULL;
     char err[1024];
     int rc = 2;
-    if (load_config(&o, &t, &ic) < 0)
+    if (!(configs = confstore_new(o.config, o.templates, err, sizeof err))) {
+        fprintf(stderr, "weft-webhook: %s\n", err);
         return 2;
+    }
     if (certwatch_init(o.tls_cert, o.tls_key, err, sizeof err) < 0) {
         fprintf(stderr, "weft-webhook: %s\n", err);
         goto out;
@@ -265,24 +254,38 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct server_options so = {o.listen, o.metrics_listen, o.threads, o.idle_timeout, &ic,
+    struct server_options so = {o.listen, o.metrics_listen, o.threads, o.idle_timeout, configs,
                                 cache ? nscache_lookup : NULL, cache};
     if (!(s = server_start(&so, err, sizeof err))) {
         fprintf(stderr, "weft-webhook: %s\n", err);
         rc = 1;
         goto out;
     }
+    const struct conf *conf = confstore_get(configs);
     log_info("weft-webhook started", "version=%s port=%u metrics_port=%u templates=%s template_version=%s",
-             WEFT_VERSION, server_port(s), server_metrics_port(s), o.templates, t.version);
+             WEFT_VERSION, server_port(s), server_metrics_port(s), o.templates, conf->templates.version);
+    confstore_put(configs, conf);
+    /* Between signals, look for a changed mesh.yaml or template. */
     int sig = 0;
-    sigwait(&stop, &sig);
+    const struct timespec period = {CONFIG_CHECK_SECONDS, 0};
+    while ((sig = sigtimedwait(&stop, NULL, &period)) < 0) {
+        int changed = confstore_refresh(configs, err, sizeof err);
+        if (changed < 0)
+            log_error("configuration not reloaded, keeping the previous one", "error=\"%s\"", err);
+        if (changed > 0) {
+            conf = confstore_get(configs);
+            log_info("configuration reloaded", "template_version=%s", conf->templates.version);
+            confstore_put(configs, conf);
+        }
+        if (changed)
+            server_count_reload(changed > 0);
+    }
     log_info("weft-webhook stopping", "signal=%d", sig);
     rc = 0;
 out:
     server_stop(s);
     nscache_free(cache);
     certwatch_shutdown();
-    inject_config_free(&ic);
-    templates_free(&t);
+    confstore_free(configs);
     return rc;
 }

@@ -50,6 +50,12 @@ static struct metrics_counter reviews[] = {
     {"outcome=\"error\",reason=\"not-found\"", 0},
 };
 
+/* Config reloads, counted by main.c's check loop through server_count_reload(). */
+static struct metrics_counter config_reloads[] = {
+    {"result=\"ok\"", 0},
+    {"result=\"error\"", 0},
+};
+
 static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1};
 static struct metrics_histogram latency = {latency_bounds, sizeof latency_bounds / sizeof *latency_bounds, {0}, 0, 0};
 
@@ -167,8 +173,10 @@ static enum MHD_Result on_inject(void *cls, struct MHD_Connection *conn, const c
         return refuse(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, "too-large", "body larger than 4 MiB");
 
     struct review_result r;
-    review_handle(s->o.inject, req->body.data ? req->body.data : "", req->body.len, s->o.lookup, s->o.lookup_ctx,
+    const struct conf *conf = confstore_get(s->o.configs);
+    review_handle(&conf->inject, req->body.data ? req->body.data : "", req->body.len, s->o.lookup, s->o.lookup_ctx,
                   &r);
+    confstore_put(s->o.configs, conf);
     count(outcome_names[r.outcome], r.reason);
     uint64_t ns = metrics_now_ns() - req->started_ns;
     metrics_observe_ns(&latency, ns);
@@ -209,6 +217,9 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const 
                      reviews, sizeof reviews / sizeof *reviews);
     metrics_histogram_render(&out, "weft_webhook_review_duration_seconds",
                              "Time from request to answer, body included.", &latency);
+    metrics_counters(&out, "weft_webhook_config_reloads_total",
+                     "Times mesh.yaml or a template changed on disk, by whether the new files loaded.",
+                     config_reloads, 2);
     metrics_header(&out, "weft_webhook_certificate_reloads_total", "counter",
                    "Times the serving certificate was replaced from disk.");
     metrics_gauge(&out, "weft_webhook_certificate_reloads_total", "", (double)(certwatch_generation() - 1));
@@ -295,6 +306,11 @@ struct server *server_start(const struct server_options *o, char *err, size_t er
 fail:
     server_stop(s);
     return NULL;
+}
+
+void server_count_reload(int ok)
+{
+    metrics_inc(&config_reloads[ok ? 0 : 1]);
 }
 
 unsigned server_port(const struct server *s)

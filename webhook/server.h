@@ -6,7 +6,7 @@
 #define WEFT_WEBHOOK_SERVER_H
 #include <stddef.h>
 
-#include "inject.h"
+#include "confstore.h"
 #include "review.h"
 
 #define SERVER_MAX_CONNECTIONS 1024
@@ -16,7 +16,7 @@ struct server_options {
     const char *metrics_listen;
     unsigned threads;
     unsigned idle_timeout_s;     /* a stalled or idle client is dropped after this */
-    const struct inject_config *inject;
+    struct confstore *configs;   /* each request uses the snapshot current when it ends */
     review_ns_lookup lookup;     /* NULL: namespace annotations are not read */
     void *lookup_ctx;
 };
@@ -30,5 +30,7 @@ struct server *server_start(const struct server_options *o, char *err, size_t er
 unsigned server_port(const struct server *s);
 unsigned server_metrics_port(const struct server *s);
 void server_stop(struct server *s);
+/* Counts a configuration reload in /metrics. */
+void server_count_reload(int ok);
 
 #endif

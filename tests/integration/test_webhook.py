@@ -50,13 +50,13 @@ def make_serving_cert(d, name):
 
 
 class Webhook:
-    def __init__(self, tmp, *extra):
+    def __init__(self, tmp, *extra, config=f"{REPO}/templates/mesh.yaml", templates=f"{REPO}/templates"):
         self.tmp = tmp
         self.ca = f"{tmp}/ca.crt"
         self.cert, self.key = f"{tmp}/tls.crt", f"{tmp}/tls.key"
         self.log = open(f"{tmp}/webhook.log", "w+")
         self.proc = subprocess.Popen(
-            [f"{BIN}/weft-webhook", "--config", f"{REPO}/templates/mesh.yaml", "--templates", f"{REPO}/templates",
+            [f"{BIN}/weft-webhook", "--config", config, "--templates", templates,
              "--tls-cert", self.cert, "--tls-key", self.key, "--listen", "127.0.0.1:0",
              "--metrics-listen", "127.0.0.1:0", *extra], stderr=self.log)
         deadline = time.time() + 10
@@ -75,13 +75,18 @@ class Webhook:
         return f"https://127.0.0.1:{self.port}{path}"
 
     def stop(self):
+        """SIGTERM; the webhook must exit 0 (under ASan: with no leak or error)."""
         self.proc.terminate()
         try:
-            self.proc.wait(5)
+            code = self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            code = "killed"
+        self.log.seek(0)
+        text = self.log.read()
         self.log.close()
+        assert code == 0 and "Sanitizer" not in text, text[-3000:]
 
     def post(self, body, content_type="application/json", method="POST", path="/inject", extra=()):
         """curl over HTTPS; returns (status, body)."""
@@ -388,3 +393,47 @@ def test_flags(tmp):
                         "--config", f"{REPO}/templates/mesh.yaml", "--templates", f"{REPO}/templates"],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "does not hold the key" in r.stderr
+
+
+def test_config_changes_apply_without_restart(tmp):
+    """mesh.yaml and the templates are re-read when they change on disk (a
+    ConfigMap update); a change that does not load keeps the last good one."""
+    conf = f"{tmp}/config"
+    shutil.copytree(f"{REPO}/templates", conf)
+    w = Webhook(tmp, "--no-namespace-lookup", config=f"{conf}/mesh.yaml", templates=conf)
+    try:
+        req = golden_request("minimal-pod")
+
+        def proxy_env():
+            pod = apply(req, w.review(req))
+            return {e["name"]: e.get("value") for e in pod["spec"]["initContainers"][1]["env"]}
+
+        def replace(path, text):
+            with open(path + ".new", "w") as f:
+                f.write(text)
+            os.replace(path + ".new", path)  # as a ConfigMap volume swaps its files
+
+        def wait_for(pred):
+            deadline = time.time() + 10
+            while time.time() < deadline and not pred():
+                time.sleep(0.2)
+            return pred()
+
+        assert proxy_env()["WEFT_MTLS_MODE"] == "STRICT"
+        mesh = open(f"{conf}/mesh.yaml").read()
+        replace(f"{conf}/mesh.yaml", mesh.replace("mtlsMode: STRICT", "mtlsMode: PERMISSIVE"))
+        assert wait_for(lambda: proxy_env()["WEFT_MTLS_MODE"] == "PERMISSIVE")
+        # A broken file is refused and counted; reviews go on with the last good config.
+        replace(f"{conf}/mesh.yaml", mesh.replace("mtlsMode: STRICT", "mtlsMode: SOMETIMES"))
+        assert wait_for(lambda: 'weft_webhook_config_reloads_total{result="error"} 1' in w.metrics())
+        assert proxy_env()["WEFT_MTLS_MODE"] == "PERMISSIVE"
+        # A template change shows in the injected pod and in its status version.
+        tmpl = open(f"{conf}/proxy-container.yaml").read()
+        replace(f"{conf}/proxy-container.yaml", tmpl.replace("periodSeconds: 2", "periodSeconds: 3"))
+        replace(f"{conf}/mesh.yaml", mesh)
+        assert wait_for(lambda: apply(req, w.review(req))["spec"]["initContainers"][1]["readinessProbe"]
+                        ["periodSeconds"] == 3)
+        assert proxy_env()["WEFT_MTLS_MODE"] == "STRICT"
+        assert 'weft_webhook_config_reloads_total{result="ok"}' in w.metrics()
+    finally:
+        w.stop()
