@@ -34,7 +34,6 @@ root.
 import base64
 import contextlib
 import copy
-import ctypes
 import fcntl
 import http.client
 import itertools
@@ -60,6 +59,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import kubefake  # noqa: E402  (the fake API server, shared with the integration tests)
+from netns import inside  # noqa: E402  (this thread into a network namespace)
 
 PYTHON = "/usr/bin/python3"
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -68,8 +68,6 @@ NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 _ids = itertools.count()
 
 NODE_IP = "198.18.0.1"
@@ -113,23 +111,6 @@ def sh(argv, check=True, timeout=30, **kw):
     if check and r.returncode != 0:
         raise RunnerError("%s: exit %d: %s" % (" ".join(argv[:6]), r.returncode, (r.stderr or r.stdout).strip()[-300:]))
     return r
-
-
-@contextlib.contextmanager
-def inside(netns):
-    """This thread in network namespace `netns` for the block; sockets made
-    in it stay there."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open("/run/netns/" + netns, os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns " + netns)
-        yield
-    finally:
-        os.close(target)
-        if _libc.setns(home, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns back")
-        os.close(home)
 
 
 def http_get(netns, host, port, path, timeout=2.0, tls=None, server_name=None):

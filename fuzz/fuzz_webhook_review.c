@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "confstore.h"
 #include "review.h"
 
-static struct templates tmpl;
-static struct inject_config cfg;
+static struct conf conf;
 static json_t *ns_annotations;
 
 static int lookup(void *ctx, const char *ns, json_t **annotations, char *err, size_t errlen)
@@ -27,8 +27,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     char err[512];
-    if (templates_load("templates", &tmpl, err, sizeof err) < 0 ||
-        inject_config_load("templates/mesh.yaml", &tmpl, &cfg, err, sizeof err) < 0) {
+    if (conf_load("templates/mesh.yaml", "templates", &conf, err, sizeof err) < 0) {
         fprintf(stderr, "fuzz_webhook_review: %s (run from the repository root)\n", err);
         abort();
     }
@@ -39,7 +38,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct review_result r;
-    review_handle(&cfg, (const char *)data, size, lookup, NULL, &r);
+    review_handle(&conf.inject, (const char *)data, size, lookup, NULL, &r);
     if (!r.body || (r.http_status != 200 && r.http_status != 400 && r.http_status != 413))
         abort();
     free(r.body);

@@ -80,6 +80,27 @@ def http_ok(url, timeout=2):
         return False
 
 
+def wait_ready(name, proc, metrics_port, logs, timeout):
+    """Until /readyz on the metrics port answers 200; fails with the logs if
+    the process exits or the timeout passes."""
+    ready = "http://127.0.0.1:%d/readyz" % metrics_port
+    deadline = time.monotonic() + timeout
+    while not http_ok(ready):
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited %s:\n%s" % (name, proc.returncode, logs()))
+        if time.monotonic() > deadline:
+            raise TimeoutError("%s not ready:\n%s" % (name, logs()))
+        time.sleep(0.1)
+
+
+def metric_sum(metrics_port, prefix):
+    """The sum of every /metrics sample whose line starts with prefix."""
+    url = "http://127.0.0.1:%d/metrics" % metrics_port
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
 class Webhook:
     """weft-webhook on 127.0.0.1:<port>, reached by the API server through
     manifests/overlays/e2e with this run's port and CA."""
@@ -172,23 +193,11 @@ class Webhook:
             env.pop("KUBERNETES_SERVICE_HOST", None)
             args.append("--no-namespace-lookup")
             self.proc = spawn(args, env, self.log)
-        ready = "http://127.0.0.1:%d/readyz" % self.metrics_port
-        deadline = time.monotonic() + timeout
-        while not http_ok(ready):
-            if self.proc.poll() is not None:
-                raise RuntimeError("weft-webhook exited %s:\n%s" % (self.proc.returncode,
-                                                                   self.logs()))
-            if time.monotonic() > deadline:
-                raise TimeoutError("weft-webhook not ready:\n" + self.logs())
-            time.sleep(0.1)
+        wait_ready("weft-webhook", self.proc, self.metrics_port, self.logs, timeout)
 
     def reviews_total(self):
         """Sum of weft_webhook_reviews_total over all outcomes."""
-        url = "http://127.0.0.1:%d/metrics" % self.metrics_port
-        with urllib.request.urlopen(url, timeout=5) as r:
-            text = r.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("weft_webhook_reviews_total"))
+        return metric_sum(self.metrics_port, "weft_webhook_reviews_total")
 
     def stop_process(self):
         kill(self.proc)
@@ -252,22 +261,10 @@ class Identity:
                      "--kube-ca", os.path.join(sa, "ca.crt"),
                      "--kube-token", os.path.join(sa, "token")]
             self.proc = spawn(args, env, self.log)
-        ready = "http://127.0.0.1:%d/readyz" % self.metrics_port
-        deadline = time.monotonic() + timeout
-        while not http_ok(ready):
-            if self.proc.poll() is not None:
-                raise RuntimeError("weft-identity exited %s:\n%s" % (self.proc.returncode,
-                                                                     self.logs()))
-            if time.monotonic() > deadline:
-                raise TimeoutError("weft-identity not ready:\n" + self.logs())
-            time.sleep(0.1)
+        wait_ready("weft-identity", self.proc, self.metrics_port, self.logs, timeout)
 
     def issued_total(self):
-        url = "http://127.0.0.1:%d/metrics" % self.metrics_port
-        with urllib.request.urlopen(url, timeout=5) as r:
-            text = r.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("weft_identity_certificates_issued_total"))
+        return metric_sum(self.metrics_port, "weft_identity_certificates_issued_total")
 
     def request(self, csr_pem, token):
         """POST /v1/certificates; returns (HTTP status, JSON answer)."""

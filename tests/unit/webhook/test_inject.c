@@ -10,17 +10,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "confstore.h"
 #include "inject.h"
 
-static struct templates tmpl;
-static struct inject_config cfg;
+static struct conf conf;
+#define cfg (conf.inject)
 
 static int setup(void **state)
 {
     (void)state;
     char err[512];
-    if (templates_load("templates", &tmpl, err, sizeof err) < 0 ||
-        inject_config_load("templates/mesh.yaml", &tmpl, &cfg, err, sizeof err) < 0) {
+    if (conf_load("templates/mesh.yaml", "templates", &conf, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -30,8 +30,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    inject_config_free(&cfg);
-    templates_free(&tmpl);
+    conf_free(&conf);
     return 0;
 }
 
