@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -54,6 +55,22 @@ static int main_probe_ready(uint16_t port)
     }
     close(fd);
     return ok;
+}
+
+/* Runtimes start containers with a soft limit of 1,024 open files (systemd's
+ * and containerd 2's default) under a much higher hard limit. Every proxied
+ * connection holds two descriptors, so take all the hard limit allows. */
+static unsigned long long main_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    if (rl.rlim_cur != rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl.rlim_cur = rl.rlim_max;
+    }
+    return (unsigned long long)rl.rlim_cur;
 }
 
 static int main_wait_ready(int argc, char **argv)
@@ -127,6 +144,7 @@ int main(int argc, char **argv)
     log_parse_level(cfg.log_level, &lvl);
     log_set_level(lvl);
     signal(SIGPIPE, SIG_IGN);
+    unsigned long long open_files = main_raise_fd_limit();
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -179,9 +197,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "weft-proxy: cannot start worker thread\n");
             break;
         }
-    log_info("weft-proxy started", "version=%s pod=%s/%s inbound=%u outbound=%u admin=%u workers=%u mtls=%s policy=%s",
+    log_info("weft-proxy started", "version=%s pod=%s/%s inbound=%u outbound=%u admin=%u workers=%u open_files=%llu mtls=%s policy=%s",
              WEFT_VERSION, cfg.pod_namespace, cfg.pod_name, cfg.inbound_port, cfg.outbound_port, cfg.admin_port,
-             cfg.workers, cfg.mtls_mode == MTLS_STRICT ? "STRICT" : "PERMISSIVE",
+             cfg.workers, open_files, cfg.mtls_mode == MTLS_STRICT ? "STRICT" : "PERMISSIVE",
              authz_policy_name(cfg.authz.policy));
     if (started == px.nworkers) {
         int sig = 0;
