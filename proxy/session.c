@@ -530,6 +530,17 @@ static void session_io(struct ae_loop *loop, int fd, void *data, int mask)
     session_step(s);
 }
 
+/* Bytes may have arrived while the loop was busy, so what is queued decides;
+ * nothing, or a first flight still incomplete, counts as plaintext (a
+ * server-first protocol, or an idle caller). */
+static enum classify_result session_classify_at_deadline(struct session *s)
+{
+    unsigned char *buf = (unsigned char *)s->w->scratch;
+    ssize_t n = recv(s->down.fd, buf, CLASSIFY_MAX_BYTES, MSG_PEEK | MSG_DONTWAIT);
+    enum classify_result r = n > 0 ? classify_first_bytes(buf, (size_t)n) : CLASSIFY_PLAINTEXT;
+    return r == CLASSIFY_NEED_MORE ? CLASSIFY_PLAINTEXT : r;
+}
+
 void session_tick(struct worker *w, uint64_t now)
 {
     const struct proxy_config *cfg = w->px->cfg;
@@ -547,12 +558,11 @@ void session_tick(struct worker *w, uint64_t now)
             continue;
         switch (s->stage) {
         case STAGE_DETECT:
-            /* No first bytes: a server-first protocol, or an idle caller. */
             if (s->detect_timer) {
                 ae_timer_del(w->loop, s->detect_timer);
                 s->detect_timer = 0;
             }
-            session_detected(s, CLASSIFY_PLAINTEXT);
+            session_detected(s, session_classify_at_deadline(s));
             break;
         case STAGE_TLS_ACCEPT:
         case STAGE_TLS_CONNECT:
@@ -630,7 +640,11 @@ void session_accept(struct worker *w, int fd, enum pm_dir dir)
               session_addr(&src, a, sizeof a));
     if (dir == PM_INBOUND) {
         s->stage = STAGE_DETECT;
-        s->deadline_ms = ae_now_ms(w->loop) + px->cfg->detect_timeout_ms;
+        /* STRICT accepts nothing but mesh TLS, so a slow client proxy gets
+         * the whole handshake time to send its ClientHello; PERMISSIVE must
+         * decide soon that a silent caller speaks a server-first protocol. */
+        s->deadline_ms = ae_now_ms(w->loop) + (px->cfg->mtls_mode == MTLS_STRICT ? px->cfg->handshake_timeout_ms
+                                                                                  : px->cfg->detect_timeout_ms);
         session_set_mask(s, &s->down, AE_READABLE);
         return;
     }

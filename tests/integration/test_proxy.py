@@ -190,13 +190,34 @@ def test_strict_refuses_plaintext_and_it_reaches_no_app(pair):
         out = tls_client(net, b.ip4, 7000, alpn=("h2",))
         assert out == b""
         raise ConnectionError("closed")
-    # A caller that sends nothing (server-first protocol) is refused after the detection wait.
-    with netns.inside(net.node.netns):
-        s = socket.create_connection((b.ip4, 7000), timeout=5)
-    assert s.recv(10) == b""
-    s.close()
     time.sleep(0.2)
     assert b.app_conns() == before
+
+
+def test_strict_waits_the_handshake_timeout_for_a_late_client_hello(env):
+    """A busy client proxy may send its ClientHello long after the TCP
+    handshake; STRICT must not take the silence for plaintext."""
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_HANDSHAKE_TIMEOUT_MS": "1500"})
+    cert, key = ca.issue("shop", "front")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["weft/1"])
+    ctx.load_cert_chain(cert, key)
+    with netns.inside(net.node.netns):
+        late, silent = socket.socket(), socket.socket()
+    for s in (late, silent):
+        s.settimeout(5)
+        s.connect((b.ip4, 7000))
+    t0 = time.monotonic()
+    time.sleep(1)  # well past the 300 ms detection wait
+    with ctx.wrap_socket(late) as t:
+        t.sendall(b"WHO\n")
+        assert pe.recv_all(t) == b"back 127.0.0.1\n"
+    assert silent.recv(10) == b""  # nothing sent: refused once the handshake timeout passes
+    assert 1.4 < time.monotonic() - t0 < 4
+    silent.close()
+    assert b.metric(r'inbound_refused_total\{kind="plaintext"\}') == 1
 
 
 def test_permissive_accepts_plaintext(env):
