@@ -41,6 +41,10 @@ static const char usage[] =
     "  --kube-token FILE        bearer token file for the API server (with --kube-api)\n"
     "  --kube-timeout DURATION  TokenReview timeout (default 5s)\n"
     "  --max-connections N      concurrent HTTPS connections (default 1000)\n"
+    "  --publish-namespaces SEL copy --trust-bundle into ConfigMap weft-trust-bundle of\n"
+    "                           every namespace matching label selector SEL (injected\n"
+    "                           pods mount it); kept current when the bundle changes\n"
+    "  --publish-interval DUR   how often to look for namespaces and changes (default 10s)\n"
     "  --log-level LEVEL        debug, info, warn or error (default info)\n"
     "  --help                   this text\n"
     "  --version                the version\n"
@@ -65,6 +69,8 @@ enum {
     OPT_KUBE_TOKEN,
     OPT_KUBE_TIMEOUT,
     OPT_MAX_CONNECTIONS,
+    OPT_PUBLISH_NAMESPACES,
+    OPT_PUBLISH_INTERVAL,
     OPT_LOG_LEVEL,
     OPT_HELP,
     OPT_VERSION,
@@ -88,6 +94,8 @@ static const struct option options[] = {
     {"kube-token", required_argument, NULL, OPT_KUBE_TOKEN},
     {"kube-timeout", required_argument, NULL, OPT_KUBE_TIMEOUT},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"publish-namespaces", required_argument, NULL, OPT_PUBLISH_NAMESPACES},
+    {"publish-interval", required_argument, NULL, OPT_PUBLISH_INTERVAL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -120,6 +128,7 @@ int main(int argc, char **argv)
         .kube_timeout = 5,
         .reload_interval = 10,
         .max_connections = 1000,
+        .publish_interval = 10,
         .core = {.trust_domain = "cluster.local", .audience = "weft-identity", .ttl = IDENT_DEFAULT_TTL,
                  .backdate = IDENT_DEFAULT_BACKDATE},
     };
@@ -170,6 +179,15 @@ int main(int argc, char **argv)
                 return bad(name, optarg, "must be a number from 1 to 100000");
             cfg.max_connections = (unsigned)n;
             break;
+        case OPT_PUBLISH_NAMESPACES:
+            if (!*optarg || strlen(optarg) > 1024)
+                return bad(name, optarg, "must be a label selector of 1 to 1024 characters");
+            cfg.publish_selector = optarg;
+            break;
+        case OPT_PUBLISH_INTERVAL:
+            if ((rc = duration(name, optarg, 1, 3600, &cfg.publish_interval)))
+                return rc;
+            break;
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &level) < 0)
                 return bad(name, optarg, "must be debug, info, warn or error");
@@ -199,6 +217,10 @@ int main(int argc, char **argv)
     }
     if (!cfg.kube_api && (cfg.kube_ca || cfg.kube_token)) {
         fprintf(stderr, "weft-identity: --kube-ca and --kube-token go with --kube-api (see --help)\n");
+        return 2;
+    }
+    if (cfg.publish_selector && !cfg.trust_bundle) {
+        fprintf(stderr, "weft-identity: --publish-namespaces needs --trust-bundle (see --help)\n");
         return 2;
     }
     return ident_server_run(&cfg);

@@ -30,6 +30,7 @@
 #include "k8s.h"
 #include "log.h"
 #include "metrics.h"
+#include "publish.h"
 #include "review.h"
 #include "xalloc.h"
 
@@ -368,6 +369,7 @@ static void render_metrics(struct buf *out)
     metrics_header(out, "weft_identity_serving_not_after_timestamp_seconds", "gauge",
                    "Expiry of the loaded serving certificate (0: none).");
     metrics_gauge(out, "weft_identity_serving_not_after_timestamp_seconds", "", serving_na);
+    publish_render_metrics(out);
 }
 
 static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -557,6 +559,11 @@ int ident_server_run(const struct ident_server_config *cfg)
         log_error("cannot start", "error=\"%s\"", err);
         goto out;
     }
+    if (cfg->publish_selector && publish_start(st.kube, cfg->trust_bundle, cfg->publish_selector,
+                                               cfg->publish_interval) < 0) {
+        log_error("cannot start the trust bundle publisher", "selector=\"%s\"", cfg->publish_selector);
+        goto out;
+    }
     log_info("weft-identity started", "listen=%s metrics=%s trust_domain=%s audience=%s ttl=%ld", cfg->listen,
              cfg->metrics_listen, cfg->core.trust_domain, cfg->core.audience, cfg->core.ttl);
 
@@ -580,6 +587,7 @@ out:
         MHD_stop_daemon(api);
     if (mon)
         MHD_stop_daemon(mon);
+    publish_stop();
     k8s_client_free(st.kube);
     issuer_install(NULL);
     certwatch_shutdown();

@@ -18,6 +18,8 @@ struct ident_server_config {
     long kube_timeout;           /* seconds */
     long reload_interval;        /* seconds between file checks */
     unsigned max_connections;
+    const char *publish_selector; /* namespaces that get ConfigMap weft-trust-bundle; NULL = none */
+    long publish_interval;        /* seconds between publishing rounds */
     struct ident_config core;
 };
 

@@ -215,11 +215,3 @@ class PodRunner:
             os.chmod(d, 0o755 if "emptyDir" not in v else 0o700)
             out[m["mountPath"].rstrip("/")] = d
         return out
-
-
-def trust_bundle_configmap(ns, pem):
-    """What the mesh would publish into each namespace (nothing does yet)."""
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "weft-trust-bundle", "namespace": ns},
-            "data": {"ca.crt": pem}}
-

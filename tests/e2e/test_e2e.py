@@ -320,6 +320,74 @@ def test_identity_checks_real_tokens_with_tokenreview(cluster, mesh, identity):
         assert status == 401, ans
 
 
+def published_bundle(cluster, ns):
+    r = cluster.kubectl("get", "configmap", "weft-trust-bundle", "-n", ns, "-o", "json", check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def wait_published(cluster, ns, pem, timeout=20):
+    """weft-identity's copy of the trust bundle in ns, once it carries pem."""
+    return cluster.wait_for(lambda: (lambda cm: cm if cm and cm.get("data", {}).get("ca.crt") == pem else None)(
+        published_bundle(cluster, ns)), timeout, "weft-trust-bundle in %s" % ns)
+
+
+def test_identity_publishes_the_trust_bundle_into_opted_in_namespaces(cluster, identity):
+    """Injected pods mount ConfigMap weft-trust-bundle from their own
+    namespace: weft-identity (as its service account, with the manifests'
+    RBAC) creates it in opted-in namespaces only, and rewrites it when the
+    trust anchors change."""
+    on, off = "e2e-bundle", "e2e-bundle-off"
+    meshed_ns(cluster, on)
+    cluster.create_namespace(off)
+    pem = open(identity.bundle).read()
+    cm = wait_published(cluster, on, pem)
+    assert cm["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "weft-identity"
+    assert published_bundle(cluster, off) is None
+
+    # Rotation: a second anchor is added to the bundle (the first step of a
+    # root rotation); the copies follow, other keys set by hand survive.
+    cluster.kubectl("patch", "configmap", "weft-trust-bundle", "-n", on, "--type", "merge",
+                    "-p", json.dumps({"data": {"note": "kept"}}))
+    other = cl.CA(os.path.join(identity.dir, "rotation"), "weft-e2e-next-root")
+    rotated = pem + open(other.crt).read()
+    updated = identity.published("updated")
+    try:
+        with open(identity.bundle + ".new", "w") as f:
+            f.write(rotated)
+        os.rename(identity.bundle + ".new", identity.bundle)
+        cm = wait_published(cluster, on, rotated)
+        assert cm["data"]["note"] == "kept"
+        assert identity.published("updated") > updated
+    finally:
+        with open(identity.bundle + ".new", "w") as f:
+            f.write(pem)
+        os.rename(identity.bundle + ".new", identity.bundle)
+    wait_published(cluster, on, pem)
+
+    # A bundle that is not only certificates is not published anywhere.
+    failed = identity.published("failed")
+    try:
+        with open(identity.bundle + ".new", "w") as f:
+            f.write(pem + open(identity.issuer_key).read())
+        os.rename(identity.bundle + ".new", identity.bundle)
+        cluster.wait_for(lambda: identity.published("failed") > failed, 20, "a refused bundle")
+        assert "PRIVATE KEY" not in published_bundle(cluster, on)["data"]["ca.crt"]
+        assert "not a CERTIFICATE" in identity.logs()
+    finally:
+        with open(identity.bundle + ".new", "w") as f:
+            f.write(pem)
+        os.rename(identity.bundle + ".new", identity.bundle)
+
+    # Its RBAC reaches that one ConfigMap, not the others.
+    sa = "system:serviceaccount:weft-system:weft-identity"
+    def can(*args):
+        return cluster.kubectl("auth", "can-i", *args, "--as", sa, check=False).stdout.strip()
+    assert can("update", "configmap/weft-trust-bundle", "-n", on) == "yes"
+    assert can("get", "configmap/other", "-n", on) == "no"
+    assert can("list", "configmaps", "-n", on) == "no"
+    assert can("delete", "configmap/weft-trust-bundle", "-n", on) == "no"
+
+
 @pytest.fixture
 def runner(cluster, identity, weft_bin):
     if os.geteuid() != 0:
@@ -345,10 +413,9 @@ def test_stored_pods_run_and_talk_mtls(cluster, mesh, identity, runner):
     (fetched by the proxy's identity client at the stamped address);
     the client's plain TCP call reaches the server over mTLS, and plaintext
     from outside the mesh is refused (STRICT)."""
-    import podrun
     ns = "e2e-run"
     meshed_ns(cluster, ns)
-    cluster.create_json(podrun.trust_bundle_configmap(ns, open(identity.root.crt).read()))
+    wait_published(cluster, ns, open(identity.bundle).read())
     for sa in ("web", "shopper"):
         cluster.kubectl("create", "serviceaccount", sa, "-n", ns)
     stored = {}

@@ -68,12 +68,17 @@ def test_base_renders_what_issue_7_lists():
             assert objs[(kind, name)]["metadata"]["namespace"] == "weft-system", (kind, name)
     for sa in ("weft-webhook", "weft-identity"):
         assert ("ServiceAccount", sa) in objs
-    # RBAC: the webhook reads namespaces, identity creates TokenReviews, nothing more.
+    # RBAC: the webhook reads namespaces; identity creates TokenReviews and
+    # publishes the trust bundle (its one ConfigMap by name), nothing more.
     assert objs[("ClusterRole", "weft-webhook")]["rules"] == [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
     assert objs[("ClusterRole", "weft-identity")]["rules"] == [
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
-         "verbs": ["create"]}]
+         "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["weft-trust-bundle"],
+         "verbs": ["get", "update"]}]
     for name in ("weft-webhook", "weft-identity"):
         b = objs[("ClusterRoleBinding", name)]
         assert b["roleRef"]["name"] == name
@@ -122,6 +127,11 @@ def test_base_renders_what_issue_7_lists():
     assert w["failurePolicy"] == "Fail"
     assert 1 <= w["timeoutSeconds"] <= 10
     assert w["reinvocationPolicy"] == "IfNeeded"
+    # Identity publishes the trust bundle into the namespaces the webhook injects.
+    ident = objs[("Deployment", "weft-identity")]["spec"]["template"]["spec"]["containers"][0]
+    assert "--publish-namespaces=weft.dev/inject=enabled" in ident["args"]
+    assert {"key": "weft.dev/inject", "operator": "In", "values": ["enabled"]} in \
+        w["namespaceSelector"]["matchExpressions"]
     assert w["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                            "resources": ["pods"], "scope": "Namespaced"}]
     exprs = {e["key"]: e for e in w["namespaceSelector"]["matchExpressions"]}

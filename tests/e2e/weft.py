@@ -238,6 +238,9 @@ class Identity:
         self.cert, self.key = self.root.issue(
             "serving", "weft-identity.weft-system.svc", server=True,
             dns=("weft-identity.weft-system.svc",), ips=("127.0.0.1",))
+        # The bundle it publishes: a copy of the root that a test may rotate.
+        self.bundle = os.path.join(self.dir, "trust-bundle.pem")
+        shutil.copyfile(self.root.crt, self.bundle)
         self.port = cl.free_port()
         self.metrics_port = cl.free_port()
         self.proc = None
@@ -249,7 +252,8 @@ class Identity:
                 "--metrics-listen", "127.0.0.1:%d" % self.metrics_port,
                 "--tls-cert", self.cert, "--tls-key", self.key,
                 "--issuer-cert", self.issuer_cert, "--issuer-key", self.issuer_key,
-                "--trust-bundle", self.root.crt]
+                "--trust-bundle", self.bundle,
+                "--publish-namespaces", "weft.dev/inject=enabled", "--publish-interval", "1s"]
         env = dict(os.environ)
         sa = self.cluster.service_account_dir("weft-identity", "weft-system")
         if os.geteuid() == 0:
@@ -262,6 +266,9 @@ class Identity:
                      "--kube-token", os.path.join(sa, "token")]
             self.proc = spawn(args, env, self.log)
         wait_ready("weft-identity", self.proc, self.metrics_port, self.logs, timeout)
+
+    def published(self, result):
+        return metric_sum(self.metrics_port, 'weft_identity_trust_bundle_publish_total{result="%s"}' % result)
 
     def issued_total(self):
         return metric_sum(self.metrics_port, "weft_identity_certificates_issued_total")
