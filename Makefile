@@ -14,7 +14,7 @@ VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PYTHON     := /usr/bin/python3
 
 CC         ?= gcc
-PKGS       := libmicrohttpd gnutls jansson yaml-0.1 openssl
+PKGS       := libmicrohttpd gnutls jansson yaml-0.1 openssl libnghttp2
 WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 OPT        ?= -O2 -g
 # CFLAGS and LDFLAGS given on the command line are added to, not replacing, these.

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* WEFT_APP_PROBES parsing (pure, jansson) and the blocking probe runner used
- * by the admin thread. Success follows the kubelet: HTTP status 200-399, or
- * a TCP connection that opens. */
+ * by the admin thread. Success follows the kubelet: HTTP status 200-399, a
+ * TCP connection that opens, or a gRPC health check answered SERVING. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 
+#include "grpc_health.h"
 #include "probes.h"
 #include "spiffe.h"
 #include "xalloc.h"
@@ -129,6 +130,23 @@ static int probes_parse_http(json_t *h, struct probe *p, char *err, size_t errle
     return 0;
 }
 
+static int probes_parse_grpc(json_t *g, struct probe *p, char *err, size_t errlen)
+{
+    p->type = PROBE_GRPC;
+    if (!json_is_object(g) || probes_get_port(json_object_get(g, "port"), &p->port) < 0) {
+        snprintf(err, errlen, "grpc.port must be an integer 1-65535");
+        return -EINVAL;
+    }
+    json_t *svc = json_object_get(g, "service");
+    if (svc && (!json_is_string(svc) || !probes_valid_text(json_string_value(svc), GRPC_HEALTH_MAX_SERVICE, 1))) {
+        snprintf(err, errlen, "grpc.service must be a string of at most %d bytes without control characters",
+                 GRPC_HEALTH_MAX_SERVICE);
+        return -EINVAL;
+    }
+    p->service = xstrdup(svc ? json_string_value(svc) : "");
+    return 0;
+}
+
 static int probes_parse_one(const char *key, json_t *v, struct probe *p, char *err, size_t errlen)
 {
     const char *slash = strchr(key, '/');
@@ -151,10 +169,13 @@ static int probes_parse_one(const char *key, json_t *v, struct probe *p, char *e
         p->timeout_ms = (unsigned)json_integer_value(t) * 1000u;
     }
     json_t *h = json_object_get(v, "httpGet"), *tcp = json_object_get(v, "tcpSocket");
-    if (!!h == !!tcp) {
-        snprintf(err, errlen, "exactly one of httpGet and tcpSocket is required");
+    json_t *grpc = json_object_get(v, "grpc");
+    if (!!h + !!tcp + !!grpc != 1) {
+        snprintf(err, errlen, "exactly one of httpGet, tcpSocket and grpc is required");
         return -EINVAL;
     }
+    if (grpc)
+        return probes_parse_grpc(grpc, p, err, errlen);
     if (h) {
         if (!json_is_object(h)) {
             snprintf(err, errlen, "httpGet must be an object");
@@ -220,6 +241,7 @@ void probes_free(struct probes *ps)
         struct probe *p = &ps->items[i];
         free(p->container);
         free(p->path);
+        free(p->service);
         free(p->host);
         for (size_t j = 0; j < p->nheaders; j++) {
             free(p->headers[j].name);
@@ -305,6 +327,12 @@ void probes_run(const struct probe *p, struct probe_result *res)
     if (p->type == PROBE_TCP) {
         res->ok = 1;
         snprintf(res->detail, sizeof res->detail, "tcp 127.0.0.1:%u open", (unsigned)p->port);
+        goto out;
+    }
+    if (p->type == PROBE_GRPC) {
+        char authority[32];
+        snprintf(authority, sizeof authority, "127.0.0.1:%u", (unsigned)p->port);
+        res->ok = grpc_health_check(fd, authority, p->service, p->timeout_ms, res->detail, sizeof res->detail);
         goto out;
     }
     int n = probes_format_request(p, req, sizeof req);

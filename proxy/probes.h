@@ -15,7 +15,7 @@
 #define PROBES_MAX_HEADER 1024  /* name or value */
 
 enum probe_kind { PROBE_LIVEZ, PROBE_READYZ, PROBE_STARTUPZ };
-enum probe_type { PROBE_HTTP, PROBE_TCP };
+enum probe_type { PROBE_HTTP, PROBE_TCP, PROBE_GRPC };
 
 struct probe_header {
     char *name;
@@ -29,6 +29,7 @@ struct probe {
     uint16_t port;
     int https;                  /* scheme HTTPS: TLS without verification, like the kubelet */
     char *path;                 /* HTTP only, starts with '/' */
+    char *service;              /* gRPC only: the health service name, "" for the server */
     char *host;                 /* Host header value, from httpHeaders or "127.0.0.1:<port>" */
     struct probe_header headers[PROBES_MAX_HEADERS];
     size_t nheaders;
@@ -49,10 +50,11 @@ const char *probes_kind_name(enum probe_kind k);
 
 struct probe_result {
     int ok;          /* the kubelet would count it a success */
-    int http_status; /* 0 for TCP or no answer */
+    int http_status; /* 0 for TCP, gRPC or no answer */
     char detail[128];
 };
-/* Runs the probe against 127.0.0.1:<port>. */
+/* Runs the probe against 127.0.0.1:<port>: an HTTP GET, a TCP connect, or
+ * the gRPC health check (grpc_health.h). */
 void probes_run(const struct probe *p, struct probe_result *res);
 /* Pure helper for probes_run and tests: formats the HTTP request. */
 int probes_format_request(const struct probe *p, char *out, size_t outlen);

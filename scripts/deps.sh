@@ -7,12 +7,12 @@ set -euo pipefail
 packages=(
   build-essential pkg-config
   libmicrohttpd-dev libgnutls28-dev libjansson-dev libyaml-dev libssl-dev openssl
-  libcmocka-dev
+  libcmocka-dev libnghttp2-dev
   clang libclang-rt-14-dev
   iptables iproute2 procps
   curl python3 python3-pytest python3-jsonpatch python3-yaml
   nghttp2-client haproxy wrk
-  python3-cryptography
+  python3-cryptography python3-grpcio
 )
 
 missing=()

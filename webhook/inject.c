@@ -164,6 +164,24 @@ static long probe_port(json_t *container, json_t *port)
     return -1;
 }
 
+/* weft-proxy's limits for the health service name it sends (proxy/grpc_health.h):
+ * a name it would refuse would stop the proxy from starting, so the pod is
+ * refused here instead. */
+#define GRPC_SERVICE_MAX 1024
+
+static int grpc_service_ok(const json_t *service)
+{
+    if (!service)
+        return 1;
+    const char *s = json_string_value(service);
+    if (!s || strlen(s) > GRPC_SERVICE_MAX)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 32 || *p == 127)
+            return 0;
+    return 1;
+}
+
 /* Rewrites one probe to the proxy's /app-health and records the original in
  * app_probes. 0, or -EINVAL with a message for a port that names nothing. */
 static int rewrite_probe(json_t *container, const char *cname, const struct probe_kind *pk, long admin_port,
@@ -177,6 +195,7 @@ static int rewrite_probe(json_t *container, const char *cname, const struct prob
     snprintf(path, sizeof path, "/app-health/%s", key);
     json_t *http = json_object_get(probe, "httpGet");
     json_t *tcp = json_object_get(probe, "tcpSocket");
+    json_t *grpc = json_object_get(probe, "grpc");
 
     if (json_is_object(http) && json_integer_value(json_object_get(http, "port")) == admin_port &&
         string_at(http, "path") && strcmp(string_at(http, "path"), path) == 0) {
@@ -185,8 +204,8 @@ static int rewrite_probe(json_t *container, const char *cname, const struct prob
             json_object_set(app_probes, key, orig); /* borrows orig */
         return 0;
     }
-    json_t *action = json_is_object(http) ? http : json_is_object(tcp) ? tcp : NULL;
-    /* exec and grpc probes run inside the container or are left to the app;
+    json_t *action = json_is_object(http) ? http : json_is_object(tcp) ? tcp : json_is_object(grpc) ? grpc : NULL;
+    /* exec probes run inside the container, where no capture rule applies;
      * a probe aimed at another host is not this pod's traffic. */
     if (!action || (string_at(action, "host") && *string_at(action, "host")))
         return 0;
@@ -198,6 +217,11 @@ static int rewrite_probe(json_t *container, const char *cname, const struct prob
         free(shown);
         return -EINVAL;
     }
+    if (action == grpc && !grpc_service_ok(json_object_get(grpc, "service"))) {
+        snprintf(err, errlen, "container %s %s grpc.service must be at most %d bytes without control characters",
+                 cname, pk->field, GRPC_SERVICE_MAX);
+        return -EINVAL;
+    }
     json_t *timeout = json_object_get(probe, "timeoutSeconds");
     json_t *orig = json_object();
     if (action == http) {
@@ -207,13 +231,19 @@ static int rewrite_probe(json_t *container, const char *cname, const struct prob
         if (json_object_get(http, "httpHeaders"))
             json_object_set(h, "httpHeaders", json_object_get(http, "httpHeaders"));
         json_object_set_new(orig, "httpGet", h);
-    } else {
+    } else if (action == tcp) {
         json_object_set_new(orig, "tcpSocket", json_pack("{s:i}", "port", (int)port));
+    } else {
+        json_t *g = json_pack("{s:i}", "port", (int)port);
+        if (json_is_string(json_object_get(grpc, "service")))
+            json_object_set(g, "service", json_object_get(grpc, "service"));
+        json_object_set_new(orig, "grpc", g);
     }
     json_object_set_new(orig, "timeoutSeconds", json_integer(json_is_integer(timeout) ? json_integer_value(timeout) : 1));
     json_object_set_new(app_probes, key, orig); /* steals orig */
 
     json_object_del(probe, "tcpSocket");
+    json_object_del(probe, "grpc");
     json_object_set_new(probe, "httpGet", json_pack("{s:s, s:I, s:s}", "path", path, "port", (json_int_t)admin_port,
                                                     "scheme", "HTTP"));
     return 0;

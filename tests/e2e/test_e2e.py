@@ -25,6 +25,7 @@ def pod(name, ns, annotations=None, labels=None, host_network=False, probes=Fals
          "ports": [{"name": "http", "containerPort": 8080}]}
     if probes:
         c["readinessProbe"] = {"httpGet": {"path": "/ready", "port": "http"}}
+        c["livenessProbe"] = {"grpc": {"port": 9090, "service": "app"}}
     spec = {"containers": [c]}
     if host_network:
         spec["hostNetwork"] = True
@@ -82,6 +83,10 @@ def test_pod_created_in_opted_in_namespace_is_injected(cluster, mesh):
     rp = p["spec"]["containers"][0]["readinessProbe"]["httpGet"]
     assert rp["port"] == 15020 and rp["path"] == "/app-health/app/readyz"
     assert "/ready" in env["WEFT_APP_PROBES"]
+    # A gRPC probe too: the stored probe has one handler, the httpGet.
+    lp = p["spec"]["containers"][0]["livenessProbe"]
+    assert "grpc" not in lp and lp["httpGet"]["path"] == "/app-health/app/livez"
+    assert json.loads(env["WEFT_APP_PROBES"])["app/livez"]["grpc"] == {"port": 9090, "service": "app"}
     revalidate(cluster, "e2e-pod", "web")
 
 

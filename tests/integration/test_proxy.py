@@ -357,6 +357,54 @@ def test_app_health_runs_the_original_probes(env):
     assert b.proxy.poll() is None
 
 
+GRPC_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grpc_health_app.py")
+
+
+def test_app_health_runs_grpc_health_checks(env):
+    """A grpc probe becomes grpc.health.v1.Health/Check against a real gRPC
+    server (grpcio); only SERVING is a success, as for the kubelet."""
+    net, ca, d = env
+    probes = ('{"app/livez":{"grpc":{"port":9090},"timeoutSeconds":1},'
+              '"app/readyz":{"grpc":{"port":9090,"service":"app"},"timeoutSeconds":1},'
+              '"app/startupz":{"grpc":{"port":9090,"service":"down"},"timeoutSeconds":1},'
+              '"other/livez":{"grpc":{"port":9090,"service":"nope"},"timeoutSeconds":1},'
+              '"other/readyz":{"grpc":{"port":8080},"timeoutSeconds":1},'
+              '"other/startupz":{"grpc":{"port":9999},"timeoutSeconds":1}}')
+    b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_APP_PROBES": probes})
+    app = b.pod.popen([sys.executable, GRPC_APP, "9090"], stdin=subprocess.PIPE)
+    assert app.stdout.readline().strip() == b"ready"
+    assert b.admin("/app-health/app/livez") == (200, 'grpc: service "" is SERVING\n')
+    assert b.admin("/app-health/app/readyz") == (200, 'grpc: service "app" is SERVING\n')
+    assert b.admin("/app-health/app/startupz") == (503, 'grpc: service "down" is NOT_SERVING\n')
+    st, body = b.admin("/app-health/other/livez")
+    assert st == 503 and body.startswith("grpc-status 5 "), body  # NOT_FOUND
+    st, body = b.admin("/app-health/other/readyz")  # an HTTP/1.1 server, not gRPC
+    assert st == 503 and ("http2" in body or "grpc" in body), body
+    st, body = b.admin("/app-health/other/startupz")  # nothing listens
+    assert st == 503 and "connect" in body, body
+    # The status follows the app.
+    app.stdin.write(b"SET app NOT_SERVING\n")
+    app.stdin.flush()
+    assert app.stdout.readline().strip() == b"ok"
+    assert b.admin("/app-health/app/readyz") == (503, 'grpc: service "app" is NOT_SERVING\n')
+
+
+def test_grpc_probe_that_never_answers_fails_at_its_timeout(env):
+    net, ca, d = env
+    probes = '{"app/livez":{"grpc":{"port":9091},"timeoutSeconds":1}}'
+    b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_APP_PROBES": probes})
+    with b.pod.inside():
+        mute = socket.socket()  # listens and never accepts: the kernel completes the handshake
+    try:
+        mute.bind(("127.0.0.1", 9091))
+        mute.listen(8)
+        t0 = time.monotonic()
+        assert b.admin("/app-health/app/livez") == (503, "grpc: no answer in time\n")
+        assert 0.9 < time.monotonic() - t0 < 3
+    finally:
+        mute.close()
+
+
 def test_shutdown_from_loopback_and_wait_ready(env):
     net, ca, d = env
     b = pe.MeshPod(net, "back", ca, "shop", "back")

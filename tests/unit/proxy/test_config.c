@@ -206,9 +206,11 @@ static void test_probes(void **state)
     const char *good = "{\"app/livez\":{\"httpGet\":{\"path\":\"/healthz\",\"port\":8080,\"scheme\":\"HTTP\","
                        "\"httpHeaders\":[{\"name\":\"X-A\",\"value\":\"b c\"},{\"name\":\"Host\",\"value\":\"h\"}]},"
                        "\"timeoutSeconds\":2},\"db/readyz\":{\"tcpSocket\":{\"port\":5432},\"timeoutSeconds\":1},"
-                       "\"app/startupz\":{\"httpGet\":{\"port\":80}}}";
+                       "\"app/startupz\":{\"httpGet\":{\"port\":80}},"
+                       "\"grpc/livez\":{\"grpc\":{\"port\":9090}},"
+                       "\"grpc/readyz\":{\"grpc\":{\"port\":9091,\"service\":\"shop.Cart\"},\"timeoutSeconds\":3}}";
     assert_int_equal(probes_parse(good, strlen(good), &ps, err, sizeof err), 0);
-    assert_int_equal(ps.n, 3);
+    assert_int_equal(ps.n, 5);
     const struct probe *p = probes_find(&ps, "app", "livez");
     assert_non_null(p);
     assert_int_equal(p->type, PROBE_HTTP);
@@ -228,6 +230,14 @@ static void test_probes(void **state)
     p = probes_find(&ps, "app", "startupz");
     assert_string_equal(p->path, "/");
     assert_int_equal(p->timeout_ms, 1000);
+    p = probes_find(&ps, "grpc", "livez");
+    assert_int_equal(p->type, PROBE_GRPC);
+    assert_int_equal(p->port, 9090);
+    assert_string_equal(p->service, "");
+    p = probes_find(&ps, "grpc", "readyz");
+    assert_int_equal(p->port, 9091);
+    assert_string_equal(p->service, "shop.Cart");
+    assert_int_equal(p->timeout_ms, 3000);
     assert_null(probes_find(&ps, "app", "readyz"));
     assert_null(probes_find(&ps, "app", "bogus"));
     probes_free(&ps);
@@ -246,6 +256,12 @@ static void test_probes(void **state)
         "{\"app/livez\":{\"httpGet\":{\"port\":1,\"scheme\":\"FTP\"}}}",
         "{\"app/livez\":{\"tcpSocket\":{\"port\":1},\"timeoutSeconds\":0}}",
         "{\"app/livez\":{\"tcpSocket\":{\"port\":1}},\"app/livez\":{\"tcpSocket\":{\"port\":2}}}",
+        "{\"app/livez\":{\"grpc\":{\"port\":1},\"tcpSocket\":{\"port\":1}}}",
+        "{\"app/livez\":{\"grpc\":{}}}",
+        "{\"app/livez\":{\"grpc\":{\"port\":70000}}}",
+        "{\"app/livez\":{\"grpc\":{\"port\":1,\"service\":5}}}",
+        "{\"app/livez\":{\"grpc\":{\"port\":1,\"service\":\"a\\nb\"}}}",
+        "{\"app/livez\":{\"grpc\":\"9090\"}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err[0] = '\0';
