@@ -96,7 +96,7 @@ golden-update: all
 	@bash manifests/sync-config.sh
 
 integration: all
-	@WEFT_BIN=$(abspath $(BIN)) WEFT_BUILD=$(abspath $(BUILD)) WEFT_SANITIZER=$(SANITIZER) \
+	@WEFT_BIN=$(abspath $(BIN)) WEFT_BUILD=$(abspath $(BUILD)) WEFT_SANITIZER=$(SANITIZER) WEFT_PKGS="$(PKGS)" \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # Builds the pinned control plane into its cache first when it is missing

@@ -215,8 +215,10 @@ def test_probes_are_rewritten_and_originals_travel_to_the_proxy(webhook):
     probes = json.loads(next(e["value"] for e in proxy["env"] if e["name"] == "WEFT_APP_PROBES"))
     assert probes["api/livez"] == {"httpGet": {"path": "/healthz", "port": 9001, "scheme": "HTTP"}, "timeoutSeconds": 2}
     assert probes["api/readyz"] == {"tcpSocket": {"port": 9000}, "timeoutSeconds": 1}
-    # A gRPC probe is left alone.
-    assert pod["spec"]["containers"][1]["readinessProbe"] == {"grpc": {"port": 9090}}
+    # A gRPC probe goes the same way.
+    assert pod["spec"]["containers"][1]["readinessProbe"] == {
+        "httpGet": {"path": "/app-health/sidecar-app/readyz", "port": 15020, "scheme": "HTTP"}}
+    assert probes["sidecar-app/readyz"] == {"grpc": {"port": 9090}, "timeoutSeconds": 1}
 
 
 def test_skips_and_refusals(webhook):
