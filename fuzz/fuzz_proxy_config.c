@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char req[8192];
         for (size_t i = 0; i < ps.n; i++)
             if (ps.items[i].type == PROBE_HTTP)
-                probes_format_request(&ps.items[i], req, sizeof req);
+                probes_format_request(&ps.items[i], "198.18.0.2:8080", req, sizeof req);
         probes_free(&ps);
     }
     struct authz_rule rules[AUTHZ_MAX_RULES];

@@ -14,7 +14,9 @@
 
 #include "buf.h"
 #include "flags.h"
+#include "loaddr.h"
 #include "log.h"
+#include "passthrough.h"
 #include "rules.h"
 #include "run.h"
 
@@ -188,6 +190,9 @@ static void print_dry_run(const struct init_config *cfg, struct family *fams, si
                fams[i].af == AF_INET6 ? "ip6tables" : "iptables",
                cfg->cleanup ? "namespace holding weft's rules" : "namespace without weft's rules");
         fwrite(fams[i].text.data, 1, fams[i].text.len, stdout);
+        if (fams[i].af == AF_INET6)
+            printf("# ipv6: %s %s/128 %s lo (the inbound passthrough source)\n", cfg->cleanup ? "remove" : "add",
+                   PASSTHROUGH_SOURCE_V6, cfg->cleanup ? "from" : "to");
     }
 }
 
@@ -292,6 +297,12 @@ int main(int argc, char **argv)
         }
     }
 
+    /* The address first: if it cannot be added, nothing has changed yet. */
+    int v6_applying = !cfg.cleanup && nfam > 1, added_addr = 0;
+    if (v6_applying && (added_addr = loaddr_add(err, sizeof err)) < 0) {
+        log_error("cannot add the inbound passthrough source", "error=\"%s\"", err);
+        goto out;
+    }
     for (size_t i = 0; i < nfam; i++) {
         if (cfg.cleanup && fams[i].changes == 0) {
             log_info("nothing to clean up", "family=%s", fams[i].name);
@@ -307,6 +318,8 @@ int main(int argc, char **argv)
                 else
                     log_error("rollback failed; rules may be incomplete", "family=%s", fams[j].name);
             }
+            if (added_addr == 1 && loaddr_del(err, sizeof err) < 0)
+                log_error("rollback failed", "error=\"%s\"", err);
             goto out;
         }
         fams[i].applied = 1;
@@ -319,6 +332,18 @@ int main(int argc, char **argv)
                      "outbound_port=%u skip_inbound_ports=%zu skip_outbound_ports=%zu skip_cidrs=%zu",
                      fams[i].name, fams[i].restore, cfg.proxy_uid, cfg.proxy_gid, cfg.inbound_port,
                      cfg.outbound_port, cfg.nskip_in, cfg.nskip_out, cfg.nskip_cidrs);
+    }
+    if (cfg.cleanup && nfam > 1) {
+        int r = loaddr_del(err, sizeof err);
+        if (r < 0) {
+            log_error("cannot remove the inbound passthrough source", "error=\"%s\"", err);
+            goto out;
+        }
+        if (r == 1)
+            log_info("address removed", "address=%s/128 dev=lo", PASSTHROUGH_SOURCE_V6);
+    } else if (added_addr == 1) {
+        log_info("address added", "address=%s/128 dev=lo reason=\"inbound passthrough source\"",
+                 PASSTHROUGH_SOURCE_V6);
     }
     rc = 0;
 out:

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "passthrough.h"
+
 static const struct {
     enum rules_chain bit;
     const char *name;
@@ -197,12 +199,15 @@ int rules_build_apply(const struct init_config *cfg, int family, const struct ru
     emit(&o, "-A WEFT_IN_REDIRECT -p tcp -j REDIRECT --to-ports %u\n", cfg->inbound_port);
 
     /* Outbound, first match wins:
+     * 0. the proxy handing inbound traffic to the app from the passthrough
+     *    source (lib/passthrough.h) is left alone, or it would loop;
      * 1. the proxy dialling a local non-loopback address (its own pod IP, as
      *    when the app calls its own Service) goes through WEFT_INBOUND, so it
      *    meets inbound policy and skipped inbound ports stay skipped;
      * 2. anything else of the proxy's uid or gid is left alone (no loops);
      * 3. app-to-app over loopback is left alone;
      * 4. skipped ports and CIDRs are left alone; the rest is redirected. */
+    emit(&o, "-A WEFT_OUTPUT -s %s -o lo -j RETURN\n", v6 ? PASSTHROUGH_SOURCE_V6 "/128" : PASSTHROUGH_SOURCE_V4 "/32");
     emit(&o, "-A WEFT_OUTPUT -o lo ! -d %s -m owner --uid-owner %lu -j WEFT_INBOUND\n", loopback,
          cfg->proxy_uid);
     emit(&o, "-A WEFT_OUTPUT -o lo ! -d %s -m owner --gid-owner %lu -j WEFT_INBOUND\n", loopback,

@@ -123,7 +123,7 @@ void admin_route(struct proxy *px, const char *method, const char *path, int fro
         if (!p)
             REPLY(404, "no such probe");
         struct probe_result pr;
-        probes_run(p, &pr);
+        probes_run(p, px->cfg->pod_ip, &pr);
         REPLY(pr.ok ? 200 : 503, pr.detail);
     }
     if (strcmp(path, "/shutdown") == 0) {

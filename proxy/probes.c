@@ -17,6 +17,7 @@
 #include <openssl/ssl.h>
 
 #include "grpc_health.h"
+#include "handoff.h"
 #include "probes.h"
 #include "spiffe.h"
 #include "xalloc.h"
@@ -125,8 +126,6 @@ static int probes_parse_http(json_t *h, struct probe *p, char *err, size_t errle
             p->nheaders++;
         }
     }
-    if (!p->host)
-        p->host = xasprintf("127.0.0.1:%u", (unsigned)p->port);
     return 0;
 }
 
@@ -262,13 +261,13 @@ const struct probe *probes_find(const struct probes *ps, const char *container, 
     return NULL;
 }
 
-int probes_format_request(const struct probe *p, char *out, size_t outlen)
+int probes_format_request(const struct probe *p, const char *default_host, char *out, size_t outlen)
 {
     size_t off = 0;
     int n = snprintf(out, outlen,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: kube-probe/weft\r\nAccept: */*\r\n"
                      "Connection: close\r\n",
-                     p->path, p->host);
+                     p->path, p->host ? p->host : default_host);
     if (n < 0 || (size_t)n >= outlen)
         return -ENOSPC;
     off = (size_t)n;
@@ -305,37 +304,55 @@ static int probes_status(const char *s, size_t len)
     return st;
 }
 
-void probes_run(const struct probe *p, struct probe_result *res)
+void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *res)
 {
-    char req[8192], resp[256];
+    char req[8192], resp[256], at[INET6_ADDRSTRLEN + 8];
     size_t got = 0;
     SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
     memset(res, 0, sizeof *res);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage to = {0};
+    socklen_t tolen;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&to;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&to;
+    if (*pod_ip && inet_pton(AF_INET6, pod_ip, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(p->port);
+        tolen = sizeof *v6;
+        snprintf(at, sizeof at, "[%s]:%u", pod_ip, (unsigned)p->port);
+    } else {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(p->port);
+        if (!*pod_ip || inet_pton(AF_INET, pod_ip, &v4->sin_addr) != 1)
+            v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        tolen = sizeof *v4;
+        inet_ntop(AF_INET, &v4->sin_addr, at, sizeof at);
+        snprintf(at + strlen(at), sizeof at - strlen(at), ":%u", (unsigned)p->port);
+    }
+    int fd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(res->detail, sizeof res->detail, "socket: %s", strerror(errno));
         return;
     }
     probes_set_timeout(fd, p->timeout_ms);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(p->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        snprintf(res->detail, sizeof res->detail, "connect 127.0.0.1:%u: %s", (unsigned)p->port, strerror(errno));
+    if (*pod_ip && handoff_bind(fd, to.ss_family) < 0) {
+        snprintf(res->detail, sizeof res->detail, "cannot bind the passthrough source");
+        goto out;
+    }
+    if (connect(fd, (struct sockaddr *)&to, tolen) < 0) {
+        snprintf(res->detail, sizeof res->detail, "connect %s: %s", at, strerror(errno));
         goto out;
     }
     if (p->type == PROBE_TCP) {
         res->ok = 1;
-        snprintf(res->detail, sizeof res->detail, "tcp 127.0.0.1:%u open", (unsigned)p->port);
+        snprintf(res->detail, sizeof res->detail, "tcp %s open", at);
         goto out;
     }
     if (p->type == PROBE_GRPC) {
-        char authority[32];
-        snprintf(authority, sizeof authority, "127.0.0.1:%u", (unsigned)p->port);
-        res->ok = grpc_health_check(fd, authority, p->service, p->timeout_ms, res->detail, sizeof res->detail);
+        res->ok = grpc_health_check(fd, at, p->service, p->timeout_ms, res->detail, sizeof res->detail);
         goto out;
     }
-    int n = probes_format_request(p, req, sizeof req);
+    int n = probes_format_request(p, at, req, sizeof req);
     if (n < 0) {
         snprintf(res->detail, sizeof res->detail, "request too large");
         goto out;
@@ -345,7 +362,7 @@ void probes_run(const struct probe *p, struct probe_result *res)
         ctx = SSL_CTX_new(TLS_client_method());
         ssl = ctx ? SSL_new(ctx) : NULL;
         if (!ssl || !SSL_set_fd(ssl, fd) || SSL_connect(ssl) != 1 || SSL_write(ssl, req, n) != n) {
-            snprintf(res->detail, sizeof res->detail, "tls to 127.0.0.1:%u failed", (unsigned)p->port);
+            snprintf(res->detail, sizeof res->detail, "tls to %s failed", at);
             goto out;
         }
     } else if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
@@ -363,12 +380,11 @@ void probes_run(const struct probe *p, struct probe_result *res)
     }
     res->http_status = probes_status(resp, got);
     if (!res->http_status) {
-        snprintf(res->detail, sizeof res->detail, "no HTTP status from 127.0.0.1:%u", (unsigned)p->port);
+        snprintf(res->detail, sizeof res->detail, "no HTTP status from %s", at);
         goto out;
     }
     res->ok = res->http_status >= 200 && res->http_status < 400;
-    snprintf(res->detail, sizeof res->detail, "http %d from 127.0.0.1:%u%.60s", res->http_status,
-             (unsigned)p->port, p->path);
+    snprintf(res->detail, sizeof res->detail, "http %d from %s%.60s", res->http_status, at, p->path);
 out:
     if (ssl)
         SSL_free(ssl);

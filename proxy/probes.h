@@ -30,7 +30,7 @@ struct probe {
     int https;                  /* scheme HTTPS: TLS without verification, like the kubelet */
     char *path;                 /* HTTP only, starts with '/' */
     char *service;              /* gRPC only: the health service name, "" for the server */
-    char *host;                 /* Host header value, from httpHeaders or "127.0.0.1:<port>" */
+    char *host;                 /* Host header value from httpHeaders, or NULL: the address probed */
     struct probe_header headers[PROBES_MAX_HEADERS];
     size_t nheaders;
     unsigned timeout_ms;        /* timeoutSeconds, default 1 s like the kubelet */
@@ -53,10 +53,13 @@ struct probe_result {
     int http_status; /* 0 for TCP, gRPC or no answer */
     char detail[128];
 };
-/* Runs the probe against 127.0.0.1:<port>: an HTTP GET, a TCP connect, or
- * the gRPC health check (grpc_health.h). */
-void probes_run(const struct probe *p, struct probe_result *res);
-/* Pure helper for probes_run and tests: formats the HTTP request. */
-int probes_format_request(const struct probe *p, char *out, size_t outlen);
+/* Runs the probe against <pod_ip>:<port>, where the kubelet would send it,
+ * through the passthrough handoff (handoff.h); against 127.0.0.1 when
+ * pod_ip is empty. An HTTP GET, a TCP connect, or the gRPC health check
+ * (grpc_health.h). */
+void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *res);
+/* Pure helper for probes_run and tests: formats the HTTP request, with
+ * default_host as Host unless the probe names one (the kubelet's rule). */
+int probes_format_request(const struct probe *p, const char *default_host, char *out, size_t outlen);
 
 #endif

@@ -10,6 +10,7 @@
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "authz.h"
 #include "classify.h"
+#include "handoff.h"
 #include "log.h"
 #include "proxy.h"
 #include "xalloc.h"
@@ -255,14 +257,6 @@ static void session_connect(struct session *s)
     struct sockaddr_storage to = s->dst;
     socklen_t tolen = to.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     char dst[80];
-    if (s->dir == PM_INBOUND) {
-        /* The app listens on loopback: deliver to 127.0.0.1 (::1) at the
-         * original port. */
-        if (to.ss_family == AF_INET)
-            ((struct sockaddr_in *)&to)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        else
-            ((struct sockaddr_in6 *)&to)->sin6_addr = in6addr_loopback;
-    }
     int fd = socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         log_warn("upstream socket failed", "error=\"%s\"", strerror(errno));
@@ -270,6 +264,11 @@ static void session_connect(struct session *s)
         return;
     }
     session_socket_setup(fd);
+    if (s->dir == PM_INBOUND && handoff_bind(fd, to.ss_family) < 0) {
+        close(fd);
+        session_close(s, "passthrough source");
+        return;
+    }
     s->up.fd = fd;
     s->up.owner = s;
     s->up.type = &conn_plain;
@@ -620,6 +619,16 @@ void session_accept(struct worker *w, int fd, enum pm_dir dir)
     }
     if (getpeername(fd, (struct sockaddr *)&src, &sl) < 0)
         memset(&src, 0, sizeof src);
+    if (dir == PM_INBOUND && handoff_is_source(&src)) {
+        /* Our own handoff to the app was captured again: the pod's rules
+         * lack the passthrough exemption. Closing ends the loop. */
+        static atomic_int warned;
+        if (!atomic_exchange(&warned, 1))
+            log_error("inbound passthrough was captured again", "hint=\"%s\"",
+                      "the pod's capture rules come from an older weft-init; re-create the pod");
+        close(fd);
+        return;
+    }
     session_socket_setup(fd);
     struct session *s = xcalloc(1, sizeof *s);
     s->w = w;

@@ -71,7 +71,7 @@ def main():
         "Check": grpc.unary_unary_rpc_method_handler(
             check, request_deserializer=decode_request, response_serializer=encode_response)})
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port("127.0.0.1:%d" % port)
+    server.add_insecure_port("0.0.0.0:%d" % port)
     server.start()
     print("ready", flush=True)
     for line in sys.stdin:

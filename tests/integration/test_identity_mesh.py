@@ -158,7 +158,7 @@ def test_rotation_keeps_connections_and_new_handshakes_show_newest(mesh):
         msg = b"msg-%d" % i
         long_conn.sendall(msg)
         assert long_conn.recv(64) == msg, "the long-lived connection broke at a renewal"
-        assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.1\n"
+        assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.6\n"
         before = issued(log_path, "back")
         serial = peer_serial(net, ca, b.ip4, 7000, cert, key)
         after = issued(log_path, "back")

@@ -291,6 +291,11 @@ def test_capture(net, socks, fam):
             p.wait(timeout=10)
 
 
+def lo_has_passthrough(pod):
+    """Whether ::6/128, the IPv6 inbound passthrough source, is on lo."""
+    return "inet6 ::6/128" in pod.run("ip", "-6", "addr", "show", "dev", "lo").stdout
+
+
 @pytest.mark.parametrize("mode", ["nft", "legacy"])
 def test_second_run_and_cleanup(net, mode):
     app, _ = net
@@ -311,11 +316,13 @@ def test_second_run_and_cleanup(net, mode):
         assert rules.count("-A PREROUTING -p tcp -j WEFT_INBOUND") == 1
         assert rules.count("-A OUTPUT -p tcp -j WEFT_OUTPUT") == 1
         assert any("REDIRECT --to-ports 15001" in l for l in rules)
+    assert lo_has_passthrough(app)
     weft_init(app, *STD[:-1], mode)
     assert (saved(app, 4, legacy), saved(app, 6, legacy)) == first
 
     weft_init(app, "--cleanup", "--mode", mode)
     assert (saved(app, 4, legacy), saved(app, 6, legacy)) == before
+    assert not lo_has_passthrough(app)
     # Nothing of ours left: a second cleanup is a no-op that succeeds.
     weft_init(app, "--cleanup", "--mode", mode)
     assert (saved(app, 4, legacy), saved(app, 6, legacy)) == before

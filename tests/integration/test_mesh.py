@@ -227,7 +227,7 @@ def test_injected_pods_run_as_the_webhook_returned_them(mesh):
 def test_frontend_to_backend_over_mtls_with_identities_on_both_sides(mesh):
     ok, line = mesh.call("shop/frontend")
     assert ok, line
-    assert '"pod": "shop/backend"' in line and '"from": "127.0.0.1"' in line   # delivered by the backend's proxy
+    assert '"pod": "shop/backend"' in line and '"from": "127.0.0.6"' in line   # delivered by the backend's proxy, from the passthrough source
     out = demo.peers(mesh.metrics("shop/frontend"), "outbound")
     assert (BACKEND_ID, "none") in out
     inb = demo.peers(mesh.metrics("shop/backend"), "inbound")

@@ -128,7 +128,7 @@ def test_mesh_call_is_mtls_end_to_end(pair):
     sniff = Sniffer(net)
     marker = b"weft-marker-" + os.urandom(8).hex().encode()
     try:
-        assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.1\n"
+        assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.6\n"
         assert pe.request(a.pod, b.ip4, 7000, marker * 100) == marker * 100
         time.sleep(0.2)
     finally:
@@ -144,7 +144,7 @@ def test_mesh_call_is_mtls_end_to_end(pair):
     assert b.metric(rf'received_bytes_total\{{direction="inbound",tls="true",authz="allowed",peer="{SHOP_FRONT}"') == 4 + len(marker) * 100
     assert b.metric(r"connections_open\{") == 0
     # IPv6: SO_ORIGINAL_DST for v6 on both sides.
-    assert pe.request(a.pod, b.ip6, 7000, b"WHO\n", family=socket.AF_INET6) == b"back ::1\n"
+    assert pe.request(a.pod, b.ip6, 7000, b"WHO\n", family=socket.AF_INET6) == b"back ::6\n"
     assert b.metric(r'tls_handshakes_total\{side="server",result="success"') == 3
     # HTTP/1.1 keep-alive through the pair.
     resp = pe.request(a.pod, b.ip4, 8080, b"GET /x HTTP/1.1\r\nHost: b\r\n\r\nGET /bytes/100000 HTTP/1.1\r\nHost: b\r\n\r\n")
@@ -213,18 +213,66 @@ def test_strict_waits_the_handshake_timeout_for_a_late_client_hello(env):
     time.sleep(1)  # well past the 300 ms detection wait
     with ctx.wrap_socket(late) as t:
         t.sendall(b"WHO\n")
-        assert pe.recv_all(t) == b"back 127.0.0.1\n"
+        assert pe.recv_all(t) == b"back 127.0.0.6\n"
     assert silent.recv(10) == b""  # nothing sent: refused once the handshake timeout passes
     assert 1.4 < time.monotonic() - t0 < 4
     silent.close()
     assert b.metric(r'inbound_refused_total\{kind="plaintext"\}') == 1
 
 
+BOUND_APP = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+print("ready", flush=True)
+while True:
+    c, peer = s.accept()
+    c.recv(100)
+    c.sendall(("bound %s\n" % peer[0]).encode())
+    c.close()
+"""
+
+
+def test_inbound_reaches_the_app_where_it_listens_as_without_a_mesh(pair):
+    """The proxy hands inbound traffic to the original destination (the pod
+    IP): an app listening only on the pod IP is reachable, one listening only
+    on 127.0.0.1 is not, as in plain Kubernetes."""
+    net, ca, d, a, b = pair
+    for host, port in ((b.ip4, 7100), ("127.0.0.1", 7101), (b.ip6, 7102), ("::1", 7103)):
+        app = b.pod.popen([sys.executable, "-c", BOUND_APP, host, str(port)])
+        assert app.stdout.readline().strip() == b"ready"
+    assert pe.request(a.pod, b.ip4, 7100, b"WHO\n") == b"bound 127.0.0.6\n"
+    assert pe.request(a.pod, b.ip6, 7102, b"WHO\n", family=socket.AF_INET6) == b"bound ::6\n"
+    failures = b.metric(r'connect_failures_total\{direction="inbound"\}')
+    assert pe.request(a.pod, b.ip4, 7101, b"WHO\n") == b""
+    assert pe.request(a.pod, b.ip6, 7103, b"WHO\n", family=socket.AF_INET6) == b""
+    assert b.metric(r'connect_failures_total\{direction="inbound"\}') == failures + 2
+    # The pod itself still reaches its loopback-only port directly.
+    with b.pod.inside():
+        s = socket.create_connection(("127.0.0.1", 7101), timeout=5)
+    s.sendall(b"WHO\n")
+    assert s.recv(100) == b"bound 127.0.0.1\n"
+    s.close()
+
+
+def test_a_captured_passthrough_is_cut_not_looped(pair):
+    """Rules without the passthrough exemption (an older weft-init) would
+    send the proxy's handoff back to itself; it refuses that at once."""
+    net, ca, d, a, b = pair
+    b.pod.run(["iptables", "-t", "nat", "-D", "WEFT_OUTPUT", "-s", "127.0.0.6/32", "-o", "lo", "-j", "RETURN"])
+    assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b""
+    time.sleep(0.5)
+    assert b.metric(r'connections_open\{') == 0
+    assert "inbound passthrough was captured again" in b.stop_proxy()
+
+
 def test_permissive_accepts_plaintext(env):
     net, ca, d = env
     c = pe.MeshPod(net, "legacy", ca, "shop", "legacy", env={"WEFT_MTLS_MODE": "PERMISSIVE"})
     a = pe.MeshPod(net, "front", ca, "shop", "front")
-    assert pe.request(net.node, c.ip4, 7000, b"WHO\n") == b"legacy 127.0.0.1\n"
+    assert pe.request(net.node, c.ip4, 7000, b"WHO\n") == b"legacy 127.0.0.6\n"
     assert c.metric(r'connections_opened_total\{direction="inbound",tls="false",authz="none"') == 1
     # Server-first: nothing sent, the detection wait passes, the app answers.
     with netns.inside(net.node.netns):
@@ -235,7 +283,7 @@ def test_permissive_accepts_plaintext(env):
     assert s.recv(100).startswith(b"HTTP/1.1 200")
     s.close()
     # Meshed callers still get mTLS.
-    assert pe.request(a.pod, c.ip4, 7000, b"WHO\n") == b"legacy 127.0.0.1\n"
+    assert pe.request(a.pod, c.ip4, 7000, b"WHO\n") == b"legacy 127.0.0.6\n"
     assert c.metric(rf'connections_opened_total\{{direction="inbound",tls="true",authz="allowed",peer="{SHOP_FRONT}"') == 1
 
 
@@ -252,13 +300,13 @@ def test_cross_namespace_denied_by_default_then_allowed(env):
     assert f"caller={OPS_MON}" in err and "reason=cross-namespace" in err
     b.env["WEFT_ALLOW_FROM"] = "ops/monitor"
     b.start_proxy()
-    assert pe.request(m.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.1\n"
+    assert pe.request(m.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.6\n"
     assert b.metric(rf'authz="allowed",peer="{OPS_MON}"') >= 1
     # mesh policy admits any identity of the trust domain; deny admits none.
     b.stop_proxy()
     b.env.update({"WEFT_ALLOW_FROM": "", "WEFT_INBOUND_POLICY": "mesh"})
     b.start_proxy()
-    assert pe.request(m.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.1\n"
+    assert pe.request(m.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.6\n"
     b.stop_proxy()
     b.env.update({"WEFT_INBOUND_POLICY": "deny"})
     b.start_proxy()
@@ -287,7 +335,7 @@ def test_bad_client_certificates_are_refused(env):
     assert b.app_conns() == before
     # The good certificate through the same client works.
     good = ca.issue("shop", "front")
-    assert tls_client(net, b.ip4, 7000, *good) == b"back 127.0.0.1\n"
+    assert tls_client(net, b.ip4, 7000, *good) == b"back 127.0.0.6\n"
     # The proxy refuses to start on an expired certificate of its own.
     cert, key = ca.issue("shop", "back", expired=True)
     r = b.pod.run([pe.PROXY, "--cert", cert, "--key", key, "--admin-port", "15021", "--inbound-port", "15016",
@@ -336,19 +384,26 @@ def test_app_health_runs_the_original_probes(env):
               '"app/readyz":{"httpGet":{"path":"/fail","port":8080},"timeoutSeconds":1},'
               '"app/startupz":{"httpGet":{"path":"/secure","port":8443,"scheme":"HTTPS"},"timeoutSeconds":2},'
               '"db/livez":{"tcpSocket":{"port":7000},"timeoutSeconds":1},'
-              '"db/readyz":{"tcpSocket":{"port":7999},"timeoutSeconds":1}}')
+              '"db/readyz":{"tcpSocket":{"port":7999},"timeoutSeconds":1},'
+              '"lo/livez":{"tcpSocket":{"port":7200},"timeoutSeconds":1}}')
     b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_APP_PROBES": probes})
+    lo_only = b.pod.popen([sys.executable, "-c", BOUND_APP, "127.0.0.1", "7200"])
+    assert lo_only.stdout.readline().strip() == b"ready"
     # An HTTPS endpoint of the app (its own certificate; probes do not verify, like the kubelet).
     cert, key = ca.issue("shop", "tls-app")
     https = b.pod.popen([sys.executable, "-c", HTTPS_APP, cert, key])
     assert https.stdout.readline().strip() == b"ready"
-    assert b.admin("/app-health/app/startupz") == (200, "http 200 from 127.0.0.1:8443/secure\n")
-    assert b.admin("/app-health/app/livez") == (200, "http 200 from 127.0.0.1:8080/healthz\n")
+    # Probes go where the kubelet sends them: the pod IP.
+    assert b.admin("/app-health/app/startupz") == (200, f"http 200 from {b.ip4}:8443/secure\n")
+    assert b.admin("/app-health/app/livez") == (200, f"http 200 from {b.ip4}:8080/healthz\n")
     st, body = b.admin("/app-health/app/readyz")
     assert st == 503 and "http 500" in body
     assert b.admin("/app-health/db/livez")[0] == 200
     assert b.admin("/app-health/db/readyz")[0] == 503
     assert b.admin("/app-health/db/startupz")[0] == 404
+    # The kubelet could not reach a port bound to loopback only; neither can its stand-in.
+    st, body = b.admin("/app-health/lo/livez")
+    assert st == 503 and f"connect {b.ip4}:7200" in body, body
     assert b.admin("/app-health/nope/livez")[0] == 404
     assert b.admin("/live") == (200, "live\n")
     assert b.admin("/ready") == (200, "ready\n")
@@ -396,7 +451,7 @@ def test_grpc_probe_that_never_answers_fails_at_its_timeout(env):
     with b.pod.inside():
         mute = socket.socket()  # listens and never accepts: the kernel completes the handshake
     try:
-        mute.bind(("127.0.0.1", 9091))
+        mute.bind((b.ip4, 9091))
         mute.listen(8)
         t0 = time.monotonic()
         assert b.admin("/app-health/app/livez") == (503, "grpc: no answer in time\n")

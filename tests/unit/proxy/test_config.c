@@ -220,7 +220,7 @@ static void test_probes(void **state)
     assert_string_equal(p->host, "h");
     assert_int_equal(p->nheaders, 1);
     char req[1024];
-    assert_true(probes_format_request(p, req, sizeof req) > 0);
+    assert_true(probes_format_request(p, "198.18.0.2:8080", req, sizeof req) > 0);
     assert_string_equal(req, "GET /healthz HTTP/1.1\r\nHost: h\r\nUser-Agent: kube-probe/weft\r\nAccept: */*\r\n"
                              "Connection: close\r\nX-A: b c\r\n\r\n");
     p = probes_find(&ps, "db", "readyz");
@@ -230,6 +230,9 @@ static void test_probes(void **state)
     p = probes_find(&ps, "app", "startupz");
     assert_string_equal(p->path, "/");
     assert_int_equal(p->timeout_ms, 1000);
+    assert_null(p->host); /* Host is then the address probed, as the kubelet sends */
+    assert_true(probes_format_request(p, "198.18.0.2:80", req, sizeof req) > 0);
+    assert_non_null(strstr(req, "\r\nHost: 198.18.0.2:80\r\n"));
     p = probes_find(&ps, "grpc", "livez");
     assert_int_equal(p->type, PROBE_GRPC);
     assert_int_equal(p->port, 9090);
