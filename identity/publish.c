@@ -129,6 +129,7 @@ static struct {
     char *pem;        /* the bundle last read */
     json_t *verified; /* namespace uid -> when its copy was last seen to carry pem */
     char last_error[512];
+    int round_failed;
 } pub = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Logs a failure only when it differs from the previous one: a broken API
@@ -138,6 +139,7 @@ static void publish_failed(const char *what, const char *ns, const char *err)
     char line[sizeof pub.last_error];
     snprintf(line, sizeof line, "%s %s %s", what, ns, err);
     metrics_inc(&results[RESULT_FAILED]);
+    pub.round_failed = 1;
     if (strcmp(line, pub.last_error) == 0)
         return;
     snprintf(pub.last_error, sizeof pub.last_error, "%s", line);
@@ -216,7 +218,10 @@ static void publish_round(void)
     char err[512];
     long status = 0;
     json_t *list = NULL;
-    if (publish_read_bundle() < 0)
+    pub.round_failed = 0;
+    /* A broken bundle file leaves the last good one in force, for new
+     * namespaces too. */
+    if (publish_read_bundle() < 0 && !pub.pem)
         return;
     int rc = k8s_request(pub.kube, "GET", pub.list_path, NULL, &status, &list, err, sizeof err);
     if (rc < 0 || status != 200) {
@@ -243,6 +248,8 @@ static void publish_round(void)
     json_decref(pub.verified);
     pub.verified = verified;
     json_decref(list);
+    if (!pub.round_failed)
+        pub.last_error[0] = '\0'; /* the next failure is news again */
 }
 
 static void *publish_main(void *arg)

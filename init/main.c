@@ -298,8 +298,8 @@ int main(int argc, char **argv)
     }
 
     /* The address first: if it cannot be added, nothing has changed yet. */
-    int v6_applying = !cfg.cleanup && nfam > 1, added_addr = 0;
-    if (v6_applying && (added_addr = loaddr_add(err, sizeof err)) < 0) {
+    int added_addr = 0;
+    if (!cfg.cleanup && nfam > 1 && (added_addr = loaddr_add(err, sizeof err)) < 0) {
         log_error("cannot add the inbound passthrough source", "error=\"%s\"", err);
         goto out;
     }

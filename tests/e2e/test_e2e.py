@@ -378,6 +378,9 @@ def test_identity_publishes_the_trust_bundle_into_opted_in_namespaces(cluster, i
         cluster.wait_for(lambda: identity.published("failed") > failed, 20, "a refused bundle")
         assert "PRIVATE KEY" not in published_bundle(cluster, on)["data"]["ca.crt"]
         assert "not a CERTIFICATE" in identity.logs()
+        # The last good bundle stays in force, also for a namespace opting in now.
+        meshed_ns(cluster, "e2e-bundle-late")
+        wait_published(cluster, "e2e-bundle-late", pem)
     finally:
         with open(identity.bundle + ".new", "w") as f:
             f.write(pem)

@@ -19,6 +19,16 @@
 
 static EVP_PKEY *key;
 
+/* What a memory BIO holds, as a string; frees the BIO. */
+static char *bio_text(BIO *b)
+{
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    char *out = strndup(data, (size_t)n);
+    BIO_free(b);
+    return out;
+}
+
 /* A self-signed certificate and its key, PEM. */
 static char *pem_cert(void)
 {
@@ -33,23 +43,15 @@ static char *pem_cert(void)
     assert_true(X509_sign(x, key, EVP_sha256()) > 0);
     BIO *b = BIO_new(BIO_s_mem());
     PEM_write_bio_X509(b, x);
-    char *data;
-    long n = BIO_get_mem_data(b, &data);
-    char *out = strndup(data, (size_t)n);
-    BIO_free(b);
     X509_free(x);
-    return out;
+    return bio_text(b);
 }
 
 static char *pem_key(void)
 {
     BIO *b = BIO_new(BIO_s_mem());
     PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL);
-    char *data;
-    long n = BIO_get_mem_data(b, &data);
-    char *out = strndup(data, (size_t)n);
-    BIO_free(b);
-    return out;
+    return bio_text(b);
 }
 
 static int setup(void **state)
