@@ -121,8 +121,13 @@ class MeshPod:
         self.start_proxy()
 
     def start_proxy(self):
-        self.proxy = self.pod.popen([PROXY] + self.proxy_args, uid=PROXY_UID, env=self.env,
-                                    stdout=subprocess.DEVNULL, **self.popen_kw)
+        # The log goes to a file, not a pipe: nobody reads a pipe while the
+        # test runs, and a full one would stall the proxy.
+        self.proxylog = os.path.join(self.ca.dir, f"proxy-{self.pod.net.id}-{self.name}.log")
+        with open(self.proxylog, "ab") as log:
+            self.log_from = log.tell()
+            self.proxy = self.pod.popen([PROXY] + self.proxy_args, uid=PROXY_UID, env=self.env,
+                                        stdout=subprocess.DEVNULL, stderr=log, **self.popen_kw)
         self.wait_ready()
 
     def wait_ready(self, timeout=10):
@@ -132,16 +137,18 @@ class MeshPod:
             raise AssertionError(f"proxy of {self.name} not ready: {r.stderr} {err}")
 
     def stop_proxy(self, sig=15, timeout=10):
-        """Signals the proxy, waits, returns its stderr."""
+        """Signals the proxy, waits, returns what it logged since it started."""
         if not self.proxy:
             return ""
         self.proxy.send_signal(sig)
         try:
-            _, err = self.proxy.communicate(timeout=timeout)
+            self.proxy.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proxy.kill()
-            _, err = self.proxy.communicate(timeout=5)
-        return err.decode(errors="replace")
+            self.proxy.wait(timeout=5)
+        with open(self.proxylog, "rb") as f:
+            f.seek(self.log_from)
+            return f.read().decode(errors="replace")
 
     def admin(self, path, method="GET", host=None):
         """An admin request from the node namespace (like the kubelet)."""
