@@ -273,6 +273,22 @@ static void test_probes(void **state)
         assert_true(err[0] != '\0');
         assert_int_equal(ps.n, 0);
     }
+    /* A gRPC health service name: 1,024 bytes parse, one more does not. */
+    char grpc[1200];
+    for (int len = 1024; len <= 1025; len++) {
+        int n = snprintf(grpc, sizeof grpc, "{\"app/livez\":{\"grpc\":{\"port\":9090,\"service\":\"");
+        memset(grpc + n, 's', (size_t)len);
+        snprintf(grpc + n + len, sizeof grpc - (size_t)(n + len), "\"}}}");
+        int rc = probes_parse(grpc, strlen(grpc), &ps, err, sizeof err);
+        if (len == 1024) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(strlen(probes_find(&ps, "app", "livez")->service), 1024);
+            probes_free(&ps);
+        } else {
+            assert_int_not_equal(rc, 0);
+            assert_non_null(strstr(err, "grpc.service"));
+        }
+    }
     /* Size limit: PROBES_MAX_JSON is fine in size terms, one more is not. */
     char *big = malloc(PROBES_MAX_JSON + 2);
     memset(big, ' ', PROBES_MAX_JSON + 1);

@@ -113,12 +113,39 @@ static void test_patch_orders_and_reinjects(void **state)
     json_decref(p);
 }
 
+/* The health service name of a gRPC probe: weft-proxy sends at most 1,024
+ * bytes, so the webhook refuses one byte more instead of injecting a proxy
+ * that would not start. */
+static void test_grpc_probe_service_limit(void **state)
+{
+    (void)state;
+    char name[1026];
+    for (size_t len = 1024; len <= 1025; len++) {
+        memset(name, 's', len);
+        name[len] = '\0';
+        json_t *p = json_pack("{s:{s:s}, s:{s:[{s:s, s:s, s:{s:{s:i, s:s}}}]}}", "metadata", "name", "g", "spec",
+                              "containers", "name", "app", "image", "a", "readinessProbe", "grpc", "port", 9090,
+                              "service", name);
+        struct inject_result r;
+        inject_pod(&cfg, "shop", p, NULL, &r);
+        if (len == 1024) {
+            assert_int_equal(r.outcome, INJECT_INJECTED);
+        } else {
+            assert_int_not_equal(r.outcome, INJECT_INJECTED);
+            assert_non_null(strstr(r.message, "readinessProbe grpc.service must be at most 1024 bytes"));
+        }
+        json_decref(r.patch);
+        json_decref(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decisions),
         cmocka_unit_test(test_namespace_annotations_apply),
         cmocka_unit_test(test_patch_orders_and_reinjects),
+        cmocka_unit_test(test_grpc_probe_service_limit),
     };
     return cmocka_run_group_tests_name("webhook/inject", tests, setup, teardown);
 }
