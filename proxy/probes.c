@@ -304,6 +304,30 @@ static int probes_status(const char *s, size_t len)
     return st;
 }
 
+/* Where the probe goes: pod_ip (IPv4 or IPv6) or, when empty, 127.0.0.1;
+ * at gets "host:port" ("[v6]:port") for the Host header and the detail. */
+static socklen_t probes_target(const char *pod_ip, uint16_t port, struct sockaddr_storage *to, char *at,
+                               size_t atlen)
+{
+    struct sockaddr_in *v4 = (struct sockaddr_in *)to;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)to;
+    memset(to, 0, sizeof *to);
+    if (*pod_ip && inet_pton(AF_INET6, pod_ip, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        snprintf(at, atlen, "[%s]:%u", pod_ip, (unsigned)port);
+        return sizeof *v6;
+    }
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    if (!*pod_ip || inet_pton(AF_INET, pod_ip, &v4->sin_addr) != 1)
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char host[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+    snprintf(at, atlen, "%s:%u", host, (unsigned)port);
+    return sizeof *v4;
+}
+
 void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *res)
 {
     char req[8192], resp[256], at[INET6_ADDRSTRLEN + 8];
@@ -311,24 +335,8 @@ void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *
     SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
     memset(res, 0, sizeof *res);
-    struct sockaddr_storage to = {0};
-    socklen_t tolen;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&to;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&to;
-    if (*pod_ip && inet_pton(AF_INET6, pod_ip, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(p->port);
-        tolen = sizeof *v6;
-        snprintf(at, sizeof at, "[%s]:%u", pod_ip, (unsigned)p->port);
-    } else {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(p->port);
-        if (!*pod_ip || inet_pton(AF_INET, pod_ip, &v4->sin_addr) != 1)
-            v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        tolen = sizeof *v4;
-        inet_ntop(AF_INET, &v4->sin_addr, at, sizeof at);
-        snprintf(at + strlen(at), sizeof at - strlen(at), ":%u", (unsigned)p->port);
-    }
+    struct sockaddr_storage to;
+    socklen_t tolen = probes_target(pod_ip, p->port, &to, at, sizeof at);
     int fd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(res->detail, sizeof res->detail, "socket: %s", strerror(errno));

@@ -51,7 +51,7 @@ const char *probes_kind_name(enum probe_kind k);
 struct probe_result {
     int ok;          /* the kubelet would count it a success */
     int http_status; /* 0 for TCP, gRPC or no answer */
-    char detail[128];
+    char detail[192];
 };
 /* Runs the probe against <pod_ip>:<port>, where the kubelet would send it,
  * through the passthrough handoff (handoff.h); against 127.0.0.1 when
