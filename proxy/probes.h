@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The app's original probes (WEFT_APP_PROBES, stamped by the webhook) and
- * running one of them against the app on loopback for /app-health. Parsing
- * is pure and fuzzed; probes_run does blocking I/O bounded by the probe's
- * timeout and is called on the admin thread only. */
+ * running one of them against the app, where the kubelet would, for
+ * /app-health. Parsing is pure and fuzzed; probes_run does blocking I/O
+ * bounded by the probe's timeout and is called on the admin thread only. */
 #ifndef WEFT_PROXY_PROBES_H
 #define WEFT_PROXY_PROBES_H
 #include <stddef.h>
