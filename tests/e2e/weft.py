@@ -93,6 +93,15 @@ def wait_ready(name, proc, metrics_port, logs, timeout):
         time.sleep(0.1)
 
 
+def tail_file(path, n):
+    """The last n bytes of a log file, or "" when it is not there."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-n:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def metric_sum(metrics_port, prefix):
     """The sum of every /metrics sample whose line starts with prefix."""
     url = "http://127.0.0.1:%d/metrics" % metrics_port
@@ -213,11 +222,7 @@ class Webhook:
             self.start()
 
     def logs(self, tail=4000):
-        try:
-            with open(self.log, "rb") as f:
-                return f.read()[-tail:].decode(errors="replace")
-        except OSError:
-            return ""
+        return tail_file(self.log, tail)
 
     def stop(self):
         self.stop_process()
@@ -288,11 +293,7 @@ class Identity:
             return e.code, json.loads(e.read() or b"{}")
 
     def logs(self, tail=4000):
-        try:
-            with open(self.log, "rb") as f:
-                return f.read()[-tail:].decode(errors="replace")
-        except OSError:
-            return ""
+        return tail_file(self.log, tail)
 
     def stop(self):
         kill(self.proc)

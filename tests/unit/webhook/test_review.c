@@ -10,29 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "confstore.h"
+#include "shipped_conf.h"
 #include "review.h"
 
-static struct conf conf;
-#define cfg (conf.inject)
-
-static int setup(void **state)
-{
-    (void)state;
-    char err[512];
-    if (conf_load("templates/mesh.yaml", "templates", &conf, err, sizeof err) < 0) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    conf_free(&conf);
-    return 0;
-}
 
 static json_t *handle(const char *body, size_t len, int status)
 {
