@@ -175,6 +175,14 @@ class MeshPod:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def settled_metric(self, pattern, expected, timeout=5):
+        """metric(pattern) once it equals `expected`, or its value after
+        `timeout` seconds. A connection is counted closed only after the proxy
+        has seen the peer's close, which can come after the caller already has
+        its answer."""
+        wait_for(lambda: self.metric(pattern) == expected, timeout)
+        return self.metric(pattern)
+
     def app_conns(self):
         """How many connections the app has accepted so far."""
         with open(self.applog) as f:
