@@ -98,7 +98,7 @@ def peers(metrics, direction):
     return out
 
 
-def wait_namespace_refresh(cl, ns, fresh=10.3, budget=12.0):
+def wait_namespace_refresh(cl, ns, fresh=10.6, budget=12.0):
     """The webhook caches namespace annotations for 10 s (webhook/nscache.h):
     wait until its last read of `ns` is older than that. Bounded."""
     wait = min(budget, max(0.0, cl.last_namespace_read(ns) + fresh - time.monotonic()))

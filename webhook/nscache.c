@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,7 +17,7 @@
 struct entry {
     char *ns;
     json_t *annotations; /* owned; NULL when the namespace has none */
-    time_t fetched;
+    uint64_t fetched_ms;
 };
 
 struct nscache {
@@ -49,11 +50,18 @@ void nscache_free(struct nscache *c)
     free(c);
 }
 
-static time_t now(void)
+/* Milliseconds, so that fresh means exactly NSCACHE_FRESH_SECONDS, not
+ * anywhere from one second less. */
+static uint64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int younger_than(const struct entry *e, unsigned seconds)
+{
+    return now_ms() - e->fetched_ms < (uint64_t)seconds * 1000u;
 }
 
 /* Caller holds the lock. */
@@ -73,7 +81,7 @@ static void store(struct nscache *c, const char *ns, json_t *annotations)
         if (c->n == NSCACHE_MAX_ENTRIES) { /* full: drop the oldest */
             size_t oldest = 0;
             for (size_t i = 1; i < c->n; i++)
-                if (c->entries[i].fetched < c->entries[oldest].fetched)
+                if (c->entries[i].fetched_ms < c->entries[oldest].fetched_ms)
                     oldest = i;
             free(c->entries[oldest].ns);
             json_decref(c->entries[oldest].annotations);
@@ -85,7 +93,7 @@ static void store(struct nscache *c, const char *ns, json_t *annotations)
     }
     json_decref(e->annotations);
     e->annotations = annotations;
-    e->fetched = now();
+    e->fetched_ms = now_ms();
 }
 
 /* Reads the namespace; 0 with *annotations (new ref or NULL), or -errno. */
@@ -122,7 +130,7 @@ int nscache_lookup(void *ctx, const char *ns, json_t **annotations, char *err, s
     }
     pthread_mutex_lock(&c->lock);
     struct entry *e = find(c, ns);
-    if (e && now() - e->fetched < NSCACHE_FRESH_SECONDS) {
+    if (e && younger_than(e, NSCACHE_FRESH_SECONDS)) {
         *annotations = json_incref(e->annotations);
         pthread_mutex_unlock(&c->lock);
         return 0;
@@ -136,7 +144,7 @@ int nscache_lookup(void *ctx, const char *ns, json_t **annotations, char *err, s
     if (rc == 0) {
         store(c, ns, json_incref(fresh));
         *annotations = fresh;
-    } else if ((e = find(c, ns)) && now() - e->fetched < NSCACHE_STALE_SECONDS) {
+    } else if ((e = find(c, ns)) && younger_than(e, NSCACHE_STALE_SECONDS)) {
         log_warn("namespace read failed, using the cached annotations", "namespace=%s error=\"%s\"", ns, err);
         *annotations = json_incref(e->annotations);
         rc = 0;

@@ -362,7 +362,9 @@ def test_identity_publishes_the_trust_bundle_into_opted_in_namespaces(cluster, i
         os.rename(identity.bundle + ".new", identity.bundle)
         cm = wait_published(cluster, on, rotated)
         assert cm["data"]["note"] == "kept"
-        assert identity.published("updated") > updated
+        # Counted once weft-identity has read the API server's answer, which
+        # can come after kubectl already sees the update.
+        cluster.wait_for(lambda: identity.published("updated") > updated, 10, "the update counted")
     finally:
         with open(identity.bundle + ".new", "w") as f:
             f.write(pem)
@@ -377,7 +379,7 @@ def test_identity_publishes_the_trust_bundle_into_opted_in_namespaces(cluster, i
         os.rename(identity.bundle + ".new", identity.bundle)
         cluster.wait_for(lambda: identity.published("failed") > failed, 20, "a refused bundle")
         assert "PRIVATE KEY" not in published_bundle(cluster, on)["data"]["ca.crt"]
-        assert "not a CERTIFICATE" in identity.logs()
+        cluster.wait_for(lambda: "not a CERTIFICATE" in identity.logs(), 10, "the refusal logged")
         # The last good bundle stays in force, also for a namespace opting in now.
         meshed_ns(cluster, "e2e-bundle-late")
         wait_published(cluster, "e2e-bundle-late", pem)

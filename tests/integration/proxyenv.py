@@ -146,6 +146,10 @@ class MeshPod:
         except subprocess.TimeoutExpired:
             self.proxy.kill()
             self.proxy.wait(timeout=5)
+        return self.log()
+
+    def log(self):
+        """What the proxy has logged since it started."""
         with open(self.proxylog, "rb") as f:
             f.seek(self.log_from)
             return f.read().decode(errors="replace")

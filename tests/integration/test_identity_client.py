@@ -102,7 +102,7 @@ def test_server_name_is_verified(tmp_path, env):
 def test_identity_comes_up_late(tmp_path, env):
     port = free_port()
     p = subprocess.Popen([env["driver"], "127.0.0.1:%d" % port, "weft-identity.weft-system.svc",
-                          str(env["dir"] / "pod-token"), str(env["ca"] / "ca.crt"), "shop", "backend", "6", "250"],
+                          str(env["dir"] / "pod-token"), str(env["ca"] / "ca.crt"), "shop", "backend", "12", "250"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ident = None
     try:
@@ -119,7 +119,11 @@ def test_identity_comes_up_late(tmp_path, env):
     body = lines[1:-1]
     first_ready = next(x["t"] for x in body if x["ready"])
     assert first_ready >= 1500  # not before the CA existed
-    assert first_ready <= 5000  # backoff stays short while no certificate is held
+    # Backoff stays short while no certificate is held: 0.5, 1, 2 s (each
+    # ±20 %), then 4 s; the retry at about 3.5 s or the one after it succeeds.
+    retries = [int(ms) for ms in re.findall(r"retry_in_ms=(\d+)", err)]
+    assert retries[:3] and all(ms <= 2400 for ms in retries[:3]), retries
+    assert first_ready <= 9500
     counts = dict(re.findall(r'result="(\w+)"\} (\d+)', lines[-1]["metrics"]))
     assert int(counts["failure"]) >= 2 and int(counts["success"]) >= 1
     assert "no certificate yet from weft-identity" in err

@@ -162,8 +162,10 @@ def test_rotation_keeps_connections_and_new_handshakes_show_newest(mesh):
         before = issued(log_path, "back")
         serial = peer_serial(net, ca, b.ip4, 7000, cert, key)
         after = issued(log_path, "back")
-        # The newest at the time of the handshake (a renewal may land in between).
-        assert serial in (before[-1], after[-1]), (serial, before[-3:], after[-3:])
+        # The newest at the time of the handshake. A renewal may land in
+        # between, and weft-identity logs a certificate before the proxy has
+        # received and installed it, so the one before the last logged counts too.
+        assert serial in before[-2:] + after[-1:], (serial, before[-3:], after[-3:])
         seen.append(serial)
         time.sleep(0.7)
 

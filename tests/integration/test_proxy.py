@@ -198,7 +198,7 @@ def test_strict_waits_the_handshake_timeout_for_a_late_client_hello(env):
     """A busy client proxy may send its ClientHello long after the TCP
     handshake; STRICT must not take the silence for plaintext."""
     net, ca, d = env
-    b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_HANDSHAKE_TIMEOUT_MS": "1500"})
+    b = pe.MeshPod(net, "back", ca, "shop", "back", env={"WEFT_HANDSHAKE_TIMEOUT_MS": "3000"})
     cert, key = ca.issue("shop", "front")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
@@ -207,7 +207,7 @@ def test_strict_waits_the_handshake_timeout_for_a_late_client_hello(env):
     with netns.inside(net.node.netns):
         late, silent = socket.socket(), socket.socket()
     for s in (late, silent):
-        s.settimeout(5)
+        s.settimeout(10)
         s.connect((b.ip4, 7000))
     t0 = time.monotonic()
     time.sleep(1)  # well past the 300 ms detection wait
@@ -215,7 +215,7 @@ def test_strict_waits_the_handshake_timeout_for_a_late_client_hello(env):
         t.sendall(b"WHO\n")
         assert pe.recv_all(t) == b"back 127.0.0.6\n"
     assert silent.recv(10) == b""  # nothing sent: refused once the handshake timeout passes
-    assert 1.4 < time.monotonic() - t0 < 4
+    assert 2.9 < time.monotonic() - t0 < 7
     silent.close()
     assert b.metric(r'inbound_refused_total\{kind="plaintext"\}') == 1
 
@@ -454,7 +454,7 @@ def test_grpc_probe_that_never_answers_fails_at_its_timeout(env):
         mute.listen(8)
         t0 = time.monotonic()
         assert b.admin("/app-health/app/livez") == (503, "grpc: no answer in time\n")
-        assert 0.9 < time.monotonic() - t0 < 3
+        assert 0.9 < time.monotonic() - t0 < 4
     finally:
         mute.close()
 
@@ -480,7 +480,8 @@ def test_sigterm_lets_inflight_transfer_finish(pair):
     assert first
     t0 = time.monotonic()
     b.proxy.send_signal(15)
-    time.sleep(0.3)
+    # Each worker logs this once it has closed its listeners.
+    assert pe.wait_for(lambda: 'msg="draining"' in b.log(), 5)
     # New connections are no longer accepted by the draining proxy.
     assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b""
     rest = pe.recv_all(s)
@@ -500,7 +501,7 @@ def test_drain_deadline_cuts_long_connections(env):
     t0 = time.monotonic()
     b.proxy.send_signal(15)
     assert b.proxy.wait(timeout=10) == 0
-    assert 0.9 < time.monotonic() - t0 < 5
+    assert 0.9 < time.monotonic() - t0 < 8  # the 1 s deadline, not the open connection's end
     assert pe.recv_all(s) == b""
     s.close()
 
@@ -518,18 +519,21 @@ def _proxy_fd_capacity():
     return (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 64) // 2
 
 
-def test_1000_concurrent_connections(pair):
+def test_1000_concurrent_connections(env):
     """1,000 connections open at once, each through a client and a server
     proxy. One proxy takes as many as the machine's hard open-files limit
     lets a process hold (two descriptors per connection); where that is under
     1,000, the rest go through more pod pairs and pytest warns."""
-    net, ca, d, a, b = pair
+    net, ca, d = env
     total, per_pair = 1000, min(1000, _proxy_fd_capacity())
-    pairs = [(a, b)]
+    # A thousand handshakes queue behind each other, slowly under sanitizers:
+    # the point here is holding them all, not the default deadlines.
+    patient = {"WEFT_HANDSHAKE_TIMEOUT_MS": "30000", "WEFT_CONNECT_TIMEOUT_MS": "30000"}
+    pairs = []
     while len(pairs) * per_pair < total:
-        k = len(pairs)
-        pairs.append((pe.MeshPod(net, f"front{k}", ca, "shop", "front"),
-                      pe.MeshPod(net, f"back{k}", ca, "shop", "back")))
+        k = len(pairs) or ""
+        pairs.append((pe.MeshPod(net, f"front{k}", ca, "shop", "front", env=patient),
+                      pe.MeshPod(net, f"back{k}", ca, "shop", "back", env=patient)))
     if per_pair < total:
         warnings.warn(f"the hard open-files limit lets one proxy hold {per_pair} connections: "
                       f"1,000 go through {len(pairs)} pod pairs")
@@ -597,12 +601,15 @@ def test_10000_connections_leave_no_fd_or_memory_behind(pair):
         assert not errors, errors[:5]
 
     # netns.inside switches the calling thread only; request() enters the pod itself.
+    def settled():
+        assert pe.wait_for(lambda: b.metric(r"connections_open\{") == 0 and a.metric(r"connections_open\{") == 0, 20)
+        time.sleep(0.5)
+
     churn(1000)  # warm up allocator arenas
-    time.sleep(0.5)
+    settled()
     base = {p: _proc(p.pid()) for p in (a, b)}
     churn(10000)
-    assert pe.wait_for(lambda: b.metric(r"connections_open\{") == 0 and a.metric(r"connections_open\{") == 0, 20)
-    time.sleep(0.5)
+    settled()
     for p in (a, b):
         fds, rss = _proc(p.pid())
         fds0, rss0 = base[p]
