@@ -20,19 +20,13 @@ import jsonpatch
 import pytest
 
 import kubefake
+from proxyenv import wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 BIN = os.environ.get("WEFT_BIN", os.path.join(REPO, "build", "bin"))
 GOLDEN = os.path.join(REPO, "tests", "golden", "webhook")
 MAX_BODY = 4 * 1024 * 1024
-
-
-def wait_for(pred, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not pred():
-        time.sleep(0.05)
-    return pred()
 
 
 def openssl(*args):
