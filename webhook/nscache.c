@@ -8,16 +8,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "spiffe.h"
 #include "xalloc.h"
 
 struct entry {
     char *ns;
     json_t *annotations; /* owned; NULL when the namespace has none */
-    uint64_t fetched_ms;
+    uint64_t fetched_ns; /* metrics_now_ns(): monotonic */
 };
 
 struct nscache {
@@ -50,18 +50,11 @@ void nscache_free(struct nscache *c)
     free(c);
 }
 
-/* Milliseconds, so that fresh means exactly NSCACHE_FRESH_SECONDS, not
- * anywhere from one second less. */
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
+/* Finer than seconds, so that fresh means exactly NSCACHE_FRESH_SECONDS,
+ * not anywhere from one second less. */
 static int younger_than(const struct entry *e, unsigned seconds)
 {
-    return now_ms() - e->fetched_ms < (uint64_t)seconds * 1000u;
+    return metrics_now_ns() - e->fetched_ns < (uint64_t)seconds * 1000000000u;
 }
 
 /* Caller holds the lock. */
@@ -81,7 +74,7 @@ static void store(struct nscache *c, const char *ns, json_t *annotations)
         if (c->n == NSCACHE_MAX_ENTRIES) { /* full: drop the oldest */
             size_t oldest = 0;
             for (size_t i = 1; i < c->n; i++)
-                if (c->entries[i].fetched_ms < c->entries[oldest].fetched_ms)
+                if (c->entries[i].fetched_ns < c->entries[oldest].fetched_ns)
                     oldest = i;
             free(c->entries[oldest].ns);
             json_decref(c->entries[oldest].annotations);
@@ -93,7 +86,7 @@ static void store(struct nscache *c, const char *ns, json_t *annotations)
     }
     json_decref(e->annotations);
     e->annotations = annotations;
-    e->fetched_ms = now_ms();
+    e->fetched_ns = metrics_now_ns();
 }
 
 /* Reads the namespace; 0 with *annotations (new ref or NULL), or -errno. */
