@@ -18,18 +18,24 @@ PKGS       := libmicrohttpd gnutls jansson yaml-0.1 openssl libnghttp2
 WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 OPT        ?= -O2 -g
 # CFLAGS and LDFLAGS given on the command line are added to, not replacing, these.
-WEFT_CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE $(WARN) -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
-              -Ilib -DWEFT_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# pkg-config is asked when a recipe first needs its answer, not when make
+# reads this file: on a fresh machine `deps` (an order-only prerequisite of
+# every object) installs the packages first. Each is asked once per make.
+pkg_cflags  = $(eval pkg_cflags := $$(call pkg_config,--cflags))$(pkg_cflags)
+LDLIBS      = $(eval LDLIBS := $$(call pkg_config,--libs) -lm)$(LDLIBS)
+pkg_config  = $(shell pkg-config $(1) $(PKGS))$(if $(filter 0,$(.SHELLSTATUS)),,$(error pkg-config $(1) $(PKGS) failed: run 'make deps' as root))
+WEFT_CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE $(WARN) -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+              -Ilib -DWEFT_VERSION='"$(VERSION)"' $(pkg_cflags) $(WEFT_CFLAGS_EXTRA)
 WEFT_LDFLAGS :=
-LDLIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+WEFT_CFLAGS_EXTRA :=
 ifeq ($(WERROR),1)
-WEFT_CFLAGS += -Werror
+WEFT_CFLAGS_EXTRA += -Werror
 endif
 ifneq ($(SANITIZER),)
-WEFT_CFLAGS += -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
+WEFT_CFLAGS_EXTRA += -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
 WEFT_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
-WEFT_CFLAGS += $(CFLAGS)
+WEFT_CFLAGS_EXTRA += $(CFLAGS)
 WEFT_LDFLAGS += $(LDFLAGS)
 
 LIB_SRCS   := $(wildcard lib/*.c)
@@ -50,7 +56,7 @@ all: $(BINARIES)
 deps:
 	@bash scripts/deps.sh
 
-$(OBJ)/%.o: %.c
+$(OBJ)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(WEFT_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -68,7 +74,7 @@ $(foreach p,$(BUILT_PARTS),$(eval $(call part_rules,$(p))))
 # tests/unit/lib/test_x links lib only; tests/unit/<part>/test_x also links <part>'s core.
 part_of = $(firstword $(subst /, ,$(1)))
 .SECONDEXPANSION:
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $$(call core_objs,$$(call part_of,$$*))
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $$(call core_objs,$$(call part_of,$$*)) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(WEFT_CFLAGS) -I$(call part_of,$*) $(WEFT_LDFLAGS) -o $@ $< \
 	  $(call core_objs,$(call part_of,$*)) $(LIBWEFT) $(LDLIBS) -lcmocka
@@ -112,7 +118,7 @@ FUZZ_SAN   := -fsanitize=fuzzer-no-link,address,undefined
 # fuzz/fuzz_<part>_<what>.c links <part>'s core, built with clang into build-fuzz/tree.
 fuzz_part   = $(word 2,$(subst _, ,$(1)))
 .PHONY: FORCE
-build-fuzz/%: fuzz/%.c FORCE
+build-fuzz/%: fuzz/%.c FORCE | deps
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_TREE) CC=clang OPT="-O1 -g" SANITIZER= WERROR= \
 	  CFLAGS="$(FUZZ_SAN)" $(FUZZ_TREE)/libweft.a \
 	  $(patsubst $(OBJ)/%,$(FUZZ_TREE)/obj/%,$(call core_objs,$(call fuzz_part,$*)))
