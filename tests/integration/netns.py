@@ -9,6 +9,14 @@ namespace has no uplink. Everything a Network creates (namespaces, and with
 them interfaces, iptables rules and sockets; processes started through it)
 is removed by close(), which the context manager calls also on failure.
 
+Weft binaries started with popen(..., weft_log=<path or callable>) are
+stopped as their users stop them: close() sends them SIGTERM (all at once, so
+their drains overlap), kills the plain helpers (apps, sleeps), then waits for
+each Weft process and raises AssertionError when one had to be killed, exited
+with anything but 0 or left a sanitizer report in its log (procs.stop_cleanly):
+a test that leaves a Weft process unable to stop fails in its teardown, and
+AddressSanitizer's leak check, which runs at exit only, sees every such exit.
+
     from netns import Network
     with Network() as net:
         a = net.add_pod("a")
@@ -29,6 +37,8 @@ import signal
 import subprocess
 import time
 
+import procs
+
 IP = shutil.which("ip") or "/usr/sbin/ip"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 CLONE_NEWNET = 0x40000000
@@ -37,6 +47,9 @@ _counter = itertools.count()
 
 NODE4, NODE6 = "198.18.0.1", "2001:2::1"
 EXTERNAL4 = "198.18.1.1"  # a second node address outside the pods' /24 (an "outside" service)
+# How long close() waits for a Weft process after SIGTERM: the proxy's default
+# drain is 25 s, and sanitizers slow the exit.
+WEFT_STOP_TIMEOUT = 45
 
 
 def sh(argv, check=True, timeout=30, **kw):
@@ -66,17 +79,45 @@ class Host:
     def __init__(self, net, name, netns, ip4, ip6):
         self.net, self.name, self.netns, self.ip4, self.ip6 = net, name, netns, ip4, ip6
         self.procs = []
+        self.weft = []  # [proc, log]: Weft binaries that must stop cleanly on SIGTERM
 
     def run(self, argv, check=True, timeout=30, uid=None, env=None, input=None):
         return sh(self._wrap(argv, uid), check=check, timeout=timeout, env=env, input=input)
 
-    def popen(self, argv, uid=None, env=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw):
+    def popen(self, argv, uid=None, env=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, weft_log=None, **kw):
         """Starts a process in the namespace (as uid/gid `uid` with no
-        supplementary groups when given); it is killed by Network.close()."""
+        supplementary groups when given). A plain process is killed by
+        Network.close(); one with `weft_log` (a path or a callable returning
+        its log's text) is a Weft binary: close() stops it with SIGTERM and
+        fails unless it exits 0 with no sanitizer report (see the module
+        doc). `ip netns exec` and setpriv exec, so the pid is the binary's."""
         p = subprocess.Popen(self._wrap(argv, uid), env=env, stdout=stdout, stderr=stderr,
                              start_new_session=True, **kw)
         self.procs.append(p)
+        if weft_log is not None:
+            self.weft.append([p, weft_log])
         return p
+
+    def checked(self, proc):
+        """The caller has stopped and checked `proc` itself: close() leaves it."""
+        self.weft = [w for w in self.weft if w[0] is not proc]
+
+    def _signal_weft(self):
+        for p, _ in self.weft:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGTERM)
+
+    def _stop_weft(self):
+        """Waits for the (already signalled) Weft processes; their failures."""
+        failures = []
+        for p, log in self.weft:
+            try:
+                procs.stop_cleanly(p, log, sig=None, timeout=WEFT_STOP_TIMEOUT)
+            except AssertionError as e:
+                failures.append(f"{self.name}: {' '.join(map(str, p.args[-8:]))}: {e}")
+        self.weft = []
+        return failures
 
     def _wrap(self, argv, uid):
         prefix = [IP, "netns", "exec", self.netns]
@@ -152,7 +193,21 @@ class Network:
         return pod
 
     def close(self):
+        """Stops Weft processes cleanly and kills the rest, removes every
+        namespace, then raises AssertionError if a Weft process did not stop
+        cleanly (after the cleanup, so a failure leaves nothing behind)."""
         hosts = list(self.pods.values()) + ([self.node] if self.node else [])
+        for h in hosts:
+            h._signal_weft()
+        weft = {id(p) for h in hosts for p, _ in h.weft}
+        for h in hosts:  # helpers first: a Weft process must not depend on them to exit
+            for p in h.procs:
+                if id(p) not in weft and p.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(p.pid, signal.SIGKILL)
+        failures = []
+        for h in hosts:
+            failures += h._stop_weft()
         for h in hosts:
             h.kill_all()
         for ns in reversed(self._netns):
@@ -162,6 +217,8 @@ class Network:
                     break
                 time.sleep(0.1)
         self._netns = []
+        if failures:
+            raise AssertionError("Weft processes did not stop cleanly:\n" + "\n".join(failures))
 
     def __enter__(self):
         return self

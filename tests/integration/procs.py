@@ -8,6 +8,7 @@ at exit only, so a process that is killed is never checked for leaks.
 
     from procs import stop_cleanly
     text = stop_cleanly(proc, log_path)   # the log's text, for more assertions
+    stop_cleanly(proc, log_path, sig=None) # already signalled: only wait and check
 """
 import os
 import signal
@@ -42,15 +43,16 @@ def read_log(log):
 def stop_cleanly(proc, log=None, sig=signal.SIGTERM, timeout=30, expect_code=0):
     """Signals `proc` and asserts it exits by itself with `expect_code` and no
     sanitizer report. A process still running after `timeout` is killed and
-    the test fails. Returns the log's text."""
-    if proc.poll() is None:
+    the test fails. sig=None sends nothing (the caller has signalled it, e.g.
+    several processes at once). Returns the log's text."""
+    if sig is not None and proc.poll() is None:
         proc.send_signal(sig)
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL) if _own_group(proc) else proc.kill()
         proc.wait()
-        raise AssertionError(f"pid {proc.pid} did not exit within {timeout}s of signal {sig} and was killed:\n"
+        raise AssertionError(f"pid {proc.pid} did not exit within {timeout}s of signal {sig or 'SIGTERM'} and was killed:\n"
                              + read_log(log)[-3000:])
     text = read_log(log)
     report = sanitizer_report(text)

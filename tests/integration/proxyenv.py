@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import netns
+import procs
 
 WEFT_BIN = os.environ.get("WEFT_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../build/bin"))
 PROXY = os.path.join(WEFT_BIN, "weft-proxy")
@@ -19,6 +20,10 @@ APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "proxy_app.py")
 PROXY_UID = 15100
 ADMIN = 15020
 OPENSSL = "openssl"
+# Sanitizer builds start and run several times slower: upper time bounds are
+# multiplied by this, lower bounds (a timeout really waited) are not.
+SANITIZER = os.environ.get("WEFT_SANITIZER", "")
+SLOW = 3 if SANITIZER else 1
 
 
 def run(argv, **kw):
@@ -61,7 +66,7 @@ commonName = optional
              "-out", self.crt])
         self.n = 0
 
-    def issue(self, ns, sa, trust_domain="cluster.local", expired=False, uri=None):
+    def issue(self, ns, sa, trust_domain="cluster.local", expired=False, uri=None, eku="serverAuth,clientAuth"):
         """Returns (cert_path, key_path) for spiffe://<td>/ns/<ns>/sa/<sa>."""
         self.n += 1
         base = os.path.join(self.dir, f"{ns}-{sa}-{self.n}")
@@ -69,7 +74,7 @@ commonName = optional
         uri = uri or f"spiffe://{trust_domain}/ns/{ns}/sa/{sa}"
         with open(ext, "w") as f:
             f.write("[v3]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                    f"extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:{uri}\n")
+                    f"extendedKeyUsage={eku}\nsubjectAltName=URI:{uri}\n")
         run([OPENSSL, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key])
         run([OPENSSL, "req", "-new", "-key", key, "-subj", f"/CN={sa}.{ns}", "-out", csr])
         dates = ["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"] if expired else ["-days", "1"]
@@ -120,39 +125,52 @@ class MeshPod:
         self.proxy = None
         self.start_proxy()
 
-    def start_proxy(self):
+    def start_proxy(self, ready=True):
+        """Starts weft-proxy and (with `ready`) waits for its /ready. The
+        network's close() stops it with SIGTERM and fails the test unless it
+        exits 0 with a log free of sanitizer reports."""
         # The log goes to a file, not a pipe: nobody reads a pipe while the
         # test runs, and a full one would stall the proxy.
         self.proxylog = os.path.join(self.ca.dir, f"proxy-{self.pod.net.id}-{self.name}.log")
         with open(self.proxylog, "ab") as log:
             self.log_from = log.tell()
             self.proxy = self.pod.popen([PROXY] + self.proxy_args, uid=PROXY_UID, env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=log, **self.popen_kw)
-        self.wait_ready()
+                                        stdout=subprocess.DEVNULL, stderr=log, weft_log=self._log_since(self.log_from),
+                                        **self.popen_kw)
+        if ready:
+            self.wait_ready()
 
     def wait_ready(self, timeout=10):
+        timeout *= SLOW
         r = self.pod.run([PROXY, "wait-ready", "--timeout-seconds", str(timeout)], check=False, timeout=timeout + 5)
         if r.returncode != 0:
-            err = self.stop_proxy()
+            try:
+                err = self.stop_proxy()
+            except AssertionError as e:
+                err = str(e)
             raise AssertionError(f"proxy of {self.name} not ready: {r.stderr} {err}")
 
-    def stop_proxy(self, sig=15, timeout=10):
-        """Signals the proxy, waits, returns what it logged since it started."""
+    def stop_proxy(self, sig=15, timeout=40, expect_code=0):
+        """Signals the proxy and holds it to a clean exit (procs.stop_cleanly:
+        `expect_code`, no sanitizer report, not killed, or AssertionError);
+        returns what it logged since it started."""
         if not self.proxy:
             return ""
-        self.proxy.send_signal(sig)
         try:
-            self.proxy.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proxy.kill()
-            self.proxy.wait(timeout=5)
-        return self.log()
+            return procs.stop_cleanly(self.proxy, self.log, sig=sig, timeout=timeout, expect_code=expect_code)
+        finally:
+            self.pod.checked(self.proxy)
+
+    def _log_since(self, offset):
+        def read():
+            with open(self.proxylog, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        return read
 
     def log(self):
         """What the proxy has logged since it started."""
-        with open(self.proxylog, "rb") as f:
-            f.seek(self.log_from)
-            return f.read().decode(errors="replace")
+        return self._log_since(self.log_from)()
 
     def admin(self, path, method="GET", host=None):
         """An admin request from the node namespace (like the kubelet)."""
