@@ -64,8 +64,10 @@ static const struct setting settings[] = {
 };
 #define NSETTINGS (sizeof settings / sizeof *settings)
 
-/* Annotations under weft.dev/ that are not settings but are understood. */
-static const char *const other_annotations[] = {"inject", "status", NULL};
+/* Annotations under weft.dev/ that are not injection settings but are
+ * understood: inject (opt in/out), status (written by the webhook) and
+ * opaque-ports (read by weft-discovery from pods and Services). */
+static const char *const other_annotations[] = {"inject", "status", "opaque-ports", NULL};
 
 static int one_of(const char *s, const char *const *options)
 {
@@ -272,9 +274,23 @@ static int apply_annotations(json_t *values, json_t *annotations, const char *wh
             continue;
         const char *suffix = key + plen;
         const struct setting *s = by_annotation(suffix);
+        if (!s && strcmp(suffix, "opaque-ports") == 0) {
+            /* Not an injection setting, but refused here as well when it
+             * does not parse: the pod would otherwise run half-configured. */
+            json_t *ports = json_is_string(val) ? normalize(K_PORTS, json_string_value(val)) : NULL;
+            if (!ports) {
+                char *shown = json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
+                snprintf(err, errlen, "invalid %s %s on %s: expected %s", key, shown ? shown : "?", where,
+                         expectation(K_PORTS));
+                free(shown);
+                return -EINVAL;
+            }
+            json_decref(ports);
+            continue;
+        }
         if (!s) {
             if (one_of(suffix, other_annotations))
-                continue; /* weft.dev/inject and weft.dev/status are handled elsewhere */
+                continue; /* handled elsewhere */
             /* Refused so that a typo never silently does nothing. */
             snprintf(err, errlen, "unknown annotation %s on %s", key, where);
             return -EINVAL;

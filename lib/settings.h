@@ -3,9 +3,11 @@
  * each comes from in mesh.yaml, which `weft.dev/<key>` annotation may override
  * it, and how it is checked. Values merge mesh config < namespace
  * annotations < pod annotations; a value that does not parse is an error that
- * names the key, the value and where it was found. Pure: no I/O. */
-#ifndef WEFT_WEBHOOK_SETTINGS_H
-#define WEFT_WEBHOOK_SETTINGS_H
+ * names the key, the value and where it was found. Pure: no I/O. In lib/
+ * because weft-webhook (injection) and weft-discovery (a pod's inbound policy
+ * in force) must merge them the same way. */
+#ifndef WEFT_SETTINGS_H
+#define WEFT_SETTINGS_H
 #include <jansson.h>
 #include <stddef.h>
 

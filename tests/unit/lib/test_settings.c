@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of webhook/settings.c: mesh defaults, precedence of namespace
+/* Unit tests of lib/settings.c: mesh defaults, precedence of namespace
  * and pod annotations, and every kind of invalid override. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -102,6 +102,22 @@ static void test_invalid_overrides(void **state)
     expect_refused("weft.dev/proxy-log-level", "trace", "debug, info, warn or error");
     expect_refused("weft.dev/proxy-image", "bad image", "weft.dev/proxy-image \"bad image\"");
     expect_refused("weft.dev/mtls_mode", "STRICT", "unknown annotation weft.dev/mtls_mode");
+    expect_refused("weft.dev/opaque-ports", "mysql", "invalid weft.dev/opaque-ports \"mysql\" on the pod");
+}
+
+/* weft.dev/opaque-ports is no injection setting but a known annotation. */
+static void test_opaque_ports_known(void **state)
+{
+    (void)state;
+    char err[512];
+    json_t *base = mesh_values();
+    json_t *pod = json_pack("{s:s, s:s}", "weft.dev/opaque-ports", "3306, 5432", "weft.dev/status", "{}");
+    json_t *v = settings_resolve(base, NULL, "shop", pod, err, sizeof err);
+    assert_non_null(v);
+    assert_null(json_object_get(v, "opaque_ports"));
+    json_decref(v);
+    json_decref(pod);
+    json_decref(base);
 }
 
 static void test_port_list_limit(void **state)
@@ -134,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_invalid_overrides),
         cmocka_unit_test(test_port_list_limit),
+        cmocka_unit_test(test_opaque_ports_known),
     };
-    return cmocka_run_group_tests_name("webhook/settings", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("lib/settings", tests, NULL, NULL);
 }
