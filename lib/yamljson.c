@@ -98,13 +98,15 @@ static int attach(struct frame *top, json_t *value, char *err, size_t errlen, co
     return top->key ? 0 : -1;
 }
 
-json_t *yamljson_parse(const char *text, size_t len, const char *name, char *err, size_t errlen)
+/* One document (multi == 0: a second one is an error), or every document of
+ * the stream appended to a new array (multi == 1; empty documents skipped). */
+static json_t *parse(const char *text, size_t len, const char *name, int multi, char *err, size_t errlen)
 {
     yaml_parser_t parser;
     yaml_event_t ev;
     struct frame stack[YAMLJSON_MAX_DEPTH + 1];
     int depth = 0, done = 0;
-    json_t *root = NULL;
+    json_t *root = NULL, *docs = multi ? json_array() : NULL;
 
     err[0] = '\0';
     if (len > YAMLJSON_MAX_BYTES) {
@@ -126,6 +128,14 @@ json_t *yamljson_parse(const char *text, size_t len, const char *name, char *err
         switch (ev.type) {
         case YAML_STREAM_END_EVENT:
             done = 1;
+            break;
+        case YAML_DOCUMENT_END_EVENT:
+            if (multi && root) {
+                if (!json_is_null(root))
+                    json_array_append(docs, root);
+                json_decref(root);
+                root = NULL;
+            }
             break;
         case YAML_DOCUMENT_START_EVENT:
             if (root) {
@@ -186,6 +196,8 @@ json_t *yamljson_parse(const char *text, size_t len, const char *name, char *err
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&parser);
+    if (multi)
+        return docs;
     if (!root)
         root = json_null();
     return root;
@@ -194,8 +206,19 @@ fail:
     for (int i = 0; i <= depth && i <= YAMLJSON_MAX_DEPTH; i++)
         free(stack[i].key);
     json_decref(root);
+    json_decref(docs);
     yaml_parser_delete(&parser);
     return NULL;
+}
+
+json_t *yamljson_parse(const char *text, size_t len, const char *name, char *err, size_t errlen)
+{
+    return parse(text, len, name, 0, err, errlen);
+}
+
+json_t *yamljson_parse_all(const char *text, size_t len, const char *name, char *err, size_t errlen)
+{
+    return parse(text, len, name, 1, err, errlen);
 }
 
 json_t *yamljson_load_file(const char *path, char *err, size_t errlen)

@@ -13,6 +13,9 @@
 
 /* Returns a new reference, or NULL with "<name>:<line>:<col>: <problem>" in err. */
 json_t *yamljson_parse(const char *text, size_t len, const char *name, char *err, size_t errlen);
+/* Every document of a multi-document stream ("---" between them), in order,
+ * as a new array; empty documents are left out. Same limits and errors. */
+json_t *yamljson_parse_all(const char *text, size_t len, const char *name, char *err, size_t errlen);
 /* Reads and parses a file of at most YAMLJSON_MAX_BYTES. */
 json_t *yamljson_load_file(const char *path, char *err, size_t errlen);
 
