@@ -100,7 +100,7 @@ class MeshPod:
     """A pod with weft-init rules, weft-proxy (uid 15100) and the test app."""
 
     def __init__(self, net, name, ca, ns, sa="default", app_ports=(8080, 7000), env=None, cert=None, init=True,
-                 proxy_args=(), popen_kw=None):
+                 proxy_args=(), popen_kw=None, ready=True):
         self.pod = net.add_pod(name)
         self.name, self.ns, self.sa, self.ca = name, ns, sa, ca
         self.ip4, self.ip6 = self.pod.ip4, self.pod.ip6
@@ -123,7 +123,7 @@ class MeshPod:
         self.proxy_args = list(proxy_args)
         self.popen_kw = popen_kw or {}
         self.proxy = None
-        self.start_proxy()
+        self.start_proxy(ready)
 
     def start_proxy(self, ready=True):
         """Starts weft-proxy and (with `ready`) waits for its /ready. The
