@@ -131,7 +131,11 @@ static int reload_issuer(struct reloader *r, int force)
     int rc = ident_issuer_load(r->cfg->issuer_cert, r->cfg->issuer_key, r->cfg->trust_bundle, &is, err, sizeof err);
     if (rc < 0) {
         metrics_inc(&reload_counters[1]);
-        log_error("issuer not loaded, keeping the previous one", "error=\"%s\"", err);
+        pthread_mutex_lock(&issuer_lock);
+        int have_one = issuer_current != NULL; /* none at start: nothing is kept */
+        pthread_mutex_unlock(&issuer_lock);
+        log_error(have_one ? "issuer not loaded, keeping the previous one" : "issuer not loaded", "error=\"%s\"",
+                  err);
         /* Remember the signature anyway: a half-written pair is retried when it changes again. */
         memcpy(r->issuer_sig, sig, sizeof sig);
         return rc;

@@ -13,7 +13,8 @@ import time
 import pytest
 
 import kubefake
-from test_identity import free_port, make_ca, start_identity, stop_identity
+from ports import reserved_port
+from test_identity import make_ca, start_identity, stop_identity
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -100,14 +101,14 @@ def test_server_name_is_verified(tmp_path, env):
 
 
 def test_identity_comes_up_late(tmp_path, env):
-    port = free_port()
+    port = reserved_port()  # held, not listening: the driver's dials are refused until weft-identity binds it
     p = subprocess.Popen([env["driver"], "127.0.0.1:%d" % port, "weft-identity.weft-system.svc",
                           str(env["dir"] / "pod-token"), str(env["ca"] / "ca.crt"), "shop", "backend", "12", "250"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ident = None
     try:
         time.sleep(2)
-        ident = start_identity_on(tmp_path, env, port)
+        ident = start_identity(tmp_path, env["ca"], env["kube"], port=port)
         out, err = p.communicate(timeout=40)
     finally:
         if p.poll() is None:
@@ -127,18 +128,6 @@ def test_identity_comes_up_late(tmp_path, env):
     counts = dict(re.findall(r'result="(\w+)"\} (\d+)', lines[-1]["metrics"]))
     assert int(counts["failure"]) >= 2 and int(counts["success"]) >= 1
     assert "no certificate yet from weft-identity" in err
-
-
-def start_identity_on(tmp_path, env, port):
-    """start_identity, but on a given port (the driver already dials it)."""
-    import test_identity
-    orig = test_identity.free_port
-    ports = iter([port, free_port()])
-    test_identity.free_port = lambda: next(ports)
-    try:
-        return start_identity(tmp_path, env["ca"], env["kube"])
-    finally:
-        test_identity.free_port = orig
 
 
 def test_refused_token(tmp_path, env):

@@ -21,6 +21,7 @@ import pytest
 import kubefake
 import netns
 import proxyenv as pe
+from procs import stop_cleanly
 from test_identity import IDENTITY, make_ca
 
 pytestmark = [
@@ -61,16 +62,15 @@ def mesh():
                                 "--kube-token", os.path.join(d, "kube-token"),
                                 "--cert-ttl", f"{TTL}s", "--clock-skew", "0"], stdout=log, stderr=subprocess.STDOUT)
         try:
-            assert pe.wait_for(lambda: _ready(net), timeout=10), open(log_path).read()
+            assert pe.wait_for(lambda: _ready(net), timeout=30), open(log_path).read()
             yield net, d, ca, log_path
         finally:
-            ident.terminate()
             try:
-                ident.wait(5)
-            except subprocess.TimeoutExpired:
-                ident.kill()
-            log.close()
-            fake.stop()
+                stop_cleanly(ident, log_path, timeout=30)  # exit 0, no sanitizer report
+            finally:
+                net.node.checked(ident)
+                log.close()
+                fake.stop()
 
 
 def _ready(net):
