@@ -51,6 +51,7 @@ UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 
 .PHONY: all deps test unit golden golden-update integration e2e fuzz bench demo clean format-check
+.PHONY: fresh-check
 all: $(BINARIES)
 
 deps:
@@ -137,5 +138,10 @@ demo: deps all
 
 clean:
 	rm -rf build build-address build-undefined build-fuzz
+
+# Root; not part of test or .ci/run (it takes a while): the README's two
+# commands in new Debian 12 roots. FRESH_CHECK_CMDS, FRESH_CHECK_REPO: see the script.
+fresh-check:
+	@bash scripts/fresh-check.sh
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
