@@ -390,25 +390,124 @@ def test_missing_iptables_restore(net):
     assert saved(app) == before
 
 
+NFT_TOOLS = ("iptables-nft-save", "iptables-nft-restore", "ip6tables-nft-save", "ip6tables-nft-restore")
+
+
+def fake_path(d, **fakes):
+    """A PATH directory holding the real nft tools, except those named in
+    `fakes` (tool name with - as _, e.g. ip6tables_nft_restore=script), which
+    are shell scripts. A script may run the real tool as $REAL."""
+    for tool in NFT_TOOLS:
+        key = tool.replace("-", "_")
+        path = os.path.join(d, tool)
+        if key in fakes:
+            with open(path, "w") as f:
+                f.write("#!/bin/sh\nREAL=/usr/sbin/%s\n%s\n" % (tool, fakes[key]))
+            os.chmod(path, 0o755)
+        else:
+            os.symlink(f"/usr/sbin/{tool}", path)
+    return {"PATH": d}
+
+
+FAIL = "cat >/dev/null\necho 'fake %s: line 3 failed' >&2\nexit 4"
+
+
+def failing_run(app, **fakes):
+    """weft-init (IPv4 and IPv6, nft) with some tools replaced: its result."""
+    with tempfile.TemporaryDirectory() as d:
+        return weft_init(app, "--skip-outbound-ports", "1234", "--ipv6", "true", "--mode", "nft",
+                         env=fake_path(d, **fakes), check=False)
+
+
 def test_failing_restore_rolls_back(net):
     """IPv4 applies, ip6tables-restore fails: its stderr is reported, the exit
-    is non-zero and IPv4 is put back to what it was (foreign rule included)."""
+    is non-zero and IPv4 is put back to what it was (foreign rule included);
+    ::6, there before, stays."""
     app, _ = net
     app.run("iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-p", "udp", "-j", "RETURN")
     weft_init(app, *STD)  # a first, good run: rollback must restore exactly this
+    assert lo_has_passthrough(app)
     before = (saved(app, 4), saved(app, 6))
-    with tempfile.TemporaryDirectory() as d:
-        for tool in ("iptables-nft-save", "iptables-nft-restore", "ip6tables-nft-save"):
-            os.symlink(f"/usr/sbin/{tool}", os.path.join(d, tool))
-        fake = os.path.join(d, "ip6tables-nft-restore")
-        with open(fake, "w") as f:
-            f.write("#!/bin/sh\ncat >/dev/null\necho 'fake ip6tables-restore: line 3 failed' >&2\nexit 4\n")
-        os.chmod(fake, 0o755)
-        r = weft_init(app, "--skip-outbound-ports", "1234", "--ipv6", "true", "--mode", "nft",
-                      env={"PATH": d}, check=False)
+    r = failing_run(app, ip6tables_nft_restore=FAIL % "ip6tables-restore")
     assert r.returncode == 1
     assert "fake ip6tables-restore: line 3 failed" in r.stderr
-    assert "rolled back" in r.stderr
+    assert 'msg="rolled back" family=ipv4' in r.stderr
+    assert (saved(app, 4), saved(app, 6)) == before
+    assert lo_has_passthrough(app)  # not added by this run, so not removed by it
+
+
+def test_failing_ipv6_restore_removes_the_address_it_added(net):
+    """A namespace without ::6: weft-init adds it, IPv4 applies, IPv6 fails:
+    IPv4 is rolled back and ::6 removed again."""
+    app, _ = net
+    assert not lo_has_passthrough(app)
+    before = (saved(app, 4), saved(app, 6))
+    r = failing_run(app, ip6tables_nft_restore=FAIL % "ip6tables-restore")
+    assert r.returncode == 1
+    assert 'msg="rolled back" family=ipv4' in r.stderr
+    assert (saved(app, 4), saved(app, 6)) == before
+    assert not lo_has_passthrough(app)
+    assert "address added" not in r.stderr
+
+
+def test_failing_ipv4_restore_changes_nothing(net):
+    """The first family fails: nothing to roll back, ::6 removed again."""
+    app, _ = net
+    before = (saved(app, 4), saved(app, 6))
+    r = failing_run(app, iptables_nft_restore=FAIL % "iptables-restore",
+                    ip6tables_nft_restore=FAIL % "ip6tables-restore")
+    assert r.returncode == 1
+    assert "fake iptables-restore: line 3 failed" in r.stderr
+    assert 'msg="iptables-restore failed" family=ipv4' in r.stderr
+    assert "rolled back" not in r.stderr and "fake ip6tables-restore" not in r.stderr  # IPv6 never tried
+    assert (saved(app, 4), saved(app, 6)) == before
+    assert not lo_has_passthrough(app)
+
+
+def test_failing_rollback_is_reported(net):
+    """IPv4 applies, IPv6 fails, and restoring IPv4 fails too: exit 1 and an
+    error naming the family whose rules may be incomplete (they are: IPv4
+    keeps the new rules), ::6 removed all the same."""
+    app, _ = net
+    before6 = saved(app, 6)
+    # --noflush (the apply) goes to the real tool; the plain restore of the rollback fails.
+    only_noflush = 'if [ "$1" = --noflush ]; then exec $REAL "$@"; fi\n' + FAIL % "iptables-restore (rollback)"
+    r = failing_run(app, iptables_nft_restore=only_noflush, ip6tables_nft_restore=FAIL % "ip6tables-restore")
+    assert r.returncode == 1
+    assert "fake iptables-restore (rollback): line 3 failed" in r.stderr
+    assert 'msg="rollback failed; rules may be incomplete" family=ipv4' in r.stderr
+    assert "-A OUTPUT -p tcp -j WEFT_OUTPUT" in saved(app, 4)  # what "incomplete" means here
+    assert saved(app, 6) == before6
+    assert not lo_has_passthrough(app)
+
+
+@pytest.mark.parametrize("tool", ["iptables-nft-save", "ip6tables-nft-save"])
+def test_failing_save_changes_nothing(net, tool):
+    """iptables-save of either family fails: reported with its stderr, exit 1,
+    nothing written and ::6 never added (every save runs before any change)."""
+    app, _ = net
+    before = (saved(app, 4), saved(app, 6))
+    restores = {"iptables_nft_restore": FAIL % "iptables-restore", "ip6tables_nft_restore": FAIL % "ip6tables-restore"}
+    r = failing_run(app, **restores, **{tool.replace("-", "_"): "echo 'fake save: no table' >&2\nexit 3"})
+    assert r.returncode == 1
+    family = "ipv6" if tool.startswith("ip6") else "ipv4"
+    assert f'msg="iptables-save failed" family={family} cmd="{tool} -t nat" exit=3 stderr="fake save: no table"' \
+        in r.stderr, r.stderr
+    assert "fake iptables-restore" not in r.stderr and "fake ip6tables-restore" not in r.stderr  # no restore ran
+    assert (saved(app, 4), saved(app, 6)) == before
+    assert not lo_has_passthrough(app)
+
+
+def test_failing_address_changes_nothing(net):
+    """::6 cannot be added to lo (IPv6 disabled there): exit 1 with the
+    kernel's reason, and no rules written in either family."""
+    app, _ = net
+    app.run("sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=1")
+    before = (saved(app, 4), saved(app, 6))
+    r = weft_init(app, *STD, check=False)
+    assert r.returncode == 1
+    assert 'msg="cannot add the inbound passthrough source" error="adding ::6/128 on lo:' in r.stderr, r.stderr
+    assert "rules applied" not in r.stderr
     assert (saved(app, 4), saved(app, 6)) == before
 
 
