@@ -228,7 +228,7 @@ static const struct config_setting config_settings[] = {
     {"WEFT_DETECT_TIMEOUT_MS", "detect-timeout-ms", "300", "inbound, PERMISSIVE: wait for first bytes before treating as plaintext", set_detect_timeout_ms},
     {"WEFT_IDLE_TIMEOUT_SECONDS", "idle-timeout-seconds", "3600", "close a connection idle this long", set_idle_timeout_s},
     {"WEFT_RELOAD_SECONDS", "reload-seconds", "2", "how often certificate files are checked for changes", set_reload_seconds},
-    {"WEFT_MAX_CONNECTIONS", "max-connections", "65536", "per worker; accepts pause beyond", set_max_connections},
+    {"WEFT_MAX_CONNECTIONS", "max-connections", "65536", "per worker; more are closed at accept (accept_overload_total)", set_max_connections},
 };
 #define NSETTINGS (sizeof config_settings / sizeof *config_settings)
 

@@ -83,7 +83,11 @@ static int main_wait_ready(int argc, char **argv)
         return 2;
     }
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--timeout-seconds") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--timeout-seconds") == 0) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "weft-proxy wait-ready: --timeout-seconds needs a value\n");
+                return 2;
+            }
             if (parse_uint(argv[++i], 1, 86400, &timeout) < 0) {
                 fprintf(stderr, "weft-proxy wait-ready: --timeout-seconds \"%s\": must be an integer 1-86400\n",
                         argv[i]);
@@ -105,7 +109,10 @@ static int main_wait_ready(int argc, char **argv)
         if (main_probe_ready(port))
             return 0;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((unsigned long)(now.tv_sec - start.tv_sec) >= timeout) {
+        /* Whole milliseconds: comparing the seconds fields alone gave up as
+         * much as a second early (tv_sec ticks over right after start). */
+        long long elapsed_ms = (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed_ms >= (long long)timeout * 1000) {
             fprintf(stderr, "weft-proxy wait-ready: not ready after %lu s\n", timeout);
             return 1;
         }

@@ -142,7 +142,9 @@ class MeshPod:
 
     def wait_ready(self, timeout=10):
         timeout *= SLOW
-        r = self.pod.run([PROXY, "wait-ready", "--timeout-seconds", str(timeout)], check=False, timeout=timeout + 5)
+        port = {"WEFT_ADMIN_PORT": self.env["WEFT_ADMIN_PORT"]} if "WEFT_ADMIN_PORT" in self.env else {}
+        r = self.pod.run([PROXY, "wait-ready", "--timeout-seconds", str(timeout)], check=False, timeout=timeout + 5,
+                         env={"PATH": "/usr/bin:/bin", **port})
         if r.returncode != 0:
             try:
                 err = self.stop_proxy()
