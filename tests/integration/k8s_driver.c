@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Drives lib/k8s.c for tests/integration/test_k8s.py: makes the requests the
  * test asks for and prints one JSON line per request (rc, status, response,
- * err), so Python can check them against what the fake API server saw.
+ * err, ms: how long k8s_request took), so Python can check them against what
+ * the fake API server saw.
  *
  *   k8s_driver HOST PORT CA TOKEN_FILE|- request METHOD PATH [BODY_JSON]
  *   k8s_driver HOST PORT CA TOKEN_FILE|- repeat N SLEEP_MS METHOD PATH
@@ -29,14 +30,23 @@ static long env_long(const char *name)
     return v ? strtol(v, NULL, 10) : 0;
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void one(const char *method, const char *path, json_t *body)
 {
     long status = 0;
     json_t *resp = NULL;
     char err[512];
+    long long start = now_ms();
     int rc = k8s_request(client, method, path, body, &status, &resp, err, sizeof err);
-    json_t *line = json_pack("{s:i, s:i, s:s, s:O?}", "rc", rc, "status", (int)status, "err", err, "response",
-                             resp);
+    long long ms = now_ms() - start;
+    json_t *line = json_pack("{s:i, s:i, s:s, s:O?, s:I}", "rc", rc, "status", (int)status, "err", err, "response",
+                             resp, "ms", (json_int_t)ms);
     char *text = json_dumps(line, JSON_COMPACT);
     printf("%s\n", text);
     fflush(stdout);

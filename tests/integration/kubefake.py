@@ -8,6 +8,10 @@ status.authenticated, status.user.{username,uid,groups,extra},
 status.audiences, status.error), Status objects on errors, 401 for a missing
 or unknown bearer token. Paths under /test/ misbehave on purpose (chunked,
 slow, closed, garbage, huge, non-JSON) to test the client's limits.
+fail_code answers every API path with that Status as kube-apiserver words it
+(401 Unauthorized, 403 Forbidden, 500 InternalError, others
+ServiceUnavailable); raw_answer answers them with bytes of our choosing (a
+200 that is not JSON, as a proxy in front of the API might).
 
 Used as a library (KubeFake) by the tests, or run alone for the benchmark:
     python3 kubefake.py --cert c.pem --key k.pem --config cfg.json
@@ -40,6 +44,15 @@ def status_object(code, reason, message, details=None):
     if details:
         body["details"] = details
     return body
+
+
+# kube-apiserver's reason and message for the codes fail_code may be set to.
+FAIL_STATUS = {
+    401: ("Unauthorized", "Unauthorized"),
+    403: ("Forbidden", 'namespaces is forbidden: User "system:serviceaccount:weft-system:weft-webhook" cannot get '
+                       'resource "namespaces" in API group "" at the cluster scope'),
+    500: ("InternalError", "the server is currently unable to handle the request"),
+}
 
 
 class Review:
@@ -114,9 +127,17 @@ class Handler(BaseHTTPRequestHandler):
         if fake.delay:
             time.sleep(fake.delay)
         if fake.fail_code:
-            return self._send_json(fake.fail_code, status_object(
-                fake.fail_code, "InternalError" if fake.fail_code == 500 else "ServiceUnavailable",
-                "the server is currently unable to handle the request"))
+            reason, message = FAIL_STATUS.get(fake.fail_code, (
+                "ServiceUnavailable", "the server is currently unable to handle the request"))
+            return self._send_json(fake.fail_code, status_object(fake.fail_code, reason, message))
+        if fake.raw_answer:
+            code, content_type, data = fake.raw_answer
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if not self._authorized():
             return
         if self.command == "GET" and path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
@@ -274,11 +295,14 @@ class _Server(ThreadingHTTPServer):
             return
         with self.fake.lock:
             self.fake.connections += 1
+            self.fake.live.add(tls)
         try:
             self.RequestHandlerClass(tls, client_address, self)
-        except (ssl.SSLError, OSError):
+        except (ssl.SSLError, OSError, ValueError):
             pass
         finally:
+            with self.fake.lock:
+                self.fake.live.discard(tls)
             try:
                 tls.close()
             except OSError:
@@ -299,8 +323,10 @@ class KubeFake:
         self.client_tokens = None  # tokens the caller may use; None accepts any
         self.delay = 0.0           # seconds before answering API paths
         self.fail_code = 0         # answer API paths with this Status code
+        self.raw_answer = None     # or with (code, content type, body bytes)
         self.idle_timeout = 10.0   # seconds a connection may sit idle
         self.connections = 0       # TLS handshakes completed
+        self.live = set()          # connections being served
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cert, key)
@@ -316,6 +342,18 @@ class KubeFake:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+    def go_down(self):
+        """Stops, and closes the connections that stop() leaves to finish,
+        kept-alive ones included: nothing answers any more."""
+        self.stop()
+        with self.lock:
+            live = list(self.live)
+        for conn in live:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def add_sa(self, token, ns, sa, **kw):
         self.reviews[token] = Review("system:serviceaccount:%s:%s" % (ns, sa), **kw)

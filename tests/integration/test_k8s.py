@@ -5,11 +5,11 @@ timeouts, limits, certificate verification, and many threads at once."""
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
 import kubefake
+from ports import reserved_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -139,11 +139,11 @@ def test_response_too_large(env, fake):
 
 
 def test_read_timeout(env, fake):
-    t0 = time.monotonic()
     r = request(env, "GET", "/test/slow", extra_env={"K8S_IO_MS": "500", "K8S_CONNECT_MS": "500"})
-    took = time.monotonic() - t0
     assert r["rc"] == -110, r  # -ETIMEDOUT
-    assert took < 2.9  # the 500 ms timeout, not the 3 s the server takes
+    # The request itself, timed by the driver (not the process's start-up, slow under a sanitizer):
+    # the 500 ms timeout, not the 3 s the server takes.
+    assert 450 <= r["ms"] < 2500, r["ms"]
 
 
 def test_closed_without_answer(env, fake):
@@ -159,11 +159,7 @@ def test_not_http(env, fake):
 
 
 def test_connection_refused(env, fake):
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = reserved_port()  # bound, never listening: refused, and taken by nothing else
     r = request(env, "GET", "/", port=port)
     assert r["rc"] == -111 and "refused" in r["err"].lower()  # -ECONNREFUSED
 
