@@ -22,6 +22,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "demo"))
 import demo  # noqa: E402
 import podrunner  # noqa: E402
+import procs  # noqa: E402
 
 BIN = os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")
 NEEDED = ("weft-webhook", "weft-identity", "weft-proxy", "weft-init")
@@ -31,6 +32,11 @@ pytestmark = [
     pytest.mark.skipif(not all(os.access(os.path.join(BIN, b), os.X_OK) for b in NEEDED),
                        reason="weft binaries not built"),
 ]
+
+# What demo-app prints when a proxy cuts its call: not a timeout, a refused
+# connect or an HTTP error, which would mean something else refused it.
+CUT = ("failed: connection reset", "failed: connection closed without an answer")
+PLAINTEXT_REFUSED = 'weft_proxy_inbound_refused_total{kind="plaintext"}'
 
 BACKEND_ID = "spiffe://cluster.local/ns/shop/sa/backend"
 FRONTEND_ID = "spiffe://cluster.local/ns/shop/sa/frontend"
@@ -56,6 +62,34 @@ class Mesh:
 
     def metrics(self, key):
         return demo.proxy_metrics(self.cl, self.pods[key])
+
+    def sample(self, key, series):
+        """The value of one series (name and labels exactly) in the pod's proxy metrics; 0 when absent."""
+        return sample(self.metrics(key), series)
+
+
+def sample(text, series):
+    assert text, "no metrics"
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0
+
+
+def denied(peer):
+    return 'weft_proxy_connections_opened_total{direction="inbound",tls="true",authz="denied",peer="%s"}' % peer
+
+
+def delete_pod_cleanly(cl, pod):
+    """Deletes the pod after stopping its weft-proxy with SIGTERM: it must
+    exit 0 by itself with no sanitizer report in its log (read before the
+    pod's files go)."""
+    proxy = next((c for c in pod.containers if c.name == "weft-proxy"), None)
+    try:
+        if proxy and proxy.proc:
+            procs.stop_cleanly(proxy.proc, proxy.log, timeout=45)
+    finally:
+        cl.delete_pod(pod, grace=1)
 
 
 # The cleanup tests run first, before the module's cluster exists, so the mount
@@ -174,6 +208,15 @@ def mesh():
         cl.start()
         demo.setup_namespaces(cl)
         yield Mesh(cl)
+        # Every pod's proxy is stopped as the kubelet stops it and must exit
+        # cleanly (the runner itself would SIGKILL one that lingers).
+        failures = []
+        for pod in list(cl.pods.values()):
+            try:
+                delete_pod_cleanly(cl, pod)
+            except AssertionError as e:
+                failures.append("%s: %s" % (pod.key, e))
+        assert not failures, "\n".join(failures)
 
 
 def pod_iptables(pod):
@@ -237,10 +280,10 @@ def test_frontend_to_backend_over_mtls_with_identities_on_both_sides(mesh):
 def test_legacy_plaintext_is_refused_by_strict(mesh):
     assert "weft-proxy" not in [c.name for c in mesh.pods["legacy/client"].containers]
     assert not mesh.adm["legacy/client"].sent
+    before = mesh.sample("shop/backend", PLAINTEXT_REFUSED)
     ok, line = mesh.call("legacy/client")
-    assert not ok and line.startswith("failed:"), line
-    assert any("weft_proxy_inbound_refused_total" in m
-               for m in podrunner.metrics_lines(mesh.metrics("shop/backend"), ("weft_proxy_inbound_refused_total",)))
+    assert not ok and line in CUT, line
+    assert mesh.sample("shop/backend", PLAINTEXT_REFUSED) == before + 1  # this call, refused as plaintext
 
 
 def test_probes_are_rewritten_to_the_admin_port_and_green(mesh):
@@ -258,8 +301,10 @@ def test_probes_are_rewritten_to_the_admin_port_and_green(mesh):
         assert ok and ":15020/app-health/" in target, (target, detail)
         # The original probe, plaintext to the app port, is what STRICT refuses.
         original = {"httpGet": {"path": "/healthz", "port": 8080}, "timeoutSeconds": 1}
+        before = mesh.sample(key, PLAINTEXT_REFUSED)
         ok, target, detail = mesh.cl.probe(pod, pod.container(pod.name), original)
         assert not ok, (target, detail)
+        assert mesh.sample(key, PLAINTEXT_REFUSED) == before + 1, (target, detail)
 
 
 def test_opted_out_pod_runs_without_a_proxy(mesh):
@@ -272,8 +317,10 @@ def test_opted_out_pod_runs_without_a_proxy(mesh):
         assert "WEFT_" not in pod_iptables(pod)
         # Its probe hits the app directly, and STRICT still refuses its plaintext call.
         assert any(":8080/healthz" in t for _, _, t, _ in pod.probes)
+        before = mesh.sample("shop/backend", PLAINTEXT_REFUSED)
         ok, line = demo.call(mesh.cl, pod, "batch", mesh.url)
-        assert not ok, line
+        assert not ok and line in CUT, line
+        assert mesh.sample("shop/backend", PLAINTEXT_REFUSED) == before + 1
     finally:
         mesh.cl.delete_pod(pod, grace=1)
 
@@ -292,7 +339,7 @@ def test_non_native_sidecar_holds_the_app_until_ready(mesh):
         assert ok and '"pod": "shop/classic"' in line, line
         assert (FRONTEND_ID, "allowed") in demo.peers(demo.proxy_metrics(mesh.cl, pod), "inbound")
     finally:
-        mesh.cl.delete_pod(pod, grace=1)
+        delete_pod_cleanly(mesh.cl, pod)
 
 
 def test_a_pod_as_the_api_server_stores_it(mesh):
@@ -324,7 +371,7 @@ def test_a_pod_as_the_api_server_stores_it(mesh):
         ok, line = mesh.call("shop/frontend", "http://%s:8080/" % pod.ip)
         assert ok and '"pod": "shop/stored"' in line, line
     finally:
-        mesh.cl.delete_pod(pod, grace=1)
+        delete_pod_cleanly(mesh.cl, pod)
 
 
 def test_service_spreads_connections_over_its_backends(mesh):
@@ -341,7 +388,7 @@ def test_service_spreads_connections_over_its_backends(mesh):
         assert hits["backend"] > 0 and hits["backend2"] > 0, hits   # all on one: probability 2^-23
     finally:
         mesh.cl.set_endpoints("shop", "backend", [first])
-        mesh.cl.delete_pod(second, grace=1)
+        delete_pod_cleanly(mesh.cl, second)
 
 
 def test_invalid_override_is_refused_with_its_message(mesh):
@@ -353,16 +400,17 @@ def test_invalid_override_is_refused_with_its_message(mesh):
 
 
 def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
+    before = mesh.sample("shop/backend", denied(MONITOR_ID))
     ok, line = mesh.call("ops/monitor")
-    assert not ok, line
-    assert (MONITOR_ID, "denied") in demo.peers(mesh.metrics("shop/backend"), "inbound")
+    assert not ok and line in CUT, line
+    assert mesh.sample("shop/backend", denied(MONITOR_ID)) == before + 1  # denied by the policy, after mTLS
     mesh.cl.annotate_namespace("shop", "weft.dev/allow-from", "ops/monitor")
     demo.wait_namespace_refresh(mesh.cl, "shop")
     adm, new = demo.admit_and_run(mesh.cl, demo.app_pod("shop", "backend", "backend", 1000))
     env = {e["name"]: e.get("value") for e in adm.pod["spec"]["initContainers"][1]["env"]}
     assert env["WEFT_ALLOW_FROM"] == "ops/monitor"
     mesh.cl.set_endpoints("shop", "backend", [new])
-    mesh.cl.delete_pod(mesh.pods["shop/backend"], grace=1)
+    delete_pod_cleanly(mesh.cl, mesh.pods["shop/backend"])
     mesh.pods["shop/backend"] = new
     ok, line = mesh.call("ops/monitor")
     assert ok, line
