@@ -5,7 +5,7 @@
 #   fuzz/fuzz_*.c                -> libFuzzer targets (clang), linked like tests/unit/<part>
 # SANITIZER=address|undefined builds into build-<sanitizer>/; WERROR=1 adds -Werror.
 
-PARTS      := webhook init proxy identity
+PARTS      := webhook init proxy identity discovery
 SANITIZER  ?=
 BUILD      ?= build$(if $(SANITIZER),-$(SANITIZER))
 BIN        := $(BUILD)/bin

@@ -12,6 +12,11 @@
 #include <stddef.h>
 
 #define SETTINGS_ANNOTATION_PREFIX "weft.dev/"
+/* Written by weft-webhook on the pods it injects (JSON: what was injected,
+ * the template version); weft-discovery counts a pod with it as meshed. */
+#define SETTINGS_STATUS_ANNOTATION SETTINGS_ANNOTATION_PREFIX "status"
+/* Ports of a pod or Service whose traffic is never inspected (read by weft-discovery). */
+#define SETTINGS_OPAQUE_PORTS_ANNOTATION SETTINGS_ANNOTATION_PREFIX "opaque-ports"
 
 /* Builds the base values (value name -> JSON) from a parsed mesh.yaml
  * document. Returns a new object, or NULL with "mesh.yaml: <path>: ..." in err. */

@@ -8,9 +8,10 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "settings.h"
 #include "template.h"
 
-#define INJECT_STATUS_ANNOTATION "weft.dev/status"
+#define INJECT_STATUS_ANNOTATION SETTINGS_STATUS_ANNOTATION
 #define INJECT_ANNOTATION "weft.dev/inject"
 
 enum inject_outcome {

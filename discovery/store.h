@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The store: every watched object, reduced (reduce.h), keyed by kind and
+ * "<namespace>/<name>", changed only by watch events. Events follow the
+ * informers' rules: ADDED of a known object replaces it, MODIFIED of an
+ * unknown one adds it, DELETED of an unknown one is no change. An event the
+ * store refuses (an invalid object, a limit reached) changes nothing: the
+ * last good version of that object stays in force. Bounded: at most
+ * max_objects of each kind, events of at most max_event_bytes. Single
+ * threaded; answers (answer.h) read it. Pure: no I/O. */
+#ifndef WEFT_DISCOVERY_STORE_H
+#define WEFT_DISCOVERY_STORE_H
+#include <jansson.h>
+#include <stddef.h>
+
+#include "reduce.h"
+
+#define STORE_MAX_EVENT_BYTES (3 * 1024 * 1024) /* the API server's own request limit */
+
+enum store_event {
+    STORE_ADDED,
+    STORE_MODIFIED,
+    STORE_DELETED,
+};
+
+struct store_limits {
+    size_t max_objects[REDUCE_KINDS]; /* per kind */
+    size_t max_event_bytes;           /* one watch event, as received */
+};
+
+struct store;
+
+/* Defaults sized for 10,000 pods with room to spare (docs/discovery.md). */
+void store_default_limits(struct store_limits *l);
+/* limits NULL: the defaults. Never NULL (out of memory aborts). */
+struct store *store_new(const struct store_limits *limits);
+void store_free(struct store *s);
+
+/* Applies one event to obj (borrowed). 0 when applied (or of no interest),
+ * -EINVAL when the object does not pass, -ENOSPC when its kind is full,
+ * -ENOTSUP when discovery does not watch its kind; err says which object
+ * ("<Kind> <ns>/<name>: <field>: <problem>"). */
+int store_apply(struct store *s, enum store_event type, json_t *obj, char *err, size_t errlen);
+/* One watch event as the API server streams it, {"type": ..., "object": ...}:
+ * ADDED, MODIFIED, DELETED as store_apply; BOOKMARK notes the
+ * resourceVersion; ERROR returns -ESTALE for 410 Gone (the watch must list
+ * again) and -EPROTO otherwise, with the Status message. -E2BIG past
+ * max_event_bytes, -EINVAL when it is not an event. */
+int store_apply_event(struct store *s, const char *data, size_t len, char *err, size_t errlen);
+
+/* The objects of a kind: key -> reduced object, borrowed, in no set order. */
+json_t *store_objects(const struct store *s, enum reduce_kind kind);
+/* One reduced object (borrowed), or NULL. */
+json_t *store_get(const struct store *s, enum reduce_kind kind, const char *key);
+/* The last resourceVersion seen for a kind ("" before any). */
+const char *store_resource_version(const struct store *s, enum reduce_kind kind);
+/* Counts every change; an answer computed at one revision is current until it moves. */
+unsigned long store_revision(const struct store *s);
+
+#endif
