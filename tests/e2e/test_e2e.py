@@ -13,11 +13,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 import cluster as cl
+from weft import metric_sum
 
 
 def pod(name, ns, annotations=None, labels=None, host_network=False, probes=False):
@@ -316,13 +318,57 @@ def test_identity_checks_real_tokens_with_tokenreview(cluster, mesh, identity):
         other = make_csr(d, "spiffe://cluster.local/ns/%s/sa/gone" % ns)
         status, ans = identity.request(other, cluster.token("app", ns, audience="weft-identity"))
         assert status == 403, ans
-        # The token of a service account deleted since: TokenReview refuses it.
+        # The token of a service account deleted since, never used before:
+        # refused (the API server's informer may lag the deletion a moment).
         tok = cluster.token("gone", ns, audience="weft-identity")
         cluster.kubectl("delete", "serviceaccount", "gone", "-n", ns)
-        status, ans = cluster.wait_for(
-            lambda: (lambda r: r if r[0] != 200 else None)(identity.request(other, tok)),
-            20, "the deleted service account's token to be refused")
-        assert status == 401, ans
+        status, ans, waited, _ = refused_within(identity, other, tok, 2)
+        assert (status, ans["error"]["reason"]) == (401, "token_invalid"), ans
+
+        # A token bound to a pod, as the kubelet projects it, is good while the
+        # pod exists and refused once it is deleted. weft-identity keeps no
+        # cache: every request is one TokenReview. kube-apiserver caches a
+        # successful authentication for 10 s, so a token that succeeded just
+        # before the deletion may pass for up to 10 s after it; one not used
+        # since is refused at once.
+        p = pod("victim", ns)
+        p["spec"]["serviceAccountName"] = "app"
+        cluster.create_json(p)
+
+        def bound_token():
+            return cluster.kubectl("create", "token", "app", "-n", ns, "--audience", "weft-identity",
+                                   "--bound-object-kind", "Pod", "--bound-object-name", "victim",
+                                   "--duration", "10m").stdout.strip()
+        used, unused = bound_token(), bound_token()
+        status, ans = identity.request(csr, used)
+        assert status == 200, (ans, identity.logs())
+        issued = identity.issued_total()
+        cluster.kubectl("delete", "pod", "victim", "-n", ns, "--wait=true")
+        reviews = metric_sum(identity.metrics_port, "weft_identity_tokenreview_duration_seconds_count")
+        status, ans, waited_unused, n1 = refused_within(identity, csr, unused, 2)
+        assert (status, ans["error"]["reason"]) == (401, "token_invalid"), ans
+        assert identity.issued_total() == issued
+        status, ans, waited_used, n2 = refused_within(identity, csr, used, 10 + 5)
+        assert (status, ans["error"]["reason"]) == (401, "token_invalid"), ans
+        assert identity.issued_total() == issued + n2 - 1  # issued until the API server's cache let go
+        # Each request after the deletion was a TokenReview of its own.
+        asked = metric_sum(identity.metrics_port, "weft_identity_tokenreview_duration_seconds_count") - reviews
+        assert asked == n1 + n2, (asked, n1, n2)
+        print("refused after: deleted service account %.2fs, deleted pod %.2fs (unused token) %.2fs (used token)"
+              % (waited, waited_unused, waited_used))
+
+
+def refused_within(identity, csr, token, timeout):
+    """Asks for a certificate with `token` every 0.2 s until refused, failing
+    after `timeout` s: (status, answer, seconds waited, requests made)."""
+    t0 = time.monotonic()
+    for n in range(1, 1000):
+        status, ans = identity.request(csr, token)
+        if status != 200:
+            return status, ans, time.monotonic() - t0, n
+        assert time.monotonic() - t0 < timeout, "still issuing %.1fs after the deletion" % (time.monotonic() - t0)
+        time.sleep(0.2)
+    raise AssertionError("never refused")
 
 
 def published_bundle(cluster, ns):

@@ -302,7 +302,8 @@ def test_ttl_seconds_at_the_maximum(tmp_path, ca, kube):
         assert lifetime == 604800
         assert abs(leaf.not_valid_after_utc.timestamp() - (t0 + 604800)) < 10
         status, doc, _ = post(ident, ca, {"csr": csr_pem(), "ttlSeconds": 604801})
-        assert (status, doc["error"]["reason"]) == (400, "bad_ttl"), doc
+        assert status == 400, doc
+        assert doc["error"]["reason"] == "bad_ttl"
         assert "604800" in doc["error"]["message"]
         assert ident.metrics()["weft_identity_certificates_issued_total"] == 1
     finally:
@@ -805,7 +806,7 @@ def cut_file(src, dst):
 def run_identity(ca, kube, files=None, extra=(), port=None, mport=None):
     """weft-identity expected to stop by itself at start: (exit status, output)."""
     args = identity_args(ca, kube, port or reserved_port(), mport or reserved_port(), files=files, extra=extra)
-    p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(args, capture_output=True, text=True, timeout=30)  # one that starts fails here
     out = p.stdout + p.stderr
     from procs import sanitizer_report
     assert sanitizer_report(out) is None, out

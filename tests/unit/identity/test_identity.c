@@ -624,6 +624,25 @@ static void test_handle_issue(void **state)
         ident_response_free(&out);
         free(body);
     }
+
+    /* At the maximum: with --cert-ttl 7d, ttlSeconds 604800 gets all of it;
+     * with 24 h, it is lowered to 24 h. One more is refused above. */
+    body = body_for(csr, "\"ttlSeconds\":604800");
+    for (long ttl = IDENT_MAX_TTL; ttl >= IDENT_DEFAULT_TTL; ttl -= IDENT_MAX_TTL - IDENT_DEFAULT_TTL) {
+        struct ident_config cfg = {.trust_domain = "cluster.local", .audience = "weft-identity", .ttl = ttl};
+        struct ident_request req = {.authorization = "Bearer tok", .body = body, .len = strlen(body)};
+        ident_handle(&cfg, stub_review, &stub, ca.issuer, time(NULL), &req, &out);
+        assert_int_equal(out.status, 200);
+        doc = json_loads(out.body, 0, &e);
+        memset(&tb, 0, sizeof tb);
+        memset(&ta, 0, sizeof ta);
+        strptime(json_string_value(json_object_get(doc, "notBefore")), "%Y-%m-%dT%H:%M:%SZ", &tb);
+        strptime(json_string_value(json_object_get(doc, "notAfter")), "%Y-%m-%dT%H:%M:%SZ", &ta);
+        assert_int_equal(timegm(&ta) - timegm(&tb), ttl); /* no backdate here */
+        json_decref(doc);
+        ident_response_free(&out);
+    }
+    free(body);
     free(csr);
     EVP_PKEY_free(k);
     ca_free(&ca);
