@@ -546,7 +546,8 @@ def test_unreadable_namespace_is_refused_with_503(tmp):
     annotations."""
     fake, flags = kube_api(tmp)
     w = Webhook(tmp, *flags)
-    down = Webhook(tmp, "--api-server", f"127.0.0.1:{reserved_port()}", *flags[2:])  # bound, never listening
+    down_port = reserved_port()  # bound, never listening: connections to it are refused
+    down = Webhook(tmp, "--api-server", f"127.0.0.1:{down_port}", *flags[2:])
     forbidden = kubefake.FAIL_STATUS[403][1]
     cases = [
         ("unauthorized", {"client_tokens": {"another-token"}}, "HTTP 401: Unauthorized (reason Unauthorized)"),
@@ -577,9 +578,8 @@ def test_unreadable_namespace_is_refused_with_503(tmp):
         req = golden_request("minimal-pod")
         req["request"]["namespace"] = "shop"
         resp = down.review(req)
-        port = flags[1].rsplit(":", 1)[1]
-        assert resp["status"]["code"] == 503 and "Connection refused" in resp["status"]["message"]
-        assert port not in resp["status"]["message"]
+        assert resp["allowed"] is False and resp["status"] == {
+            "code": 503, "message": unavailable("shop", f"connect 127.0.0.1:{down_port}: Connection refused")}
     finally:
         w.stop()
         down.stop()
@@ -694,11 +694,19 @@ def test_start_up_errors(tmp, port_in_use, name, args, env, code, message):
                                             + [fill(a) for a in args] if args is not None else [])
     e = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     e.update(env)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=e)
-    assert r.returncode == code, (r.returncode, r.stderr)
-    assert fill(message) in r.stderr, r.stderr
-    assert "weft-webhook started" not in r.stderr
-    assert sanitizer_report(r.stderr) is None, r.stderr
+    with open(f"{tmp}/start.log", "w+") as log:
+        proc = subprocess.Popen(cmd, stderr=log, env=e)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            stop_cleanly(proc, f"{tmp}/start.log")  # stopped as its users would, then the test fails
+            raise AssertionError(f"{name}: weft-webhook started instead of refusing")
+        log.seek(0)
+        stderr = log.read()
+    assert proc.returncode == code, (proc.returncode, stderr)
+    assert fill(message) in stderr, stderr
+    assert "weft-webhook started" not in stderr
+    assert sanitizer_report(stderr) is None, stderr
 
 
 CHECK_ERRORS = [
