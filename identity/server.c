@@ -495,7 +495,11 @@ static struct MHD_Daemon *start_daemon(const char *listen, int tls, unsigned max
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)max_conn, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: on Linux its 1 adds SO_REUSEPORT,
+     * which let a second weft-identity listen on a port already served and
+     * share its connections. libmicrohttpd's default, SO_REUSEADDR alone,
+     * still binds at once after a restart (TIME_WAIT), and a port in use is
+     * an error at start. */
     if (*host)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     if (tls) {

@@ -867,6 +867,19 @@ def test_port_in_use(tmp_path, ca, kube, which):
     assert any("cannot start" in l and want in l for l in out.splitlines()), out
 
 
+def test_port_served_by_another_weft_identity(tmp_path, ca, kube):
+    """A second weft-identity on the port of a running one exits 1 instead of
+    listening beside it (with SO_REUSEPORT it did, sharing the connections)."""
+    first = start_identity(tmp_path, ca, kube)
+    try:
+        code, out = run_identity(ca, kube, port=first.port)
+        assert code == 1, out
+        assert "cannot listen on 127.0.0.1:%d (HTTPS)" % first.port in out
+        assert post(first, ca, {"csr": csr_pem()})[0] == 200  # the first one is untouched
+    finally:
+        stop_identity(first)
+
+
 def peer_leaf(port, ca_file, server_name):
     """The DER of the leaf weft-identity presents for SNI `server_name`
     (chain verified against ca_file, name not checked by the client)."""
