@@ -59,17 +59,17 @@ int reduce_key(json_t *obj, enum reduce_kind kind, char *key, size_t keylen, cha
     json_t *meta = json_object_get(obj, "metadata");
     const char *name = json_string_value(json_object_get(meta, "name"));
     const char *ns = json_string_value(json_object_get(meta, "namespace"));
+    if (name && kind == REDUCE_NAMESPACE && !spiffe_valid_namespace(name, strlen(name))) {
+        errbuf_set(err, errlen, "Namespace: metadata.name: expected a DNS-1123 label of at most %d characters",
+                   SPIFFE_MAX_NAMESPACE);
+        return -EINVAL;
+    }
     if (!name || !spiffe_valid_sa(name, strlen(name))) {
         errbuf_set(err, errlen, "%s: metadata.name: expected a DNS-1123 name of at most %d characters",
                    reduce_kind_name(kind), REDUCE_MAX_NAME);
         return -EINVAL;
     }
     if (kind == REDUCE_NAMESPACE) {
-        if (!spiffe_valid_namespace(name, strlen(name))) {
-            errbuf_set(err, errlen, "Namespace %s: metadata.name: expected a DNS-1123 label of at most %d characters",
-                       name, SPIFFE_MAX_NAMESPACE);
-            return -EINVAL;
-        }
         snprintf(key, keylen, "%s", name);
         return 0;
     }

@@ -308,7 +308,7 @@ static json_t *reduce_filters(enum route_type rt, json_t *o, const char *path, i
         if (strstr(type, "HeaderModifier") && valid_header_modifier(conf, cp, err, errlen) < 0)
             goto fail;
         if (strcmp(type, "RequestRedirect") == 0)
-            *redirect = 1;
+            *redirect |= 1;
         if (strcmp(type, "URLRewrite") == 0)
             *redirect |= 2;
         json_array_append_new(out, json_pack("{s:s, s:O}", "type", type, k->field, conf));

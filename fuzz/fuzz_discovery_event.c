@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libFuzzer target: arbitrary bytes through weft-discovery's object and
+ * watch-event parsers (store_apply_event, every reducer), then the answers
+ * over what was stored. Input that is not an event is also read as a YAML
+ * stream of objects, as `weft-discovery answer --objects` reads files, so
+ * the golden cases' manifests and events.jsonl lines both make seeds. Each
+ * input gets a new store holding at most 8 objects of a kind, so one input
+ * reaches the limits; every third document is applied as DELETED. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "answer.h"
+#include "settings.h"
+#include "store.h"
+#include "yamljson.h"
+
+static struct store_limits limits;
+static json_t *mesh_values;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    char err[512];
+    store_default_limits(&limits);
+    for (int i = 0; i < REDUCE_KINDS; i++)
+        limits.max_objects[i] = 8;
+    json_t *mesh = yamljson_load_file("templates/mesh.yaml", err, sizeof err);
+    if (!mesh || !(mesh_values = settings_from_mesh(mesh, err, sizeof err)))
+        abort(); /* run from the repository root */
+    json_decref(mesh);
+    return 0;
+}
+
+static void ask(const struct store *store)
+{
+    static const char *const dests[] = {"10.96.10.10:80", "10.1.1.10:8080", "[fd00:96::10]:80", "10.96.10.20:5432"};
+    struct addr_dest d;
+    char err[256];
+    for (size_t i = 0; i < sizeof dests / sizeof *dests; i++) {
+        if (addr_parse_dest(dests[i], &d) < 0)
+            abort();
+        json_decref(answer_destination(store, "cluster.local", &d));
+    }
+    /* Whatever pods were stored: their policy, and whether they may ask. */
+    const char *key;
+    json_t *pod, *a;
+    int n = 0;
+    json_object_foreach(store_objects(store, REDUCE_POD), key, pod) {
+        if (n++ == 4)
+            break;
+        const char *ns = json_string_value(json_object_get(pod, "namespace"));
+        const char *name = json_string_value(json_object_get(pod, "name"));
+        answer_pod_policy(store, mesh_values, "cluster.local", ns, name, &a);
+        if (!a)
+            abort();
+        json_decref(a);
+        answer_authorize_policy(store, "cluster.local", "spiffe://cluster.local/ns/shop/sa/web",
+                                json_string_value(json_array_get(json_object_get(pod, "ips"), 0)), ns, name, err,
+                                sizeof err);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char err[1024];
+    struct store *store = store_new(&limits);
+    int rc = store_apply_event(store, (const char *)data, size, err, sizeof err);
+    if (rc == -EINVAL && strncmp(err, "watch event:", 12) == 0) {
+        json_t *docs = yamljson_parse_all((const char *)data, size, "fuzz", err, sizeof err);
+        size_t i;
+        json_t *doc;
+        json_array_foreach(docs, i, doc) {
+            json_t *items = json_object_get(doc, "items");
+            if (json_is_array(items)) {
+                size_t j;
+                json_t *item;
+                json_array_foreach(items, j, item)
+                    store_apply(store, STORE_ADDED, item, err, sizeof err);
+            } else {
+                store_apply(store, i % 3 == 2 ? STORE_DELETED : STORE_ADDED, doc, err, sizeof err);
+            }
+        }
+        json_decref(docs);
+    }
+    ask(store);
+    store_free(store);
+    return 0;
+}

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of discovery/store.c: watch events as the API server streams
+ * them, the informers' rules for ADDED/MODIFIED/DELETED, a refused event
+ * keeping the last good object, BOOKMARK and ERROR, and the store's limits
+ * (objects per kind, bytes per event) at the limit and one past it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "fixtures.h"
+#include "xalloc.h"
+
+/* Wraps obj (stolen) in a watch event of type and applies it. */
+static int event(struct store *s, const char *type, json_t *obj, char *err, size_t errlen)
+{
+    json_t *ev = json_pack("{s:s, s:o}", "type", type, "object", obj);
+    char *text = json_dumps(ev, JSON_COMPACT);
+    int rc = store_apply_event(s, text, strlen(text), err, errlen);
+    free(text);
+    json_decref(ev);
+    return rc;
+}
+
+static void test_event_types(void **state)
+{
+    (void)state;
+    char err[512];
+    struct store *s = store_new(NULL);
+    unsigned long rev = store_revision(s);
+    /* MODIFIED of an unknown object adds it; ADDED of a known one replaces it. */
+    assert_int_equal(event(s, "MODIFIED", service("shop", "web", "10.96.0.10"), err, sizeof err), 0);
+    assert_non_null(store_get(s, REDUCE_SERVICE, "shop/web"));
+    assert_int_equal(event(s, "ADDED", service("shop", "web", "10.96.0.11"), err, sizeof err), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(store_get(s, REDUCE_SERVICE, "shop/web"),
+                                                                         "clusterIPs"), 0)), "10.96.0.11");
+    assert_true(store_revision(s) == rev + 2);
+    /* DELETED needs only the metadata; of an unknown object it changes nothing. */
+    json_t *gone = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "apiVersion", "v1", "kind", "Service", "metadata",
+                             "namespace", "shop", "name", "web", "resourceVersion", "77");
+    assert_int_equal(event(s, "DELETED", json_deep_copy(gone), err, sizeof err), 0);
+    assert_null(store_get(s, REDUCE_SERVICE, "shop/web"));
+    assert_string_equal(store_resource_version(s, REDUCE_SERVICE), "77");
+    rev = store_revision(s);
+    assert_int_equal(event(s, "DELETED", gone, err, sizeof err), 0);
+    assert_true(store_revision(s) == rev);
+    store_free(s);
+}
+
+static void test_refused_keeps_last_good(void **state)
+{
+    (void)state;
+    char err[512];
+    struct store *s = store_new(NULL);
+    assert_int_equal(event(s, "ADDED", service("shop", "web", "10.96.0.10"), err, sizeof err), 0);
+    json_t *bad = service("shop", "web", "10.96.0.99");
+    json_object_set_new(json_array_get(json_object_get(json_object_get(bad, "spec"), "ports"), 0), "port",
+                        json_integer(0));
+    assert_int_equal(event(s, "MODIFIED", bad, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "Service shop/web: spec.ports[0].port: expected an integer 1-65535"));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(store_get(s, REDUCE_SERVICE, "shop/web"),
+                                                                         "clusterIPs"), 0)), "10.96.0.10");
+    store_free(s);
+}
+
+static void test_bookmark_and_errors(void **state)
+{
+    (void)state;
+    char err[512];
+    struct store *s = store_new(NULL);
+    const char *bookmark = "{\"type\":\"BOOKMARK\",\"object\":{\"apiVersion\":\"v1\",\"kind\":\"Pod\","
+                           "\"metadata\":{\"resourceVersion\":\"12345\"}}}";
+    assert_int_equal(store_apply_event(s, bookmark, strlen(bookmark), err, sizeof err), 0);
+    assert_string_equal(store_resource_version(s, REDUCE_POD), "12345");
+    const char *gone = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+                       "\"message\":\"too old resource version: 1 (12345)\",\"reason\":\"Expired\",\"code\":410}}";
+    assert_int_equal(store_apply_event(s, gone, strlen(gone), err, sizeof err), -ESTALE);
+    assert_non_null(strstr(err, "watch error 410: too old resource version"));
+    const char *other = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":500,\"message\":\"boom\"}}";
+    assert_int_equal(store_apply_event(s, other, strlen(other), err, sizeof err), -EPROTO);
+    const char *cases[] = {"", "[]", "{}", "{\"type\":\"ADDED\"}", "{\"type\":\"ADDED\",\"object\":[]}",
+                           "{\"type\":\"ADDED\",\"object\":{}}", "{\"type\":1,\"object\":{}}",
+                           "{\"type\":\"ADDED\",\"type\":\"DELETED\",\"object\":{}}", "{\"type\":\"ADDED\",\"object\":{\"a\":"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_int_equal(store_apply_event(s, cases[i], strlen(cases[i]), err, sizeof err), -EINVAL);
+    const char *deployment = "{\"type\":\"ADDED\",\"object\":{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\","
+                             "\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"}}}";
+    assert_int_equal(store_apply_event(s, deployment, strlen(deployment), err, sizeof err), -ENOTSUP);
+    store_free(s);
+}
+
+static void test_object_limit(void **state)
+{
+    (void)state;
+    char err[512];
+    struct store_limits l;
+    store_default_limits(&l);
+    l.max_objects[REDUCE_POD] = 3;
+    struct store *s = store_new(&l);
+    expect_apply(s, pod("a", "p1", "sa", "10.0.0.1", 1), 0, NULL, "p1");
+    json_t *p2 = pod("a", "p2", "sa", "10.0.0.2", 1), *p3 = pod("a", "p3", "sa", "10.0.0.3", 1);
+    json_t *p4 = pod("a", "p4", "sa", "10.0.0.4", 1);
+    assert_int_equal(store_apply(s, STORE_ADDED, p2, err, sizeof err), 0);
+    assert_int_equal(store_apply(s, STORE_ADDED, p3, err, sizeof err), 0); /* at the limit */
+    assert_int_equal(store_apply(s, STORE_ADDED, p4, err, sizeof err), -ENOSPC); /* one past */
+    assert_non_null(strstr(err, "Pod a/p4: refused: the store holds at most 3 objects of kind Pod"));
+    /* Replacing at the limit is fine; other kinds have their own limit. */
+    assert_int_equal(store_apply(s, STORE_MODIFIED, p3, err, sizeof err), 0);
+    expect_apply(s, service("a", "svc", "10.96.0.1"), 0, NULL, "svc");
+    /* A deletion makes room. */
+    assert_int_equal(store_apply(s, STORE_DELETED, p2, err, sizeof err), 0);
+    assert_int_equal(store_apply(s, STORE_ADDED, p4, err, sizeof err), 0);
+    assert_int_equal(json_object_size(store_objects(s, REDUCE_POD)), 3);
+    json_decref(p2);
+    json_decref(p3);
+    json_decref(p4);
+    store_free(s);
+}
+
+/* A BOOKMARK event padded with blanks to exactly n bytes. */
+static char *padded_event(size_t n)
+{
+    const char *head = "{\"type\":\"BOOKMARK\",\"object\":{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{}}";
+    size_t hl = strlen(head);
+    char *b = xmalloc(n + 1);
+    memcpy(b, head, hl);
+    memset(b + hl, ' ', n - hl - 1);
+    b[n - 1] = '}';
+    b[n] = '\0';
+    return b;
+}
+
+static void test_event_size_limit(void **state)
+{
+    (void)state;
+    char err[512];
+    struct store *s = store_new(NULL);
+    char *ev = padded_event(STORE_MAX_EVENT_BYTES);
+    assert_int_equal(store_apply_event(s, ev, STORE_MAX_EVENT_BYTES, err, sizeof err), 0);
+    free(ev);
+    ev = padded_event(STORE_MAX_EVENT_BYTES + 1);
+    assert_int_equal(store_apply_event(s, ev, STORE_MAX_EVENT_BYTES + 1, err, sizeof err), -E2BIG);
+    assert_non_null(strstr(err, "larger than 3145728 bytes"));
+    free(ev);
+    store_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_event_types),
+        cmocka_unit_test(test_refused_keeps_last_good),
+        cmocka_unit_test(test_bookmark_and_errors),
+        cmocka_unit_test(test_object_limit),
+        cmocka_unit_test(test_event_size_limit),
+    };
+    return cmocka_run_group_tests_name("discovery/store", tests, NULL, NULL);
+}
