@@ -603,13 +603,15 @@ def test_cached_namespace_outlives_api_failures(tmp):
         served = []
 
         def reviewed_until_read_again():
-            served.append(proxy_env(apply(req, w.review(req)))["WEFT_MTLS_MODE"])
+            resp = w.review(req)
+            assert resp["allowed"] is True, resp.get("status")  # the failed read must not refuse it
+            served.append(proxy_env(apply(req, resp))["WEFT_MTLS_MODE"])
             return namespace_reads(fake, "shop") == 2
 
         assert wait_for(reviewed_until_read_again, 60, step=0.25)
         took = time.monotonic() - start
         assert NS_FRESH_SECONDS <= took < NS_FRESH_SECONDS + 20, took  # not read again while fresh
-        assert len(served) > 5 and set(served) == {"PERMISSIVE"}  # and the failed read did not refuse it
+        assert len(served) > 5 and set(served) == {"PERMISSIVE"}
         assert wait_for(lambda: "namespace read failed, using the cached annotations" in w.text())
         line = [x for x in w.text().splitlines() if "using the cached annotations" in x][0]
         assert "namespace=shop" in line and "HTTP 500" in line
@@ -669,6 +671,10 @@ START_ERRORS = [
     ("in-cluster-without-service-account", [], {"KUBERNETES_SERVICE_HOST": "10.96.0.1",
                                                 "KUBERNETES_SERVICE_PORT": "443"}, 2,
      "weft-webhook: Kubernetes API client: CA file /var/run/secrets/kubernetes.io/serviceaccount/ca.crt: "),
+    pytest.param("template-unknown-value", ["--templates", "{tmp}/bad-templates"], {}, 2,
+                 "weft-webhook: template proxy-container.yaml: unknown value ${no_such_value}",
+                 marks=pytest.mark.xfail(strict=True, reason="known gap (docs/webhook.md): templates are checked "
+                                         "only when a pod is rendered, so this starts and refuses every pod")),
     ("listen-not-host-port", ["--listen", "127.0.0.1"], {}, 1,
      'weft-webhook: listen address "127.0.0.1" is not host:port'),
     ("listen-bad-host", ["--listen", "no-such-host:8443"], {}, 1, 'weft-webhook: listen address "no-such-host:8443": '),
@@ -679,7 +685,8 @@ START_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("name,args,env,code,message", START_ERRORS, ids=[c[0] for c in START_ERRORS])
+@pytest.mark.parametrize("name,args,env,code,message", START_ERRORS,
+                         ids=[c.values[0] if hasattr(c, "values") else c[0] for c in START_ERRORS])
 def test_start_up_errors(tmp, port_in_use, name, args, env, code, message):
     if name == "in-cluster-without-service-account" and os.path.exists("/var/run/secrets/kubernetes.io"):
         pytest.skip("this machine has a service account")
@@ -687,6 +694,9 @@ def test_start_up_errors(tmp, port_in_use, name, args, env, code, message):
         f.write(open(f"{REPO}/templates/mesh.yaml").read().replace("mtlsMode: STRICT", "mtlsMode: SOMETIMES"))
     with open(f"{tmp}/junk.pem", "w") as f:
         f.write("not a certificate\n")
+    shutil.copytree(f"{REPO}/templates", f"{tmp}/bad-templates")
+    with open(f"{tmp}/bad-templates/proxy-container.yaml", "a") as f:
+        f.write("weftUnknown: \"${no_such_value}\"\n")
     fill = lambda a: a.replace("{tmp}", tmp).replace("{port}", str(port_in_use))  # noqa: E731
     base = ["--config", f"{REPO}/templates/mesh.yaml", "--templates", f"{REPO}/templates",
             "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
@@ -694,15 +704,14 @@ def test_start_up_errors(tmp, port_in_use, name, args, env, code, message):
                                             + [fill(a) for a in args] if args is not None else [])
     e = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     e.update(env)
-    with open(f"{tmp}/start.log", "w+") as log:
-        proc = subprocess.Popen(cmd, stderr=log, env=e)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            stop_cleanly(proc, f"{tmp}/start.log")  # stopped as its users would, then the test fails
-            raise AssertionError(f"{name}: weft-webhook started instead of refusing")
-        log.seek(0)
-        stderr = log.read()
+    log = f"{tmp}/start.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stderr=f, env=e)
+    wait_for(lambda: proc.poll() is not None or "weft-webhook started" in open(log).read(), 30)
+    if proc.poll() is None:
+        stop_cleanly(proc, log)  # stopped as its users would, then the test fails
+        raise AssertionError(f"{name}: weft-webhook started instead of refusing")
+    stderr = open(log).read()
     assert proc.returncode == code, (proc.returncode, stderr)
     assert fill(message) in stderr, stderr
     assert "weft-webhook started" not in stderr
@@ -775,5 +784,24 @@ def test_config_changes_apply_without_restart(tmp):
                         ["periodSeconds"] == 3)
         assert proxy_env()["WEFT_MTLS_MODE"] == "STRICT"
         assert 'weft_webhook_config_reloads_total{result="ok"}' in w.metrics()
+    finally:
+        w.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (docs/webhook.md): templates are checked only when a pod is "
+                   "rendered, so a reload swaps this in and every pod is refused")
+def test_template_with_an_unknown_value_is_not_swapped_in(tmp):
+    conf = f"{tmp}/config"
+    shutil.copytree(f"{REPO}/templates", conf)
+    w = Webhook(tmp, "--no-namespace-lookup", config=f"{conf}/mesh.yaml", templates=conf)
+    try:
+        text = open(f"{conf}/proxy-container.yaml").read() + 'weftUnknown: "${no_such_value}"\n'
+        with open(f"{conf}/proxy-container.yaml.new", "w") as f:
+            f.write(text)
+        os.replace(f"{conf}/proxy-container.yaml.new", f"{conf}/proxy-container.yaml")
+        reloaded = wait_for(lambda: 'weft_webhook_config_reloads_total{result="error"} 1' in w.metrics()
+                            or 'weft_webhook_config_reloads_total{result="ok"} 1' in w.metrics(), 20)
+        assert reloaded and 'weft_webhook_config_reloads_total{result="error"} 1' in w.metrics()
+        assert w.review(golden_request("minimal-pod"))["allowed"] is True
     finally:
         w.stop()
