@@ -1071,11 +1071,11 @@ def test_out_of_file_descriptors_pauses_accepts(env):
     socks = [a.connect(b.ip4, 7000) for _ in range(30)]
     for s in socks:
         s.sendall(b"y")
-    time.sleep(1)
+    assert pe.wait_for(lambda: "pausing accepts" in b.log(), 10 * pe.SLOW)
     cpu0 = _cpu_seconds(b.pid())
     time.sleep(2)
     assert _cpu_seconds(b.pid()) - cpu0 < 0.5  # paused, not spinning on EMFILE
     for s in socks:
         s.close()
-    assert pe.wait_for(lambda: pe.request(a.pod, b.ip4, 7000, b"again") == b"again", timeout=15, step=0.5)
-    assert "pausing accepts" in b.stop_proxy()
+    assert pe.wait_for(lambda: pe.request(a.pod, b.ip4, 7000, b"again") == b"again", timeout=15 * pe.SLOW, step=0.5)
+    b.stop_proxy()
