@@ -39,6 +39,21 @@ int inject_config_load(const char *mesh_path, const struct templates *t, struct 
     c.templates = t;
     if (!(c.base_values = settings_from_mesh(mesh, err, errlen)))
         goto out;
+    /* Every name the templates use must be one each pod's values will have:
+     * checked here, so a bad template fails to load (at start, or a reload
+     * keeps the last good one) instead of refusing every pod. The names are
+     * the settings' and those injected_pod() derives. */
+    static const char *const derived[] = {"app_probes", "has_app_probes", "post_start_hook",
+                                          "sidecar_restart_policy"};
+    json_t *names = json_copy(c.base_values);
+    for (size_t k = 0; k < sizeof derived / sizeof *derived; k++)
+        json_object_set_new(names, derived[k], json_null()); /* steals the null */
+    int bad = template_check(t->init_container, names, "init-container.yaml", err, errlen) < 0 ||
+              template_check(t->proxy_container, names, "proxy-container.yaml", err, errlen) < 0 ||
+              template_check(t->volumes, names, "volumes.yaml", err, errlen) < 0;
+    json_decref(names);
+    if (bad)
+        goto out;
     json_t *ignored = json_object_get(mesh, "ignoredNamespaces");
     if (ignored && !json_is_array(ignored)) {
         snprintf(err, errlen, "mesh.yaml: ignoredNamespaces must be a list of namespace names");

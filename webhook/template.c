@@ -161,6 +161,52 @@ json_t *template_render(json_t *tmpl, json_t *values, const char *name, char *er
     return out;
 }
 
+/* Every name node uses, in ${} and _if, whatever the conditions: 0 or -1
+ * with r->err set by lookup(). */
+static int check_node(struct render *r, json_t *node)
+{
+    if (json_is_object(node)) {
+        json_t *cond = json_object_get(node, "_if");
+        if (cond && (!json_is_string(cond) || !lookup(r, json_string_value(cond), json_string_length(cond)))) {
+            if (!r->failed)
+                snprintf(r->err, r->errlen, "template %s: _if needs a value name", r->name);
+            r->failed = 1;
+            return -1;
+        }
+        const char *key;
+        json_t *child;
+        json_object_foreach(node, key, child)
+            if (strcmp(key, "_if") != 0 && check_node(r, child) < 0)
+                return -1;
+    } else if (json_is_array(node)) {
+        size_t i;
+        json_t *child;
+        json_array_foreach(node, i, child)
+            if (check_node(r, child) < 0)
+                return -1;
+    } else if (json_is_string(node)) {
+        const char *s = json_string_value(node), *open;
+        while ((open = strstr(s, "${")) != NULL) {
+            const char *close = strchr(open, '}');
+            if (!close) {
+                snprintf(r->err, r->errlen, "template %s: unterminated ${ in \"%s\"", r->name, json_string_value(node));
+                r->failed = 1;
+                return -1;
+            }
+            if (!lookup(r, open + 2, (size_t)(close - open - 2)))
+                return -1;
+            s = close + 1;
+        }
+    }
+    return 0;
+}
+
+int template_check(json_t *tmpl, json_t *names, const char *name, char *err, size_t errlen)
+{
+    struct render r = {names, name, err, errlen, 0};
+    return check_node(&r, tmpl) < 0 ? -EINVAL : 0;
+}
+
 static json_t *load_one(const char *dir, const char *file, int want_array, EVP_MD_CTX *hash, char *err,
                         size_t errlen)
 {

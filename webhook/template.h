@@ -24,6 +24,9 @@ struct templates {
 /* Loads the three templates from dir; 0 or -errno with the file and problem in err. */
 int templates_load(const char *dir, struct templates *out, char *err, size_t errlen);
 void templates_free(struct templates *t);
+/* Checks that every name tmpl uses (in ${} and _if, in every branch) is a
+ * key of names: 0, or -EINVAL with the template and name in err. */
+int template_check(json_t *tmpl, json_t *names, const char *name, char *err, size_t errlen);
 /* Renders one template; returns a new reference or NULL with the reason in err. */
 json_t *template_render(json_t *tmpl, json_t *values, const char *name, char *err, size_t errlen);
 

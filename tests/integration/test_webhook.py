@@ -671,10 +671,8 @@ START_ERRORS = [
     ("in-cluster-without-service-account", [], {"KUBERNETES_SERVICE_HOST": "10.96.0.1",
                                                 "KUBERNETES_SERVICE_PORT": "443"}, 2,
      "weft-webhook: Kubernetes API client: CA file /var/run/secrets/kubernetes.io/serviceaccount/ca.crt: "),
-    pytest.param("template-unknown-value", ["--templates", "{tmp}/bad-templates"], {}, 2,
-                 "weft-webhook: template proxy-container.yaml: unknown value ${no_such_value}",
-                 marks=pytest.mark.xfail(strict=True, reason="known gap (docs/webhook.md): templates are checked "
-                                         "only when a pod is rendered, so this starts and refuses every pod")),
+    ("template-unknown-value", ["--templates", "{tmp}/bad-templates"], {}, 2,
+     "weft-webhook: template proxy-container.yaml: unknown value ${no_such_value}"),
     ("listen-not-host-port", ["--listen", "127.0.0.1"], {}, 1,
      'weft-webhook: listen address "127.0.0.1" is not host:port'),
     ("listen-bad-host", ["--listen", "no-such-host:8443"], {}, 1, 'weft-webhook: listen address "no-such-host:8443": '),
@@ -685,8 +683,7 @@ START_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("name,args,env,code,message", START_ERRORS,
-                         ids=[c.values[0] if hasattr(c, "values") else c[0] for c in START_ERRORS])
+@pytest.mark.parametrize("name,args,env,code,message", START_ERRORS, ids=[c[0] for c in START_ERRORS])
 def test_start_up_errors(tmp, port_in_use, name, args, env, code, message):
     if name == "in-cluster-without-service-account" and os.path.exists("/var/run/secrets/kubernetes.io"):
         pytest.skip("this machine has a service account")
@@ -788,9 +785,9 @@ def test_config_changes_apply_without_restart(tmp):
         w.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/webhook.md): templates are checked only when a pod is "
-                   "rendered, so a reload swaps this in and every pod is refused")
 def test_template_with_an_unknown_value_is_not_swapped_in(tmp):
+    """Checked when loaded, not when a pod is rendered: the reload is refused
+    and pods go on with the last good templates."""
     conf = f"{tmp}/config"
     shutil.copytree(f"{REPO}/templates", conf)
     w = Webhook(tmp, "--no-namespace-lookup", config=f"{conf}/mesh.yaml", templates=conf)
@@ -803,5 +800,6 @@ def test_template_with_an_unknown_value_is_not_swapped_in(tmp):
                             or 'weft_webhook_config_reloads_total{result="ok"} 1' in w.metrics(), 20)
         assert reloaded and 'weft_webhook_config_reloads_total{result="error"} 1' in w.metrics()
         assert w.review(golden_request("minimal-pod"))["allowed"] is True
+        assert "template proxy-container.yaml: unknown value ${no_such_value}" in w.text()
     finally:
         w.stop()

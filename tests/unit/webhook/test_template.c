@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of webhook/template.c: typed and text substitution, removal by
- * null and by _if, unknown names, and the shipped templates rendering. */
+ * null and by _if, unknown names (at render and, in every branch, at load),
+ * and the shipped templates rendering. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -110,6 +112,34 @@ static void test_shipped_templates_load(void **state)
     assert_non_null(strstr(err, "/nonexistent/init-container.yaml"));
 }
 
+/* template_check sees every name, in branches a render would drop too. */
+static void test_check_names_in_every_branch(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *tmpl, *err;
+    } cases[] = {
+        {"a: ${known}\nb: \"x-${known}-y\"\nc: {_if: flag, d: 1}\n", NULL},
+        {"a: ${nope}\n", "template test: unknown value ${nope}"},
+        {"a: \"x-${known}-${nope}\"\n", "template test: unknown value ${nope}"},
+        {"c: {_if: flag, d: \"${nope}\"}\n", "template test: unknown value ${nope}"}, /* flag is false */
+        {"c: {_if: nope, d: 1}\n", "template test: unknown value ${nope}"},
+        {"c: {_if: 3, d: 1}\n", "template test: _if needs a value name"},
+        {"l: [1, {e: \"${nope}\"}]\n", "template test: unknown value ${nope}"},
+        {"a: \"x-${known\"\n", "template test: unterminated ${ in \"x-${known\""},
+    };
+    json_t *names = json_pack("{s:s, s:b}", "known", "v", "flag", 0);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256] = "";
+        json_t *t = yaml(cases[i].tmpl);
+        int rc = template_check(t, names, "test", err, sizeof err);
+        if (cases[i].err ? rc != -EINVAL || strcmp(err, cases[i].err) != 0 : rc != 0)
+            fail_msg("case %zu: rc %d err \"%s\"", i, rc, err);
+        json_decref(t);
+    }
+    json_decref(names);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +148,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_shipped_templates_load),
+        cmocka_unit_test(test_check_names_in_every_branch),
     };
     return cmocka_run_group_tests_name("webhook/template", tests, NULL, NULL);
 }
