@@ -193,7 +193,20 @@ mirror=$(host_mirror)
 arch=$(dpkg --print-architecture)
 
 work=$(mktemp -d /var/tmp/weft-fresh-check.XXXXXX)
+# Runs "$@" as the one child, in its own process group (set -m): its signals
+# are as in a login shell (not SIGINT-ignored like a plain background job),
+# and `wait` lets this script's trap run at once on Ctrl-C or SIGTERM.
 child=
+run_child() {
+  local rc=0
+  set -m
+  "$@" &
+  child=$!
+  set +m
+  wait "$child" || rc=$?
+  child=
+  return $rc
+}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
@@ -231,7 +244,7 @@ debootstrap_args=(--variant="$VARIANT" --arch="$arch" --include="$INCLUDE")
 if [ ! -s "$tarball" ]; then
   log "downloading $SUITE $VARIANT +$INCLUDE into $tarball"
   partial=$(mktemp -u "$cache/.partial.XXXXXX").tgz
-  unshare --mount --propagation private -- \
+  run_child unshare --mount --pid --fork --kill-child --propagation private -- \
     debootstrap "${debootstrap_args[@]}" --make-tarball="$partial" "$SUITE" "$work/download" "$mirror" \
     > "$work/debootstrap-download.log" 2>&1 ||
     { tail -20 "$work/debootstrap-download.log" >&2; die "debootstrap --make-tarball failed"; }
@@ -246,7 +259,7 @@ flock -u 9
 base=$work/base
 t0=$EPOCHSECONDS
 # debootstrap mounts /proc and /sys in the target: in a private namespace.
-unshare --mount --pid --fork --kill-child --propagation private -- \
+run_child unshare --mount --pid --fork --kill-child --propagation private -- \
   debootstrap "${debootstrap_args[@]}" --unpack-tarball="$tarball" "$SUITE" "$base" "$mirror" \
   > "$work/debootstrap.log" 2>&1 ||
   { tail -20 "$work/debootstrap.log" >&2; die "debootstrap --unpack-tarball failed"; }
@@ -294,16 +307,8 @@ for cmd in "${cmds[@]}"; do
   log "[$i] '$cmd' in a fresh root ($SUITE, clone of $commit)"
   start=$EPOCHREALTIME
   rc=0
-  # In its own process group (set -m), so the command's signals are as in a
-  # login shell (not SIGINT-ignored like a plain background job) and Ctrl-C
-  # reaches this script, whose trap ends the namespaces.
-  set -m
-  unshare --mount --pid --ipc --uts --fork --kill-child --propagation private -- \
-    bash "$self" --inside "$root" "$cmd" &
-  child=$!
-  set +m
-  wait "$child" || rc=$?
-  child=
+  run_child unshare --mount --pid --ipc --uts --fork --kill-child --propagation private -- \
+    bash "$self" --inside "$root" "$cmd" || rc=$?
   secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
   after=$(host_net_state)
   if [ "$before" != "$after" ]; then
