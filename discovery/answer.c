@@ -147,9 +147,12 @@ static json_t *endpoints(const struct store *s, const char *trust_domain, json_t
                     duplicate = 1;
             if (duplicate)
                 continue;
-            json_t *ep = json_pack("{s:s, s:I, s:O, s:O, s:O, s:b}", "address", addr, "port", port, "ready",
+            /* Opaque by the pod's own weft.dev/opaque-ports (the Service's is the answer's "opaque"). */
+            int opaque = pod && has_port(json_object_get(pod, "opaquePorts"), port);
+            json_t *ep = json_pack("{s:s, s:I, s:O, s:O, s:O, s:b, s:b}", "address", addr, "port", port, "ready",
                                    json_object_get(e, "ready"), "serving", json_object_get(e, "serving"),
-                                   "terminating", json_object_get(e, "terminating"), "meshed", meshed);
+                                   "terminating", json_object_get(e, "terminating"), "meshed", meshed, "opaque",
+                                   opaque);
             if (meshed) {
                 char *id = identity_of(trust_domain, pod);
                 if (id)

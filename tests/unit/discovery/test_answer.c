@@ -104,6 +104,18 @@ static void test_service(void **state)
     assert_true(json_is_false(json_object_get(json_array_get(eps, 1), "meshed")));
     assert_null(json_object_get(json_array_get(eps, 1), "identity"));
     assert_int_equal(json_integer_value(json_object_get(json_array_get(eps, 0), "port")), 8080);
+    assert_true(json_is_false(json_object_get(json_array_get(eps, 0), "opaque")));
+    json_decref(a);
+    /* A pod's weft.dev/opaque-ports marks its endpoint on that port opaque. */
+    json_t *p = pod("shop", "web-1", "web", "10.1.0.1", 1);
+    json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"), "weft.dev/opaque-ports",
+                        json_string("8080"));
+    TAKEN(s, p);
+    a = ask("10.96.0.10:80");
+    eps = json_object_get(json_object_get(a, "service"), "endpoints");
+    assert_true(json_is_true(json_object_get(json_array_get(eps, 0), "opaque")));
+    assert_true(json_is_false(json_object_get(json_array_get(eps, 1), "opaque")));
+    assert_true(json_is_false(json_object_get(json_object_get(a, "service"), "opaque")));
     json_decref(a);
     /* An IPv6 question gets only IPv6 endpoints: none here. */
     json_t *svc6 = service("shop", "web", "10.96.0.10");
