@@ -811,7 +811,9 @@ def test_admin_request_threads_at_the_limit_and_one_past(env):
     def threads():
         return len(os.listdir(f"/proc/{b.pid()}/task"))
 
-    base = threads()
+    # main, one worker, admin: once the readiness checks' request threads are gone.
+    assert pe.wait_for(lambda: threads() == 3, 5 * pe.SLOW), threads()
+    base = 3
     held = []
 
     def stall(n):
