@@ -59,12 +59,17 @@ static enum http1_error run(enum http1_kind kind, const char *method, const char
         size_t take = n - off < step ? n - off : step;
         const char *b = NULL;
         size_t used = 0, bl = 0;
-        enum http1_event ev = take ? http1_parse(&p, in + off, take, &used, &b, &bl) : http1_finish(&p);
+        enum http1_event ev = http1_parse(&p, in + off, take, &used, &b, &bl);
         if (used > take || ++calls > 4 * n + 64)
             abort();
         off += used;
         if (ev == HTTP1_NEED_MORE && used != take)
             abort();
+        int closed = 0;
+        if (ev == HTTP1_NEED_MORE && take == 0) {
+            ev = http1_finish(&p);
+            closed = 1;
+        }
         if (ev == HTTP1_HEAD) {
             const struct http1_msg *m = &p.msg;
             note(t, "H", 1);
@@ -91,7 +96,7 @@ static enum http1_error run(enum http1_kind kind, const char *method, const char
             buf_reset(&body);
             note(t, "D", 1);
             note_fields(t, &p, 1);
-            if (!take || p.msg.status == 101 || (kind == HTTP1_RESPONSE && !strcmp(method, "CONNECT") &&
+            if (closed || p.msg.status == 101 || (kind == HTTP1_RESPONSE && !strcmp(method, "CONNECT") &&
                                                  p.msg.status >= 200 && p.msg.status < 300))
                 break;
             if (kind == HTTP1_RESPONSE && p.msg.status >= 200)

@@ -745,6 +745,8 @@ enum http1_event http1_finish(struct http1_parser *p)
         p->state = S_DONE;
         return HTTP1_DONE;
     case S_DONE:
+        if (p->kind == HTTP1_RESPONSE && p->msg.status < 200)
+            return http1_fail(p, HTTP1_E_TRUNCATED); /* an interim answer, then no final one */
         return HTTP1_CLOSED;
     case S_HEAD:
         if (p->head.len == 0 && !p->prev_cr)

@@ -152,7 +152,8 @@ void http1_response_to(struct http1_parser *p, const char *method, size_t len);
 enum http1_event http1_parse(struct http1_parser *p, const char *data, size_t len, size_t *used,
                              const char **body, size_t *body_len);
 /* The peer closed: HTTP1_DONE when that ends a body read until close,
- * HTTP1_CLOSED between messages, else HTTP1_ERROR (HTTP1_E_TRUNCATED). */
+ * HTTP1_CLOSED between messages, else HTTP1_ERROR (HTTP1_E_TRUNCATED, also
+ * after a 1xx with no final response). */
 enum http1_event http1_finish(struct http1_parser *p);
 
 /* Field lines of the head (trailers: http1_trailer) in order, names and

@@ -10,7 +10,7 @@ packages=(
   libcmocka-dev libnghttp2-dev
   clang libclang-rt-14-dev
   iptables iproute2 procps
-  curl python3 python3-pytest python3-jsonpatch python3-yaml
+  curl python3 python3-pytest python3-jsonpatch python3-yaml python3-h11
   nghttp2-client haproxy wrk
   python3-cryptography python3-grpcio
 )

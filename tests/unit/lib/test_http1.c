@@ -618,6 +618,7 @@ static void test_responses(void **state)
     assert_int_equal(resp(&r, "GET", "HTTP/1.1 200 caf\xc3\xa9\tok\r\nContent-Length: 0\r\n\r\n"), HTTP1_E_NONE);
     run_free(&r);
     assert_int_equal(resp_err(""), HTTP1_E_NONE); /* closed before anything: HTTP1_CLOSED */
+    assert_int_equal(resp_err("HTTP/1.1 100 Continue\r\n\r\n"), HTTP1_E_TRUNCATED); /* no final answer */
 }
 
 static void test_response_errors(void **state)
