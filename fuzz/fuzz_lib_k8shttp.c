@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer target for lib/k8s.c's HTTP/1.1 response parser: the input is
- * fed whole and then in pieces whose sizes come from the first byte; both
- * must agree, and the decoded body never exceeds its limit. */
+/* libFuzzer target for lib/k8s.c's HTTP/1.1 response reader (lib/http1
+ * underneath): the input is fed whole and then in pieces whose sizes come
+ * from the first byte; both must agree, and the decoded body never exceeds
+ * its limit. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

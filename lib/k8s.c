@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Kubernetes API client; see k8s.h. The shell (connect, TLS, pool, token
- * refresh) sits around a pure HTTP/1.1 response parser and request writer.
+ * refresh) sits around a pure HTTP/1.1 response reader (lib/http1's parser)
+ * and request writer.
  * Sockets are non-blocking and every wait is a poll() bounded by the
  * request's deadline, so a silent server costs at most the I/O timeout. */
 #include "errbuf.h"
@@ -38,7 +39,6 @@
 #endif
 
 #define K8S_POOL_IDLE_SECONDS 30 /* drop kept-alive connections older than this */
-#define K8S_MAX_LINE 1024        /* chunk-size and trailer lines */
 
 static uint64_t now_ms(void)
 {
@@ -47,284 +47,96 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* ---------- HTTP/1.1 response parser (pure) ---------- */
+/* ---------- HTTP/1.1 response reader (pure, over lib/http1) ---------- */
 
 void k8s_http_response_init(struct k8s_http_response *r, size_t max_body)
 {
+    struct http1_limits lim = {.max_head = K8S_MAX_HEAD, .max_fields = HTTP1_MAX_FIELDS_DEFAULT,
+                               .max_body = max_body};
     memset(r, 0, sizeof *r);
     r->state = K8S_HTTP_HEAD;
     r->content_length = -1;
-    buf_init(&r->line, K8S_MAX_HEAD);
+    http1_init(&r->parser, HTTP1_RESPONSE, &lim);
     buf_init(&r->body, max_body);
 }
 
 void k8s_http_response_free(struct k8s_http_response *r)
 {
-    buf_free(&r->line);
+    http1_free(&r->parser);
     buf_free(&r->body);
 }
 
-static int is_token_char(unsigned char c)
+/* Limits are -EFBIG, everything else a malformed answer. */
+static int k8s_http_error(enum http1_error e)
 {
-    return c > 0x20 && c < 0x7f && !strchr("()<>@,;:\\\"/[]?={}", c);
-}
-
-/* Trims optional whitespace around a header value in place. */
-static char *trim_ows(char *s, char *end)
-{
-    while (s < end && (*s == ' ' || *s == '\t'))
-        s++;
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    *end = '\0';
-    return s;
-}
-
-/* Whether a comma-separated header value holds token (case-insensitive). */
-static int list_has(const char *value, const char *token)
-{
-    size_t n = strlen(token);
-    const char *p = value;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if ((size_t)(end - start) == n && strncasecmp(start, token, n) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-static int parse_head(struct k8s_http_response *r)
-{
-    char *p = r->line.data;
-    char *end = p + r->line.len;
-    char *eol = memchr(p, '\r', (size_t)(end - p));
-    int minor;
-    if (!eol || eol - p < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ')
-        return -EBADMSG;
-    minor = p[7] - '0';
-    if (!isdigit((unsigned char)p[9]) || !isdigit((unsigned char)p[10]) || !isdigit((unsigned char)p[11]) ||
-        (eol - p > 12 && p[12] != ' '))
-        return -EBADMSG;
-    r->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-    if (r->status < 100 || r->status > 599)
-        return -EBADMSG;
-    r->keep_alive = minor == 1;
-    int te_seen = 0;
-    r->chunked = 0;
-    r->content_length = -1;
-    r->content_type[0] = '\0';
-    p = eol + 2;
-    while (p < end) {
-        eol = memchr(p, '\r', (size_t)(end - p));
-        if (!eol || eol + 1 >= end || eol[1] != '\n')
-            return -EBADMSG;
-        if (eol == p)
-            break; /* the empty line */
-        char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (!colon || colon == p)
-            return -EBADMSG;
-        for (char *q = p; q < colon; q++)
-            if (!is_token_char((unsigned char)*q))
-                return -EBADMSG;
-        for (char *q = colon + 1; q < eol; q++)
-            if ((unsigned char)*q < 0x20 && *q != '\t')
-                return -EBADMSG;
-        size_t nlen = (size_t)(colon - p);
-        char *value = trim_ows(colon + 1, eol); /* writes NUL over '\r' */
-        if (nlen == 14 && strncasecmp(p, "Content-Length", 14) == 0) {
-            if (!*value)
-                return -EBADMSG;
-            long long v = 0;
-            for (char *q = value; *q; q++) {
-                if (!isdigit((unsigned char)*q) || v > (LLONG_MAX - 9) / 10)
-                    return -EBADMSG;
-                v = v * 10 + (*q - '0');
-            }
-            if (r->content_length >= 0 && r->content_length != v)
-                return -EBADMSG;
-            r->content_length = v;
-        } else if (nlen == 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0) {
-            /* Only "chunked" alone: anything else is an encoding we cannot undo. */
-            if (te_seen || strcasecmp(value, "chunked") != 0)
-                return -EBADMSG;
-            te_seen = 1;
-            r->chunked = 1;
-        } else if (nlen == 10 && strncasecmp(p, "Connection", 10) == 0) {
-            if (list_has(value, "close"))
-                r->keep_alive = 0;
-            else if (list_has(value, "keep-alive"))
-                r->keep_alive = 1;
-        } else if (nlen == 12 && strncasecmp(p, "Content-Type", 12) == 0) {
-            snprintf(r->content_type, sizeof r->content_type, "%s", value);
-        }
-        p = eol + 2;
-    }
-    if (r->chunked && r->content_length >= 0)
-        return -EBADMSG; /* both framings: a smuggling attempt, not an API server */
-    return 0;
-}
-
-/* Called once the head is complete: picks the body framing. */
-static int start_body(struct k8s_http_response *r)
-{
-    int rc = parse_head(r);
-    if (rc < 0)
-        return rc;
-    buf_reset(&r->line);
-    if (r->status >= 100 && r->status < 200) {
-        if (r->status == 101)
-            return -EBADMSG; /* we never ask to switch protocols */
-        r->state = K8S_HTTP_HEAD; /* informational: the real head follows */
-        return 0;
-    }
-    if (r->head_only || r->status == 204 || r->status == 304) {
-        r->state = K8S_HTTP_DONE;
-    } else if (r->chunked) {
-        r->state = K8S_HTTP_CHUNK_SIZE;
-    } else if (r->content_length >= 0) {
-        if ((unsigned long long)r->content_length > r->body.max)
-            return -EFBIG;
-        r->state = r->content_length == 0 ? K8S_HTTP_DONE : K8S_HTTP_BODY_LENGTH;
-    } else {
-        r->state = K8S_HTTP_BODY_EOF;
-        r->keep_alive = 0;
-    }
-    return 0;
-}
-
-static int parse_chunk_size(struct k8s_http_response *r)
-{
-    /* line holds "<hex>[;ext]\r\n" */
-    const char *p = r->line.data;
-    size_t n = 0;
-    int digits = 0;
-    for (; isxdigit((unsigned char)*p); p++, digits++) {
-        if (n > (SIZE_MAX >> 4))
-            return -EFBIG;
-        n = n * 16 + (size_t)(isdigit((unsigned char)*p) ? *p - '0' : (tolower((unsigned char)*p) - 'a' + 10));
-    }
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (!digits || (*p != ';' && *p != '\r'))
-        return -EBADMSG;
-    buf_reset(&r->line);
-    if (n == 0) {
-        r->state = K8S_HTTP_TRAILER;
-        return 0;
-    }
-    if (n > r->body.max - r->body.len)
+    switch (e) {
+    case HTTP1_E_HEAD_TOO_LARGE:
+    case HTTP1_E_TOO_MANY_FIELDS:
+    case HTTP1_E_BODY_TOO_LARGE:
+    case HTTP1_E_CHUNK_SIZE_OVERFLOW:
+    case HTTP1_E_CHUNK_LINE_TOO_LONG:
         return -EFBIG;
-    r->chunk_left = n;
-    r->state = K8S_HTTP_CHUNK_DATA;
-    return 0;
+    default:
+        return -EBADMSG;
+    }
 }
 
-/* Appends one byte to the line buffer; 1 when the line ends with CRLF. */
-static int line_byte(struct k8s_http_response *r, char c, size_t max)
+/* The final head arrived: what the caller reads of it. */
+static void k8s_http_head(struct k8s_http_response *r)
 {
-    if (r->line.len >= max)
-        return -EFBIG;
-    if (buf_append(&r->line, &c, 1) < 0)
-        return -EFBIG;
-    if (c == '\n') {
-        if (r->line.len < 2 || r->line.data[r->line.len - 2] != '\r')
-            return -EBADMSG;
-        return 1;
-    }
-    return 0;
+    const struct http1_msg *m = &r->parser.msg;
+    size_t tlen = 0;
+    const char *type = http1_get(&r->parser, "content-type", &tlen);
+    r->status = m->status;
+    r->content_length = m->content_length;
+    r->chunked = m->chunked;
+    r->keep_alive = m->keep_alive;
+    snprintf(r->content_type, sizeof r->content_type, "%.*s", type ? (int)tlen : 0, type ? type : "");
+    r->state = m->until_close ? K8S_HTTP_BODY_EOF : K8S_HTTP_BODY;
 }
 
 int k8s_http_response_feed(struct k8s_http_response *r, const char *data, size_t len, size_t *used)
 {
     size_t i = 0;
     int rc = 0;
-    while (i < len && r->state != K8S_HTTP_DONE) {
-        switch (r->state) {
-        case K8S_HTTP_HEAD:
-            rc = line_byte(r, data[i++], K8S_MAX_HEAD);
-            if (rc < 0)
-                goto out;
-            if (r->line.len >= 4 && memcmp(r->line.data + r->line.len - 4, "\r\n\r\n", 4) == 0) {
-                rc = start_body(r);
-                if (rc < 0)
-                    goto out;
-            } else if (r->line.len == 2 && rc == 1) {
-                rc = -EBADMSG; /* a blank line where the status line belongs */
+    if (r->state == K8S_HTTP_DONE) {
+        rc = 1;
+        goto out;
+    }
+    if (r->state == K8S_HTTP_HEAD)
+        http1_response_to(&r->parser, r->head_only ? "HEAD" : "GET", r->head_only ? 4 : 3);
+    for (;;) {
+        const char *b = NULL;
+        size_t u = 0, bl = 0;
+        enum http1_event ev = http1_parse(&r->parser, data + i, len - i, &u, &b, &bl);
+        i += u;
+        if (ev == HTTP1_NEED_MORE) {
+            rc = 0;
+            goto out;
+        } else if (ev == HTTP1_ERROR) {
+            rc = k8s_http_error(r->parser.error);
+            goto out;
+        } else if (ev == HTTP1_HEAD) {
+            r->status = r->parser.msg.status;
+            if (r->status == 101) {
+                rc = -EBADMSG; /* we never ask to switch protocols */
                 goto out;
             }
-            break;
-        case K8S_HTTP_BODY_LENGTH: {
-            size_t want = (size_t)r->content_length - r->body.len;
-            size_t take = len - i < want ? len - i : want;
-            if (buf_append(&r->body, data + i, take) < 0) {
+            if (r->status >= 200)
+                k8s_http_head(r);
+        } else if (ev == HTTP1_BODY) {
+            if (buf_append(&r->body, b, bl) < 0) {
                 rc = -EFBIG;
                 goto out;
             }
-            i += take;
-            if (r->body.len == (size_t)r->content_length)
-                r->state = K8S_HTTP_DONE;
-            break;
-        }
-        case K8S_HTTP_CHUNK_SIZE:
-            rc = line_byte(r, data[i++], K8S_MAX_LINE);
-            if (rc < 0)
-                goto out;
-            if (rc == 1 && (rc = parse_chunk_size(r)) < 0)
-                goto out;
-            break;
-        case K8S_HTTP_CHUNK_DATA: {
-            size_t take = len - i < r->chunk_left ? len - i : r->chunk_left;
-            if (buf_append(&r->body, data + i, take) < 0) {
-                rc = -EFBIG;
-                goto out;
-            }
-            i += take;
-            r->chunk_left -= take;
-            if (!r->chunk_left)
-                r->state = K8S_HTTP_CHUNK_CRLF;
-            break;
-        }
-        case K8S_HTTP_CHUNK_CRLF:
-            rc = line_byte(r, data[i++], 2);
-            if (rc < 0)
-                goto out;
-            if (rc == 1) {
-                buf_reset(&r->line);
-                r->state = K8S_HTTP_CHUNK_SIZE;
-            } else if (r->line.len == 2) {
-                rc = -EBADMSG;
-                goto out;
-            }
-            break;
-        case K8S_HTTP_TRAILER:
-            rc = line_byte(r, data[i++], K8S_MAX_LINE);
-            if (rc < 0)
-                goto out;
-            if (rc == 1) {
-                if (r->line.len == 2)
-                    r->state = K8S_HTTP_DONE;
-                buf_reset(&r->line);
-            }
-            break;
-        case K8S_HTTP_BODY_EOF:
-            if (buf_append(&r->body, data + i, len - i) < 0) {
-                rc = -EFBIG;
-                goto out;
-            }
-            i = len;
-            break;
-        case K8S_HTTP_DONE:
-            break;
+        } else if (ev == HTTP1_DONE) {
+            if (r->parser.msg.status < 200)
+                continue; /* a 1xx: the real head follows */
+            r->state = K8S_HTTP_DONE;
+            rc = 1;
+            goto out;
         }
     }
-    rc = r->state == K8S_HTTP_DONE ? 1 : 0;
 out:
     if (used)
         *used = i;
@@ -333,9 +145,13 @@ out:
 
 int k8s_http_response_eof(struct k8s_http_response *r)
 {
-    if (r->state == K8S_HTTP_BODY_EOF)
+    if (r->state == K8S_HTTP_DONE)
+        return 1;
+    if (http1_finish(&r->parser) == HTTP1_DONE) {
         r->state = K8S_HTTP_DONE;
-    return r->state == K8S_HTTP_DONE ? 1 : -EBADMSG;
+        return 1;
+    }
+    return -EBADMSG;
 }
 
 /* ---------- request head (pure) ---------- */
@@ -876,8 +692,10 @@ static int conn_exchange(struct k8s_conn *conn, const struct buf *req, struct k8
         size_t used = 0;
         int rc = k8s_http_response_feed(resp, in, (size_t)n, &used);
         if (rc < 0) {
-            errbuf_set(err, errlen, "read response: %s",
-                   rc == -EFBIG ? "response larger than the limit" : "malformed HTTP response");
+            enum http1_error e = resp->parser.error;
+            errbuf_set(err, errlen, "read response: %s (%s)",
+                       rc == -EFBIG ? "response larger than the limit" : "malformed HTTP response",
+                       e ? http1_strerror(e) : rc == -EFBIG ? "body" : "101 Switching Protocols not asked for");
             return rc;
         }
         if (rc == 1) {

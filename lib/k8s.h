@@ -7,13 +7,15 @@
  * kept-alive ones when there is one. The process must ignore SIGPIPE (every
  * Weft binary does), as a peer may close a connection while we write.
  *
- * The HTTP/1.1 response parser is exported for the unit tests. */
+ * Responses are read with lib/http1's parser; the reader around it is
+ * exported for the unit tests. */
 #ifndef WEFT_K8S_H
 #define WEFT_K8S_H
 #include <jansson.h>
 #include <stddef.h>
 
 #include "buf.h"
+#include "http1.h"
 
 #define K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define K8S_TOKEN_REFRESH_SECONDS 60
@@ -61,15 +63,12 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
 
 /* Pure parts, exported for tests. */
 
-/* Incremental HTTP/1.1 response parser. Feed it bytes as they arrive. */
+/* The response reader: lib/http1.h's parser plus the decoded body. Feed it
+ * bytes as they arrive. */
 enum k8s_http_state {
-    K8S_HTTP_HEAD,
-    K8S_HTTP_BODY_LENGTH,   /* Content-Length */
-    K8S_HTTP_CHUNK_SIZE,
-    K8S_HTTP_CHUNK_DATA,
-    K8S_HTTP_CHUNK_CRLF,
-    K8S_HTTP_TRAILER,
-    K8S_HTTP_BODY_EOF,      /* neither: body runs until the peer closes */
+    K8S_HTTP_HEAD,     /* before the final (non-1xx) head */
+    K8S_HTTP_BODY,     /* Content-Length or chunked body */
+    K8S_HTTP_BODY_EOF, /* neither: body runs until the peer closes */
     K8S_HTTP_DONE,
 };
 
@@ -79,8 +78,7 @@ struct k8s_http_response {
     long long content_length; /* -1 when absent */
     int chunked;
     int keep_alive;           /* the connection may carry another request */
-    size_t chunk_left;
-    struct buf line;          /* the head, or the current chunk-size/trailer line */
+    struct http1_parser parser; /* parser.error says why a feed failed */
     struct buf body;          /* decoded body, at most max_body bytes */
     int head_only;            /* answer to HEAD: no body whatever the headers say */
     char content_type[128];

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of the pure parts of lib/k8s.c: the HTTP/1.1 response parser
- * (fed whole and byte by byte), the request head writer, Status messages and
- * token files. The I/O is tested against a fake API server in
+/* Unit tests of the pure parts of lib/k8s.c: the HTTP/1.1 response reader
+ * over lib/http1 (fed whole and byte by byte), the request head writer,
+ * Status messages and token files. The I/O is tested against a fake API server in
  * tests/integration/test_k8s.py. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,6 +142,20 @@ static void test_limits(void **state)
     assert_int_equal(k8s_http_response_feed(&r, big, n, &used), -EFBIG);
     k8s_http_response_free(&r);
     free(big);
+    /* More header fields than lib/http1's default allows. */
+    struct buf many;
+    buf_init(&many, 1 << 20);
+    buf_appendf(&many, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+    for (int i = 1; i < HTTP1_MAX_FIELDS_DEFAULT; i++)
+        buf_appendf(&many, "X-%d: v\r\n", i);
+    buf_appendf(&many, "\r\n");
+    assert_int_equal(feed(buf_cstr(&many), 4, &r), 1); /* at the limit */
+    k8s_http_response_free(&r);
+    many.len -= 2;
+    buf_appendf(&many, "X-last: v\r\n\r\n");
+    assert_int_equal(feed(buf_cstr(&many), 4, &r), -EFBIG); /* one past */
+    k8s_http_response_free(&r);
+    buf_free(&many);
     /* A huge chunk size. */
     assert_int_equal(feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n", 4, &r), -EFBIG);
     k8s_http_response_free(&r);
@@ -174,6 +188,13 @@ static void test_malformed(void **state)
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY",
         "HTTP/1.1 101 Switching Protocols\r\n\r\n",
         "HTTP/1.1 200 OK\r\nX: a\x01" "b\r\n\r\n",
+        /* Refused since lib/http1 reads these answers. */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
+        "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;=x\r\na\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT : x\r\n\r\n",
+        "HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct k8s_http_response r;
