@@ -13,6 +13,7 @@ packages=(
   curl python3 python3-pytest python3-jsonpatch python3-yaml python3-h11
   nghttp2-client haproxy wrk
   python3-cryptography python3-grpcio
+  runc containernetworking-plugins busybox-static
 )
 
 missing=()

@@ -10,7 +10,8 @@ removes its directory; use it through the `cluster` fixture (conftest.py) so
 that happens on failure too.
 
 Run directly (`python3 tests/e2e/cluster.py`) it starts a cluster, prints a
-kubeconfig path and waits for Ctrl-C: handy to poke at by hand.
+kubeconfig path and waits for Ctrl-C: handy to poke at by hand. With
+`--node` it also starts a node that runs pods (node.py).
 """
 import ctypes
 import glob
@@ -31,6 +32,7 @@ SETUP = os.path.join(HERE, "setup-control-plane.sh")
 # Service IPs are only allocated (nothing runs behind them here); take them
 # from the range the project's tests use, never a routed one.
 SERVICE_CIDR = "198.19.0.0/20"
+API_SERVICE_IP = "198.19.0.1"  # the `kubernetes` Service: the range's first address
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -71,13 +73,23 @@ def reap_stale_tempdirs():
                 pid = int(f.read())
         except (OSError, ValueError):
             continue
-        if not os.path.exists("/proc/%d" % pid):
+        # A dead node's directory (node.py) may still hold mounts: node.py
+        # unmounts before it removes; rmtree must never walk into one.
+        if not os.path.exists("/proc/%d" % pid) and not mounts_under(d):
             shutil.rmtree(d, ignore_errors=True)
 
 
-def free_port():
+def mounts_under(d):
+    """Mount points at or below directory d (this mount namespace), deepest first."""
+    d = os.path.realpath(d)
+    with open("/proc/self/mountinfo") as f:
+        mps = [line.split()[4] for line in f]
+    return sorted((m for m in mps if m == d or m.startswith(d + "/")), key=len, reverse=True)
+
+
+def free_port(address="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -150,9 +162,14 @@ def write_kubeconfig(path, server, ca, crt=None, key=None, token=None, user="adm
 class Cluster:
     """etcd + kube-apiserver + kube-controller-manager on 127.0.0.1."""
 
-    def __init__(self, bindir, controller_manager=True):
+    def __init__(self, bindir, controller_manager=True, address="127.0.0.1"):
+        """address: where the API server listens and what it advertises.
+        127.0.0.1 (no node): the `kubernetes` Service gets no endpoints (the
+        API server refuses to advertise loopback). node.py passes the node's
+        bridge address, which pods reach, and the Service gets it."""
         self.bin = bindir
         self.with_cm = controller_manager
+        self.address = address
         reap_stale_tempdirs()
         self.dir = make_tempdir("cluster")
         self.procs = []  # (name, Popen, log file)
@@ -184,7 +201,8 @@ class Cluster:
                                 dns=("localhost", "kubernetes", "kubernetes.default",
                                      "kubernetes.default.svc",
                                      "kubernetes.default.svc.cluster.local"),
-                                ips=("127.0.0.1",))
+                                ips=tuple(sorted({"127.0.0.1", self.address,
+                                                  API_SERVICE_IP})))
         admin = self.ca.issue("admin", "weft-e2e-admin", org="system:masters", client=True)
         kcm = self.ca.issue("kcm", "system:kube-controller-manager", client=True)
         self.sa_key = os.path.join(pki, "sa.key")
@@ -193,8 +211,9 @@ class Cluster:
                  "-out", self.sa_key, cwd=pki)
         _openssl("pkey", "-in", self.sa_key, "-pubout", "-out", self.sa_pub, cwd=pki)
 
-        etcd_port, etcd_peer, self.port = free_port(), free_port(), free_port()
-        self.server = "https://127.0.0.1:%d" % self.port
+        etcd_port, etcd_peer = free_port(), free_port()
+        self.port = free_port(self.address)
+        self.server = "https://%s:%d" % (self.address, self.port)
         etcd_url = "http://127.0.0.1:%d" % etcd_port
         peer_url = "http://127.0.0.1:%d" % etcd_peer
         self._spawn("etcd", [
@@ -211,7 +230,7 @@ class Cluster:
         self._spawn("kube-apiserver", [
             os.path.join(self.bin, "kube-apiserver"),
             "--etcd-servers", etcd_url,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--bind-address", self.address, "--advertise-address", self.address,
             "--secure-port", str(self.port),
             "--tls-cert-file", serving[0], "--tls-private-key-file", serving[1],
             "--client-ca-file", self.ca_crt,
@@ -222,7 +241,8 @@ class Cluster:
             "--authorization-mode", "RBAC",
             "--enable-admission-plugins",
             "NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ResourceQuota,LimitRanger",
-            "--endpoint-reconciler-type", "none",
+            "--endpoint-reconciler-type", "none" if self.address == "127.0.0.1" else "lease",
+            *self.apiserver_args(),
             "--allow-privileged=true",
             "--profiling=false",
             "--v=1",
@@ -256,14 +276,19 @@ class Cluster:
             self.wait_for(default_sa, timeout,
                           "controller-manager to create serviceaccount default/default")
 
-    def stop(self):
+    def apiserver_args(self):
+        """More kube-apiserver flags (node.py: how to reach the kubelet)."""
+        return []
+
+    def stop(self, remove_dir=True):
+        # One at a time, last started first: the API server stops quickly
+        # while etcd still answers (about 10 s less than stopping them together).
         for name, p, log in reversed(self.procs):
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for name, p, log in reversed(self.procs):
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -276,7 +301,7 @@ class Cluster:
         self.procs = []
         if os.environ.get("WEFT_E2E_KEEP"):
             print("e2e: kept", self.dir)
-        else:
+        elif remove_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def logs(self, name, tail=4000):
@@ -369,6 +394,9 @@ class Cluster:
 
 
 def main():
+    if "--node" in os.sys.argv[1:]:  # the control plane and a node (node.py)
+        import node
+        return node.main()
     bindir = control_plane_bin(build=bool(os.environ.get("WEFT_E2E_BUILD")))
     if not bindir:
         raise SystemExit("control plane not built: run tests/e2e/setup-control-plane.sh")

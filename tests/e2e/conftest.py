@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster as cl  # noqa: E402
+import node as nd  # noqa: E402
 import weft  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,6 +32,45 @@ def bindir():
         pytest.skip("Kubernetes control plane not built: run tests/e2e/setup-control-plane.sh "
                     "once (about 5 minutes on 2 cores) or set WEFT_E2E_BUILD=1")
     return d
+
+
+@pytest.fixture(scope="session")
+def node_bindir(bindir):
+    """The control plane's and the node's binaries (setup-node.sh)."""
+    build = bool(os.environ.get("WEFT_E2E_BUILD"))
+    d = nd.node_bin(build=build)
+    if not d and build:
+        pytest.fail("WEFT_E2E_BUILD is set but tests/e2e/setup-node.sh failed "
+                    "(its output is above)")
+    if not d:
+        pytest.skip("e2e node not built: run tests/e2e/setup-node.sh once "
+                    "or set WEFT_E2E_BUILD=1")
+    return d
+
+
+@pytest.fixture(scope="session")
+def node_images(node_bindir, weft_bin):
+    """The node's images (scripts/images.sh --test, CoreDNS) as archives."""
+    for b in ("weft-init", "weft-proxy", "weft-webhook", "weft-identity"):
+        if not os.access(os.path.join(weft_bin, b), os.X_OK):
+            pytest.skip("%s not built: run make" % b)
+    d = cl.make_tempdir("images")
+    try:
+        yield nd.build_images(d, weft_bin, os.path.join(node_bindir, "coredns"))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def node(node_bindir, node_images):
+    """The control plane with a node that runs pods (node.py), for the
+    session: started at its first use, stopped at the end (also on failure)."""
+    n = nd.NodeCluster(node_bindir, node_images)
+    n.start(timeout=180)
+    try:
+        yield n
+    finally:
+        n.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The e2e node (node.py) runs pods for real: the kubelet, containerd and
+runc, the CNI bridge, kube-proxy's ClusterIPs and CoreDNS's names work, pods
+reach the API server through the `kubernetes` Service, nothing is routed out,
+and a stopped node leaves nothing behind in the host."""
+import json
+
+import node as nd
+
+
+def test_node_teardown_leaves_host_as_found(node_bindir, node_images):
+    """First in this file, before the session's node (conftest.py) starts:
+    a node of its own (CoreDNS running on it) is started, stopped, and the
+    host compared with what it was before."""
+    before = nd.host_footprint()
+    n = nd.NodeCluster(node_bindir, node_images)
+    try:
+        n.start(timeout=180)
+        during = nd.host_footprint()
+        assert nd.BRIDGE in during["links"] and during["iptables"] and during["mounts"]
+        assert n.pod_phase("kube-system", n.get_json(
+            "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"][0]["metadata"]["name"]) == "Running"
+    finally:
+        n.stop(release_lock=False)
+    try:
+        after = nd.host_footprint()
+        assert after == before
+        assert not after["links"] and not after["mounts"] and not after["cgroups"]
+        assert not [l for l in after["iptables"] if "KUBE-" in l or nd.GUARD in l]
+        assert after["sysctl"]["ip_forward"] == "0"
+    finally:
+        n.release_lock()
+
+
+def test_node_is_ready_with_the_pinned_parts(node):
+    got = node.get_json("node", nd.NODE_NAME)
+    info = got["status"]["nodeInfo"]
+    with open(node.bin + "/NODE-STAMP") as f:
+        stamp = dict(kv.split("=", 1) for kv in f.read().split())
+    assert info["kubeletVersion"] == stamp["k8s"]
+    assert info["kubeProxyVersion"] in ("", stamp["k8s"])
+    assert info["containerRuntimeVersion"] == "containerd://" + stamp["containerd"].lstrip("v")
+    addrs = {a["type"]: a["address"] for a in got["status"]["addresses"]}
+    assert addrs["InternalIP"] == nd.NODE_IP
+    # Once built, the whole node is up well within a minute.
+    assert node.timings["total"] < 60, node.timings
+
+
+def test_kubernetes_service_has_the_api_server_as_endpoint(node):
+    eps = node.get_json("endpointslices", "-n", "default",
+                        "-l", "kubernetes.io/service-name=kubernetes")["items"]
+    addrs = [(a, p["port"]) for s in eps for e in s["endpoints"] for a in e["addresses"]
+             for p in s["ports"]]
+    assert addrs == [(nd.NODE_IP, node.port)]
+
+
+def test_pod_reaches_api_server_by_service_name(node):
+    """DNS (CoreDNS) -> ClusterIP (kube-proxy) -> the API server on the
+    node's address; a plain HTTP request to its TLS port gets Go's answer."""
+    node.create_namespace("node-api")
+    phase, logs = node.run_pod("node-api", "api", [
+        "sh", "-c",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 kubernetes.default.svc.cluster.local 443"])
+    assert phase == "Succeeded", logs
+    assert "Client sent an HTTP request to an HTTPS server" in logs
+
+
+def test_pod_has_no_route_out(node):
+    node.create_namespace("node-routes")
+    phase, logs = node.run_pod("node-routes", "routes", ["cat", "/proc/net/route"])
+    assert phase == "Succeeded", logs
+    dests = [l.split()[1] for l in logs.splitlines()[1:] if l.strip()]
+    assert "00000000" not in dests, logs  # no default route
+
+
+def test_service_clusterip_between_pods_logs_and_exec(node):
+    ns = "node-svc"
+    node.create_namespace(ns)
+    node.apply_json({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "web", "namespace": ns},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                  "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                      "terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "web", "image": nd.BUSYBOX,
+                                      "imagePullPolicy": "IfNotPresent",
+                                      "command": ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
+                                      "ports": [{"containerPort": 8080}],
+                                      "readinessProbe": {"httpGet": {"path": "/", "port": 8080},
+                                                         "periodSeconds": 1}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+    ]})
+    node.kubectl("rollout", "status", "-n", ns, "deployment/web", "--timeout=60s", timeout=90)
+    phase, logs = node.run_pod(ns, "client", ["wget", "-q", "-O-",
+                                              "http://web.%s.svc.cluster.local/" % ns])
+    assert phase == "Succeeded", logs
+    assert logs.strip() == "ok"
+    web = node.get_json("pods", "-n", ns, "-l", "app=web")["items"][0]["metadata"]["name"]
+    # kubectl logs and exec go API server -> kubelet (its InternalIP)
+    assert "response:200" in node.kubectl("logs", "-n", ns, web).stdout
+    assert node.kubectl("exec", "-n", ns, web, "--", "id", "-u").stdout.strip() == "65534"
