@@ -111,6 +111,12 @@ integration: all
 e2e: all
 	@WEFT_E2E_BUILD=1 WEFT_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
+# OCI image archives of the binaries (and the e2e node's pause image) in
+# $(BUILD)/images, without a container daemon, reproducible: scripts/images.sh.
+.PHONY: images
+images: all
+	@bash scripts/images.sh $(abspath $(BUILD))/images $(abspath $(BIN))
+
 FUZZ_SRCS  := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS  := $(FUZZ_SRCS:fuzz/%.c=build-fuzz/%)
 FUZZ_SECS  ?= 20

@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: Apache-2.0
+"""scripts/images.sh (make images): Weft's OCI images, built without a
+container daemon, are reproducible, minimal, non-root where they can be,
+labelled, and named as manifests/ and templates/mesh.yaml name them."""
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+import yaml
+
+import cluster as cl
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMAGES_SH = os.path.join(REPO, "scripts", "images.sh")
+VERSION = open(os.path.join(REPO, "VERSION")).read().strip()
+PARTS = ("weft-init", "weft-proxy", "weft-webhook", "weft-identity", "pause")
+
+
+def read_image(path):
+    """(index, manifest, config, {path: TarInfo}) of an image archive."""
+    with tarfile.open(path) as tf:
+        blob = lambda d: tf.extractfile("blobs/sha256/" + d.split(":")[1]).read()  # noqa: E731
+        index = json.loads(tf.extractfile("index.json").read())
+        mdesc = index["manifests"][0]
+        mbytes = blob(mdesc["digest"])
+        assert "sha256:" + hashlib.sha256(mbytes).hexdigest() == mdesc["digest"]
+        manifest = json.loads(mbytes)
+        config = json.loads(blob(manifest["config"]["digest"]))
+        layer = blob(manifest["layers"][0]["digest"])
+    with tarfile.open(fileobj=io.BytesIO(layer), mode="r:gz") as lt:
+        files = {("/" + m.name): m for m in lt.getmembers()}
+    return index, manifest, config, files
+
+
+@pytest.fixture(scope="module")
+def built(weft_bin):
+    for b in PARTS[:-1]:
+        if not os.access(os.path.join(weft_bin, b), os.X_OK):
+            pytest.skip("%s not built: run make" % b)
+    dirs = [cl.make_tempdir("images"), cl.make_tempdir("images")]
+    try:
+        for d in dirs:
+            subprocess.run(["bash", IMAGES_SH, d, weft_bin], check=True,
+                           stdout=subprocess.DEVNULL)
+        yield dirs
+    finally:
+        for d in dirs:
+            subprocess.run(["rm", "-rf", d])
+
+
+def test_images_are_reproducible(built):
+    for part in PARTS:
+        a, b = (open(os.path.join(d, part + ".tar"), "rb").read() for d in built)
+        assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest(), part
+        assert read_image(os.path.join(built[0], part + ".tar"))[0] == \
+            read_image(os.path.join(built[1], part + ".tar"))[0]
+
+
+def test_images_are_named_as_the_manifests_name_them(built):
+    names = {read_image(os.path.join(built[0], p + ".tar"))[0]["manifests"][0]
+             ["annotations"]["io.containerd.image.name"] for p in PARTS}
+    mesh = yaml.safe_load(open(os.path.join(REPO, "templates", "mesh.yaml")))
+    wanted = {mesh["images"]["proxy"], mesh["images"]["init"]}
+    for f, c in (("webhook.yaml", "weft-webhook"), ("identity.yaml", "weft-identity")):
+        for doc in yaml.safe_load_all(open(os.path.join(REPO, "manifests", "base", f))):
+            if doc and doc.get("kind") == "Deployment":
+                wanted |= {x["image"] for x in doc["spec"]["template"]["spec"]["containers"]
+                           if x["name"] == c}
+    assert len(wanted) == 4
+    assert wanted <= names
+    assert "ghcr.io/weft-mesh/pause:" + VERSION in names
+
+
+def test_images_are_minimal_non_root_and_labelled(built, weft_bin):
+    for part in PARTS:
+        _, manifest, config, files = read_image(os.path.join(built[0], part + ".tar"))
+        labels = config["config"]["Labels"]
+        assert labels["org.opencontainers.image.version"] == VERSION
+        # a commit of this repository (HEAD when built; others may commit since)
+        rev = labels["org.opencontainers.image.revision"].split("-")[0]
+        assert len(rev) == 40 and subprocess.run(
+            ["git", "-C", REPO, "cat-file", "-e", rev + "^{commit}"]).returncode == 0
+        assert manifest["annotations"] == labels
+        regular = sorted(p for p, m in files.items() if m.isreg())
+        libs = [p for p in regular if ".so" in os.path.basename(p)]
+        others = [p for p in regular if p not in libs and not p.startswith("/etc/")]
+        user = config["config"].get("User", "")
+        if part == "pause":
+            assert others == ["/pause"] and not libs  # static
+        elif part == "weft-init":
+            assert user == "0:0"  # NET_ADMIN as root, no more (the pod says so)
+            assert others == ["/usr/local/bin/weft-init", "/usr/sbin/xtables-legacy-multi",
+                              "/usr/sbin/xtables-nft-multi"]
+            exts = sorted(os.path.basename(p) for p in libs if "/xtables/" in p)
+            assert exts == ["libxt_REDIRECT.so", "libxt_owner.so", "libxt_standard.so",
+                            "libxt_tcp.so"]
+            links = {p for p, m in files.items() if m.issym()}
+            for fam in ("iptables", "ip6tables"):
+                for be in ("nft", "legacy"):
+                    for op in ("save", "restore"):
+                        assert "/usr/sbin/%s-%s-%s" % (fam, be, op) in links
+        else:
+            assert others == ["/usr/local/bin/" + part]
+            assert user == ("15100:15100" if part == "weft-proxy" else "65532:65532")
+            # exactly the libraries the binary loads (ldd), nothing else
+            ldd = subprocess.run(["ldd", os.path.join(weft_bin, part)], stdout=subprocess.PIPE,
+                                 text=True).stdout
+            want = {w for line in ldd.splitlines() for w in line.split() if w.startswith("/")}
+            assert set(libs) == want
+        assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 for m in files.values())
