@@ -23,6 +23,7 @@
 #include "admin.h"
 #include "identity_client.h"
 #include "log.h"
+#include "probes.h"
 #include "proxy.h"
 #include "xalloc.h"
 
@@ -36,7 +37,7 @@ static const char *main_getenv(void *ctx, const char *name)
 static int main_probe_ready(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok = 0;
-    char resp[64];
+    char why[96];
     if (fd < 0)
         return 0;
     struct timeval tv = {.tv_sec = 1};
@@ -46,13 +47,8 @@ static int main_probe_ready(uint16_t port)
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     static const char req[] = "GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1)) {
-        ssize_t n = recv(fd, resp, sizeof resp - 1, MSG_WAITALL);
-        if (n >= 12) {
-            resp[n] = '\0';
-            ok = strncmp(resp, "HTTP/1.1 200", 12) == 0;
-        }
-    }
+        send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1))
+        ok = probes_read_status(fd, NULL, why, sizeof why) == 200;
     close(fd);
     return ok;
 }

@@ -16,8 +16,10 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 
+#include "errbuf.h"
 #include "grpc_health.h"
 #include "handoff.h"
+#include "http1.h"
 #include "probes.h"
 #include "spiffe.h"
 #include "xalloc.h"
@@ -290,18 +292,40 @@ static void probes_set_timeout(int fd, unsigned ms)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv); /* Linux applies it to connect() too */
 }
 
-/* "HTTP/1.x NNN" -> NNN, or 0. */
-static int probes_status(const char *s, size_t len)
+int probes_read_status(int fd, SSL *ssl, char *err, size_t errlen)
 {
-    if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[8] != ' ')
-        return 0;
-    int st = 0;
-    for (int i = 9; i < 12; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        st = st * 10 + (s[i] - '0');
+    struct http1_limits lim = {.max_head = PROBES_MAX_RESPONSE_HEAD, .max_fields = 1024};
+    struct http1_parser p;
+    char in[4096];
+    int status = 0;
+    http1_init(&p, HTTP1_RESPONSE, &lim);
+    http1_response_to(&p, "GET", 3);
+    for (;;) {
+        int r = ssl ? SSL_read(ssl, in, (int)sizeof in) : (int)recv(fd, in, sizeof in, 0);
+        if (r <= 0) {
+            errbuf_set(err, errlen, "%s", r == 0 || ssl ? "closed before a status"
+                                          : errno == EAGAIN || errno == EWOULDBLOCK ? "no answer in time"
+                                                                                    : strerror(errno));
+            goto out;
+        }
+        size_t off = 0;
+        while (off < (size_t)r) {
+            size_t used = 0;
+            enum http1_event ev = http1_parse(&p, in + off, (size_t)r - off, &used, NULL, NULL);
+            off += used;
+            if (ev == HTTP1_ERROR) {
+                errbuf_set(err, errlen, "%s", http1_strerror(p.error));
+                goto out;
+            }
+            if (ev == HTTP1_HEAD && (p.msg.status >= 200 || p.msg.status == 101)) {
+                status = p.msg.status; /* the body does not matter */
+                goto out;
+            }
+        }
     }
-    return st;
+out:
+    http1_free(&p);
+    return status;
 }
 
 /* Where the probe goes: pod_ip (IPv4 or IPv6) or, when empty, 127.0.0.1;
@@ -330,8 +354,7 @@ static socklen_t probes_target(const char *pod_ip, uint16_t port, struct sockadd
 
 void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *res)
 {
-    char req[8192], resp[256], at[INET6_ADDRSTRLEN + 8];
-    size_t got = 0;
+    char req[8192], why[96], at[INET6_ADDRSTRLEN + 8];
     SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
     memset(res, 0, sizeof *res);
@@ -377,18 +400,9 @@ void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *
         snprintf(res->detail, sizeof res->detail, "send: %s", strerror(errno));
         goto out;
     }
-    while (got < sizeof resp - 1) {
-        int r = ssl ? SSL_read(ssl, resp + got, (int)(sizeof resp - 1 - got))
-                    : (int)recv(fd, resp + got, sizeof resp - 1 - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-        if (memchr(resp, '\n', got))
-            break;
-    }
-    res->http_status = probes_status(resp, got);
+    res->http_status = probes_read_status(fd, ssl, why, sizeof why);
     if (!res->http_status) {
-        snprintf(res->detail, sizeof res->detail, "no HTTP status from %s", at);
+        snprintf(res->detail, sizeof res->detail, "no HTTP status from %s: %s", at, why);
         goto out;
     }
     res->ok = res->http_status >= 200 && res->http_status < 400;

@@ -58,6 +58,13 @@ struct probe_result {
  * pod_ip is empty. An HTTP GET, a TCP connect, or the gRPC health check
  * (grpc_health.h). */
 void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *res);
+/* Reads an HTTP/1.x answer's head from fd (through ssl when not NULL) with
+ * lib/http1, past 1xx interim answers other than 101: its status, or 0 with
+ * why in err (closed, timed out, or what was malformed). Blocking; the
+ * socket's timeouts bound it. */
+#define PROBES_MAX_RESPONSE_HEAD (64 * 1024)
+struct ssl_st;
+int probes_read_status(int fd, struct ssl_st *ssl, char *err, size_t errlen);
 /* Pure helper for probes_run and tests: formats the HTTP request, with
  * default_host as Host unless the probe names one (the kubelet's rule). */
 int probes_format_request(const struct probe *p, const char *default_host, char *out, size_t outlen);
