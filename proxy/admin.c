@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "http1.h"
 #include "identity_client.h"
 #include "log.h"
 #include "xalloc.h"
@@ -146,6 +147,11 @@ static const char *admin_reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 505: return "HTTP Version Not Supported";
     case 503: return "Service Unavailable";
     default: return "Internal Server Error";
     }
@@ -162,43 +168,63 @@ static void admin_send_all(int fd, const char *p, size_t len)
     }
 }
 
+/* The path of a request-target: origin-form up to '?', or absolute-form's
+ * path ("http://host:15020/ready" is "/ready", RFC 9112 3.2.2). 0, or -1
+ * when it does not fit. */
+static int admin_path(const char *t, size_t n, char *path, size_t pathlen)
+{
+    const char *end = t + n, *q;
+    if (n && t[0] != '/') {
+        const char *sep = memchr(t, ':', n);
+        if (sep && end - sep >= 3 && sep[1] == '/' && sep[2] == '/') {
+            q = memchr(sep + 3, '/', (size_t)(end - sep - 3));
+            t = q ? q : "/";
+            end = q ? end : t + 1;
+        }
+    }
+    q = memchr(t, '?', (size_t)(end - t));
+    if (q)
+        end = q;
+    if ((size_t)(end - t) >= pathlen)
+        return -1;
+    memcpy(path, t, (size_t)(end - t));
+    path[end - t] = '\0';
+    return 0;
+}
+
 static void *admin_serve(void *arg)
 {
     struct admin_req *rq = arg;
     struct admin *a = rq->a;
-    char req[ADMIN_MAX_REQUEST + 1];
-    size_t got = 0;
-    char method[8] = "";
+    struct http1_limits lim = {.max_head = ADMIN_MAX_REQUEST, .max_fields = ADMIN_MAX_FIELDS};
+    struct http1_parser hp;
+    char in[2048];
+    char method[16] = "";
+    char path[1024];
+    enum http1_event ev = HTTP1_NEED_MORE;
     struct admin_response res = {0};
     buf_init(&res.body, ADMIN_BODY_MAX);
+    http1_init(&hp, HTTP1_REQUEST, &lim);
     struct timeval tv = {.tv_sec = 5};
     setsockopt(rq->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(rq->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    while (got < ADMIN_MAX_REQUEST) {
-        ssize_t n = recv(rq->fd, req + got, ADMIN_MAX_REQUEST - got, 0);
+    /* Only the head matters: a body (none of our paths takes one) is left unread. */
+    while (ev == HTTP1_NEED_MORE) {
+        ssize_t n = recv(rq->fd, in, sizeof in, 0);
+        size_t used;
         if (n <= 0)
             goto out;
-        got += (size_t)n;
-        req[got] = '\0';
-        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-            break;
+        ev = http1_parse(&hp, in, (size_t)n, &used, NULL, NULL);
     }
-    req[got] = '\0';
-    /* Request line: METHOD SP target SP HTTP/1.x */
-    char path[1024];
-    const char *sp1 = memchr(req, ' ', got), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    const char *eol = strpbrk(req, "\r\n");
-    if (!sp1 || !sp2 || !eol || sp2 > eol || (size_t)(sp1 - req) >= sizeof method ||
-        (size_t)(sp2 - sp1 - 1) >= sizeof path || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-        admin_text(&res, 400, "bad request");
+    if (ev == HTTP1_ERROR) {
+        admin_text(&res, http1_error_status(hp.error), http1_strerror(hp.error));
+    } else if (hp.msg.method_len >= sizeof method) {
+        admin_text(&res, 405, "method not allowed");
+    } else if (admin_path(hp.msg.target, hp.msg.target_len, path, sizeof path) < 0) {
+        admin_text(&res, 414, "request-target too long");
     } else {
-        memcpy(method, req, (size_t)(sp1 - req));
-        method[sp1 - req] = '\0';
-        memcpy(path, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-        path[sp2 - sp1 - 1] = '\0';
-        char *q = strchr(path, '?');
-        if (q)
-            *q = '\0';
+        memcpy(method, hp.msg.method, hp.msg.method_len);
+        method[hp.msg.method_len] = '\0';
         admin_route(a->px, method, path, rq->loopback, &res);
     }
     char head[256];
@@ -213,6 +239,7 @@ static void *admin_serve(void *arg)
         kill(getpid(), SIGTERM); /* main's sigwait starts the drain */
     }
 out:
+    http1_free(&hp);
     buf_free(&res.body);
     close(rq->fd);
     atomic_fetch_sub(&a->inflight, 1);

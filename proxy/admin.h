@@ -9,7 +9,8 @@
 
 #include "proxy.h"
 
-#define ADMIN_MAX_REQUEST 8192
+#define ADMIN_MAX_REQUEST 8192 /* request head bytes (lib/http1): more is 431, a longer request line 414 */
+#define ADMIN_MAX_FIELDS 64    /* request header fields: more is 431 */
 #define ADMIN_MAX_INFLIGHT 32
 
 struct admin;

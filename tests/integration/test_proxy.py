@@ -838,6 +838,42 @@ def test_admin_request_threads_at_the_limit_and_one_past(env):
     assert b.admin("/live") == (200, "live\n")
 
 
+def test_admin_reads_requests_strictly_with_their_limits(env):
+    """The admin server reads requests with lib/http1: the head at 8,192
+    bytes and one past (431), 64 header fields and a 65th (431), a request
+    line past the limit (414), what RFC 9112 refuses (400: obs-fold, no Host,
+    bare LF, space before a colon; 505 for HTTP/2.0), absolute-form targets."""
+    net, ca, d = env
+    b = pe.MeshPod(net, "back", ca, "shop", "back")
+
+    def ask(raw):
+        answer = pe.request(net.node, b.ip4, pe.ADMIN, raw, timeout=10)
+        return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else answer
+
+    def sized(total, fields=1):
+        head = b"GET /live HTTP/1.1\r\nHost: x\r\n" + b"".join(b"F%d: v\r\n" % i for i in range(fields - 2))
+        pad = total - len(head) - len(b"P: \r\n\r\n")
+        return head + b"P: " + b"p" * pad + b"\r\n\r\n"
+
+    assert len(sized(8192)) == 8192
+    assert ask(sized(8192)) == 200
+    assert ask(sized(8193)) == 431
+    assert ask(sized(2000, fields=64)) == 200
+    assert ask(sized(2000, fields=65)) == 431
+    assert ask(b"GET /" + b"a" * 8200 + b" HTTP/1.1\r\nHost: x\r\n\r\n") == 414
+    assert ask(b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\nHost: x\r\n\r\n") == 414  # past the path buffer
+    assert ask(b"GET /live HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n") == 400
+    assert ask(b"GET /live HTTP/1.1\r\n\r\n") == 400
+    assert ask(b"GET /live HTTP/1.1\nHost: x\n\n") == 400
+    assert ask(b"GET /live HTTP/1.1\r\nHost : x\r\n\r\n") == 400
+    assert ask(b"GET /live HTTP/2.0\r\nHost: x\r\n\r\n") == 505
+    assert ask(b"GET /live HTTP/1.0\r\n\r\n") == 200
+    assert ask(b"GET http://x:15020/live?a=b HTTP/1.1\r\nHost: x\r\n\r\n") == 200
+    assert ask(b"GET /live?verbose HTTP/1.1\r\nHost: x\r\n\r\n") == 200
+    assert ask(b"GET /live HTTP/1.1\r\nHost: x\r\n") == b""  # closed before the head ended: no answer
+    assert b.admin("/live") == (200, "live\n")
+
+
 def test_sigterm_lets_inflight_transfer_finish(pair):
     net, ca, d, a, b = pair
     size = 40 * 65536  # about 4 s at the app's pace
