@@ -34,7 +34,11 @@
 # bookworm/main is debootstrap's mirror) and copied into the root with
 # /etc/apt/apt.conf.d, /etc/apt/preferences.d and the keyrings they name, so
 # apt inside uses exactly this machine's sources; credentials
-# (/etc/apt/auth.conf*) are not copied. /etc/resolv.conf is copied.
+# (/etc/apt/auth.conf*) are not copied. /etc/resolv.conf is copied, and so
+# are the CA certificates added locally to this machine's trust store
+# (/usr/local/share/ca-certificates, then update-ca-certificates in the
+# root): where egress goes through a TLS-inspecting proxy, the Go module
+# proxy is reachable only with them, as on any machine of that network.
 #
 # It prints each command's exit status and wall time and fails if any
 # failed. Everything it makes lives in one directory under /var/tmp and is
@@ -277,6 +281,10 @@ for d in apt.conf.d preferences.d trusted.gpg.d keyrings; do
 done
 [ -f /etc/apt/apt.conf ] && cp -L /etc/apt/apt.conf "$base/etc/apt/apt.conf"
 rm -f "$base/etc/resolv.conf" && cp -L /etc/resolv.conf "$base/etc/resolv.conf"
+if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
+  cp -aL /usr/local/share/ca-certificates/. "$base/usr/local/share/ca-certificates/"
+  chroot "$base" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the root"
+fi
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tweft-fresh\n' > "$base/etc/hosts"
 echo weft-fresh > "$base/etc/hostname"
 mkdir -p "$base$GO_ROOT"

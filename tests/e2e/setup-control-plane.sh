@@ -78,9 +78,14 @@ staging_version="v0.$minor"         # v0.37.2
 cd "$CACHE/src/k8s"
 if [ ! -f go.mod ] || ! grep -q "k8s.io/kubernetes $K8S_VERSION" go.mod; then
   rm -f go.mod go.sum
-  kgomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
-           sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-  [ -f "$kgomod" ] || { log "cannot download k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
+  # On failure go prints its reason in the JSON's "Error" field, not on
+  # stderr: say it (under set -e a failed pipe here used to exit silently).
+  dl=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION") || true
+  kgomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' <<< "$dl")
+  [ -f "$kgomod" ] || {
+    log "cannot download k8s.io/kubernetes@$K8S_VERSION: $(sed -n 's/^[[:space:]]*"Error": "\(.*\)"$/\1/p' <<< "$dl")"
+    exit 1
+  }
   gover=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kgomod" | head -1)
   {
     echo "module weft.dev/e2e-control-plane"
