@@ -140,8 +140,11 @@ def main():
         # its TLS port skipped inbound.
         pe.init_pod(spod, ["--skip-inbound-ports", "10443"])
         pe.init_pod(cpod)
-        hs = spod.popen(["haproxy", "-db", "-f", os.path.join(d, "hs.cfg")], uid=pe.PROXY_UID)
-        hc = cpod.popen(["haproxy", "-db", "-f", os.path.join(d, "hc.cfg")], uid=pe.PROXY_UID)
+        # In d: haproxy returns to its starting directory after reading the
+        # config and fails if the proxy uid cannot enter it (a checkout in
+        # /root, or a 0700 home as Debian 12 makes them).
+        hs = spod.popen(["haproxy", "-db", "-f", os.path.join(d, "hs.cfg")], uid=pe.PROXY_UID, cwd=d)
+        hc = cpod.popen(["haproxy", "-db", "-f", os.path.join(d, "hc.cfg")], uid=pe.PROXY_UID, cwd=d)
         time.sleep(1)
         for p in (hs, hc):
             if p.poll() is not None:
