@@ -110,6 +110,17 @@ void http1_response_to(struct http1_parser *p, const char *method, size_t len)
     p->request_connect = len == 7 && memcmp(method, "CONNECT", 7) == 0;
 }
 
+/* The message is complete. A final response answers its request: the
+ * method given for it is forgotten, so http1_response_to() may name the
+ * next request's at once. */
+static enum http1_event http1_done(struct http1_parser *p)
+{
+    p->state = S_DONE;
+    if (p->kind == HTTP1_RESPONSE && p->msg.status >= 200)
+        p->request_no_body = p->request_connect = 0;
+    return HTTP1_DONE;
+}
+
 static enum http1_event http1_fail(struct http1_parser *p, enum http1_error e)
 {
     p->error = e;
@@ -614,11 +625,8 @@ enum http1_event http1_parse(struct http1_parser *p, const char *data, size_t le
         *body = NULL;
     if (body_len)
         *body_len = 0;
-    if (p->state == S_DONE && len > 0) { /* the last message stays readable until the next one's bytes */
-        if (p->kind == HTTP1_RESPONSE && p->msg.status >= 200)
-            p->request_no_body = p->request_connect = 0;
+    if (p->state == S_DONE && len > 0) /* the last message stays readable until the next one's bytes */
         http1_reset_msg(p);
-    }
     while (ev == HTTP1_NEED_MORE && (i < len || p->state == S_EMIT_DONE || p->state == S_ERROR)) {
         switch (p->state) {
         case S_HEAD: {
@@ -712,14 +720,12 @@ enum http1_event http1_parse(struct http1_parser *p, const char *data, size_t le
             if (rc < 0) {
                 ev = HTTP1_ERROR;
             } else if (rc == 1) {
-                p->state = S_DONE;
-                ev = HTTP1_DONE;
+                ev = http1_done(p);
             }
             break;
         }
         case S_EMIT_DONE:
-            p->state = S_DONE;
-            ev = HTTP1_DONE;
+            ev = http1_done(p);
             break;
         case S_DONE:
             /* Not reached: bytes after DONE reset the parser above. */
@@ -742,8 +748,7 @@ enum http1_event http1_finish(struct http1_parser *p)
     switch (p->state) {
     case S_UNTIL_CLOSE:
     case S_EMIT_DONE:
-        p->state = S_DONE;
-        return HTTP1_DONE;
+        return http1_done(p);
     case S_DONE:
         if (p->kind == HTTP1_RESPONSE && p->msg.status < 200)
             return http1_fail(p, HTTP1_E_TRUNCATED); /* an interim answer, then no final one */

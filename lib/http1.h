@@ -138,7 +138,7 @@ void http1_init(struct http1_parser *p, enum http1_kind kind, const struct http1
 void http1_free(struct http1_parser *p);
 /* Responses: the method of the request this response answers (HEAD has no
  * body, a 2xx to CONNECT is a tunnel with none); kept across 1xx, forgotten
- * after the final response. */
+ * at the final response's HTTP1_DONE (so call it then for the next one). */
 void http1_response_to(struct http1_parser *p, const char *method, size_t len);
 
 /* Consumes data up to and including the next event and says how many bytes

@@ -109,9 +109,10 @@ static int parse_one(enum http1_kind kind, size_t step, const char *method, cons
             buf_reset(&body);
             in_msg = 0;
             int st = p.msg.status;
-            if (!p.msg.keep_alive || (kind == HTTP1_RESPONSE && (st == 101 || (!strcmp(method, "CONNECT") &&
-                                                                         st >= 200 && st < 300))))
-                stop = 1;
+            if (kind == HTTP1_REQUEST ? !p.msg.keep_alive
+                                      : st == 101 || (st >= 200 && !p.msg.keep_alive) ||
+                                            (!strcmp(method, "CONNECT") && st >= 200 && st < 300))
+                stop = 1; /* a 1xx's own framing says nothing of the connection */
             if (kind == HTTP1_REQUEST && p.msg.method_len == 7 && !memcmp(p.msg.method, "CONNECT", 7))
                 stop = 1; /* answered 2xx, the rest is the tunnel */
             if (kind == HTTP1_RESPONSE && st >= 200)

@@ -597,6 +597,29 @@ static void test_responses(void **state)
     assert_int_equal(r.p.msg.content_length, 5);
     run_free(&r);
 
+    /* Pipelined answers to HEAD then GET: the method is named after each DONE. */
+    {
+        struct http1_parser p;
+        const char *two = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+        size_t off = 0, used, bl;
+        const char *b;
+        http1_init(&p, HTTP1_RESPONSE, NULL);
+        http1_response_to(&p, "HEAD", 4);
+        assert_int_equal(http1_parse(&p, two, strlen(two), &used, &b, &bl), HTTP1_HEAD);
+        off += used;
+        assert_int_equal(http1_parse(&p, two + off, strlen(two) - off, &used, &b, &bl), HTTP1_DONE);
+        http1_response_to(&p, "HEAD", 4);
+        assert_int_equal(http1_parse(&p, two + off, strlen(two) - off, &used, &b, &bl), HTTP1_HEAD);
+        off += used;
+        assert_true(p.msg.no_body);
+        assert_int_equal(http1_parse(&p, two + off, strlen(two) - off, &used, &b, &bl), HTTP1_DONE);
+        http1_response_to(&p, "GET", 3); /* "abc" is a third answer's start, not a body */
+        assert_int_equal(http1_parse(&p, two + off, strlen(two) - off, &used, &b, &bl), HTTP1_NEED_MORE);
+        assert_int_equal(http1_finish(&p), HTTP1_ERROR);
+        assert_int_equal(p.error, HTTP1_E_TRUNCATED);
+        http1_free(&p);
+    }
+
     /* CONNECT 2xx: no body, the rest is the tunnel. 101 likewise. */
     const char *c = "HTTP/1.1 200 OK\r\n\r\ntunnel";
     assert_int_equal(run_step(&r, HTTP1_RESPONSE, "CONNECT", NULL, c, strlen(c), 0, 0), HTTP1_E_NONE);
