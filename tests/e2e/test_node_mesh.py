@@ -198,6 +198,63 @@ def test_inject_disabled_pod_runs_untouched(mesh_node):
     assert n.kubectl("logs", "-n", NS, "optout").stdout.strip() == "untouched"
 
 
+def test_plaintext_from_outside_the_mesh_is_refused_under_strict(mesh_node):
+    n = mesh_node
+    alpha = pods(n, NS, "app=alpha")[0]
+    kind = "weft_proxy_inbound_refused_total"
+    before = metric(metrics(alpha["status"]["podIP"], 15020), kind)
+    n.create_namespace("mesh-outside")
+    phase, logs = n.run_pod("mesh-outside", "plaintext", [
+        "wget", "-q", "-O-", "http://alpha.%s.svc.cluster.local/" % NS])
+    assert phase == "Failed" and "ok" not in logs, logs
+    assert metric(metrics(alpha["status"]["podIP"], 15020), kind) > before
+
+
+def caller_pod(name, ns):
+    """A meshed one-shot pod calling alpha (its proxy a native sidecar that
+    the kubelet stops when the call ends)."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 2,
+                     "containers": [{"name": "main", "image": nd.BUSYBOX,
+                                     "imagePullPolicy": "IfNotPresent",
+                                     "command": ["wget", "-q", "-O-",
+                                                 "http://alpha.%s.svc.cluster.local/" % NS]}]}}
+
+
+def finished(n, ns, name):
+    n.wait_for(lambda: n.pod_phase(ns, name) in ("Succeeded", "Failed"), 90,
+               "%s/%s to finish" % (ns, name), interval=0.5)
+    return n.pod_phase(ns, name), n.kubectl("logs", "-n", ns, name, "-c", "main",
+                                            check=False).stdout
+
+
+def test_cross_namespace_call_denied_then_allowed_by_allow_from(mesh_node):
+    """inboundPolicy same-namespace: a meshed caller from another namespace
+    is denied by alpha's proxy (with its identity); alpha's pods annotated
+    weft.dev/allow-from: other/* let it in."""
+    n = mesh_node
+    other = "mesh-other"
+    n.create_namespace(other, labels={"weft.dev/inject": "enabled"})
+    n.wait_for(lambda: n.kubectl("get", "configmap", "weft-trust-bundle", "-n", other,
+                                 check=False).returncode == 0, 60, "weft-trust-bundle")
+    alpha = pods(n, NS, "app=alpha")[0]
+    key = ('weft_proxy_connections_opened_total{direction="inbound",tls="true",'
+           'authz="denied",peer="%s"' % (SPIFFE % (other, "default")))
+    before = metric(metrics(alpha["status"]["podIP"], 15020), key)
+    n.create_json(caller_pod("denied", other))
+    phase, logs = finished(n, other, "denied")
+    assert phase == "Failed" and "ok" not in logs, logs
+    assert metric(metrics(alpha["status"]["podIP"], 15020), key) > before
+
+    n.kubectl("patch", "deployment", "alpha", "-n", NS, "--type", "merge", "-p", json.dumps(
+        {"spec": {"template": {"metadata": {"annotations": {
+            "weft.dev/allow-from": "%s/*" % other}}}}}))
+    n.kubectl("rollout", "status", "-n", NS, "deployment/alpha", "--timeout=120s", timeout=150)
+    n.create_json(caller_pod("allowed", other))
+    phase, logs = finished(n, other, "allowed")
+    assert phase == "Succeeded" and logs.strip() == "ok", logs
+
+
 def test_webhook_scaled_to_zero_refuses_only_opted_in_pods(mesh_node):
     """Last: it takes the webhook away, then brings it back."""
     n = mesh_node
