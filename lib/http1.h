@@ -17,6 +17,9 @@
  * control characters, one Content-Length (digits only), Transfer-Encoding
  * only "chunked" and never next to a Content-Length or in HTTP/1.0, a Host
  * in every HTTP/1.1 request and never two, chunk sizes that fit in 63 bits.
+ * Lenient only where the RFCs ask it: empty lines before a request line are
+ * skipped (9112 2.2), HTTP/1.2+ reads as 1.1 (9110 2.5), empty list elements
+ * are ignored (9110 5.6.1), "HTTP/1.1 200" may omit an empty reason's SP.
  * Every error has its own code, a text and the status a server answers. */
 #ifndef WEFT_HTTP1_H
 #define WEFT_HTTP1_H
@@ -133,7 +136,9 @@ struct http1_parser {
     int te_chunked, te_other, te_last_chunked;
 };
 
-/* limits may be NULL for the defaults (no body limit). */
+/* limits may be NULL, or a member 0, for the defaults (no body limit).
+ * Allocates nothing until bytes arrive, then at most about twice max_head
+ * (head and trailers) plus HTTP1_MAX_CHUNK_LINE and the field tables. */
 void http1_init(struct http1_parser *p, enum http1_kind kind, const struct http1_limits *limits);
 void http1_free(struct http1_parser *p);
 /* Responses: the method of the request this response answers (HEAD has no
