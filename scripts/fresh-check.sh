@@ -24,10 +24,9 @@
 # read-only from this machine and put first on PATH. Nothing else of this
 # machine is shared. The Go module cache starts empty, as on a fresh machine:
 # the e2e suite's first control-plane build downloads its modules from the
-# proxy (about 0.9 GB, a minute or two) rather than reading this machine's,
-# so a module the build cannot fetch fails here and not later for a user;
-# the build itself (minutes) happens either way because the build cache is
-# empty too.
+# proxy (about 0.9 GB) rather than reading this machine's, so a module the
+# build cannot fetch fails here and not later for a user; the build itself
+# (minutes) happens either way because the build cache is empty too.
 #
 # The package sources are read at run time from /etc/apt/sources.list and
 # /etc/apt/sources.list.d/*.{list,sources} (the first enabled `deb` source of
@@ -47,7 +46,10 @@
 # unmounted there in reverse order), and a safety net lazily unmounts
 # anything left under the directory before removing it (never across a
 # mount). Only the tarball stays in the cache; debootstrap, when missing, is
-# installed on this machine with apt-get and stays.
+# installed on this machine with apt-get and stays. As the network namespace
+# is shared, it compares this machine's interfaces and iptables rules before
+# and after each command and shows a change as a warning (on a shared
+# machine it may be another user's).
 set -euo pipefail
 
 SUITE=bookworm
