@@ -265,22 +265,37 @@ def reap_stale_nodes(bindir):
         host_cleanup(bindir, stale)
 
 
+def take_lock(timeout=900):
+    """LOCK, held by the returned descriptor (closing it releases it, and so
+    does the process's death)."""
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise TimeoutError("another e2e node holds %s" % LOCK)
+            time.sleep(1)
+
+
+def reap(bindir):
+    """Undoes what a killed run's node left, as a node's start does."""
+    fd = take_lock()
+    try:
+        reap_stale_nodes(bindir)
+    finally:
+        os.close(fd)
+
+
 class NodeCluster(cl.Cluster):
     """Cluster + a node. start() returns when the node is Ready, kube-proxy
     has synced and CoreDNS answers; stop() leaves the host as it found it."""
 
     def __init__(self, bindir, images_dir, lock_timeout=900):
-        self.lock_fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + lock_timeout
-        while True:
-            try:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(self.lock_fd)
-                    raise TimeoutError("another e2e node holds %s" % LOCK)
-                time.sleep(1)
+        self.lock_fd = take_lock(lock_timeout)
         reap_stale_nodes(bindir)  # before Cluster.__init__ looks at stale directories
         made = [p for p in HOST_DIRS if not os.path.exists(p)]
         self.images_dir = images_dir
@@ -635,12 +650,16 @@ def main():
     if not bindir:
         raise SystemExit("node not built: run tests/e2e/setup-node.sh")
     weft_bin = os.path.abspath(os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin"))
-    images = cl.make_tempdir("images")
+    # WEFT_E2E_NODE_IMAGES: archives built before (test_node.py), else built here
+    given = os.environ.get("WEFT_E2E_NODE_IMAGES")
+    images = given or cl.make_tempdir("images")
     try:
-        build_images(images, weft_bin, os.path.join(bindir, "coredns"))
+        if not given:
+            build_images(images, weft_bin, os.path.join(bindir, "coredns"))
         c = NodeCluster(bindir, images).start(timeout=180)
     except BaseException:
-        shutil.rmtree(images, ignore_errors=True)
+        if not given:
+            shutil.rmtree(images, ignore_errors=True)
         raise
     try:
         print("KUBECONFIG=%s" % c.kubeconfig, flush=True)
@@ -650,7 +669,8 @@ def main():
         signal.sigwait([signal.SIGINT, signal.SIGTERM])
     finally:
         c.stop()
-        shutil.rmtree(images, ignore_errors=True)
+        if not given:
+            shutil.rmtree(images, ignore_errors=True)
 
 
 if __name__ == "__main__":

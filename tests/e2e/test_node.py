@@ -3,9 +3,62 @@
 runc, the CNI bridge, kube-proxy's ClusterIPs and CoreDNS's names work, pods
 reach the API server through the `kubernetes` Service, nothing is routed out,
 and a stopped node leaves nothing behind in the host."""
-import json
+import glob
+import os
+import subprocess
+import sys
+import time
 
 import node as nd
+
+
+def kubepods_pids():
+    pids = set()
+    for f in glob.glob("/sys/fs/cgroup/pids/kubepods/**/cgroup.procs", recursive=True):
+        try:
+            pids |= {int(x) for x in open(f).read().split()}
+        except OSError:
+            pass
+    return pids
+
+
+def test_node_processes_die_with_a_killed_test_process(node_bindir, node_images):
+    """A node in a child process (node.py, as `cluster.py --node` runs it)
+    with a pod running; the child is SIGKILLed (no cleanup runs): no process
+    of the node, no container is left, and the next start undoes the rest."""
+    before = nd.host_footprint()
+    env = dict(os.environ, WEFT_E2E_NODE_IMAGES=node_images)
+    child = subprocess.Popen([sys.executable, os.path.join(nd.HERE, "node.py")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in child.stdout:
+            lines.append(line)
+            if line.startswith("KUBECONFIG="):
+                break
+        assert lines and lines[-1].startswith("KUBECONFIG="), "".join(lines)
+        kc = lines[-1].strip().split("=", 1)[1]
+        kubectl = [os.path.join(node_bindir, "kubectl"), "--kubeconfig", kc]
+        subprocess.run(kubectl + ["run", "sleeper", "--image", nd.BUSYBOX, "--restart=Never",
+                                  "--command", "--", "sleep", "600"], check=True,
+                       stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while subprocess.run(kubectl + ["get", "pod", "sleeper", "-o",
+                                        "jsonpath={.status.phase}"], stdout=subprocess.PIPE,
+                             text=True).stdout != "Running":
+            assert time.monotonic() < deadline, "sleeper never ran"
+            time.sleep(0.3)
+        assert kubepods_pids()  # the container and the pause process
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 10
+    while (nd.host_footprint()["processes"] or kubepods_pids()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert nd.host_footprint()["processes"] == []
+    assert kubepods_pids() == set()
+    nd.reap(node_bindir)
+    assert nd.host_footprint() == before
 
 
 def test_node_teardown_leaves_host_as_found(node_bindir, node_images):
