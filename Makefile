@@ -46,6 +46,8 @@ LIBWEFT    := $(BUILD)/libweft.a
 core_objs   = $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
 BUILT_PARTS := $(foreach p,$(PARTS),$(if $(wildcard $(p)/main.c),$(p)))
 BINARIES    := $(BUILT_PARTS:%=$(BIN)/weft-%)
+# cli/ is weftctl, not weft-cli, and links the webhook's core (inject, uninject).
+BINARIES    += $(BIN)/weftctl
 
 UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
@@ -71,6 +73,9 @@ $(BIN)/weft-$(1): $(OBJ)/$(1)/main.o $(call core_objs,$(1)) $(LIBWEFT)
 	$$(CC) $$(WEFT_LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach p,$(BUILT_PARTS),$(eval $(call part_rules,$(p))))
+$(BIN)/weftctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard cli/*.c)) $(call core_objs,webhook) $(LIBWEFT)
+	@mkdir -p $(dir $@)
+	$(CC) $(WEFT_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # tests/unit/lib/test_x links lib only; tests/unit/<part>/test_x also links <part>'s core.
 part_of = $(firstword $(subst /, ,$(1)))

@@ -436,11 +436,11 @@ int inject_screen(const struct inject_config *c, const char *ns, json_t *pod, st
     return 0;
 }
 
-void inject_pod(const struct inject_config *c, const char *ns, json_t *pod, json_t *ns_annotations,
-                struct inject_result *out)
+json_t *inject_pod_build(const struct inject_config *c, const char *ns, json_t *pod, json_t *ns_annotations,
+                         struct inject_result *out)
 {
     if (inject_screen(c, ns, pod, out))
-        return;
+        return NULL;
     char *msg = out->message;
     const size_t len = sizeof out->message;
     json_t *values = settings_resolve(c->base_values, ns_annotations, ns,
@@ -449,18 +449,26 @@ void inject_pod(const struct inject_config *c, const char *ns, json_t *pod, json
     if (!values) {
         out->outcome = INJECT_DENIED;
         out->reason = "invalid-override";
-        return;
+        return NULL;
     }
     json_t *injected = injected_pod(c, pod, values, msg, len);
     json_decref(values);
     if (!injected) {
         out->outcome = INJECT_DENIED;
         out->reason = "invalid-pod";
-        return;
+        return NULL;
     }
-    out->patch = patch_diff(pod, injected);
-    json_decref(injected);
     snprintf(msg, len, "injected");
     out->outcome = INJECT_INJECTED;
     out->reason = "injected";
+    return injected;
+}
+
+void inject_pod(const struct inject_config *c, const char *ns, json_t *pod, json_t *ns_annotations,
+                struct inject_result *out)
+{
+    json_t *injected = inject_pod_build(c, ns, pod, ns_annotations, out);
+    if (injected)
+        out->patch = patch_diff(pod, injected);
+    json_decref(injected);
 }

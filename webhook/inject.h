@@ -47,5 +47,9 @@ int inject_screen(const struct inject_config *c, const char *ns, json_t *pod, st
  * annotations (borrowed, may be NULL) override the mesh defaults. */
 void inject_pod(const struct inject_config *c, const char *ns, json_t *pod, json_t *ns_annotations,
                 struct inject_result *out);
+/* The same decision, answering the injected pod itself (a new reference, out->patch
+ * left NULL) when out->outcome is INJECT_INJECTED, else NULL: weftctl writes it. */
+json_t *inject_pod_build(const struct inject_config *c, const char *ns, json_t *pod, json_t *ns_annotations,
+                         struct inject_result *out);
 
 #endif
