@@ -10,10 +10,12 @@
 #include <yaml.h>
 
 /* Whether a plain scalar s could read as something other than this string:
- * empty, a YAML 1.1 or 1.2 null or boolean, or anything number-like. */
+ * empty, a YAML 1.1 or 1.2 null or boolean, or anything number-like (YAML 1.1
+ * times and dates like 12:30 and 2026-12-01 included). */
 static int needs_quotes(const char *s)
 {
-    static const char *const words[] = {"null", "~", "true", "false", "yes", "no", "on", "off", "y", "n", NULL};
+    static const char *const words[] = {"null", "~", "true", "false", "yes", "no", "on", "off", "y", "n",
+                                        "=", "<<", NULL}; /* the last two: YAML 1.1 value and merge keys */
     if (!*s)
         return 1;
     for (const char *const *w = words; *w; w++)
