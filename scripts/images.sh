@@ -86,12 +86,14 @@ img --name "$REGISTRY/pause:$VERSION" --out "$OUT/pause.tar" --file "$work/pause
     --label org.opencontainers.image.title=pause "${labels[@]}"
 
 if [ "$test_images" = 1 ]; then
-  # The e2e suite's app: sh, httpd, wget, nc, nslookup in one static binary.
+  # The e2e suite's app: sh, httpd, wget, nc, nslookup in one static binary;
+  # /cgi-bin/slow answers after 4 s (a request in flight while a pod goes).
   bb_args=(--file /bin/busybox:/bin/busybox)
   for a in sh httpd wget nc nslookup sleep cat echo ls env id hostname true false; do
     bb_args+=(--link "/bin/$a=busybox")
   done
   img --name "weft.local/e2e/busybox:1" --out "$OUT/busybox.tar" "${bb_args[@]}" \
       --dir /tmp:1777 --dir /www --data "/www/index.html=ok\n" \
+      --script "/www/cgi-bin/slow=#!/bin/sh\necho Content-Type: text/plain\necho\nsleep 4\necho done\n" \
       --env PATH=/bin --user 65534:65534 --entrypoint /bin/sh
 fi

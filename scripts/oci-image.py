@@ -181,6 +181,8 @@ def main():
     ap.add_argument("--dir", action="append", default=[], help="DEST[:MODE] directory")
     ap.add_argument("--data", action="append", default=[],
                     help="DEST=TEXT file holding TEXT (e.g. /etc/passwd)")
+    ap.add_argument("--script", action="append", default=[],
+                    help="DEST=TEXT like --data, executable (mode 0755)")
     ap.add_argument("--entrypoint", nargs="+")
     ap.add_argument("--cmd", nargs="+")
     ap.add_argument("--user")
@@ -201,6 +203,9 @@ def main():
     for d in a.data:
         dest, _, text = d.partition("=")
         t.add_data(dest, text.encode().decode("unicode_escape").encode())
+    for d in a.script:
+        dest, _, text = d.partition("=")
+        t.add_data(dest, text.encode().decode("unicode_escape").encode(), mode=0o755)
     labels = dict(l.split("=", 1) for l in a.label)
     digest, size = write_image(a.out, a.name, t, a.entrypoint, a.cmd, a.user, a.env, labels)
     print("%s %s %s layer=%d" % (a.out, a.name, digest, size))

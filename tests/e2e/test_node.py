@@ -71,8 +71,8 @@ def test_node_teardown_leaves_host_as_found(node_bindir, node_images):
         n.start(timeout=180)
         during = nd.host_footprint()
         assert nd.BRIDGE in during["links"] and during["iptables"] and during["mounts"]
-        assert n.pod_phase("kube-system", n.get_json(
-            "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"][0]["metadata"]["name"]) == "Running"
+        dns = n.get_json("pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
+        assert [p["status"]["phase"] for p in dns] == ["Running"]
     finally:
         n.stop(release_lock=False)
     try:

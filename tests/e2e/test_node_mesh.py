@@ -255,6 +255,51 @@ def test_cross_namespace_call_denied_then_allowed_by_allow_from(mesh_node):
     assert phase == "Succeeded" and logs.strip() == "ok", logs
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native-sidecar", "proxy-container"])
+def test_pod_deleted_with_a_request_in_flight_answers_it(mesh_node, native):
+    """A request through both proxies is in flight (a CGI that answers after
+    4 s) when the server's pod is deleted: the client still gets the whole
+    answer, and the pod is gone within its grace period. As a native sidecar
+    the kubelet stops the proxy after the app; as containers[0]
+    (weft.dev/native-sidecar: "false") both get SIGTERM at once and the
+    proxy's drain must carry the request to its end."""
+    n = mesh_node
+    grace = 10
+    name = "slow" if native else "slow-plain"
+    objs = app(name, name)
+    tpl = objs[1]["spec"]["template"]
+    tpl["spec"]["terminationGracePeriodSeconds"] = grace
+    if not native:
+        tpl["metadata"]["annotations"] = {"weft.dev/native-sidecar": "false"}
+    n.apply_json({"apiVersion": "v1", "kind": "List", "items": objs})
+    n.kubectl("rollout", "status", "-n", NS, "deployment/" + name, "--timeout=120s",
+              timeout=150)
+    server = pods(n, NS, "app=" + name)[0]
+    if not native:
+        assert server["spec"]["containers"][0]["name"] == "weft-proxy"
+    ip, pod = server["status"]["podIP"], server["metadata"]["name"]
+    inbound = 'weft_proxy_connections_open{direction="inbound"'
+    alpha = pods(n, NS, "app=alpha")[0]["metadata"]["name"]
+    client = subprocess.Popen(
+        [n.kubectl_bin, "--kubeconfig", n.kubeconfig, "exec", "-n", NS, alpha, "-c", "app",
+         "--", "wget", "-q", "-O-",
+         "http://%s.%s.svc.cluster.local/cgi-bin/slow" % (name, NS)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        n.wait_for(lambda: metric(metrics(ip, 15020), inbound) >= 1, 10,
+                   "the request to reach slow's proxy", interval=0.1)
+        t = time.monotonic()
+        n.kubectl("delete", "pod", pod, "-n", NS, "--wait=false")
+        out, err = client.communicate(timeout=30)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 0 and out.strip() == "done", (out, err)
+    n.wait_for(lambda: n.kubectl("get", "pod", pod, "-n", NS, check=False).returncode != 0,
+               grace + 10, "pod %s to go" % pod, interval=0.3)
+    assert time.monotonic() - t < grace + 5
+
+
 def test_webhook_scaled_to_zero_refuses_only_opted_in_pods(mesh_node):
     """Last: it takes the webhook away, then brings it back."""
     n = mesh_node
