@@ -19,6 +19,7 @@
 
 struct options {
     const char *file, *config, *templates, *ns_annotations;
+    int resolved_probes;
 };
 
 static void usage_main(FILE *f)
@@ -56,7 +57,7 @@ static void usage_inject(FILE *f, const char *cmd)
                : "Removes what inject added, as the pod's weft.dev/status annotation records it: the\n"
                  "injected init containers, the proxy (native sidecar or container), the volumes and the\n"
                  "annotation. A pod whose probes inject rewrote is refused (exit 1): their originals\n"
-                 "cannot be restored exactly.");
+                 "cannot be restored exactly, unless --resolved-probes is given.");
     if (in)
         fprintf(f,
                 "      --config FILE            mesh configuration (default templates/mesh.yaml)\n"
@@ -67,6 +68,11 @@ static void usage_inject(FILE *f, const char *cmd)
                 "                               without '=' continues the value before it, so\n"
                 "                               weft.dev/skip-inbound-ports=80,443 is one annotation.\n"
                 "                               Objects without metadata.namespace are in \"default\".\n");
+    else
+        fprintf(f,
+                "      --resolved-probes        put rewritten probes back as weft-proxy's WEFT_APP_PROBES\n"
+                "                               holds them: named ports as their numbers, httpGet scheme\n"
+                "                               and path filled in (HTTP, /); the rest as written\n");
     fprintf(f, "  -h, --help\n"
                "\n"
                "Exit status: 0 done, 1 an object refused, 2 bad flags, input or configuration.\n");
@@ -155,7 +161,7 @@ static int run(const char *cmd, const struct options *o)
         fprintf(stderr, "weftctl: %s\n", err);
         goto out;
     }
-    struct workload_ctx w = {have_conf ? &conf.inject : NULL, ns_ann, note, NULL};
+    struct workload_ctx w = {have_conf ? &conf.inject : NULL, ns_ann, note, NULL, o->resolved_probes};
     size_t i;
     json_t *doc;
     json_array_foreach(docs, i, doc) {
@@ -202,7 +208,7 @@ out:
 
 static int cmd_inject(const char *cmd, int argc, char **argv)
 {
-    enum { F_CONFIG = 256, F_TEMPLATES, F_NS_ANN };
+    enum { F_CONFIG = 256, F_TEMPLATES, F_NS_ANN, F_RESOLVED };
     static const struct option inject_flags[] = {
         {"filename", required_argument, NULL, 'f'},
         {"config", required_argument, NULL, F_CONFIG},
@@ -213,6 +219,7 @@ static int cmd_inject(const char *cmd, int argc, char **argv)
     };
     static const struct option uninject_flags[] = {
         {"filename", required_argument, NULL, 'f'},
+        {"resolved-probes", no_argument, NULL, F_RESOLVED},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -225,6 +232,7 @@ static int cmd_inject(const char *cmd, int argc, char **argv)
         case F_CONFIG: o.config = optarg; break;
         case F_TEMPLATES: o.templates = optarg; break;
         case F_NS_ANN: o.ns_annotations = optarg; break;
+        case F_RESOLVED: o.resolved_probes = 1; break;
         case 'h': usage_inject(stdout, cmd); return 0;
         case ':':
             fprintf(stderr, "weftctl %s: %s needs a value\n", cmd, argv[optind - 1]);

@@ -4,7 +4,8 @@
  * injector rewrote are not put back: WEFT_APP_PROBES holds them with named
  * ports resolved and defaults filled in (scheme, path, timeoutSeconds), so
  * the original cannot be told apart from its resolved form, and a pod with
- * such a probe is refused rather than given a probe it never had. */
+ * such a probe is refused rather than given a probe it never had, unless the
+ * caller asks for the resolved form (workload_ctx.resolved_probes). */
 #include "workload.h"
 
 #include <errno.h>
@@ -86,29 +87,78 @@ static void remove_listed(json_t *spec, const char *list, json_t *names)
         json_object_del(spec, list);
 }
 
-/* A probe the injector rewrote: httpGet to /app-health/<container>/. */
-static const char *rewritten_probe(json_t *container)
+/* The WEFT_APP_PROBES the injected proxy carries: a new reference or NULL. */
+static json_t *recorded_probes(json_t *spec)
+{
+    static const char *const lists[] = {"initContainers", "containers"};
+    for (size_t l = 0; l < 2; l++) {
+        size_t i, j;
+        json_t *c, *env;
+        json_array_foreach(json_object_get(spec, lists[l]), i, c) {
+            const char *cname = string_at(c, "name");
+            if (!cname || strcmp(cname, "weft-proxy") != 0)
+                continue;
+            json_array_foreach(json_object_get(c, "env"), j, env)
+                if (string_at(env, "name") && strcmp(string_at(env, "name"), "WEFT_APP_PROBES") == 0 &&
+                    string_at(env, "value"))
+                    return json_loads(string_at(env, "value"), 0, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* Puts back, or refuses, each probe of container the injector rewrote
+ * (httpGet to /app-health/<container>/<kind>): 0 or -EINVAL with err. With
+ * recorded NULL nothing is put back and any such probe is refused. */
+static int restore_probes(json_t *container, json_t *recorded, char *err, size_t errlen)
 {
     static const char *const fields[] = {"livenessProbe", "readinessProbe", "startupProbe"};
     const char *cname = string_at(container, "name");
     char prefix[512];
     snprintf(prefix, sizeof prefix, "/app-health/%s/", cname ? cname : "");
     for (size_t k = 0; k < sizeof fields / sizeof *fields; k++) {
-        const char *path = string_at(json_object_get(json_object_get(container, fields[k]), "httpGet"), "path");
-        if (path && strncmp(path, prefix, strlen(prefix)) == 0)
-            return fields[k];
+        json_t *probe = json_object_get(container, fields[k]);
+        const char *path = string_at(json_object_get(probe, "httpGet"), "path");
+        if (!path || strncmp(path, prefix, strlen(prefix)) != 0)
+            continue;
+        if (!recorded) {
+            snprintf(err, errlen,
+                     "container %s %s was rewritten to weft-proxy's /app-health, and the original cannot be "
+                     "restored exactly (WEFT_APP_PROBES keeps it with named ports resolved and scheme and path "
+                     "filled in); uninject refuses rather than guess: --resolved-probes puts that resolved form "
+                     "back",
+                     cname, fields[k]);
+            return -EINVAL;
+        }
+        json_t *orig = json_object_get(recorded, path + strlen("/app-health/"));
+        const char *key;
+        json_t *v;
+        if (!json_is_object(orig)) {
+            snprintf(err, errlen, "container %s %s was rewritten, but WEFT_APP_PROBES has no %s", cname, fields[k],
+                     path + strlen("/app-health/"));
+            return -EINVAL;
+        }
+        /* An httpGet original takes its place back; another action goes
+         * where the injector put httpGet, at the end. */
+        if (!json_object_get(orig, "httpGet"))
+            json_object_del(probe, "httpGet");
+        /* timeoutSeconds was never changed: the probe still has the user's, or none. */
+        json_object_foreach(orig, key, v)
+            if (strcmp(key, "timeoutSeconds") != 0)
+                json_object_set(probe, key, v); /* borrows v */
     }
-    return NULL;
+    return 0;
 }
 
 /* Uninjects pod (a copy the caller owns) in place: 0, 1 when it was not
  * injected, or -EINVAL with err. */
-static int uninject_pod(json_t *pod, char *err, size_t errlen)
+static int uninject_pod(json_t *pod, int resolved_probes, char *err, size_t errlen)
 {
     json_t *meta = json_object_get(pod, "metadata");
     json_t *ann = json_object_get(meta, "annotations");
     json_t *spec = json_object_get(pod, "spec");
     const char *text = string_at(ann, INJECT_STATUS_ANNOTATION);
+    json_t *recorded = NULL;
     int rc = -EINVAL;
     if (!text)
         return 1;
@@ -120,20 +170,13 @@ static int uninject_pod(json_t *pod, char *err, size_t errlen)
         snprintf(err, errlen, "its %s annotation is not one weft injection writes", INJECT_STATUS_ANNOTATION);
         goto out;
     }
+    if (resolved_probes && !(recorded = recorded_probes(spec)))
+        recorded = json_object();
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(spec, "containers"), i, c) {
-        const char *field = rewritten_probe(c);
-        if (field && !name_listed(ctrs, string_at(c, "name"))) {
-            snprintf(err, errlen,
-                     "container %s %s was rewritten to weft-proxy's /app-health, and the original cannot be "
-                     "restored exactly (WEFT_APP_PROBES keeps it with named ports resolved and defaults filled "
-                     "in); uninject refuses rather than guess: inject with weft.dev/rewrite-probes: \"false\", "
-                     "or restore the probe from your source",
-                     string_at(c, "name"), field);
+    json_array_foreach(json_object_get(spec, "containers"), i, c)
+        if (!name_listed(ctrs, string_at(c, "name")) && restore_probes(c, recorded, err, errlen) < 0)
             goto out;
-        }
-    }
     remove_listed(spec, "initContainers", inits);
     remove_listed(spec, "containers", ctrs);
     remove_listed(spec, "volumes", vols);
@@ -149,6 +192,7 @@ static int uninject_pod(json_t *pod, char *err, size_t errlen)
         json_object_del(meta, "annotations");
     rc = 0;
 out:
+    json_decref(recorded);
     json_decref(st);
     return rc;
 }
@@ -176,7 +220,7 @@ static json_t *one_pod(const struct workload_ctx *w, enum mode m, json_t *owner,
     if (!had_meta)
         json_object_set_new(p, "metadata", json_object()); /* steals the object */
     if (m == MODE_UNINJECT) {
-        int rc = uninject_pod(p, msg, sizeof msg);
+        int rc = uninject_pod(p, w->resolved_probes, msg, sizeof msg);
         if (rc < 0) {
             snprintf(err, errlen, "%s (%s): %s", where, what, msg);
             json_decref(p);

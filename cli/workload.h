@@ -18,6 +18,7 @@ struct workload_ctx {
     json_t *ns_annotations; /* borrowed; NULL: the namespace is taken as having none */
     void (*note)(void *note_ctx, const char *where, const char *what); /* an object left alone, and why */
     void *note_ctx;
+    int resolved_probes; /* uninject: put rewritten probes back as WEFT_APP_PROBES resolved them */
 };
 
 /* Each returns a new reference to the changed document (the same content when
