@@ -65,8 +65,8 @@ def test_node_teardown_leaves_host_as_found(node_bindir, node_images):
     """First in this file, before the session's node (conftest.py) starts:
     a node of its own (CoreDNS running on it) is started, stopped, and the
     host compared with what it was before."""
+    n = nd.NodeCluster(node_bindir, node_images)  # takes the node lock: no other node runs from here on
     before = nd.host_footprint()
-    n = nd.NodeCluster(node_bindir, node_images)
     try:
         n.start(timeout=180)
         during = nd.host_footprint()
