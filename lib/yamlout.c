@@ -75,7 +75,10 @@ static int node(yaml_emitter_t *e, json_t *v)
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return scalar(e, num, strlen(num), 0);
     case JSON_REAL:
+        /* 17 digits read back as the same double; "1" would read back as an integer. */
         snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        if (!strpbrk(num, ".eEn"))
+            snprintf(num + strlen(num), sizeof num - strlen(num), ".0");
         return scalar(e, num, strlen(num), 0);
     case JSON_TRUE: return scalar(e, "true", 4, 0);
     case JSON_FALSE: return scalar(e, "false", 5, 0);

@@ -3,8 +3,8 @@
  * in block style. Strings that a YAML 1.1 or 1.2 reader (kubectl's included)
  * would take for another type are quoted, so the output reads back as the
  * same JSON through lib/yamljson.c and through kubectl. Pure. */
-#ifndef WEFT_CLI_YAMLOUT_H
-#define WEFT_CLI_YAMLOUT_H
+#ifndef WEFT_YAMLOUT_H
+#define WEFT_YAMLOUT_H
 #include <jansson.h>
 
 #include "buf.h"
