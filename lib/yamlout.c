@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <yaml.h>
@@ -75,8 +76,13 @@ static int node(yaml_emitter_t *e, json_t *v)
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return scalar(e, num, strlen(num), 0);
     case JSON_REAL:
-        /* 17 digits read back as the same double; "1" would read back as an integer. */
-        snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        /* The fewest digits (up to 17, always enough) that read back as the
+         * same double; "1" would read back as an integer, so 1.0. */
+        for (int digits = 15; digits <= 17; digits++) {
+            snprintf(num, sizeof num, "%.*g", digits, json_real_value(v));
+            if (strtod(num, NULL) == json_real_value(v))
+                break;
+        }
         if (!strpbrk(num, ".eEn"))
             snprintf(num + strlen(num), sizeof num - strlen(num), ".0");
         return scalar(e, num, strlen(num), 0);
