@@ -87,26 +87,6 @@ static void remove_listed(json_t *spec, const char *list, json_t *names)
         json_object_del(spec, list);
 }
 
-/* The WEFT_APP_PROBES the injected proxy carries: a new reference or NULL. */
-static json_t *recorded_probes(json_t *spec)
-{
-    static const char *const lists[] = {"initContainers", "containers"};
-    for (size_t l = 0; l < 2; l++) {
-        size_t i, j;
-        json_t *c, *env;
-        json_array_foreach(json_object_get(spec, lists[l]), i, c) {
-            const char *cname = string_at(c, "name");
-            if (!cname || strcmp(cname, "weft-proxy") != 0)
-                continue;
-            json_array_foreach(json_object_get(c, "env"), j, env)
-                if (string_at(env, "name") && strcmp(string_at(env, "name"), "WEFT_APP_PROBES") == 0 &&
-                    string_at(env, "value"))
-                    return json_loads(string_at(env, "value"), 0, NULL);
-        }
-    }
-    return NULL;
-}
-
 /* Puts back, or refuses, each probe of container the injector rewrote
  * (httpGet to /app-health/<container>/<kind>): 0 or -EINVAL with err. With
  * recorded NULL nothing is put back and any such probe is refused. */
@@ -170,7 +150,7 @@ static int uninject_pod(json_t *pod, int resolved_probes, char *err, size_t errl
         snprintf(err, errlen, "its %s annotation is not one weft injection writes", INJECT_STATUS_ANNOTATION);
         goto out;
     }
-    if (resolved_probes && !(recorded = recorded_probes(spec)))
+    if (resolved_probes && !(recorded = inject_recorded_probes(spec)))
         recorded = json_object();
     size_t i;
     json_t *c;

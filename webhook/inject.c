@@ -108,8 +108,7 @@ static int is_injected_name(const char *name)
     return 0;
 }
 
-/* The original probes the last injection recorded, if this pod was injected. */
-static json_t *prior_app_probes(json_t *spec)
+json_t *inject_recorded_probes(json_t *spec)
 {
     const char *lists[] = {"initContainers", "containers"};
     for (size_t l = 0; l < 2; l++) {
@@ -312,7 +311,7 @@ static json_t *injected_pod(const struct inject_config *c, json_t *pod, json_t *
     const struct templates *t = c->templates;
     json_t *p = json_deep_copy(pod);
     json_t *spec = json_object_get(p, "spec");
-    json_t *prior = prior_app_probes(spec);
+    json_t *prior = inject_recorded_probes(spec);
     json_t *app_probes = json_object();
     json_t *init = NULL, *proxy = NULL, *volumes = NULL;
     int native = json_is_true(json_object_get(values, "native_sidecar"));

@@ -51,5 +51,8 @@ void inject_pod(const struct inject_config *c, const char *ns, json_t *pod, json
  * left NULL) when out->outcome is INJECT_INJECTED, else NULL: weftctl writes it. */
 json_t *inject_pod_build(const struct inject_config *c, const char *ns, json_t *pod, json_t *ns_annotations,
                          struct inject_result *out);
+/* The original probes the last injection recorded in pod spec (borrowed):
+ * the weft-proxy container's WEFT_APP_PROBES, a new reference, or NULL. */
+json_t *inject_recorded_probes(json_t *spec);
 
 #endif
