@@ -93,6 +93,13 @@ if [ "${1:-}" = "--inside" ]; then
   m --bind "$root" "$root"
   m -t proc -o nosuid,nodev,noexec proc "$root/proc"
   m -t sysfs -o nosuid,nodev,noexec sysfs "$root/sys"
+  # The cgroup hierarchy, as a machine has it mounted: the e2e node's
+  # kubelet needs it (a new sysfs carries none). Its changes are the host's,
+  # as they would be without the root; the node's teardown removes them.
+  if mountpoint -q /sys/fs/cgroup; then
+    m --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+    mount --make-rslave "$root/sys/fs/cgroup"
+  fi
   m -t tmpfs -o nosuid,mode=755,size=64m dev "$root/dev"
   mknod -m 666 "$root/dev/null" c 1 3
   mknod -m 666 "$root/dev/zero" c 1 5
@@ -289,6 +296,8 @@ if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
 fi
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tweft-fresh\n' > "$base/etc/hosts"
 echo weft-fresh > "$base/etc/hostname"
+# The kubelet reads the machine's ID; a fresh install makes one.
+[ -s "$base/etc/machine-id" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$base/etc/machine-id"
 mkdir -p "$base$GO_ROOT"
 log "base root ready in $((EPOCHSECONDS - t0)) s (debootstrap $SUITE from the tarball; mirror from this machine's apt sources)"
 
