@@ -59,17 +59,24 @@ def spawn(argv, env, log_path):
     return p
 
 
-def kill(p, timeout=10):
-    if p is None or p.poll() is not None:
+def stop_cleanly(p, log_path, timeout=30):
+    """SIGTERM, as the kubelet stops a container; the process must exit 0 by
+    itself (a sanitizer build would report at that exit). One that had to be
+    killed, or exited otherwise, fails the test with its log's tail."""
+    if p is None:
         return
-    try:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=timeout)
+            raise AssertionError("pid %d did not exit within %d s of SIGTERM and was killed:\n%s"
+                                 % (p.pid, timeout, tail_file(log_path, 3000)))
+        except ProcessLookupError:
+            pass
+    assert p.returncode == 0, "exit status %s after SIGTERM:\n%s" % (p.returncode, tail_file(log_path, 3000))
 
 
 def http_ok(url, timeout=2):
@@ -209,8 +216,8 @@ class Webhook:
         return metric_sum(self.metrics_port, "weft_webhook_reviews_total")
 
     def stop_process(self):
-        kill(self.proc)
-        self.proc = None
+        p, self.proc = self.proc, None
+        stop_cleanly(p, self.log)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -225,8 +232,10 @@ class Webhook:
         return tail_file(self.log, tail)
 
     def stop(self):
-        self.stop_process()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop_process()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Identity:
@@ -296,6 +305,8 @@ class Identity:
         return tail_file(self.log, tail)
 
     def stop(self):
-        kill(self.proc)
-        self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+        p, self.proc = self.proc, None
+        try:
+            stop_cleanly(p, self.log)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
