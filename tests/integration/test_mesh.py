@@ -216,6 +216,14 @@ def mesh():
                 delete_pod_cleanly(cl, pod)
             except AssertionError as e:
                 failures.append("%s: %s" % (pod.key, e))
+        # So are the control plane's weft-identity and weft-webhook (the
+        # runner's own close gives them only a second before SIGKILL).
+        for name, proc, log in (("weft-identity", cl.identity_proc, cl.identity_log),
+                                ("weft-webhook", cl.webhook_proc, cl.webhook_log)):
+            try:
+                procs.stop_cleanly(proc, log)
+            except AssertionError as e:
+                failures.append("%s: %s" % (name, e))
         assert not failures, "\n".join(failures)
 
 
