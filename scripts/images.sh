@@ -12,16 +12,33 @@
 #   pause          images/pause/pause.c built static: the e2e node's sandbox image
 #   busybox        Debian's busybox-static: the e2e suite's test app (--test)
 #
+# With --apps DIR (tests/e2e/setup-apps.sh builds DIR), the Gateway API
+# conformance suite's test apps too, named as the suite's manifests name them
+# (it pulls nothing: imagePullPolicy IfNotPresent):
+#   registry.k8s.io/gateway-api/echo-basic:v1.5.1
+#                  /echo-basic (sigs.k8s.io/gateway-api/conformance), user
+#                  65532 as upstream's distroless:nonroot base
+#   registry.k8s.io/gateway-api/echo-advanced:v1.5.1
+#                  Istio's echo /usr/local/bin/server and client, /cert.crt,
+#                  /cert.key, user 1338 as upstream's image (Istio's app image)
+#
 # Names are the ones manifests/ and templates/mesh.yaml use
 # (ghcr.io/weft-mesh/<name>:$VERSION). Labels: org.opencontainers.image.version
 # (VERSION) and .revision (the git commit, "-dirty" if the sources differ).
 # The same inputs give the same archive bytes (make images twice: same digest).
 #
-# Usage: scripts/images.sh [--test] [OUT [BIN]]
+# Usage: scripts/images.sh [--test] [--apps DIR] [OUT [BIN]]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 test_images=0
-if [ "${1:-}" = "--test" ]; then test_images=1; shift; fi
+apps=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --test) test_images=1; shift ;;
+    --apps) apps="${2:?--apps needs the directory setup-apps.sh printed}"; shift 2 ;;
+    *) break ;;
+  esac
+done
 OUT="${1:-$ROOT/build/images}"
 BIN="${2:-$ROOT/build/bin}"
 VERSION=$(cat "$ROOT/VERSION")
@@ -96,4 +113,35 @@ if [ "$test_images" = 1 ]; then
       --dir /tmp:1777 --dir /www --data "/www/index.html=ok\n" \
       --script "/www/cgi-bin/slow=#!/bin/sh\necho Content-Type: text/plain\necho\nsleep 4\necho done\n" \
       --env PATH=/bin --user 65534:65534 --entrypoint /bin/sh
+fi
+
+if [ -n "$apps" ]; then
+  # Versions from the apps' stamp: "gateway-api=vX istio=vY".
+  stamp=$(cat "$apps/APPS-STAMP")
+  gwv=$(sed -n 's/.*gateway-api=\([^ ]*\).*/\1/p' <<<"$stamp")
+  isv=$(sed -n 's/.*istio=\([^ ]*\).*/\1/p' <<<"$stamp")
+  [ -n "$gwv" ] && [ -n "$isv" ] || { echo "images: bad $apps/APPS-STAMP: $stamp" >&2; exit 1; }
+  # The suite's manifests (conformance/base, conformance/mesh) name v1.5.1 for
+  # both; the content is what setup-apps.sh built from the pinned modules.
+  upstream="registry.k8s.io/gateway-api"
+  # shellcheck disable=SC2046
+  img --name "$upstream/echo-basic:v1.5.1" --out "$OUT/echo-basic.tar" \
+      --file "$apps/echo-basic:/echo-basic" $(passwd 65532 nonroot) \
+      --user 65532:65532 --entrypoint /echo-basic \
+      --label org.opencontainers.image.title=echo-basic \
+      --label org.opencontainers.image.source=sigs.k8s.io/gateway-api/conformance/echo-basic \
+      --label "org.opencontainers.image.version=$gwv" \
+      --label "org.opencontainers.image.revision=$gwv" \
+      --label org.opencontainers.image.licenses=Apache-2.0
+  # shellcheck disable=SC2046
+  img --name "$upstream/echo-advanced:v1.5.1" --out "$OUT/echo-advanced.tar" \
+      --file "$apps/server:/usr/local/bin/server" --file "$apps/client:/usr/local/bin/client" \
+      --file "$apps/cert.crt:/cert.crt" --file "$apps/cert.key:/cert.key" \
+      $(passwd 1338 application) --dir /tmp:1777 \
+      --user 1338 --entrypoint /usr/local/bin/server \
+      --label org.opencontainers.image.title=echo-advanced \
+      --label org.opencontainers.image.source=istio.io/istio/pkg/test/echo \
+      --label "org.opencontainers.image.version=$isv" \
+      --label "org.opencontainers.image.revision=$isv" \
+      --label org.opencontainers.image.licenses=Apache-2.0
 fi
