@@ -21,21 +21,25 @@
 #   registry.k8s.io/gateway-api/echo-advanced:v1.5.1
 #                  Istio's echo /usr/local/bin/server and client, /cert.crt,
 #                  /cert.key, user 1338 as upstream's image (Istio's app image)
+# --apps-only DIR builds only these two (no Weft binaries needed).
 #
 # Names are the ones manifests/ and templates/mesh.yaml use
 # (ghcr.io/weft-mesh/<name>:$VERSION). Labels: org.opencontainers.image.version
 # (VERSION) and .revision (the git commit, "-dirty" if the sources differ).
 # The same inputs give the same archive bytes (make images twice: same digest).
 #
-# Usage: scripts/images.sh [--test] [--apps DIR] [OUT [BIN]]
+# Usage: scripts/images.sh [--test] [--apps DIR | --apps-only DIR] [OUT [BIN]]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 test_images=0
 apps=""
+weft=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --test) test_images=1; shift ;;
     --apps) apps="${2:?--apps needs the directory setup-apps.sh printed}"; shift 2 ;;
+    --apps-only) apps="${2:?--apps-only needs the directory setup-apps.sh printed}"; weft=0
+                 shift 2 ;;
     *) break ;;
   esac
 done
@@ -59,60 +63,62 @@ passwd() {  # /etc/passwd and /etc/group naming uid $1 as $2
        --data "/etc/group=root:x:0:\n$2:x:$1:\n"
 }
 
-for b in weft-init weft-proxy weft-webhook weft-identity; do
-  [ -x "$BIN/$b" ] || { echo "images: $BIN/$b not built (run make)" >&2; exit 1; }
-done
+if [ "$weft" = 1 ]; then
+  for b in weft-init weft-proxy weft-webhook weft-identity; do
+    [ -x "$BIN/$b" ] || { echo "images: $BIN/$b not built (run make)" >&2; exit 1; }
+  done
 
-# weft-init picks iptables-<nft|legacy>-{save,restore} at run time (--mode).
-xt=/usr/lib/x86_64-linux-gnu/xtables
-init_args=(--file "$BIN/weft-init:/usr/local/bin/weft-init"
-           --file /usr/sbin/xtables-nft-multi --file /usr/sbin/xtables-legacy-multi)
-for fam in iptables ip6tables; do
-  for be in nft legacy; do
-    for op in save restore; do
-      init_args+=(--link "/usr/sbin/$fam-$be-$op=xtables-$be-multi")
+  # weft-init picks iptables-<nft|legacy>-{save,restore} at run time (--mode).
+  xt=/usr/lib/x86_64-linux-gnu/xtables
+  init_args=(--file "$BIN/weft-init:/usr/local/bin/weft-init"
+             --file /usr/sbin/xtables-nft-multi --file /usr/sbin/xtables-legacy-multi)
+  for fam in iptables ip6tables; do
+    for be in nft legacy; do
+      for op in save restore; do
+        init_args+=(--link "/usr/sbin/$fam-$be-$op=xtables-$be-multi")
+      done
     done
   done
-done
-for ext in standard tcp owner REDIRECT; do   # what Weft's nat rules load (LD_DEBUG=files)
-  init_args+=(--file "$xt/libxt_$ext.so")
-done
-img --name "$REGISTRY/weft-init:$VERSION" --out "$OUT/weft-init.tar" "${init_args[@]}" \
-    --dir /run:0755 --user 0:0 --entrypoint /usr/local/bin/weft-init \
-    --label org.opencontainers.image.title=weft-init "${labels[@]}"
-
-# shellcheck disable=SC2046
-img --name "$REGISTRY/weft-proxy:$VERSION" --out "$OUT/weft-proxy.tar" \
-    --file "$BIN/weft-proxy:/usr/local/bin/weft-proxy" $(passwd 15100 weft-proxy) \
-    --user 15100:15100 --entrypoint /usr/local/bin/weft-proxy \
-    --label org.opencontainers.image.title=weft-proxy "${labels[@]}"
-for b in weft-webhook weft-identity; do
-  # shellcheck disable=SC2046
-  img --name "$REGISTRY/$b:$VERSION" --out "$OUT/$b.tar" \
-      --file "$BIN/$b:/usr/local/bin/$b" $(passwd 65532 nonroot) \
-      --user 65532:65532 --entrypoint "/usr/local/bin/$b" \
-      --label "org.opencontainers.image.title=$b" "${labels[@]}"
-done
-
-# pause: static, stripped; the same compiler gives the same bytes.
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-${CC:-cc} -static -Os -s -o "$work/pause" "$ROOT/images/pause/pause.c"
-img --name "$REGISTRY/pause:$VERSION" --out "$OUT/pause.tar" --file "$work/pause:/pause" \
-    --user 65535:65535 --entrypoint /pause \
-    --label org.opencontainers.image.title=pause "${labels[@]}"
-
-if [ "$test_images" = 1 ]; then
-  # The e2e suite's app: sh, httpd, wget, nc, nslookup in one static binary;
-  # /cgi-bin/slow answers after 4 s (a request in flight while a pod goes).
-  bb_args=(--file /bin/busybox:/bin/busybox)
-  for a in sh httpd wget nc nslookup sleep cat echo ls env id hostname true false; do
-    bb_args+=(--link "/bin/$a=busybox")
+  for ext in standard tcp owner REDIRECT; do   # what Weft's nat rules load (LD_DEBUG=files)
+    init_args+=(--file "$xt/libxt_$ext.so")
   done
-  img --name "weft.local/e2e/busybox:1" --out "$OUT/busybox.tar" "${bb_args[@]}" \
-      --dir /tmp:1777 --dir /www --data "/www/index.html=ok\n" \
-      --script "/www/cgi-bin/slow=#!/bin/sh\necho Content-Type: text/plain\necho\nsleep 4\necho done\n" \
-      --env PATH=/bin --user 65534:65534 --entrypoint /bin/sh
+  img --name "$REGISTRY/weft-init:$VERSION" --out "$OUT/weft-init.tar" "${init_args[@]}" \
+      --dir /run:0755 --user 0:0 --entrypoint /usr/local/bin/weft-init \
+      --label org.opencontainers.image.title=weft-init "${labels[@]}"
+
+  # shellcheck disable=SC2046
+  img --name "$REGISTRY/weft-proxy:$VERSION" --out "$OUT/weft-proxy.tar" \
+      --file "$BIN/weft-proxy:/usr/local/bin/weft-proxy" $(passwd 15100 weft-proxy) \
+      --user 15100:15100 --entrypoint /usr/local/bin/weft-proxy \
+      --label org.opencontainers.image.title=weft-proxy "${labels[@]}"
+  for b in weft-webhook weft-identity; do
+    # shellcheck disable=SC2046
+    img --name "$REGISTRY/$b:$VERSION" --out "$OUT/$b.tar" \
+        --file "$BIN/$b:/usr/local/bin/$b" $(passwd 65532 nonroot) \
+        --user 65532:65532 --entrypoint "/usr/local/bin/$b" \
+        --label "org.opencontainers.image.title=$b" "${labels[@]}"
+  done
+
+  # pause: static, stripped; the same compiler gives the same bytes.
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  ${CC:-cc} -static -Os -s -o "$work/pause" "$ROOT/images/pause/pause.c"
+  img --name "$REGISTRY/pause:$VERSION" --out "$OUT/pause.tar" --file "$work/pause:/pause" \
+      --user 65535:65535 --entrypoint /pause \
+      --label org.opencontainers.image.title=pause "${labels[@]}"
+
+  if [ "$test_images" = 1 ]; then
+    # The e2e suite's app: sh, httpd, wget, nc, nslookup in one static binary;
+    # /cgi-bin/slow answers after 4 s (a request in flight while a pod goes).
+    bb_args=(--file /bin/busybox:/bin/busybox)
+    for a in sh httpd wget nc nslookup sleep cat echo ls env id hostname true false; do
+      bb_args+=(--link "/bin/$a=busybox")
+    done
+    img --name "weft.local/e2e/busybox:1" --out "$OUT/busybox.tar" "${bb_args[@]}" \
+        --dir /tmp:1777 --dir /www --data "/www/index.html=ok\n" \
+        --script "/www/cgi-bin/slow=#!/bin/sh\necho Content-Type: text/plain\necho\nsleep 4\necho done\n" \
+        --env PATH=/bin --user 65534:65534 --entrypoint /bin/sh
+  fi
 fi
 
 if [ -n "$apps" ]; then
@@ -138,7 +144,7 @@ if [ -n "$apps" ]; then
       --file "$apps/server:/usr/local/bin/server" --file "$apps/client:/usr/local/bin/client" \
       --file "$apps/cert.crt:/cert.crt" --file "$apps/cert.key:/cert.key" \
       $(passwd 1338 application) --dir /tmp:1777 \
-      --user 1338 --entrypoint /usr/local/bin/server \
+      --user 1338:1338 --entrypoint /usr/local/bin/server \
       --label org.opencontainers.image.title=echo-advanced \
       --label org.opencontainers.image.source=istio.io/istio/pkg/test/echo \
       --label "org.opencontainers.image.version=$isv" \

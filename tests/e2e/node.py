@@ -374,8 +374,7 @@ class NodeCluster(cl.Cluster):
             "--mount-proc", "--", os.path.join(self.bin, "containerd"), "--config", cfg])
         self.wait_for(lambda: self._check_alive() or self.ctr("version", check=False)
                       .returncode == 0, timeout, "containerd")
-        for tar in sorted(glob.glob(os.path.join(self.images_dir, "*.tar"))):
-            self.ctr("-n", "k8s.io", "images", "import", tar)
+        self.import_images(self.images_dir)
         self.timings["containerd+images"] = time.monotonic() - t
 
         self._spawn("kube-scheduler", [
@@ -557,6 +556,13 @@ class NodeCluster(cl.Cluster):
                               "pod %s/%s to finish" % (ns, name), interval=0.3)
         logs = self.kubectl("logs", "-n", ns, name, "--all-containers", check=False).stdout
         return phase, logs
+
+    def import_images(self, images_dir):
+        """Every archive in images_dir into the kubelet's containerd namespace
+        (what the node does at its start; tests with images of their own, such
+        as the conformance apps, call it later)."""
+        for tar in sorted(glob.glob(os.path.join(images_dir, "*.tar"))):
+            self.ctr("-n", "k8s.io", "images", "import", tar)
 
     def ctr(self, *args, check=True):
         return sh(os.path.join(self.bin, "ctr"), "--address", self.sock, *args, check=check)

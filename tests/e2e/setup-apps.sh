@@ -12,6 +12,9 @@
 #   cert.crt,        istio's tests/testdata/certs/dns/{cert-chain,key}.pem, the
 #   cert.key         echo-advanced image's /cert.crt and /cert.key (the mesh
 #                    manifests start the server with --tls=8443 on them)
+#   conformance-{base,mesh}.yaml
+#                    the suite's own conformance/{base,mesh}/manifests.yaml,
+#                    so tests run its Deployments offline
 #
 # Static (CGO_ENABLED=0), -trimpath, no build id: the same module versions
 # and toolchain give the same bytes, so scripts/images.sh --apps gives the
@@ -37,7 +40,7 @@ BIN=$(bash "$HERE/setup-node.sh" "$@" | tail -1) || exit 1
 CACHE="$(dirname "$BIN")"
 APPS="$CACHE/apps/bin"
 STAMP_WANT="gateway-api=$GATEWAY_API_VERSION istio=$ISTIO_VERSION"
-APP_FILES="echo-basic server client cert.crt cert.key"
+APP_FILES="echo-basic server client cert.crt cert.key conformance-base.yaml conformance-mesh.yaml"
 
 have_all() {
   local f
@@ -88,6 +91,9 @@ cp -r "$gwdir/echo-basic" "$src"
 chmod -R u+w "$src"
 mv -f "$src/.go.mod" "$src/go.mod"
 mv -f "$src/.go.sum" "$src/go.sum"
+for m in base mesh; do
+  install -m 0644 "$gwdir/$m/manifests.yaml" "$APPS/conformance-$m.yaml"
+done
 log "building echo-basic ($gwmod)"
 (cd "$src" && GOFLAGS="$GOFLAGS -mod=readonly" slow go build -ldflags "$ldflags" \
    -o "$APPS/echo-basic" .)
