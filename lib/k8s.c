@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -40,7 +41,7 @@
 
 #define K8S_POOL_IDLE_SECONDS 30 /* drop kept-alive connections older than this */
 
-static uint64_t now_ms(void)
+static uint64_t k8s_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -156,7 +157,7 @@ int k8s_http_response_eof(struct k8s_http_response *r)
 
 /* ---------- request head (pure) ---------- */
 
-static int valid_host(const char *s)
+static int k8s_valid_host(const char *s)
 {
     if (!*s || strlen(s) > 253)
         return 0;
@@ -166,7 +167,7 @@ static int valid_host(const char *s)
     return 1;
 }
 
-static int valid_port(const char *s)
+static int k8s_valid_port(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 5)
@@ -180,7 +181,7 @@ static int valid_port(const char *s)
     return v >= 1 && v <= 65535;
 }
 
-static int valid_visible(const char *s, size_t max)
+static int k8s_valid_visible(const char *s, size_t max)
 {
     size_t n = 0;
     for (const char *p = s; *p; p++, n++)
@@ -198,9 +199,9 @@ int k8s_http_request_head(struct buf *out, const char *method, const char *path,
     for (const char *p = method; *p; p++)
         if (*p < 'A' || *p > 'Z')
             return -EINVAL;
-    if (path[0] != '/' || !valid_visible(path, 8192) || !valid_host(host) || !valid_port(port))
+    if (path[0] != '/' || !k8s_valid_visible(path, 8192) || !k8s_valid_host(host) || !k8s_valid_port(port))
         return -EINVAL;
-    if (token && !valid_visible(token, K8S_MAX_TOKEN))
+    if (token && !k8s_valid_visible(token, K8S_MAX_TOKEN))
         return -EINVAL;
     int v6 = strchr(host, ':') != NULL;
     int rc = buf_appendf(out,
@@ -314,7 +315,7 @@ struct k8s_client {
     size_t npool;
 };
 
-static void openssl_errors(char *err, size_t errlen, const char *what)
+static void k8s_openssl_errors(char *err, size_t errlen, const char *what)
 {
     unsigned long e = ERR_get_error();
     char text[256] = "unknown error";
@@ -324,11 +325,11 @@ static void openssl_errors(char *err, size_t errlen, const char *what)
     errbuf_set(err, errlen, "%s: %s", what, text);
 }
 
-static SSL_CTX *ctx_new(const char *ca_file, struct stat *st, char *err, size_t errlen)
+static SSL_CTX *k8s_ctx_new(const char *ca_file, struct stat *st, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
-        openssl_errors(err, errlen, "SSL_CTX_new");
+        k8s_openssl_errors(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -342,7 +343,7 @@ static SSL_CTX *ctx_new(const char *ca_file, struct stat *st, char *err, size_t 
     if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
         char what[300];
         snprintf(what, sizeof what, "CA file %s", ca_file);
-        openssl_errors(err, errlen, what);
+        k8s_openssl_errors(err, errlen, what);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -353,7 +354,7 @@ struct k8s_client *k8s_client_new(const char *host, const char *port, const char
                                   const char *token_file, char *err, size_t errlen)
 {
     struct k8s_client *c = NULL;
-    if (!host || !valid_host(host) || !port || !valid_port(port)) {
+    if (!host || !k8s_valid_host(host) || !port || !k8s_valid_port(port)) {
         errbuf_set(err, errlen, "bad API server address %s:%s", host ? host : "(null)", port ? port : "(null)");
         return NULL;
     }
@@ -373,12 +374,12 @@ struct k8s_client *k8s_client_new(const char *host, const char *port, const char
     c->refresh_s = K8S_TOKEN_REFRESH_SECONDS;
     c->max_response = K8S_MAX_RESPONSE;
     pthread_mutex_init(&c->lock, NULL);
-    c->ctx = ctx_new(ca_file, &c->ca_st, err, errlen);
+    c->ctx = k8s_ctx_new(ca_file, &c->ca_st, err, errlen);
     if (!c->ctx)
         goto fail;
     if (token_file && k8s_read_token(token_file, &c->token, err, errlen) < 0)
         goto fail;
-    c->checked_ms = now_ms();
+    c->checked_ms = k8s_now_ms();
     return c;
 fail:
     k8s_client_free(c);
@@ -397,7 +398,7 @@ struct k8s_client *k8s_client_in_cluster(char *err, size_t errlen)
     return k8s_client_new(host, port, K8S_SA_DIR "/ca.crt", K8S_SA_DIR "/token", err, errlen);
 }
 
-static void conn_close(struct k8s_conn *conn)
+static void k8s_conn_close(struct k8s_conn *conn)
 {
     if (!conn)
         return;
@@ -415,7 +416,7 @@ void k8s_client_free(struct k8s_client *c)
     if (!c)
         return;
     for (size_t i = 0; i < c->npool; i++)
-        conn_close(c->pool[i]);
+        k8s_conn_close(c->pool[i]);
     SSL_CTX_free(c->ctx);
     if (c->token) {
         explicit_bzero(c->token, strlen(c->token));
@@ -432,7 +433,7 @@ void k8s_client_free(struct k8s_client *c)
 
 int k8s_client_set_server_name(struct k8s_client *c, const char *name)
 {
-    if (!name || !valid_host(name))
+    if (!name || !k8s_valid_host(name))
         return -EINVAL;
     free(c->server_name);
     c->server_name = xstrdup(name);
@@ -463,9 +464,9 @@ void k8s_client_set_token_refresh(struct k8s_client *c, int seconds)
 
 /* Under c->lock: re-reads the token and, when the file changed, the CA. A
  * failure keeps what we had (a rotation in progress must not break us). */
-static void refresh_locked(struct k8s_client *c)
+static void k8s_refresh_locked(struct k8s_client *c)
 {
-    uint64_t now = now_ms();
+    uint64_t now = k8s_now_ms();
     if (now - c->checked_ms < (uint64_t)c->refresh_s * 1000u)
         return;
     c->checked_ms = now;
@@ -484,7 +485,7 @@ static void refresh_locked(struct k8s_client *c)
     if (stat(c->ca_file, &st) == 0 &&
         (st.st_mtim.tv_sec != c->ca_st.st_mtim.tv_sec || st.st_mtim.tv_nsec != c->ca_st.st_mtim.tv_nsec ||
          st.st_size != c->ca_st.st_size || st.st_ino != c->ca_st.st_ino)) {
-        SSL_CTX *ctx = ctx_new(c->ca_file, &st, err, sizeof err);
+        SSL_CTX *ctx = k8s_ctx_new(c->ca_file, &st, err, sizeof err);
         if (ctx) {
             SSL_CTX_free(c->ctx);
             c->ctx = ctx;
@@ -497,24 +498,32 @@ static void refresh_locked(struct k8s_client *c)
 }
 
 /* Waits for the socket as SSL asked; 0, or -ETIMEDOUT past the deadline. */
-static int wait_fd(int fd, short events, uint64_t deadline)
+/* A watch thread's stop flag, seen by every wait of that thread's requests,
+ * so a long watch read gives up within K8S_STOP_POLL_MS of being told to. */
+static _Thread_local const atomic_int *k8s_stop_flag;
+#define K8S_STOP_POLL_MS 200
+
+static int k8s_wait_fd(int fd, short events, uint64_t deadline)
 {
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = k8s_now_ms();
+        if (k8s_stop_flag && atomic_load(k8s_stop_flag))
+            return -ECANCELED;
         if (now >= deadline)
             return -ETIMEDOUT;
         struct pollfd pfd = {.fd = fd, .events = events};
-        int n = poll(&pfd, 1, (int)(deadline - now));
+        uint64_t wait = deadline - now;
+        if (k8s_stop_flag && wait > K8S_STOP_POLL_MS)
+            wait = K8S_STOP_POLL_MS;
+        int n = poll(&pfd, 1, (int)wait);
         if (n > 0)
             return 0;
-        if (n == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
+        if (n < 0 && errno != EINTR)
             return -errno;
     }
 }
 
-static int dial_tcp(struct k8s_client *c, uint64_t deadline, char *err, size_t errlen)
+static int k8s_dial_tcp(struct k8s_client *c, uint64_t deadline, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
@@ -533,8 +542,8 @@ static int dial_tcp(struct k8s_client *c, uint64_t deadline, char *err, size_t e
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             rc = fd;
         } else if (errno == EINPROGRESS) {
-            uint64_t cdl = now_ms() + (uint64_t)c->connect_ms;
-            rc = wait_fd(fd, POLLOUT, cdl < deadline ? cdl : deadline);
+            uint64_t cdl = k8s_now_ms() + (uint64_t)c->connect_ms;
+            rc = k8s_wait_fd(fd, POLLOUT, cdl < deadline ? cdl : deadline);
             if (rc == 0) {
                 int soerr = 0;
                 socklen_t sl = sizeof soerr;
@@ -559,7 +568,7 @@ static int dial_tcp(struct k8s_client *c, uint64_t deadline, char *err, size_t e
 
 /* Runs one SSL operation to completion or deadline. Returns its positive
  * result, 0 for a clean close (reads), or a negative errno. */
-static int ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *data, int len, uint64_t deadline,
+static int k8s_ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *data, int len, uint64_t deadline,
                   char *err, size_t errlen, const char *what)
 {
     for (;;) {
@@ -571,10 +580,10 @@ static int ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *data, i
         int rc;
         switch (e) {
         case SSL_ERROR_WANT_READ:
-            rc = wait_fd(fd, POLLIN, deadline);
+            rc = k8s_wait_fd(fd, POLLIN, deadline);
             break;
         case SSL_ERROR_WANT_WRITE:
-            rc = wait_fd(fd, POLLOUT, deadline);
+            rc = k8s_wait_fd(fd, POLLOUT, deadline);
             break;
         case SSL_ERROR_ZERO_RETURN:
             return 0;
@@ -591,7 +600,7 @@ static int ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *data, i
                        X509_verify_cert_error_string(vr));
                 ERR_clear_error();
             } else {
-                openssl_errors(err, errlen, what);
+                k8s_openssl_errors(err, errlen, what);
             }
             return -EPROTO;
         }
@@ -603,35 +612,35 @@ static int ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *data, i
     }
 }
 
-static int op_connect(SSL *ssl, void *data, int len)
+static int k8s_op_connect(SSL *ssl, void *data, int len)
 {
     (void)data;
     (void)len;
     return SSL_connect(ssl);
 }
 
-static int op_read(SSL *ssl, void *data, int len)
+static int k8s_op_read(SSL *ssl, void *data, int len)
 {
     return SSL_read(ssl, data, len);
 }
 
-static int op_write(SSL *ssl, void *data, int len)
+static int k8s_op_write(SSL *ssl, void *data, int len)
 {
     return SSL_write(ssl, data, len);
 }
 
-static int conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, struct k8s_conn **out, char *err,
+static int k8s_conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, struct k8s_conn **out, char *err,
                      size_t errlen)
 {
-    int fd = dial_tcp(c, deadline, err, errlen);
+    int fd = k8s_dial_tcp(c, deadline, err, errlen);
     if (fd < 0)
         return fd;
     struct k8s_conn *conn = xcalloc(1, sizeof *conn);
     conn->fd = fd;
     conn->ssl = SSL_new(ctx);
     if (!conn->ssl) {
-        openssl_errors(err, errlen, "SSL_new");
-        conn_close(conn);
+        k8s_openssl_errors(err, errlen, "SSL_new");
+        k8s_conn_close(conn);
         return -ENOMEM;
     }
     SSL_set_fd(conn->ssl, fd);
@@ -643,19 +652,19 @@ static int conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, stru
         ok = SSL_set_tlsext_host_name(conn->ssl, name) == 1 && SSL_set1_host(conn->ssl, name) == 1;
     }
     if (ok != 1) {
-        openssl_errors(err, errlen, "TLS server name");
-        conn_close(conn);
+        k8s_openssl_errors(err, errlen, "TLS server name");
+        k8s_conn_close(conn);
         return -EINVAL;
     }
     char what[300];
     snprintf(what, sizeof what, "TLS handshake with %s:%s", c->host, c->port);
-    int rc = ssl_io(conn->ssl, fd, op_connect, NULL, 0, deadline, err, errlen, what);
+    int rc = k8s_ssl_io(conn->ssl, fd, k8s_op_connect, NULL, 0, deadline, err, errlen, what);
     if (rc <= 0) {
         if (rc == 0) {
             errbuf_set(err, errlen, "%s: connection closed", what);
             rc = -ECONNRESET;
         }
-        conn_close(conn);
+        k8s_conn_close(conn);
         return rc;
     }
     *out = conn;
@@ -664,14 +673,14 @@ static int conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, stru
 
 /* Sends the request and reads the response on conn. *got says whether any
  * response byte arrived (a reused connection that fails before may be retried). */
-static int conn_exchange(struct k8s_conn *conn, const struct buf *req, struct k8s_http_response *resp,
+static int k8s_conn_exchange(struct k8s_conn *conn, const struct buf *req, struct k8s_http_response *resp,
                          uint64_t deadline, int *got, char *err, size_t errlen)
 {
     size_t off = 0;
     *got = 0;
     while (off < req->len) {
         size_t chunk = req->len - off > 1 << 20 ? 1 << 20 : req->len - off;
-        int n = ssl_io(conn->ssl, conn->fd, op_write, req->data + off, (int)chunk, deadline, err, errlen,
+        int n = k8s_ssl_io(conn->ssl, conn->fd, k8s_op_write, req->data + off, (int)chunk, deadline, err, errlen,
                        "write request");
         if (n <= 0)
             return n == 0 ? -ECONNRESET : n;
@@ -679,7 +688,7 @@ static int conn_exchange(struct k8s_conn *conn, const struct buf *req, struct k8
     }
     char in[16384];
     for (;;) {
-        int n = ssl_io(conn->ssl, conn->fd, op_read, in, sizeof in, deadline, err, errlen, "read response");
+        int n = k8s_ssl_io(conn->ssl, conn->fd, k8s_op_read, in, sizeof in, deadline, err, errlen, "read response");
         if (n < 0)
             return n;
         if (n == 0) {
@@ -707,7 +716,7 @@ static int conn_exchange(struct k8s_conn *conn, const struct buf *req, struct k8
 }
 
 /* A pooled connection that is readable is closed or confused: drop it. */
-static int conn_usable(struct k8s_conn *conn, uint64_t now)
+static int k8s_conn_usable(struct k8s_conn *conn, uint64_t now)
 {
     if (now - conn->idle_since_ms > K8S_POOL_IDLE_SECONDS * 1000u)
         return 0;
@@ -715,8 +724,9 @@ static int conn_usable(struct k8s_conn *conn, uint64_t now)
     return poll(&pfd, 1, 0) == 0;
 }
 
-int k8s_request(struct k8s_client *c, const char *method, const char *path, json_t *body, long *status,
-                json_t **response, char *err, size_t errlen)
+static int k8s_request_ex(struct k8s_client *c, const char *method, const char *path, json_t *body,
+                          size_t max_response, int io_ms, long *status, json_t **response, char *err,
+                          size_t errlen)
 {
     struct buf req;
     struct k8s_http_response resp;
@@ -726,24 +736,24 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
     size_t payload_len = 0;
     int rc;
     buf_init(&req, (size_t)K8S_MAX_HEAD + K8S_MAX_TOKEN + 64u * 1024 * 1024);
-    k8s_http_response_init(&resp, c->max_response);
+    k8s_http_response_init(&resp, max_response);
     resp.head_only = strcmp(method, "HEAD") == 0;
     *status = 0;
     *response = NULL;
     errbuf_set(err, errlen, "%s", "");
-    uint64_t deadline = now_ms() + (uint64_t)c->io_ms; /* the whole request, connect included */
+    uint64_t deadline = k8s_now_ms() + (uint64_t)io_ms; /* the whole request, connect included */
 
     pthread_mutex_lock(&c->lock);
-    refresh_locked(c);
+    k8s_refresh_locked(c);
     if (c->token)
         token = xstrdup(c->token);
     ctx = c->ctx;
     SSL_CTX_up_ref(ctx);
-    uint64_t now = now_ms();
+    uint64_t now = k8s_now_ms();
     while (c->npool > 0 && !conn) {
         conn = c->pool[--c->npool];
-        if (!conn_usable(conn, now)) {
-            conn_close(conn);
+        if (!k8s_conn_usable(conn, now)) {
+            k8s_conn_close(conn);
             conn = NULL;
         }
     }
@@ -771,21 +781,21 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
     for (int attempt = 0;; attempt++) {
         int reused = conn != NULL;
         if (!conn) {
-            rc = conn_open(c, ctx, deadline, &conn, err, errlen);
+            rc = k8s_conn_open(c, ctx, deadline, &conn, err, errlen);
             if (rc < 0)
                 goto out;
         }
         int got = 0;
-        rc = conn_exchange(conn, &req, &resp, deadline, &got, err, errlen);
+        rc = k8s_conn_exchange(conn, &req, &resp, deadline, &got, err, errlen);
         if (rc == 0)
             break;
-        conn_close(conn);
+        k8s_conn_close(conn);
         conn = NULL;
         if (!(reused && !got && rc != -ETIMEDOUT && attempt == 0))
             goto out;
         /* The server dropped an idle kept-alive connection: once more, fresh. */
         k8s_http_response_free(&resp);
-        k8s_http_response_init(&resp, c->max_response);
+        k8s_http_response_init(&resp, max_response);
         resp.head_only = strcmp(method, "HEAD") == 0;
         errbuf_set(err, errlen, "%s", "");
     }
@@ -804,7 +814,7 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
     rc = 0;
 out:
     if (conn && rc == 0 && resp.keep_alive) {
-        conn->idle_since_ms = now_ms();
+        conn->idle_since_ms = k8s_now_ms();
         pthread_mutex_lock(&c->lock);
         if (c->npool < K8S_POOL_MAX) {
             c->pool[c->npool++] = conn;
@@ -812,7 +822,7 @@ out:
         }
         pthread_mutex_unlock(&c->lock);
     }
-    conn_close(conn);
+    k8s_conn_close(conn);
     SSL_CTX_free(ctx);
     if (token) {
         explicit_bzero(token, strlen(token));
@@ -824,4 +834,480 @@ out:
     free(payload);
     k8s_http_response_free(&resp);
     return rc;
+}
+
+int k8s_request(struct k8s_client *c, const char *method, const char *path, json_t *body, long *status,
+                json_t **response, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t max = c->max_response;
+    int io_ms = c->io_ms;
+    pthread_mutex_unlock(&c->lock);
+    return k8s_request_ex(c, method, path, body, max, io_ms, status, response, err, errlen);
+}
+
+/* ---------- list + watch ---------- */
+
+uint64_t k8s_monotonic_ms(void)
+{
+    return k8s_now_ms();
+}
+
+void k8s_backoff_init(struct k8s_backoff *b, uint32_t initial_ms, uint32_t max_ms, uint64_t seed)
+{
+    b->initial_ms = initial_ms ? initial_ms : 1;
+    b->max_ms = max_ms < b->initial_ms ? b->initial_ms : max_ms;
+    b->cur_ms = b->initial_ms;
+    b->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+}
+
+void k8s_backoff_reset(struct k8s_backoff *b)
+{
+    b->cur_ms = b->initial_ms;
+}
+
+uint32_t k8s_backoff_next(struct k8s_backoff *b)
+{
+    b->rng ^= b->rng << 13;
+    b->rng ^= b->rng >> 7;
+    b->rng ^= b->rng << 17;
+    uint32_t d = b->cur_ms, half = d / 2;
+    uint32_t delay = half + (uint32_t)(b->rng % ((uint64_t)(d - half) + 1));
+    b->cur_ms = d > b->max_ms / 2 ? b->max_ms : d * 2;
+    return delay;
+}
+
+double k8s_watch_staleness_seconds(const struct k8s_watch_stats *st, uint64_t now)
+{
+    if (atomic_load(&st->connected))
+        return 0.0;
+    uint64_t since = atomic_load(&st->last_ok_ms);
+    if (!since)
+        since = atomic_load(&st->started_ms);
+    return now > since ? (double)(now - since) / 1000.0 : 0.0;
+}
+
+int k8s_watch_parse_event(const char *line, size_t len, enum k8s_watch_kind *kind, json_t **object,
+                          const char **resource_version, long *code, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    *object = NULL;
+    *resource_version = "";
+    *code = 0;
+    json_t *ev = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!ev) {
+        errbuf_set(err, errlen, "watch event is not JSON: %s", jerr.text);
+        return -EINVAL;
+    }
+    int rc = -EINVAL;
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *obj = json_object_get(ev, "object");
+    if (!type || !json_is_object(obj)) {
+        errbuf_set(err, errlen, "watch event without a type and an object");
+        goto out;
+    }
+    if (strcmp(type, "ADDED") == 0)
+        *kind = K8S_WATCH_ADDED;
+    else if (strcmp(type, "MODIFIED") == 0)
+        *kind = K8S_WATCH_MODIFIED;
+    else if (strcmp(type, "DELETED") == 0)
+        *kind = K8S_WATCH_DELETED;
+    else if (strcmp(type, "BOOKMARK") == 0)
+        *kind = K8S_WATCH_BOOKMARK;
+    else if (strcmp(type, "ERROR") == 0) {
+        *code = (long)json_integer_value(json_object_get(obj, "code"));
+        k8s_status_message(obj, *code, err, errlen);
+        *object = json_incref(obj);
+        rc = -EPROTO;
+        goto out;
+    } else {
+        errbuf_set(err, errlen, "watch event of unknown type \"%.32s\"", type);
+        goto out;
+    }
+    const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+    if (!rv || !*rv || strlen(rv) > 64) {
+        errbuf_set(err, errlen, "%s event without metadata.resourceVersion", type);
+        goto out;
+    }
+    *object = json_incref(obj);
+    *resource_version = rv;
+    rc = 0;
+out:
+    json_decref(ev);
+    return rc;
+}
+
+/* Percent-encodes a query value (continue tokens hold '=', '+' and '/'). */
+static int k8s_query_escape(struct buf *out, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        int rc = isalnum(*p) || strchr("-._~", *p) ? buf_append(out, p, 1) : buf_appendf(out, "%%%02X", *p);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* "PodList" -> "Pod" for list items, which the API server sends without kind. */
+static void k8s_item_kind(json_t *item, const char *list_kind, const char *api_version)
+{
+    if (!json_object_get(item, "kind") && list_kind) {
+        size_t n = strlen(list_kind);
+        if (n > 4 && strcmp(list_kind + n - 4, "List") == 0)
+            json_object_set_new(item, "kind", json_stringn(list_kind, n - 4));
+    }
+    if (!json_object_get(item, "apiVersion") && api_version)
+        json_object_set_new(item, "apiVersion", json_string(api_version));
+}
+
+struct k8s_watcher {
+    struct k8s_client *c;
+    struct k8s_watch_opts o;
+    k8s_watch_fn *fn;
+    void *arg;
+    const atomic_int *stop;
+    struct k8s_watch_stats *st;
+    char rv[72];   /* resume point; "" until a list completes */
+    char err[512];
+};
+
+/* The outcome of one list or one watch stream. */
+enum k8s_step {
+    K8S_STEP_AGAIN,   /* watch again from rv now */
+    K8S_STEP_RELIST,  /* 410: list now */
+    K8S_STEP_BACKOFF, /* a failure: wait, then go on */
+    K8S_STEP_STOP,
+};
+
+static enum k8s_step k8s_watch_list(struct k8s_watcher *w)
+{
+    struct buf path;
+    char cont[4096] = "";
+    enum k8s_step step = K8S_STEP_BACKOFF;
+    int io_ms = w->c->io_ms > 60000 ? w->c->io_ms : 60000;
+    int first = 1;
+    buf_init(&path, 16384);
+    for (;;) {
+        long status = 0;
+        json_t *resp = NULL;
+        buf_reset(&path);
+        int rc = buf_appendf(&path, "%s%slimit=%d", w->o.path, strchr(w->o.path, '?') ? "&" : "?", w->o.page_limit);
+        if (rc == 0 && *cont)
+            rc = buf_append(&path, "&continue=", 10) == 0 ? k8s_query_escape(&path, cont) : -E2BIG;
+        if (rc < 0) {
+            errbuf_set(w->err, sizeof w->err, "list %s: continue token too long", w->o.path);
+            goto out;
+        }
+        rc = k8s_request_ex(w->c, "GET", buf_cstr(&path), NULL, K8S_LIST_MAX_RESPONSE, io_ms, &status, &resp,
+                            w->err, sizeof w->err);
+        if (rc == -ECANCELED || atomic_load(w->stop)) {
+            json_decref(resp);
+            step = K8S_STEP_STOP;
+            goto out;
+        }
+        if (rc < 0)
+            goto out;
+        if (status == 410) {
+            /* The continue token expired mid-list: start the list over. */
+            json_decref(resp);
+            atomic_fetch_add(&w->st->gone, 1);
+            step = K8S_STEP_RELIST;
+            goto out;
+        }
+        json_t *items = json_object_get(resp, "items");
+        json_t *meta = json_object_get(resp, "metadata");
+        const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+        const char *next = json_string_value(json_object_get(meta, "continue"));
+        if (status != 200 || !json_is_array(items) || !rv || !*rv || strlen(rv) >= sizeof w->rv ||
+            (next && strlen(next) >= sizeof cont)) {
+            if (status == 200)
+                errbuf_set(w->err, sizeof w->err, "list %s: not a list with metadata.resourceVersion", w->o.path);
+            json_decref(resp);
+            goto out;
+        }
+        if (first)
+            w->fn(w->arg, K8S_WATCH_RESET, NULL, "");
+        first = 0;
+        const char *lkind = json_string_value(json_object_get(resp, "kind"));
+        const char *apiv = json_string_value(json_object_get(resp, "apiVersion"));
+        size_t i;
+        json_t *item;
+        json_array_foreach(items, i, item) {
+            if (!json_is_object(item))
+                continue;
+            k8s_item_kind(item, lkind, apiv);
+            w->fn(w->arg, K8S_WATCH_ADDED, item, rv);
+        }
+        snprintf(w->rv, sizeof w->rv, "%s", rv);
+        snprintf(cont, sizeof cont, "%s", next ? next : "");
+        json_decref(resp);
+        if (!*cont)
+            break;
+    }
+    w->fn(w->arg, K8S_WATCH_SYNCED, NULL, w->rv);
+    atomic_fetch_add(&w->st->lists, 1);
+    atomic_store(&w->st->last_ok_ms, k8s_now_ms());
+    step = K8S_STEP_AGAIN;
+out:
+    buf_free(&path);
+    return step;
+}
+
+/* Hands every complete line of r->body to the caller and keeps the rest. */
+static enum k8s_step k8s_watch_lines(struct k8s_watcher *w, struct buf *body, int *healthy)
+{
+    size_t start = 0;
+    enum k8s_step step = K8S_STEP_AGAIN;
+    while (start < body->len) {
+        char *nl = memchr(body->data + start, '\n', body->len - start);
+        if (!nl)
+            break;
+        size_t len = (size_t)(nl - (body->data + start));
+        const char *line = body->data + start;
+        start += len + 1;
+        if (len > w->o.max_event) {
+            atomic_fetch_add(&w->st->oversize, 1);
+            errbuf_set(w->err, sizeof w->err, "watch %s: event of %zu bytes, over the %zu-byte limit", w->o.path,
+                       len, w->o.max_event);
+            step = K8S_STEP_BACKOFF;
+            goto out;
+        }
+        if (len == 0)
+            continue;
+        enum k8s_watch_kind kind;
+        json_t *obj = NULL;
+        const char *rv = NULL;
+        long code = 0;
+        int rc = k8s_watch_parse_event(line, len, &kind, &obj, &rv, &code, w->err, sizeof w->err);
+        if (rc == -EPROTO) {
+            json_decref(obj);
+            if (code == 410) {
+                atomic_fetch_add(&w->st->gone, 1);
+                step = K8S_STEP_RELIST;
+            } else {
+                step = K8S_STEP_BACKOFF;
+            }
+            goto out;
+        }
+        if (rc < 0) {
+            step = K8S_STEP_BACKOFF;
+            goto out;
+        }
+        snprintf(w->rv, sizeof w->rv, "%s", rv);
+        if (kind == K8S_WATCH_BOOKMARK)
+            atomic_fetch_add(&w->st->bookmarks, 1);
+        else
+            atomic_fetch_add(&w->st->events, 1);
+        w->fn(w->arg, kind, obj, w->rv);
+        json_decref(obj);
+        atomic_store(&w->st->last_ok_ms, k8s_now_ms());
+        *healthy = 1;
+    }
+out:
+    if (step == K8S_STEP_AGAIN) {
+        memmove(body->data, body->data + start, body->len - start);
+        body->len -= start;
+        if (body->len > w->o.max_event) {
+            atomic_fetch_add(&w->st->oversize, 1);
+            errbuf_set(w->err, sizeof w->err, "watch %s: event over the %zu-byte limit", w->o.path, w->o.max_event);
+            step = K8S_STEP_BACKOFF;
+        }
+    }
+    return step;
+}
+
+/* One watch stream from w->rv, read until it ends, fails or we stop. */
+static enum k8s_step k8s_watch_stream(struct k8s_watcher *w, uint64_t *opened_ms)
+{
+    struct buf req, path;
+    struct k8s_http_response resp;
+    struct k8s_conn *conn = NULL;
+    SSL_CTX *ctx = NULL;
+    char *token = NULL;
+    enum k8s_step step = K8S_STEP_BACKOFF;
+    int healthy = 0;
+    uint32_t span = (uint32_t)w->o.timeout_min_s;
+    uint32_t timeout_s = span + (uint32_t)(k8s_now_ms() % span); /* [min, 2 min), client-go's spread */
+    uint64_t idle_ms = w->o.idle_ms ? (uint64_t)w->o.idle_ms : ((uint64_t)timeout_s + 30) * 1000u;
+    buf_init(&req, (size_t)K8S_MAX_HEAD + K8S_MAX_TOKEN);
+    buf_init(&path, 1024);
+    /* The body buffer holds at most one partial event plus one read. */
+    k8s_http_response_init(&resp, 0);
+    resp.body.max = w->o.max_event + 2 * 16384;
+    *opened_ms = 0;
+
+    pthread_mutex_lock(&w->c->lock);
+    k8s_refresh_locked(w->c);
+    if (w->c->token)
+        token = xstrdup(w->c->token);
+    ctx = w->c->ctx;
+    SSL_CTX_up_ref(ctx);
+    pthread_mutex_unlock(&w->c->lock);
+
+    int rc = buf_appendf(&path, "%s%swatch=true&allowWatchBookmarks=true&resourceVersion=", w->o.path,
+                         strchr(w->o.path, '?') ? "&" : "?");
+    if (rc == 0)
+        rc = k8s_query_escape(&path, w->rv);
+    if (rc == 0)
+        rc = buf_appendf(&path, "&timeoutSeconds=%u", timeout_s);
+    if (rc == 0)
+        rc = k8s_http_request_head(&req, "GET", buf_cstr(&path), w->c->server_name ? w->c->server_name : w->c->host,
+                                   w->c->port, token, 0, 0);
+    if (rc < 0) {
+        errbuf_set(w->err, sizeof w->err, "watch %s: bad request path or token", w->o.path);
+        goto out;
+    }
+    uint64_t deadline = k8s_now_ms() + (uint64_t)w->c->io_ms;
+    rc = k8s_conn_open(w->c, ctx, deadline, &conn, w->err, sizeof w->err);
+    for (size_t off = 0; rc == 0 && off < req.len;) {
+        int n = k8s_ssl_io(conn->ssl, conn->fd, k8s_op_write, req.data + off, (int)(req.len - off), deadline, w->err,
+                           sizeof w->err, "write watch request");
+        if (n <= 0)
+            rc = n == 0 ? -ECONNRESET : n;
+        else
+            off += (size_t)n;
+    }
+    char in[16384];
+    while (rc == 0) {
+        /* Before the head, the request's I/O timeout; then idle_ms between bytes. */
+        uint64_t dl = resp.state == K8S_HTTP_HEAD ? deadline : k8s_now_ms() + idle_ms;
+        int n = k8s_ssl_io(conn->ssl, conn->fd, k8s_op_read, in, sizeof in, dl, w->err, sizeof w->err, "read watch");
+        if (n < 0) {
+            rc = n;
+            break;
+        }
+        if (n == 0) {
+            /* The server ended the stream: without a 0-chunk, it was cut. */
+            if (resp.state == K8S_HTTP_DONE || k8s_http_response_eof(&resp) == 1)
+                step = K8S_STEP_AGAIN;
+            else
+                errbuf_set(w->err, sizeof w->err, "watch %s: connection closed mid-stream", w->o.path);
+            goto out;
+        }
+        size_t used = 0;
+        int fr = k8s_http_response_feed(&resp, in, (size_t)n, &used);
+        if (fr == -EFBIG && resp.state != K8S_HTTP_HEAD) {
+            atomic_fetch_add(&w->st->oversize, 1);
+            errbuf_set(w->err, sizeof w->err, "watch %s: event over the %zu-byte limit", w->o.path, w->o.max_event);
+            goto out;
+        }
+        if (fr < 0) {
+            errbuf_set(w->err, sizeof w->err, "watch %s: malformed HTTP response (%s)", w->o.path,
+                       http1_strerror(resp.parser.error));
+            goto out;
+        }
+        if (resp.state == K8S_HTTP_HEAD)
+            continue;
+        if (resp.status != 200) {
+            if (fr == 0)
+                continue; /* read the Status body to the end */
+            json_t *body = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+            k8s_status_message(body, resp.status, w->err, sizeof w->err);
+            json_decref(body);
+            if (resp.status == 410) {
+                atomic_fetch_add(&w->st->gone, 1);
+                step = K8S_STEP_RELIST;
+            }
+            goto out;
+        }
+        if (!*opened_ms) {
+            *opened_ms = k8s_now_ms();
+            atomic_fetch_add(&w->st->watches, 1);
+            atomic_store(&w->st->connected, 1);
+            atomic_store(&w->st->last_ok_ms, *opened_ms);
+        }
+        step = k8s_watch_lines(w, &resp.body, &healthy);
+        if (step != K8S_STEP_AGAIN)
+            goto out;
+        if (fr == 1)
+            goto out; /* the 0-chunk: timeoutSeconds ran out */
+        step = K8S_STEP_BACKOFF;
+    }
+    if (rc == -ECANCELED)
+        step = K8S_STEP_STOP;
+out:
+    if (atomic_load(&w->st->connected))
+        atomic_store(&w->st->last_ok_ms, k8s_now_ms());
+    atomic_store(&w->st->connected, 0);
+    k8s_conn_close(conn);
+    SSL_CTX_free(ctx);
+    if (token) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
+    if (req.data)
+        explicit_bzero(req.data, req.len);
+    buf_free(&req);
+    buf_free(&path);
+    k8s_http_response_free(&resp);
+    if (atomic_load(w->stop))
+        step = K8S_STEP_STOP;
+    return step;
+}
+
+/* Sleeps ms unless told to stop; 1 when stopped. */
+static int k8s_watch_sleep(const atomic_int *stop, uint32_t ms)
+{
+    uint64_t end = k8s_now_ms() + ms;
+    for (;;) {
+        if (atomic_load(stop))
+            return 1;
+        uint64_t now = k8s_now_ms();
+        if (now >= end)
+            return 0;
+        uint64_t d = end - now < K8S_STOP_POLL_MS ? end - now : K8S_STOP_POLL_MS;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)d * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int k8s_watch_run(struct k8s_client *c, const struct k8s_watch_opts *opts, k8s_watch_fn *fn, void *arg,
+                  const atomic_int *stop, struct k8s_watch_stats *st)
+{
+    struct k8s_watcher w = {.c = c, .o = *opts, .fn = fn, .arg = arg, .stop = stop, .st = st};
+    struct k8s_backoff b;
+    if (!w.o.max_event)
+        w.o.max_event = K8S_WATCH_MAX_EVENT;
+    if (w.o.page_limit <= 0)
+        w.o.page_limit = K8S_LIST_PAGE;
+    if (w.o.timeout_min_s <= 0)
+        w.o.timeout_min_s = 300;
+    if (w.o.healthy_ms <= 0)
+        w.o.healthy_ms = 60000;
+    k8s_backoff_init(&b, w.o.backoff_initial_ms > 0 ? (uint32_t)w.o.backoff_initial_ms : 800u,
+                     w.o.backoff_max_ms > 0 ? (uint32_t)w.o.backoff_max_ms : 30000u,
+                     k8s_now_ms() ^ ((uint64_t)(uintptr_t)&w << 16) ^ (uint64_t)getpid());
+    atomic_store(&st->started_ms, k8s_now_ms());
+    k8s_stop_flag = stop;
+    int listed = 0;
+    enum k8s_step step = K8S_STEP_RELIST;
+    while (step != K8S_STEP_STOP && !atomic_load(stop)) {
+        w.err[0] = '\0';
+        uint64_t opened = 0;
+        if (!listed || step == K8S_STEP_RELIST) {
+            step = k8s_watch_list(&w);
+            listed = step == K8S_STEP_AGAIN;
+            if (listed)
+                log_info("k8s list done", "path=%s resourceVersion=%s", w.o.path, w.rv);
+        } else {
+            step = k8s_watch_stream(&w, &opened);
+            if (opened && k8s_now_ms() - opened >= (uint64_t)w.o.healthy_ms)
+                k8s_backoff_reset(&b);
+        }
+        if (step == K8S_STEP_RELIST) {
+            log_info("k8s watch: resourceVersion gone, listing again", "path=%s error=\"%s\"", w.o.path, w.err);
+            listed = 0;
+        } else if (step == K8S_STEP_BACKOFF) {
+            uint32_t d = k8s_backoff_next(&b);
+            atomic_fetch_add(&st->errors, 1);
+            atomic_store(&st->last_backoff_ms, d);
+            snprintf(st->last_error, sizeof st->last_error, "%s", w.err);
+            log_warn("k8s watch failed, retrying", "path=%s backoff_ms=%u error=\"%s\"", w.o.path, d, w.err);
+            if (k8s_watch_sleep(stop, d))
+                break;
+            step = K8S_STEP_AGAIN;
+        }
+    }
+    k8s_stop_flag = NULL;
+    return 0;
 }

@@ -12,7 +12,9 @@
 #ifndef WEFT_K8S_H
 #define WEFT_K8S_H
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "http1.h"
@@ -110,5 +112,94 @@ void k8s_status_message(const json_t *body, long status, char *out, size_t outle
  * trimmed, no control characters inside. Returns 0 and a new string in *out,
  * or a negative errno with err filled. */
 int k8s_read_token(const char *path, char **out, char *err, size_t errlen);
+
+
+/* ---------- list + watch, as client-go's informers (reflectors) do ----------
+ *
+ * k8s_watch_run lists a resource (in pages), then watches it from the list's
+ * resourceVersion with bookmarks, forever, until *stop becomes nonzero:
+ *   - a watch that ends (timeoutSeconds, the server closing) is restarted
+ *     from the last resourceVersion seen, at once;
+ *   - 410 Gone (an ERROR event or status, the resourceVersion compacted
+ *     away, an expired continue token) lists again, at once;
+ *   - any other failure (connect, TLS, HTTP error, malformed or oversize
+ *     event) waits a jittered, exponentially growing delay, then watches from
+ *     the last resourceVersion (or lists, if no list completed yet); the
+ *     delay starts over after a watch that stayed healthy for healthy_ms.
+ * Objects are handed to fn on the calling thread, in order. Each list starts
+ * with K8S_WATCH_RESET and ends with K8S_WATCH_SYNCED: an object the caller
+ * holds but did not get between the two was deleted while we were not
+ * watching (client-go's Replace). */
+enum k8s_watch_kind {
+    K8S_WATCH_RESET,    /* a list begins; object NULL */
+    K8S_WATCH_ADDED,    /* list items arrive as ADDED too */
+    K8S_WATCH_MODIFIED,
+    K8S_WATCH_DELETED,
+    K8S_WATCH_BOOKMARK, /* object: the bookmark (only metadata.resourceVersion is meaningful) */
+    K8S_WATCH_SYNCED,   /* the list is complete; object NULL */
+};
+
+/* object is borrowed; it has kind and apiVersion even for list items (the
+ * API server leaves them out of a list's items; they are put back). */
+typedef void k8s_watch_fn(void *arg, enum k8s_watch_kind kind, json_t *object, const char *resource_version);
+
+#define K8S_WATCH_MAX_EVENT (3 * 1024 * 1024)       /* one event line: the API server's request limit */
+#define K8S_LIST_MAX_RESPONSE (64 * 1024 * 1024)    /* one list page */
+#define K8S_LIST_PAGE 500                           /* client-go's default page size */
+
+struct k8s_watch_opts {
+    const char *path;       /* collection, e.g. "/api/v1/pods" or "/apis/discovery.k8s.io/v1/endpointslices" */
+    size_t max_event;       /* 0: K8S_WATCH_MAX_EVENT */
+    int page_limit;         /* 0: K8S_LIST_PAGE */
+    int backoff_initial_ms; /* 0: 800 (client-go's) */
+    int backoff_max_ms;     /* 0: 30000 */
+    int healthy_ms;         /* 0: 60000; a watch open this long resets the backoff */
+    int timeout_min_s;      /* 0: 300; timeoutSeconds is drawn from [min, 2 min) as client-go does */
+    int idle_ms;            /* 0: timeoutSeconds + 30 s; no byte for this long is a failure */
+};
+
+/* Counters and state any thread may read while the watch runs. */
+struct k8s_watch_stats {
+    atomic_int connected;               /* a watch stream is open and the list behind it complete */
+    atomic_uint_fast64_t last_ok_ms;    /* monotonic ms at which the cache was last known current */
+    atomic_uint_fast64_t started_ms;
+    atomic_uint_fast64_t lists;         /* lists completed */
+    atomic_uint_fast64_t watches;       /* watch streams opened */
+    atomic_uint_fast64_t events;        /* ADDED/MODIFIED/DELETED received on watches */
+    atomic_uint_fast64_t bookmarks;
+    atomic_uint_fast64_t gone;          /* 410s that forced a list */
+    atomic_uint_fast64_t errors;        /* failures followed by a backoff */
+    atomic_uint_fast64_t oversize;      /* events over max_event (counted in errors too) */
+    atomic_uint_fast64_t last_backoff_ms;
+    char last_error[256];               /* written under no lock: for logs of this thread only */
+};
+
+/* Blocks until *stop; returns 0 then. Safe to run one per thread on one
+ * shared client. */
+int k8s_watch_run(struct k8s_client *c, const struct k8s_watch_opts *opts, k8s_watch_fn *fn, void *arg,
+                  const atomic_int *stop, struct k8s_watch_stats *stats);
+/* Seconds the cache may be behind the API server: 0 while a watch is open on
+ * a complete list, else the time since it last was (or since the start). */
+double k8s_watch_staleness_seconds(const struct k8s_watch_stats *stats, uint64_t now_ms);
+/* CLOCK_MONOTONIC milliseconds, the clock of the stats. */
+uint64_t k8s_monotonic_ms(void);
+
+/* Jittered exponential backoff (pure): each delay is drawn uniformly from
+ * [d/2, d], then d doubles up to max; reset starts again from initial. The
+ * jitter keeps a fleet of clients from retrying in step after an outage. */
+struct k8s_backoff {
+    uint32_t initial_ms, max_ms, cur_ms;
+    uint64_t rng; /* xorshift state, nonzero */
+};
+void k8s_backoff_init(struct k8s_backoff *b, uint32_t initial_ms, uint32_t max_ms, uint64_t seed);
+uint32_t k8s_backoff_next(struct k8s_backoff *b);
+void k8s_backoff_reset(struct k8s_backoff *b);
+
+/* Splits one complete watch event line into its type and object (a new
+ * reference) and the object's metadata.resourceVersion (borrowed from it).
+ * 0, -EINVAL when it is not a watch event. For ERROR, *code is the Status's
+ * code (0 when absent). Pure, exported for tests. */
+int k8s_watch_parse_event(const char *line, size_t len, enum k8s_watch_kind *kind, json_t **object,
+                          const char **resource_version, long *code, char *err, size_t errlen);
 
 #endif

@@ -7,8 +7,17 @@
  *   k8s_driver HOST PORT CA TOKEN_FILE|- request METHOD PATH [BODY_JSON]
  *   k8s_driver HOST PORT CA TOKEN_FILE|- repeat N SLEEP_MS METHOD PATH
  *   k8s_driver HOST PORT CA TOKEN_FILE|- parallel THREADS N METHOD PATH
+ *   k8s_driver HOST PORT CA TOKEN_FILE|- watch PATH SECONDS
+ * watch runs k8s_watch_run and prints one line per callback
+ * ({"ev":"ADDED","key":"ns/name","rv":"12"}); each line read on stdin prints
+ * the stats ({"stats":{...}}), and stdin's end or SECONDS stops it (the stats
+ * are printed once more). Environment for watch: K8S_WATCH_BACKOFF_MS,
+ * K8S_WATCH_BACKOFF_MAX_MS, K8S_WATCH_HEALTHY_MS, K8S_WATCH_MAX_EVENT,
+ * K8S_WATCH_TIMEOUT_S, K8S_WATCH_IDLE_MS, K8S_WATCH_PAGE.
  * Environment: K8S_CONNECT_MS, K8S_IO_MS, K8S_MAX_RESPONSE, K8S_REFRESH_S, K8S_SERVER_NAME. */
 #include <errno.h>
+#include <poll.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -72,6 +81,88 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct k8s_watch_stats wstats;
+static atomic_int wstop;
+
+static void print_line(json_t *line)
+{
+    char *text = json_dumps(line, JSON_COMPACT);
+    pthread_mutex_lock(&out_lock);
+    printf("%s\n", text);
+    fflush(stdout);
+    pthread_mutex_unlock(&out_lock);
+    free(text);
+    json_decref(line);
+}
+
+static void on_watch(void *arg, enum k8s_watch_kind kind, json_t *obj, const char *rv)
+{
+    static const char *names[] = {"RESET", "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "SYNCED"};
+    (void)arg;
+    json_t *meta = json_object_get(obj, "metadata");
+    const char *ns = json_string_value(json_object_get(meta, "namespace"));
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    char key[600] = "";
+    if (name)
+        snprintf(key, sizeof key, "%s%s%s", ns ? ns : "", ns ? "/" : "", name);
+    print_line(json_pack("{s:s, s:s, s:s, s:s?}", "ev", names[kind], "key", key, "rv", rv, "kind",
+                         json_string_value(json_object_get(obj, "kind"))));
+}
+
+static void print_stats(void)
+{
+    struct k8s_watch_stats *st = &wstats;
+    print_line(json_pack("{s:{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:s}}", "stats", "connected",
+                         atomic_load(&st->connected), "lists", (json_int_t)atomic_load(&st->lists), "watches",
+                         (json_int_t)atomic_load(&st->watches), "events", (json_int_t)atomic_load(&st->events),
+                         "bookmarks", (json_int_t)atomic_load(&st->bookmarks), "gone",
+                         (json_int_t)atomic_load(&st->gone), "errors", (json_int_t)atomic_load(&st->errors),
+                         "oversize", (json_int_t)atomic_load(&st->oversize), "last_backoff_ms",
+                         (json_int_t)atomic_load(&st->last_backoff_ms), "staleness",
+                         k8s_watch_staleness_seconds(st, k8s_monotonic_ms()), "last_error", st->last_error));
+}
+
+static struct k8s_watch_opts wopts;
+
+static void *watch_thread(void *arg)
+{
+    (void)arg;
+    k8s_watch_run(client, &wopts, on_watch, NULL, &wstop, &wstats);
+    return NULL;
+}
+
+static int run_watch(const char *path, long seconds)
+{
+    wopts.path = path;
+    wopts.backoff_initial_ms = (int)env_long("K8S_WATCH_BACKOFF_MS");
+    wopts.backoff_max_ms = (int)env_long("K8S_WATCH_BACKOFF_MAX_MS");
+    wopts.healthy_ms = (int)env_long("K8S_WATCH_HEALTHY_MS");
+    wopts.max_event = (size_t)env_long("K8S_WATCH_MAX_EVENT");
+    wopts.timeout_min_s = (int)env_long("K8S_WATCH_TIMEOUT_S");
+    wopts.idle_ms = (int)env_long("K8S_WATCH_IDLE_MS");
+    wopts.page_limit = (int)env_long("K8S_WATCH_PAGE");
+    pthread_t tid;
+    pthread_create(&tid, NULL, watch_thread, NULL);
+    long long end = now_ms() + seconds * 1000;
+    char line[256];
+    while (now_ms() < end) {
+        struct pollfd pfd = {.fd = 0, .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        ssize_t n = read(0, line, sizeof line);
+        if (n <= 0)
+            break;
+        print_stats();
+    }
+    atomic_store(&wstop, 1);
+    long long t0 = now_ms();
+    pthread_join(tid, NULL);
+    print_stats();
+    print_line(json_pack("{s:I}", "stop_ms", (json_int_t)(now_ms() - t0)));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 7) {
@@ -129,6 +220,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < threads; i++)
             pthread_join(tid[i], NULL);
         printf("{\"ok\":%d,\"fail\":%d}\n", atomic_load(&g_ok), atomic_load(&g_fail));
+    } else if (strcmp(cmd, "watch") == 0 && argc >= 8) {
+        rc = run_watch(argv[6], strtol(argv[7], NULL, 10));
     } else {
         fprintf(stderr, "unknown command %s\n", cmd);
         rc = 2;

@@ -13,11 +13,26 @@ fail_code answers every API path with that Status as kube-apiserver words it
 ServiceUnavailable); raw_answer answers them with bytes of our choosing (a
 200 that is not JSON, as a proxy in front of the API might).
 
+Collections (Services, Pods, Namespaces, EndpointSlices, HTTPRoutes,
+GRPCRoutes: RESOURCES) list and watch as kube-apiserver serves them: a list
+is {"kind": "<Kind>List", "metadata": {"resourceVersion", "continue"},
+"items": [...]} whose items carry no kind or apiVersion, paged with limit and
+continue (an expired continue token is 410 Expired); a watch (?watch=true
+&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=T) is a 200 with
+a chunked stream of one JSON event a line, from RV on, BOOKMARK events when
+asked for, an ERROR event with a 410 Status when RV is older than the last
+compaction (compact()) or when expire_watches() drops the open watches as a
+watch cache does, and the terminating chunk when timeoutSeconds runs out.
+put()/delete() write objects with a new resourceVersion each, as the API
+server does; "" or "0" as resourceVersion starts a watch with a synthetic
+ADDED of every object.
+
 Used as a library (KubeFake) by the tests, or run alone for the benchmark:
     python3 kubefake.py --cert c.pem --key k.pem --config cfg.json
 prints "port=<n>" once listening. Only stdlib.
 """
 import argparse
+import base64
 import json
 import os
 import socket
@@ -29,6 +44,16 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TOKENREVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+# collection path -> (apiVersion, kind)
+RESOURCES = {
+    "/api/v1/services": ("v1", "Service"),
+    "/api/v1/pods": ("v1", "Pod"),
+    "/api/v1/namespaces": ("v1", "Namespace"),
+    "/apis/discovery.k8s.io/v1/endpointslices": ("discovery.k8s.io/v1", "EndpointSlice"),
+    "/apis/gateway.networking.k8s.io/v1/httproutes": ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    "/apis/gateway.networking.k8s.io/v1/grpcroutes": ("gateway.networking.k8s.io/v1", "GRPCRoute"),
+}
 
 
 def status_object(code, reason, message, details=None):
@@ -99,6 +124,7 @@ class Handler(BaseHTTPRequestHandler):
                 "authorization": self.headers.get("Authorization"),
                 "host": self.headers.get("Host"),
                 "body": body.decode(errors="replace"),
+                "t": time.monotonic(),
             })
 
     def _authorized(self):
@@ -140,11 +166,137 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not self._authorized():
             return
+        if self.command == "GET" and path in RESOURCES:
+            return self._collection(path)
         if self.command == "GET" and path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
             return self._namespace(path.rsplit("/", 1)[1])
         if self.command == "POST" and path == TOKENREVIEW_PATH:
             return self._tokenreview(body)
         self._send_json(404, status_object(404, "NotFound", "the server could not find the requested resource"))
+
+    def _query(self):
+        from urllib.parse import parse_qs
+        q = parse_qs(self.path.split("?", 1)[1], keep_blank_values=True) if "?" in self.path else {}
+        return {k: v[-1] for k, v in q.items()}
+
+    def _collection(self, path):
+        fake = self.server.fake
+        q = self._query()
+        if q.get("watch") in ("true", "1"):
+            return self._watch(path, q)
+        if fake.list_fail_code:
+            code = fake.list_fail_code
+            return self._send_json(code, status_object(code, "InternalError", "list failed (test)"))
+        api_version, kind = RESOURCES[path]
+        limit = int(q.get("limit") or 0)
+        with fake.cond:
+            if q.get("continue"):
+                try:
+                    tok = json.loads(base64.b64decode(q["continue"]))
+                    rv, start = int(tok["rv"]), int(tok["start"])
+                except (ValueError, KeyError, TypeError):
+                    return self._send_json(400, status_object(400, "BadRequest", "continue key is not valid"))
+                if rv <= fake.compacted_rv:
+                    return self._send_json(410, status_object(
+                        410, "Expired", "The provided continue parameter is too old to display a consistent "
+                        "list result. You can start a new list without the continue parameter, or use the "
+                        "continue token in this response to retrieve the remainder of the results."))
+                snap = fake.snapshots.get(rv, [])
+            else:
+                rv, start = fake.rv, 0
+                snap = [fake.objects[k] for k in sorted(fake.objects) if k[0] == path]
+                fake.snapshots[rv] = snap
+            page = snap[start:start + limit] if limit else snap[start:]
+            meta = {"resourceVersion": str(rv)}
+            if limit and start + limit < len(snap):
+                meta["continue"] = base64.b64encode(json.dumps({"rv": rv, "start": start + limit}).encode()).decode()
+            items = []
+            for o in page:
+                o = json.loads(json.dumps(o))
+                o.pop("kind", None)
+                o.pop("apiVersion", None)
+                items.append(o)
+        self._send_json(200, {"kind": kind + "List", "apiVersion": api_version, "metadata": meta, "items": items})
+
+    def _chunk(self, obj):
+        data = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _watch(self, path, q):
+        fake = self.server.fake
+        if fake.watch_fail_code:
+            code = fake.watch_fail_code
+            return self._send_json(code, status_object(code, "InternalError", "watch failed (test)"))
+        bookmarks = q.get("allowWatchBookmarks") == "true"
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        try:
+            since = int(q.get("resourceVersion") or 0)
+        except ValueError:
+            return self._send_json(400, status_object(400, "BadRequest", "resourceVersion is not an integer"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        end = time.monotonic() + timeout
+        with fake.cond:
+            fake.watchers += 1
+            my_epoch = fake.expire_epoch
+            bm_seen = fake.bookmark_epoch
+            end_epoch = fake.end_epoch
+            if since == 0:
+                pending = [("ADDED", fake.objects[k]) for k in sorted(fake.objects) if k[0] == path]
+                pos = len(fake.history)
+            elif since < fake.compacted_rv:
+                pending, pos = None, 0
+            else:
+                pending = []
+                pos = next((i for i, h in enumerate(fake.history) if h[0] > since), len(fake.history))
+        try:
+            if pending is None:
+                self._chunk({"type": "ERROR", "object": status_object(
+                    410, "Expired", "too old resource version: %d (%d)" % (since, fake.compacted_rv))})
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            for t, o in pending:
+                self._chunk({"type": t, "object": o})
+            while True:
+                with fake.cond:
+                    while (pos >= len(fake.history) and fake.expire_epoch == my_epoch and
+                           fake.bookmark_epoch == bm_seen and fake.end_epoch == end_epoch and
+                           not fake.stopping and time.monotonic() < end):
+                        fake.cond.wait(0.05)
+                    if fake.stopping:
+                        return
+                    if fake.expire_epoch != my_epoch:
+                        self._chunk({"type": "ERROR", "object": status_object(
+                            410, "Expired", "too old resource version: %d (%d)" % (since, fake.compacted_rv))})
+                        break
+                    new = [h for h in fake.history[pos:] if h[1] == path]
+                    pos = len(fake.history)
+                    bm = fake.bookmark_epoch != bm_seen
+                    bm_seen = fake.bookmark_epoch
+                    rv = fake.rv
+                    raw = fake.raw_events.pop(path, None)
+                for h in new:
+                    self._chunk({"type": h[2], "object": h[3]})
+                if raw is not None:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
+                    self.wfile.flush()
+                if bm and bookmarks:
+                    api_version, kind = RESOURCES[path]
+                    self._chunk({"type": "BOOKMARK", "object": {
+                        "kind": kind, "apiVersion": api_version,
+                        "metadata": {"resourceVersion": str(rv),
+                                     "annotations": {"k8s.io/initial-events-end": "true"}}}})
+                if time.monotonic() >= end or fake.end_epoch != end_epoch:
+                    break
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        finally:
+            with fake.cond:
+                fake.watchers -= 1
+            self.close_connection = True
 
     def _namespace(self, name):
         ns = self.server.fake.namespaces.get(name)
@@ -327,6 +479,22 @@ class KubeFake:
         self.idle_timeout = 10.0   # seconds a connection may sit idle
         self.connections = 0       # TLS handshakes completed
         self.live = set()          # connections being served
+        # Collections (RESOURCES): (path, "ns/name" or "name") -> object, and
+        # the event log (rv, path, type, object) watches replay from.
+        self.cond = threading.Condition(self.lock)
+        self.objects = {}
+        self.history = []
+        self.snapshots = {}        # list resourceVersion -> the objects, for continue tokens
+        self.rv = 1000
+        self.compacted_rv = 0      # watches from an older resourceVersion get 410
+        self.expire_epoch = 0
+        self.bookmark_epoch = 0
+        self.end_epoch = 0
+        self.raw_events = {}       # path -> bytes written once into its open watches as they are
+        self.watchers = 0          # watch streams open
+        self.stopping = False
+        self.list_fail_code = 0    # answer lists (only) with this Status
+        self.watch_fail_code = 0   # answer watches (only) with this Status
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cert, key)
@@ -340,6 +508,9 @@ class KubeFake:
         return self
 
     def stop(self):
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
         self.server.shutdown()
         self.server.server_close()
 
@@ -354,6 +525,77 @@ class KubeFake:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    # --- collections -------------------------------------------------
+    @staticmethod
+    def _key(obj):
+        m = obj["metadata"]
+        return "%s/%s" % (m["namespace"], m["name"]) if m.get("namespace") else m["name"]
+
+    def put(self, path, obj):
+        """Creates or updates obj in the collection at path: ADDED or MODIFIED."""
+        api_version, kind = RESOURCES[path]
+        obj = json.loads(json.dumps(obj))
+        obj.setdefault("apiVersion", api_version)
+        obj.setdefault("kind", kind)
+        with self.cond:
+            key = (path, self._key(obj))
+            self.rv += 1
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            obj["metadata"].setdefault("uid", "uid-%s-%d" % (kind.lower(), self.rv))
+            t = "MODIFIED" if key in self.objects else "ADDED"
+            self.objects[key] = obj
+            self.history.append((self.rv, path, t, obj))
+            self.cond.notify_all()
+            return self.rv
+
+    def delete(self, path, key):
+        with self.cond:
+            obj = self.objects.pop((path, key), None)
+            if obj is None:
+                return None
+            self.rv += 1
+            obj = json.loads(json.dumps(obj))
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            self.history.append((self.rv, path, "DELETED", obj))
+            self.cond.notify_all()
+            return self.rv
+
+    def compact(self):
+        """Forgets history up to now, as etcd's compaction does: watches from
+        an older resourceVersion and continue tokens taken before get 410."""
+        with self.cond:
+            self.compacted_rv = self.rv
+            self.history = []
+            self.snapshots = {}
+
+    def expire_watches(self):
+        """Compacts and sends every open watch a 410 ERROR event, then ends it."""
+        with self.cond:
+            self.compacted_rv = self.rv
+            self.history = []
+            self.snapshots = {}
+            self.expire_epoch += 1
+            self.cond.notify_all()
+
+    def end_watches(self):
+        """Ends every open watch with the terminating chunk, as timeoutSeconds does."""
+        with self.cond:
+            self.end_epoch += 1
+            self.cond.notify_all()
+
+    def bookmark(self):
+        """A BOOKMARK at the current resourceVersion to every open watch that asked for them."""
+        with self.cond:
+            self.bookmark_epoch += 1
+            self.cond.notify_all()
+
+    def raw_event(self, path, data):
+        """Writes data as it is into the open watches of path (a broken or huge event)."""
+        with self.cond:
+            self.raw_events[path] = data
+            self.bookmark_epoch += 1
+            self.cond.notify_all()
 
     def add_sa(self, token, ns, sa, **kw):
         self.reviews[token] = Review("system:serviceaccount:%s:%s" % (ns, sa), **kw)

@@ -303,3 +303,305 @@ def test_parallel_threads(env, fake):
 def test_missing_ca_fails_at_start(env, fake, tmp_path):
     rc, lines = run(env, "request", "GET", "/", ca=str(tmp_path / "nope.crt"))
     assert rc == 1 and "nope.crt" in lines[0]["new"]
+
+
+# ---------- list + watch (k8s_watch_run) ----------
+
+import queue  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+PODS = "/api/v1/pods"
+
+
+def pod(ns, name, **labels):
+    return {"metadata": {"namespace": ns, "name": name, "labels": labels},
+            "spec": {"serviceAccountName": "default", "nodeName": "n1"},
+            "status": {"phase": "Running", "podIP": "10.1.0.1"}}
+
+
+class Watch:
+    """k8s_driver's watch mode: its lines, and its stats on demand."""
+
+    def __init__(self, env, path, seconds=30, **envs):
+        e = dict(os.environ)
+        e.update({k: str(v) for k, v in envs.items()})
+        self.p = subprocess.Popen([env["driver"], "127.0.0.1", str(env["fake"].port), env["ca"], env["token"],
+                                   "watch", path, str(seconds)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, env=e)
+        self.q = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.q.put(json.loads(line))
+        self.q.put(None)
+
+    def next(self, pred, timeout=10):
+        """The next line that pred accepts; the lines before it are kept in seen."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self.q.get(timeout=max(0.01, end - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if pred(line):
+                return line
+        raise AssertionError("not seen in %ss; got %s" % (timeout, self.seen[-20:]))
+
+    def ev(self, kind, key=None, timeout=10):
+        return self.next(lambda x: x.get("ev") == kind and (key is None or x.get("key") == key), timeout)
+
+    def stats(self):
+        self.p.stdin.write("s\n")
+        self.p.stdin.flush()
+        return self.next(lambda x: "stats" in x)["stats"]
+
+    def connected(self, timeout=5):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            st = self.stats()
+            if st["connected"]:
+                return st
+            time.sleep(0.02)
+        raise AssertionError("watch not connected in %ss: %s" % (timeout, st))
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(timeout=10)
+        finally:
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+        while True:
+            line = self.q.get(timeout=5)
+            if line is None:
+                break
+            self.seen.append(line)
+
+
+@pytest.fixture
+def wfake(fake):
+    with fake.cond:
+        fake.objects.clear()
+        fake.history.clear()
+        fake.snapshots.clear()
+        fake.compacted_rv = 0
+        fake.list_fail_code = 0
+        fake.watch_fail_code = 0
+        fake.raw_events.clear()
+    yield fake
+    fake.list_fail_code = 0
+    fake.watch_fail_code = 0
+    fake.expire_watches()  # end what a failed test left open
+
+
+def watch_requests(fake, watch):
+    with fake.lock:
+        return [r for r in fake.requests if r["path"].startswith(PODS) and ("watch=true" in r["path"]) == watch]
+
+
+def test_watch_lists_in_pages_then_watches_from_the_list_version(env, wfake):
+    for i in range(5):
+        wfake.put(PODS, pod("shop", "p%d" % i))
+    list_rv = str(wfake.rv)
+    w = Watch(env, PODS, K8S_WATCH_PAGE=2)
+    try:
+        w.ev("RESET")
+        synced = w.ev("SYNCED")
+        added = [x for x in w.seen if x.get("ev") == "ADDED"]
+        assert [x["key"] for x in added] == ["shop/p%d" % i for i in range(5)]
+        assert all(x["kind"] == "Pod" for x in added)  # put back: list items come without kind
+        assert synced["rv"] == list_rv
+        lists = watch_requests(wfake, False)
+        assert len(lists) == 3 and "limit=2" in lists[0]["path"] and "continue=" in lists[1]["path"]
+        w.connected()
+        watches = watch_requests(wfake, True)
+        assert len(watches) == 1
+        assert "resourceVersion=%s" % list_rv in watches[0]["path"]
+        assert "allowWatchBookmarks=true" in watches[0]["path"]
+        rv = wfake.put(PODS, pod("shop", "new"))
+        assert w.ev("ADDED", "shop/new")["rv"] == str(rv)
+        wfake.put(PODS, pod("shop", "new", app="x"))
+        w.ev("MODIFIED", "shop/new")
+        wfake.delete(PODS, "shop/p0")
+        w.ev("DELETED", "shop/p0")
+        wfake.bookmark()
+        assert w.ev("BOOKMARK")["rv"] == str(wfake.rv)
+        st = w.stats()
+        assert st["connected"] == 1 and st["staleness"] == 0
+        assert st["lists"] == 1 and st["events"] == 3 and st["bookmarks"] == 1 and st["errors"] == 0
+    finally:
+        w.close()
+    assert w.seen[-1]["stop_ms"] < 1000
+
+
+def test_watch_410_error_event_lists_again_and_reconciles(env, wfake):
+    wfake.put(PODS, pod("shop", "a"))
+    wfake.put(PODS, pod("shop", "b"))
+    w = Watch(env, PODS, K8S_WATCH_BACKOFF_MS=5000)
+    try:
+        w.ev("SYNCED")
+        w.connected()
+        # b goes while the watch is told its version is gone: only the new list can say so.
+        wfake.expire_watches()
+        wfake.delete(PODS, "shop/b")
+        w.ev("RESET")
+        w.ev("SYNCED")
+        w.connected()
+        last_reset = max(i for i, x in enumerate(w.seen) if x.get("ev") == "RESET")
+        after = w.seen[last_reset:]
+        assert [x["key"] for x in after if x.get("ev") == "ADDED"] == ["shop/a"]
+        st = w.stats()
+        # No backoff: a 410 lists again at once (the backoff here is 5 s).
+        assert st["gone"] == 1 and st["lists"] == 2 and st["errors"] == 0 and st["connected"] == 1
+    finally:
+        w.close()
+
+
+def test_watch_restart_from_compacted_version_gets_410_and_lists(env, wfake):
+    wfake.put(PODS, pod("shop", "a"))
+    w = Watch(env, PODS, K8S_WATCH_BACKOFF_MS=400, K8S_WATCH_BACKOFF_MAX_MS=400)
+    try:
+        w.ev("SYNCED")
+        w.connected()
+        # Away long enough for the version to be compacted: the restart from it gets 410.
+        wfake.watch_fail_code = 500
+        wfake.end_watches()
+        wfake.put(PODS, pod("shop", "c"))
+        wfake.put(PODS, pod("shop", "d"))
+        wfake.compact()
+        wfake.watch_fail_code = 0
+        w.ev("RESET", timeout=5)
+        w.ev("SYNCED")
+        keys = [x["key"] for x in w.seen if x.get("ev") == "ADDED"]
+        assert keys == ["shop/a", "shop/a", "shop/c", "shop/d"]
+        st = w.connected()
+        assert st["gone"] == 1 and st["lists"] == 2
+        watches = watch_requests(wfake, True)
+        assert "resourceVersion=%d" % (wfake.rv - 2) in watches[-2]["path"]
+    finally:
+        w.close()
+
+
+def test_watch_ends_at_timeout_and_resumes_without_a_list(env, wfake):
+    wfake.put(PODS, pod("shop", "a"))
+    w = Watch(env, PODS, K8S_WATCH_TIMEOUT_S=1)
+    try:
+        w.ev("SYNCED")
+        w.connected()
+        time.sleep(4.5)  # two or more watches of 1-2 s each
+        rv = wfake.put(PODS, pod("shop", "late"))
+        assert w.ev("ADDED", "shop/late")["rv"] == str(rv)
+        st = w.stats()
+        assert st["watches"] >= 3 and st["lists"] == 1 and st["errors"] == 0
+        watches = watch_requests(wfake, True)
+        assert all("timeoutSeconds=1" in r["path"] for r in watches)
+    finally:
+        w.close()
+
+
+def test_list_errors_back_off_exponentially_with_jitter(env, wfake):
+    wfake.list_fail_code = 500
+    w = Watch(env, PODS, K8S_WATCH_BACKOFF_MS=100, K8S_WATCH_BACKOFF_MAX_MS=800)
+    try:
+        time.sleep(4.0)
+        lists = watch_requests(wfake, False)
+        gaps = [(b["t"] - a["t"]) * 1000 for a, b in zip(lists, lists[1:])]
+        # delay k is drawn from [d/2, d] with d = 100, 200, 400, 800, 800...; the
+        # request itself adds a few ms.
+        bounds = [100, 200, 400, 800, 800, 800, 800]
+        assert len(gaps) >= 4, gaps
+        for g, d in zip(gaps, bounds):
+            assert d / 2 - 5 <= g <= d + 150, (gaps, d)
+        assert len(set(round(g) for g in gaps[3:])) > 1 or len(gaps) < 5, gaps  # jittered, not in step
+        st = w.stats()
+        assert st["errors"] == len(lists) and st["lists"] == 0 and st["connected"] == 0
+        assert st["staleness"] >= 3.5
+        assert "HTTP 500" in st["last_error"]
+        wfake.list_fail_code = 0
+        w.ev("SYNCED", timeout=3)
+        assert w.connected()["staleness"] == 0
+    finally:
+        w.close()
+
+
+def test_watch_errors_back_off_and_resume_from_the_last_version(env, wfake):
+    wfake.put(PODS, pod("shop", "a"))
+    w = Watch(env, PODS, K8S_WATCH_BACKOFF_MS=200, K8S_WATCH_BACKOFF_MAX_MS=400)
+    try:
+        w.ev("SYNCED")
+        w.connected()
+        wfake.watch_fail_code = 500
+        wfake.raw_event(PODS, b"this is not JSON\n")  # the open watch breaks; its successors get 500
+        time.sleep(1.0)
+        st = w.stats()
+        assert st["errors"] >= 2 and st["connected"] == 0 and st["staleness"] > 0.5
+        assert st["lists"] == 1  # no list: the resourceVersion is still good
+        wfake.watch_fail_code = 0
+        rv = wfake.put(PODS, pod("shop", "b"))
+        assert w.ev("ADDED", "shop/b", timeout=3)["rv"] == str(rv)
+        st = w.stats()
+        assert st["lists"] == 1 and st["connected"] == 1 and st["staleness"] == 0
+    finally:
+        w.close()
+
+
+def event_of_size(n, rv):
+    """A MODIFIED event line of exactly n bytes (the newline not counted)."""
+    head = '{"type":"MODIFIED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"namespace":"shop",' \
+           '"name":"big","resourceVersion":"%d","annotations":{"pad":"' % rv
+    tail = '"}}}}'
+    pad = n - len(head) - len(tail)
+    assert pad > 0
+    return (head + "x" * pad + tail).encode()
+
+
+def test_watch_event_size_limit_at_and_one_past(env, wfake):
+    wfake.put(PODS, pod("shop", "a"))
+    w = Watch(env, PODS, K8S_WATCH_MAX_EVENT=4096, K8S_WATCH_BACKOFF_MS=2000)
+    try:
+        w.ev("SYNCED")
+        w.connected()
+        wfake.raw_event(PODS, event_of_size(4096, 5000) + b"\n")
+        assert w.ev("MODIFIED", "shop/big")["rv"] == "5000"
+        wfake.raw_event(PODS, event_of_size(4097, 5001) + b"\n")
+        time.sleep(0.5)
+        st = w.stats()
+        assert st["oversize"] == 1 and st["errors"] == 1 and st["connected"] == 0
+        assert "4097 bytes, over the 4096-byte limit" in st["last_error"]
+        assert not [x for x in w.seen if x.get("rv") == "5001"]
+    finally:
+        w.close()
+
+
+def test_watch_partial_event_over_the_limit_is_refused(env, wfake):
+    wfake.put(PODS, pod("shop", "a"))
+    w = Watch(env, PODS, K8S_WATCH_MAX_EVENT=4096, K8S_WATCH_BACKOFF_MS=2000)
+    try:
+        w.ev("SYNCED")
+        w.connected()
+        wfake.raw_event(PODS, b'{"type":"MODIFIED","object":{"pad":"' + b"y" * 40000)  # never ends
+        time.sleep(0.5)
+        st = w.stats()
+        assert st["oversize"] == 1 and st["errors"] == 1
+    finally:
+        w.close()
+
+
+def test_watch_stops_promptly_while_backing_off(env, wfake):
+    wfake.list_fail_code = 503
+    w = Watch(env, PODS, K8S_WATCH_BACKOFF_MS=20000)
+    try:
+        time.sleep(0.5)
+    finally:
+        w.close()
+    assert w.seen[-1]["stop_ms"] < 1000

@@ -313,6 +313,84 @@ static void test_client_errors(void **state)
     assert_non_null(strstr(err, "not running in a Kubernetes cluster"));
 }
 
+static void test_backoff(void **state)
+{
+    (void)state;
+    struct k8s_backoff b;
+    k8s_backoff_init(&b, 100, 800, 42);
+    const uint32_t d[] = {100, 200, 400, 800, 800, 800};
+    uint32_t first[6];
+    for (int i = 0; i < 6; i++) {
+        uint32_t v = k8s_backoff_next(&b);
+        first[i] = v;
+        assert_true(v >= d[i] / 2 && v <= d[i]);
+    }
+    /* Another seed draws other delays in the same bounds: the jitter. */
+    struct k8s_backoff b2;
+    k8s_backoff_init(&b2, 100, 800, 7);
+    int differ = 0;
+    for (int i = 0; i < 6; i++)
+        differ += k8s_backoff_next(&b2) != first[i];
+    assert_true(differ > 0);
+    k8s_backoff_reset(&b);
+    assert_true(k8s_backoff_next(&b) <= 100);
+    /* max below initial: initial is the max; huge max: no overflow. */
+    k8s_backoff_init(&b, 500, 10, 1);
+    for (int i = 0; i < 4; i++)
+        assert_true(k8s_backoff_next(&b) <= 500);
+    k8s_backoff_init(&b, 1u << 30, UINT32_MAX, 1);
+    for (int i = 0; i < 8; i++)
+        assert_true(k8s_backoff_next(&b) >= 1u << 29);
+}
+
+static void test_watch_parse_event(void **state)
+{
+    (void)state;
+    enum k8s_watch_kind kind;
+    json_t *obj = NULL;
+    const char *rv = NULL;
+    long code = 0;
+    char err[256];
+    const char *ok = "{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"17\"}}}";
+    assert_int_equal(k8s_watch_parse_event(ok, strlen(ok), &kind, &obj, &rv, &code, err, sizeof err), 0);
+    assert_int_equal(kind, K8S_WATCH_MODIFIED);
+    assert_string_equal(rv, "17");
+    json_decref(obj);
+    const char *bm = "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"9\"}}}";
+    assert_int_equal(k8s_watch_parse_event(bm, strlen(bm), &kind, &obj, &rv, &code, err, sizeof err), 0);
+    assert_int_equal(kind, K8S_WATCH_BOOKMARK);
+    json_decref(obj);
+    const char *gone = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\","
+                       "\"message\":\"too old resource version: 1 (5)\"}}";
+    assert_int_equal(k8s_watch_parse_event(gone, strlen(gone), &kind, &obj, &rv, &code, err, sizeof err), -EPROTO);
+    assert_int_equal(code, 410);
+    assert_non_null(strstr(err, "too old resource version"));
+    json_decref(obj);
+    const char *bad[] = {"", "[]", "{\"type\":\"ADDED\"}", "{\"type\":\"ADDED\",\"object\":{}}",
+                         "{\"type\":\"SOMETHING\",\"object\":{\"metadata\":{\"resourceVersion\":\"1\"}}}",
+                         "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"resourceVersion\":\"\"}}}",
+                         "{\"type\":\"ADDED\",\"type\":\"DELETED\",\"object\":{\"metadata\":{\"resourceVersion\":\"1\"}}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        obj = NULL;
+        assert_int_equal(k8s_watch_parse_event(bad[i], strlen(bad[i]), &kind, &obj, &rv, &code, err, sizeof err),
+                         -EINVAL);
+        assert_null(obj);
+    }
+}
+
+static void test_staleness(void **state)
+{
+    (void)state;
+    struct k8s_watch_stats st;
+    memset(&st, 0, sizeof st);
+    atomic_store(&st.started_ms, 1000);
+    assert_true(k8s_watch_staleness_seconds(&st, 3500) == 2.5); /* never synced: since the start */
+    atomic_store(&st.last_ok_ms, 3000);
+    assert_true(k8s_watch_staleness_seconds(&st, 3500) == 0.5);
+    atomic_store(&st.connected, 1);
+    assert_true(k8s_watch_staleness_seconds(&st, 9000) == 0.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +405,9 @@ int main(void)
         cmocka_unit_test(test_status_message),
         cmocka_unit_test(test_read_token),
         cmocka_unit_test(test_client_errors),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_watch_parse_event),
+        cmocka_unit_test(test_staleness),
     };
     return cmocka_run_group_tests_name("k8s", tests, NULL, NULL);
 }
