@@ -46,8 +46,10 @@ LIBWEFT    := $(BUILD)/libweft.a
 core_objs   = $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
 BUILT_PARTS := $(foreach p,$(PARTS),$(if $(wildcard $(p)/main.c),$(p)))
 BINARIES    := $(BUILT_PARTS:%=$(BIN)/weft-%)
-# cli/ is weftctl, not weft-cli, and links the webhook's core (inject, uninject).
+# cli/ is weftctl, not weft-cli, and links the webhook's core (inject, uninject)
+# as its own: its binary, unit tests and fuzzers all get part_core.
 BINARIES    += $(BIN)/weftctl
+part_core   = $(call core_objs,$(1))$(if $(filter cli,$(1)), $(call core_objs,webhook))
 
 UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
@@ -73,17 +75,17 @@ $(BIN)/weft-$(1): $(OBJ)/$(1)/main.o $(call core_objs,$(1)) $(LIBWEFT)
 	$$(CC) $$(WEFT_LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach p,$(BUILT_PARTS),$(eval $(call part_rules,$(p))))
-$(BIN)/weftctl: $(patsubst %.c,$(OBJ)/%.o,$(wildcard cli/*.c)) $(call core_objs,webhook) $(LIBWEFT)
+$(BIN)/weftctl: $(OBJ)/cli/main.o $(call part_core,cli) $(LIBWEFT)
 	@mkdir -p $(dir $@)
 	$(CC) $(WEFT_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # tests/unit/lib/test_x links lib only; tests/unit/<part>/test_x also links <part>'s core.
 part_of = $(firstword $(subst /, ,$(1)))
 .SECONDEXPANSION:
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $$(call core_objs,$$(call part_of,$$*)) | deps
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBWEFT) $$(call part_core,$$(call part_of,$$*)) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(WEFT_CFLAGS) -I$(call part_of,$*) $(WEFT_LDFLAGS) -o $@ $< \
-	  $(call core_objs,$(call part_of,$*)) $(LIBWEFT) $(LDLIBS) -lcmocka
+	  $(call part_core,$(call part_of,$*)) $(LIBWEFT) $(LDLIBS) -lcmocka
 
 # The suites run one after the other (each may still build in parallel):
 # integration and e2e tests must not compete for the machine.
@@ -133,9 +135,9 @@ fuzz_part   = $(word 2,$(subst _, ,$(1)))
 build-fuzz/%: fuzz/%.c FORCE | deps
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_TREE) CC=clang OPT="-O1 -g" SANITIZER= WERROR= \
 	  CFLAGS="$(FUZZ_SAN)" $(FUZZ_TREE)/libweft.a \
-	  $(patsubst $(OBJ)/%,$(FUZZ_TREE)/obj/%,$(call core_objs,$(call fuzz_part,$*)))
+	  $(patsubst $(OBJ)/%,$(FUZZ_TREE)/obj/%,$(call part_core,$(call fuzz_part,$*)))
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilib -I$(call fuzz_part,$*) -fsanitize=fuzzer,address,undefined \
-	  -o $@ $< $(patsubst $(OBJ)/%,$(FUZZ_TREE)/obj/%,$(call core_objs,$(call fuzz_part,$*))) \
+	  -o $@ $< $(patsubst $(OBJ)/%,$(FUZZ_TREE)/obj/%,$(call part_core,$(call fuzz_part,$*))) \
 	  $(FUZZ_TREE)/libweft.a $(LDLIBS)
 
 fuzz: $(FUZZ_BINS)
