@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "cmds.h"
 #include "../webhook/confstore.h"
 #include "workload.h"
 #include "xalloc.h"
@@ -264,18 +265,20 @@ int main(int argc, char **argv)
         usage_main(stdout);
         return 0;
     }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
-            printf("usage: weftctl version\n\nPrints weftctl's version (the control plane's is not read yet).\n");
-            return 0;
-        }
-        if (argc > 2) {
-            fprintf(stderr, "weftctl version: unexpected argument \"%s\"\n", argv[2]);
-            return 2;
-        }
+    if (strcmp(cmd, "--version") == 0) {
         printf("weftctl %s\n", WEFT_VERSION);
         return 0;
     }
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"version", cmd_version},
+        {"kubeconfig", cmd_kubeconfig},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
     if (strcmp(cmd, "inject") == 0 || strcmp(cmd, "uninject") == 0)
         return cmd_inject(cmd, argc - 1, argv + 1);
     fprintf(stderr, "weftctl: unknown command \"%s\" (weftctl --help)\n", cmd);

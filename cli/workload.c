@@ -206,7 +206,9 @@ static json_t *one_pod(const struct workload_ctx *w, enum mode m, json_t *owner,
             json_decref(p);
             return NULL;
         }
-        if (rc == 0 && !had_meta && json_object_size(json_object_get(p, "metadata")) == 0)
+        /* The injection wrote metadata (its annotations), so an empty one
+         * left now is the injector's, not the user's. */
+        if (rc == 0 && json_object_size(json_object_get(p, "metadata")) == 0)
             json_object_del(p, "metadata");
         if (rc == 1) {
             json_decref(p);

@@ -6,8 +6,12 @@
 # unless the case holds exit-status and stderr files saying otherwise. A case
 # with an `equals` file (a path) also needs its stdout to be that file's
 # content, in --update too: injecting twice gives what injecting once gave,
-# uninjecting gives the original back. `run.sh --update` rewrites the
-# expected files (exit-status and stderr only where they are not 0 and empty).
+# uninjecting gives the original back. A case's `env` file holds NAME=value
+# lines for weftctl's environment; every case runs without the caller's
+# KUBECONFIG and with HOME=tests/golden/cli/no-home (which has no
+# .kube/config), so no case reads the developer's cluster. `run.sh --update`
+# rewrites the expected files (exit-status and stderr only where they are not
+# 0 and empty).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -20,11 +24,15 @@ errfile=$(mktemp) outfile=$(mktemp)
 trap 'rm -f "$errfile" "$outfile"' EXIT
 for dir in "$here"/*/; do
   case=$(basename "$dir")
+  [ -f "$dir/args" ] || continue # no-home, shared inputs
   rel=tests/golden/cli/$case
   mapfile -t args < "$rel/args"
   stdin=/dev/null
+  envs=()
+  [ -f "$rel/env" ] && mapfile -t envs < "$rel/env"
   [ -f "$rel/stdin" ] && stdin=$rel/stdin
-  "$bin" "${args[@]}" < "$stdin" > "$outfile" 2>"$errfile"
+  env -u KUBECONFIG HOME=tests/golden/cli/no-home "${envs[@]}" \
+    "$bin" "${args[@]}" < "$stdin" > "$outfile" 2>"$errfile"
   status=$?
   stderr=$(cat "$errfile")
   same=1

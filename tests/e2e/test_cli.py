@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weftctl against the real kube-apiserver: kubeconfig as kubectl speaks it
+(client certificates from files and inline, bearer tokens, token files, exec
+plugins, tls-server-name), clear failures (untrusted server, unreachable
+server, missing context), and the cluster commands (check, authz why,
+install)."""
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+import yaml
+
+import cluster as cl
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def weftctl():
+    exe = os.path.join(os.path.abspath(os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")),
+                       "weftctl")
+    if not os.access(exe, os.X_OK):
+        pytest.skip("weftctl not built (%s): run make" % exe)
+    d = cl.make_tempdir("weftctl")
+    shutil.copy2(exe, os.path.join(d, "weftctl"))  # a rebuild during the run changes nothing
+    try:
+        yield os.path.join(d, "weftctl")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp(cluster):
+    d = cl.make_tempdir("cli")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run(weftctl, *args, env=None, input=None, timeout=60):
+    e = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    e["HOME"] = "/nonexistent"
+    e.update(env or {})
+    return subprocess.run([weftctl, *args], input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=e, cwd=REPO, timeout=timeout)
+
+
+def kubeconfig(path, server, cluster_extra=None, user=None, context_extra=None):
+    c = {"server": server}
+    c.update(cluster_extra or {})
+    ctx = {"cluster": "e2e", "user": "u"}
+    ctx.update(context_extra or {})
+    cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "e2e",
+           "clusters": [{"name": "e2e", "cluster": c}],
+           "users": [{"name": "u", "user": user or {}}],
+           "contexts": [{"name": "e2e", "context": ctx}]}
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    os.chmod(path, 0o600)
+    return path
+
+
+def b64file(path):
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+def server_version(cluster):
+    return json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+
+
+def admin_files(cluster):
+    pki = os.path.join(cluster.dir, "pki")
+    return os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key")
+
+
+# --- kubeconfig -----------------------------------------------------------
+
+def test_version_with_the_clusters_kubeconfig(cluster, weftctl):
+    """The suite's own admin kubeconfig (client certificate files), through
+    KUBECONFIG, as kubectl reads it."""
+    r = run(weftctl, "version", env={"KUBECONFIG": cluster.kubeconfig})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("weftctl ")
+    assert lines[1] == "Kubernetes " + server_version(cluster)
+
+
+def test_inline_certificate_data(cluster, weftctl, tmp):
+    crt, key = admin_files(cluster)
+    cfg = kubeconfig(os.path.join(tmp, "inline"), cluster.server,
+                     {"certificate-authority-data": b64file(cluster.ca_crt)},
+                     {"client-certificate-data": b64file(crt), "client-key-data": b64file(key)})
+    r = run(weftctl, "version", "--kubeconfig", cfg)
+    assert r.returncode == 0, r.stderr
+    assert "Kubernetes " + server_version(cluster) in r.stdout
+
+
+def sa_with_no_rights(cluster):
+    """A token of a service account that may read /version and nothing in
+    weft-system: the 403 names who the API server took us for."""
+    cluster.kubectl("create", "serviceaccount", "weftctl-nobody", "-n", "default", check=False)
+    return cluster.token("weftctl-nobody", "default")
+
+
+def test_bearer_token_and_token_file(cluster, weftctl, tmp):
+    token = sa_with_no_rights(cluster)
+    who = 'User "system:serviceaccount:default:weftctl-nobody"'
+    inline = kubeconfig(os.path.join(tmp, "tok"), cluster.server,
+                        {"certificate-authority": cluster.ca_crt}, {"token": token})
+    with open(os.path.join(tmp, "token"), "w") as f:
+        f.write(token + "\n")
+    # tokenFile relative to the kubeconfig's directory, as kubectl resolves it
+    fromfile = kubeconfig(os.path.join(tmp, "tokfile"), cluster.server,
+                          {"certificate-authority": cluster.ca_crt}, {"tokenFile": "token"})
+    for cfg in (inline, fromfile):
+        r = run(weftctl, "version", "--kubeconfig", cfg)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert who in r.stderr and "forbidden" in r.stderr, r.stderr
+
+
+def test_exec_plugin(cluster, weftctl, tmp):
+    token = sa_with_no_rights(cluster)
+    plugin = os.path.join(tmp, "plugin.sh")
+    with open(plugin, "w") as f:
+        f.write("#!/bin/sh\n"
+                "# the environment and arguments the kubeconfig asked for reach the plugin\n"
+                "[ \"$1\" = --realm ] && [ \"$2\" = weft ] && [ \"$REALM_ENV\" = yes ] || exit 3\n"
+                "case \"$KUBERNETES_EXEC_INFO\" in *'\"interactive\":false'*) ;; *) exit 4 ;; esac\n"
+                "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+                "\"status\":{\"token\":\"%s\"}}' \"$(cat \"$(dirname \"$0\")/token\")\"\n")
+    os.chmod(plugin, stat.S_IRWXU)
+    with open(os.path.join(tmp, "token"), "w") as f:
+        f.write(token)
+    exec_user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "./plugin.sh",
+                          "args": ["--realm", "weft"], "env": [{"name": "REALM_ENV", "value": "yes"}],
+                          "interactiveMode": "Never"}}
+    cfg = kubeconfig(os.path.join(tmp, "exec"), cluster.server, {"certificate-authority": cluster.ca_crt},
+                     exec_user)
+    r = run(weftctl, "version", "--kubeconfig", cfg)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert 'User "system:serviceaccount:default:weftctl-nobody"' in r.stderr, r.stderr
+    # a plugin that fails is named with its status
+    exec_user["exec"]["args"] = ["--realm", "other"]
+    cfg = kubeconfig(os.path.join(tmp, "exec-bad"), cluster.server, {"certificate-authority": cluster.ca_crt},
+                     exec_user)
+    r = run(weftctl, "version", "--kubeconfig", cfg)
+    assert r.returncode == 2
+    assert "exec plugin %s: exited with status 3" % plugin in r.stderr, r.stderr
+
+
+def test_untrusted_server_and_tls_server_name(cluster, weftctl, tmp):
+    crt, key = admin_files(cluster)
+    user = {"client-certificate": crt, "client-key": key}
+    other = cl.CA(os.path.join(tmp, "other"), "not-the-cluster")
+    cfg = kubeconfig(os.path.join(tmp, "wrongca"), cluster.server, {"certificate-authority": other.crt}, user)
+    r = run(weftctl, "version", "--kubeconfig", cfg)
+    assert r.returncode == 1
+    assert "the server's certificate is not trusted" in r.stderr, r.stderr
+    # the serving certificate names kubernetes.default.svc, not wrong.example
+    ok = kubeconfig(os.path.join(tmp, "sni"), cluster.server,
+                    {"certificate-authority": cluster.ca_crt, "tls-server-name": "kubernetes.default.svc"}, user)
+    r = run(weftctl, "version", "--kubeconfig", ok)
+    assert r.returncode == 0, r.stderr
+    bad = kubeconfig(os.path.join(tmp, "badsni"), cluster.server,
+                     {"certificate-authority": cluster.ca_crt, "tls-server-name": "wrong.example"}, user)
+    r = run(weftctl, "version", "--kubeconfig", bad)
+    assert r.returncode == 1
+    assert "not trusted" in r.stderr and "hostname mismatch" in r.stderr, r.stderr
+
+
+def test_unreachable_server_and_missing_context(cluster, weftctl, tmp):
+    port = cl.free_port()  # nothing listens there
+    cfg = kubeconfig(os.path.join(tmp, "closed"), "https://127.0.0.1:%d" % port,
+                     {"certificate-authority": cluster.ca_crt})
+    r = run(weftctl, "version", "--kubeconfig", cfg)
+    assert r.returncode == 1
+    assert "https://127.0.0.1:%d: connect: Connection refused" % port in r.stderr, r.stderr
+    r = run(weftctl, "version", "--kubeconfig", cluster.kubeconfig, "--context", "prod")
+    assert r.returncode == 2
+    assert 'context "prod" (--context) not found (contexts: "e2e")' in r.stderr, r.stderr
