@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "clock.h"
 #include "publish.h"
 
 #include <errno.h>
@@ -260,9 +261,7 @@ static void *publish_main(void *arg)
         pthread_mutex_unlock(&pub.mu);
         publish_round();
         pthread_mutex_lock(&pub.mu);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += pub.interval;
+        struct timespec until = clock_mono_deadline((long)pub.interval * 1000L);
         while (!pub.stop && pthread_cond_timedwait(&pub.wake, &pub.mu, &until) != ETIMEDOUT) {
         }
     }

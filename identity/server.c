@@ -27,6 +27,8 @@
 
 #include "buf.h"
 #include "certwatch.h"
+#include "filestamp.h"
+#include "hostport.h"
 #include "k8s.h"
 #include "log.h"
 #include "metrics.h"
@@ -57,35 +59,6 @@ static void metrics_init_labels(void)
         reason_counters[i].labels = xasprintf("reason=\"%s\"", ident_reason_name((enum ident_reason)i));
 }
 
-/* ---------- file change detection ---------- */
-
-struct file_sig {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime, ctime;
-};
-
-static void file_sig_get(const char *path, struct file_sig *s)
-{
-    struct stat st;
-    memset(s, 0, sizeof *s);
-    if (path && stat(path, &st) == 0) {
-        s->dev = st.st_dev;
-        s->ino = st.st_ino;
-        s->size = st.st_size;
-        s->mtime = st.st_mtim;
-        s->ctime = st.st_ctim;
-    }
-}
-
-static int file_sig_same(const struct file_sig *a, const struct file_sig *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
-           a->ctime.tv_nsec == b->ctime.tv_nsec;
-}
-
 /* ---------- issuer ---------- */
 
 static pthread_mutex_t issuer_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -114,17 +87,17 @@ static void issuer_install(struct ident_issuer *is)
 
 struct reloader {
     const struct ident_server_config *cfg;
-    struct file_sig issuer_sig[3];  /* cert, key, bundle */
+    struct file_stamp issuer_sig[3];  /* cert, key, bundle */
 };
 
 static int reload_issuer(struct reloader *r, int force)
 {
-    struct file_sig sig[3];
-    file_sig_get(r->cfg->issuer_cert, &sig[0]);
-    file_sig_get(r->cfg->issuer_key, &sig[1]);
-    file_sig_get(r->cfg->trust_bundle, &sig[2]);
-    if (!force && file_sig_same(&sig[0], &r->issuer_sig[0]) && file_sig_same(&sig[1], &r->issuer_sig[1]) &&
-        file_sig_same(&sig[2], &r->issuer_sig[2]))
+    struct file_stamp sig[3];
+    file_stamp_read(r->cfg->issuer_cert, &sig[0]);
+    file_stamp_read(r->cfg->issuer_key, &sig[1]);
+    file_stamp_read(r->cfg->trust_bundle, &sig[2]);
+    if (!force && file_stamp_equal(&sig[0], &r->issuer_sig[0]) && file_stamp_equal(&sig[1], &r->issuer_sig[1]) &&
+        file_stamp_equal(&sig[2], &r->issuer_sig[2]))
         return 0;
     char err[512];
     struct ident_issuer *is = NULL;
@@ -418,35 +391,7 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const 
 
 int ident_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
 {
-    const char *colon;
-    size_t hl;
-    const char *h = s;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon || memchr(s, ':', (size_t)(colon - s)))
-            return -EINVAL; /* bare IPv6 needs brackets */
-        hl = (size_t)(colon - s);
-    }
-    size_t pl = strlen(colon + 1);
-    if (hl >= hostlen || pl == 0 || pl >= portlen)
-        return -EINVAL;
-    for (const char *p = colon + 1; *p; p++)
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-    unsigned long v = strtoul(colon + 1, NULL, 10);
-    if (v > 65535)
-        return -EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    memcpy(port, colon + 1, pl + 1);
-    return 0;
+    return hostport_split(s, host, hostlen, port, portlen);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -2,6 +2,7 @@
 /* posix_spawnp plus a poll loop that feeds stdin and drains stdout/stderr at
  * the same time, so a chatty child never blocks on a full pipe while we
  * block writing to it. */
+#include "clock.h"
 #include "run.h"
 
 #include <errno.h>
@@ -20,9 +21,7 @@ extern char **environ;
 
 static long now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+    return (long)clock_mono_ms();
 }
 
 static void close_fd(int *fd)

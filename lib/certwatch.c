@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "filestamp.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -27,17 +28,10 @@ struct pair {
     long long not_after; /* of the leaf */
 };
 
-struct file_id {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-};
-
 static struct {
     pthread_mutex_t lock;
     char *cert_path, *key_path;
-    struct file_id cert_id, key_id;
+    struct file_stamp cert_id, key_id;
     struct pair *pairs[CERTWATCH_KEEP]; /* pairs[current] is served */
     unsigned current;
     unsigned long generation;
@@ -52,24 +46,6 @@ static void pair_free(struct pair *p)
     if (p->key)
         gnutls_privkey_deinit(p->key);
     free(p);
-}
-
-static int file_identity(const char *path, struct file_id *id)
-{
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return -errno;
-    id->dev = st.st_dev;
-    id->ino = st.st_ino;
-    id->size = st.st_size;
-    id->mtime = st.st_mtim;
-    return 0;
-}
-
-static int same_file(const struct file_id *a, const struct file_id *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-           a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
 /* Whether the certificate's public key is the private key's. */
@@ -137,12 +113,12 @@ fail:
 /* Caller holds w.lock. */
 static int refresh_locked(char *err, size_t errlen)
 {
-    struct file_id cid, kid;
-    if (file_identity(w.cert_path, &cid) < 0 || file_identity(w.key_path, &kid) < 0) {
+    struct file_stamp cid, kid;
+    if (file_stamp_read(w.cert_path, &cid) < 0 || file_stamp_read(w.key_path, &kid) < 0) {
         snprintf(err, errlen, "cannot stat %s or %s", w.cert_path, w.key_path);
         return -ENOENT;
     }
-    if (w.pairs[w.current] && same_file(&cid, &w.cert_id) && same_file(&kid, &w.key_id))
+    if (w.pairs[w.current] && file_stamp_equal(&cid, &w.cert_id) && file_stamp_equal(&kid, &w.key_id))
         return 0;
     struct pair *p = pair_load(err, errlen);
     if (!p)

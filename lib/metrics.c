@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text rendering of the counters and histograms in metrics.h. */
+#include "clock.h"
 #include "metrics.h"
 
 #include <time.h>
@@ -60,7 +61,5 @@ int metrics_histogram_render(struct buf *out, const char *name, const char *help
 
 uint64_t metrics_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return clock_mono_ns();
 }

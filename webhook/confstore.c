@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "filestamp.h"
 #include "xalloc.h"
 
 static const char *const template_files[] = {"init-container.yaml", "proxy-container.yaml", "volumes.yaml"};
@@ -19,18 +20,11 @@ struct snapshot {
     unsigned refs;            /* the store's own reference plus one per request; under the lock */
 };
 
-struct file_id {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-};
-
 struct confstore {
     pthread_mutex_t lock;
     char *mesh_path, *templates_dir;
     struct snapshot *current;
-    struct file_id ids[NFILES];
+    struct file_stamp ids[NFILES];
 };
 
 int conf_load(const char *mesh_path, const char *templates_dir, struct conf *out, char *err, size_t errlen)
@@ -52,26 +46,23 @@ void conf_free(struct conf *c)
 }
 
 /* The identities of mesh.yaml and the templates; a missing file reads as zeros. */
-static void file_ids(const struct confstore *s, struct file_id *ids)
+static void file_ids(const struct confstore *s, struct file_stamp *ids)
 {
     char path[4096];
     memset(ids, 0, NFILES * sizeof *ids);
     for (int i = 0; i < NFILES; i++) {
-        struct stat st;
         if (i == 0)
             snprintf(path, sizeof path, "%s", s->mesh_path);
         else
             snprintf(path, sizeof path, "%s/%s", s->templates_dir, template_files[i - 1]);
-        if (stat(path, &st) == 0)
-            ids[i] = (struct file_id){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+        file_stamp_read(path, &ids[i]);
     }
 }
 
-static int same_ids(const struct file_id *a, const struct file_id *b)
+static int same_ids(const struct file_stamp *a, const struct file_stamp *b)
 {
     for (int i = 0; i < NFILES; i++)
-        if (a[i].dev != b[i].dev || a[i].ino != b[i].ino || a[i].size != b[i].size ||
-            a[i].mtime.tv_sec != b[i].mtime.tv_sec || a[i].mtime.tv_nsec != b[i].mtime.tv_nsec)
+        if (!file_stamp_equal(&a[i], &b[i]))
             return 0;
     return 1;
 }
@@ -140,7 +131,7 @@ void confstore_put(struct confstore *s, const struct conf *c)
 
 int confstore_refresh(struct confstore *s, char *err, size_t errlen)
 {
-    struct file_id ids[NFILES];
+    struct file_stamp ids[NFILES];
     file_ids(s, ids);
     if (same_ids(ids, s->ids))
         return 0;

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "certwatch.h"
 #include "confstore.h"
+#include "hostport.h"
 #include "inject.h"
 #include "k8s.h"
 #include "log.h"
@@ -187,15 +188,12 @@ static int namespace_lookup(const struct options *o, struct nscache **out)
         return 0;
     }
     if (o->api_server) {
-        char host[256];
-        const char *colon = strrchr(o->api_server, ':');
-        if (!colon || (size_t)(colon - o->api_server) >= sizeof host) {
+        char host[256], port[8];
+        if (hostport_split(o->api_server, host, sizeof host, port, sizeof port) < 0 || !*host) {
             fprintf(stderr, "weft-webhook: --api-server \"%s\": expected host:port\n", o->api_server);
             return -EINVAL;
         }
-        memcpy(host, o->api_server, (size_t)(colon - o->api_server));
-        host[colon - o->api_server] = '\0';
-        client = k8s_client_new(host, colon + 1, o->api_ca, o->api_token, err, sizeof err);
+        client = k8s_client_new(host, port, o->api_ca, o->api_token, err, sizeof err);
     } else if (!getenv("KUBERNETES_SERVICE_HOST")) {
         log_info("namespace annotations are not read", "reason=\"not in a cluster (no KUBERNETES_SERVICE_HOST)\"");
         return 0;

@@ -17,6 +17,9 @@
 
 #include "buf.h"
 #include "certwatch.h"
+#include "errbuf.h"
+#include "hostport.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -231,46 +234,27 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const 
 /* Binds and listens on "host:port" or "[v6]:port"; returns the fd or -errno. */
 static int listen_on(const char *spec, unsigned *port, char *err, size_t errlen)
 {
-    char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (!colon || (size_t)(colon - spec) >= sizeof host) {
-        snprintf(err, errlen, "listen address \"%s\" is not host:port", spec);
+    char host[256], portstr[8];
+    if (hostport_split(spec, host, sizeof host, portstr, sizeof portstr) < 0) {
+        errbuf_set(err, errlen, "listen address \"%s\" is not host:port", spec);
         return -EINVAL;
-    }
-    memcpy(host, spec, (size_t)(colon - spec));
-    host[colon - spec] = '\0';
-    char *h = host;
-    if (h[0] == '[' && h[strlen(h) - 1] == ']') {
-        h[strlen(h) - 1] = '\0';
-        h++;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
-    int rc = getaddrinfo(h, colon + 1, &hints, &ai);
+    int rc = getaddrinfo(*host ? host : NULL, portstr, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errlen, "listen address \"%s\": %s", spec, gai_strerror(rc));
+        errbuf_set(err, errlen, "listen address \"%s\": %s", spec, gai_strerror(rc));
         return -EINVAL;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
     /* Accepted sockets inherit TCP_NODELAY: small TLS records (session
      * tickets, then the answer) must not wait for a delayed ACK. */
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "listen on %s: %s", spec, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
-        return rc;
-    }
+    int fd = listen_addr(ai->ai_addr, ai->ai_addrlen, LISTEN_NODELAY, 1024);
     freeaddrinfo(ai);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                           : ((struct sockaddr_in *)&ss)->sin_port);
+    if (fd < 0) {
+        errbuf_set(err, errlen, "listen on %s: %s", spec, strerror(-fd));
+        return fd;
+    }
+    *port = listen_bound_port(fd);
     return fd;
 }
 
