@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The event loop proper: per-fd interest and callbacks, a short timer list,
- * cross-thread wakeup through an eventfd. The fd table grows on demand up to
+/* The event loop proper: per-fd interest and callbacks,
+ * timers in a heap, cross-thread wakeup through an eventfd. The fd table grows on demand up to
  * the set size, so an idle proxy does not pay for RLIMIT_NOFILE slots. */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 
 #include "ae.h"
 #include "ae_backend.h"
+#include "clock.h"
 #include "xalloc.h"
 
 #define AE_MAX_FIRED 512
@@ -21,22 +22,36 @@ struct ae_file {
     void *data;
 };
 
+/* Timers live in a slot table (an id names a slot and its generation, so a
+ * stale id never cancels the slot's next timer) and are ordered by a binary
+ * min-heap of slot numbers on (when, seq): adding, cancelling and firing are
+ * O(log n) and the loop's wait is the heap's top. seq keeps timers due at the
+ * same millisecond in the order they were armed. */
 struct ae_timer {
-    long long id;
     uint64_t when_ms;
+    uint64_t seq;
     ae_timer_proc *proc;
     void *data;
-    int deleted;
-    struct ae_timer *next;
+    uint32_t gen;        /* bumped when the slot is freed */
+    int heap;            /* index in the heap; AE_TIMER_FREE / _FIRING otherwise */
+    int cancelled;       /* deleted while its callback runs */
+    int next_free;
 };
+
+#define AE_TIMER_FREE (-1)
+#define AE_TIMER_FIRING (-2)
 
 struct ae_loop {
     struct ae_backend *backend;
     int setsize;
     int nfiles;               /* slots allocated in files */
     struct ae_file *files;
-    struct ae_timer *timers;  /* unsorted; a loop holds only a handful */
-    long long next_timer_id;
+    struct ae_timer *timers;  /* slots */
+    int ntimers, free_timer;  /* slots allocated; head of the free list (-1: none) */
+    int *heap;                /* slot numbers, a min-heap on (when_ms, seq) */
+    int nheap;
+    int *due;                 /* this round's expired slots */
+    uint64_t timer_seq;
     int stop;
     uint64_t now_ms;
     int wake_fd;
@@ -50,9 +65,7 @@ struct ae_loop {
 
 static uint64_t ae_clock_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return clock_mono_ms();
 }
 
 static void ae_wake_read(struct ae_loop *loop, int fd, void *data, int mask)
@@ -75,7 +88,7 @@ struct ae_loop *ae_loop_new(int setsize)
     if (!loop->backend || loop->wake_fd < 0)
         goto fail;
     loop->now_ms = ae_clock_ms();
-    loop->next_timer_id = 1;
+    loop->free_timer = -1;
     if (ae_file_add(loop, loop->wake_fd, AE_READABLE, ae_wake_read, NULL) < 0)
         goto fail;
     return loop;
@@ -88,11 +101,9 @@ void ae_loop_free(struct ae_loop *loop)
 {
     if (!loop)
         return;
-    while (loop->timers) {
-        struct ae_timer *t = loop->timers;
-        loop->timers = t->next;
-        free(t);
-    }
+    free(loop->timers);
+    free(loop->heap);
+    free(loop->due);
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
     ae_backend_free(loop->backend);
@@ -157,58 +168,173 @@ int ae_file_mask(struct ae_loop *loop, int fd)
     return loop->files[fd].mask;
 }
 
+static int ae_timer_less(const struct ae_loop *loop, int a, int b)
+{
+    const struct ae_timer *x = &loop->timers[a], *y = &loop->timers[b];
+    return x->when_ms < y->when_ms || (x->when_ms == y->when_ms && x->seq < y->seq);
+}
+
+static void ae_heap_place(struct ae_loop *loop, int i, int slot)
+{
+    loop->heap[i] = slot;
+    loop->timers[slot].heap = i;
+}
+
+static void ae_heap_up(struct ae_loop *loop, int i)
+{
+    int slot = loop->heap[i];
+    while (i > 0) {
+        int parent = (i - 1) / 2;
+        if (!ae_timer_less(loop, slot, loop->heap[parent]))
+            break;
+        ae_heap_place(loop, i, loop->heap[parent]);
+        i = parent;
+    }
+    ae_heap_place(loop, i, slot);
+}
+
+static void ae_heap_down(struct ae_loop *loop, int i)
+{
+    int slot = loop->heap[i];
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= loop->nheap)
+            break;
+        if (c + 1 < loop->nheap && ae_timer_less(loop, loop->heap[c + 1], loop->heap[c]))
+            c++;
+        if (!ae_timer_less(loop, loop->heap[c], slot))
+            break;
+        ae_heap_place(loop, i, loop->heap[c]);
+        i = c;
+    }
+    ae_heap_place(loop, i, slot);
+}
+
+static void ae_heap_push(struct ae_loop *loop, int slot)
+{
+    loop->timers[slot].seq = loop->timer_seq++;
+    loop->nheap++;
+    ae_heap_place(loop, loop->nheap - 1, slot);
+    ae_heap_up(loop, loop->nheap - 1);
+}
+
+static void ae_heap_remove(struct ae_loop *loop, int i)
+{
+    int last = loop->heap[--loop->nheap];
+    if (i == loop->nheap)
+        return;
+    ae_heap_place(loop, i, last);
+    if (i > 0 && ae_timer_less(loop, last, loop->heap[(i - 1) / 2]))
+        ae_heap_up(loop, i);
+    else
+        ae_heap_down(loop, i);
+}
+
+static void ae_timer_free_slot(struct ae_loop *loop, int slot)
+{
+    struct ae_timer *t = &loop->timers[slot];
+    t->gen++;
+    t->heap = AE_TIMER_FREE;
+    t->proc = NULL;
+    t->data = NULL;
+    t->next_free = loop->free_timer;
+    loop->free_timer = slot;
+}
+
 long long ae_timer_add(struct ae_loop *loop, long ms, ae_timer_proc *proc, void *data)
 {
-    struct ae_timer *t = xcalloc(1, sizeof *t);
-    t->id = loop->next_timer_id++;
+    if (loop->free_timer < 0) {
+        int n = loop->ntimers ? loop->ntimers * 2 : 16;
+        loop->timers = xrealloc(loop->timers, (size_t)n * sizeof *loop->timers);
+        loop->heap = xrealloc(loop->heap, (size_t)n * sizeof *loop->heap);
+        loop->due = xrealloc(loop->due, (size_t)n * sizeof *loop->due);
+        for (int i = n - 1; i >= loop->ntimers; i--) {
+            loop->timers[i] = (struct ae_timer){.heap = AE_TIMER_FREE, .gen = 1, .next_free = loop->free_timer};
+            loop->free_timer = i;
+        }
+        loop->ntimers = n;
+    }
+    int slot = loop->free_timer;
+    struct ae_timer *t = &loop->timers[slot];
+    loop->free_timer = t->next_free;
     t->when_ms = ae_clock_ms() + (uint64_t)(ms < 0 ? 0 : ms);
     t->proc = proc;
     t->data = data;
-    t->next = loop->timers;
-    loop->timers = t;
-    return t->id;
+    t->cancelled = 0;
+    ae_heap_push(loop, slot);
+    /* ids are > 0: the generation (from 1) in the high half, the slot below. */
+    return ((long long)(t->gen & 0x7fffffffu) << 32) | (long long)(uint32_t)slot;
+}
+
+/* The slot an id names while it is armed or firing, or -1. */
+static int ae_timer_slot(struct ae_loop *loop, long long id)
+{
+    if (id <= 0)
+        return -1;
+    int slot = (int)(uint32_t)(id & 0xffffffffu);
+    uint32_t gen = (uint32_t)(id >> 32);
+    if (slot >= loop->ntimers || (loop->timers[slot].gen & 0x7fffffffu) != gen ||
+        loop->timers[slot].heap == AE_TIMER_FREE)
+        return -1;
+    return slot;
 }
 
 void ae_timer_del(struct ae_loop *loop, long long id)
 {
-    for (struct ae_timer *t = loop->timers; t; t = t->next)
-        if (t->id == id)
-            t->deleted = 1; /* freed by the loop, never under a running callback */
+    int slot = ae_timer_slot(loop, id);
+    if (slot < 0)
+        return;
+    struct ae_timer *t = &loop->timers[slot];
+    if (t->heap == AE_TIMER_FIRING) {
+        t->cancelled = 1; /* freed once its callback (or this round) is done */
+        return;
+    }
+    ae_heap_remove(loop, t->heap);
+    ae_timer_free_slot(loop, slot);
+}
+
+int ae_timer_pending(struct ae_loop *loop, long long id)
+{
+    int slot = ae_timer_slot(loop, id);
+    return slot >= 0 && !loop->timers[slot].cancelled;
 }
 
 static int ae_timers_wait_ms(struct ae_loop *loop)
 {
-    long best = -1;
-    for (struct ae_timer *t = loop->timers; t; t = t->next) {
-        if (t->deleted)
-            continue;
-        long d = t->when_ms > loop->now_ms ? (long)(t->when_ms - loop->now_ms) : 0;
-        if (best < 0 || d < best)
-            best = d;
-    }
-    return (int)best;
+    if (!loop->nheap)
+        return -1;
+    const struct ae_timer *t = &loop->timers[loop->heap[0]];
+    uint64_t now = ae_clock_ms();
+    uint64_t d = t->when_ms > now ? t->when_ms - now : 0;
+    return d > 0x7fffffff ? 0x7fffffff : (int)d;
 }
 
 static void ae_timers_run(struct ae_loop *loop)
 {
-    /* Timers added by callbacks go to the head and are not seen this round. */
-    struct ae_timer **pp = &loop->timers;
-    for (struct ae_timer *t = loop->timers; t; t = t->next) {
-        if (t->deleted || t->when_ms > loop->now_ms)
-            continue;
-        long again = t->proc(loop, t->id, t->data);
-        if (again < 0)
-            t->deleted = 1;
-        else
-            t->when_ms = loop->now_ms + (uint64_t)again;
+    /* Take every expired timer off the heap first: one that a callback arms
+     * (or re-arms) for now runs next round, after the loop polled, so a
+     * zero-delay timer cannot starve file events. */
+    int ndue = 0;
+    while (loop->nheap && loop->timers[loop->heap[0]].when_ms <= loop->now_ms) {
+        int slot = loop->heap[0];
+        ae_heap_remove(loop, 0);
+        loop->timers[slot].heap = AE_TIMER_FIRING;
+        loop->due[ndue++] = slot;
     }
-    while (*pp) {
-        struct ae_timer *t = *pp;
-        if (t->deleted) {
-            *pp = t->next;
-            free(t);
+    for (int i = 0; i < ndue; i++) {
+        int slot = loop->due[i];
+        struct ae_timer *t = &loop->timers[slot];
+        long again = -1;
+        if (!t->cancelled) {
+            long long id = ((long long)(t->gen & 0x7fffffffu) << 32) | (long long)(uint32_t)slot;
+            again = t->proc(loop, id, t->data);
+            t = &loop->timers[slot]; /* the callback may have grown the table */
+        }
+        if (again < 0 || t->cancelled) {
+            ae_timer_free_slot(loop, slot);
         } else {
-            pp = &t->next;
+            t->when_ms = loop->now_ms + (uint64_t)again;
+            ae_heap_push(loop, slot);
         }
     }
 }

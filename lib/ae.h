@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A tiny event loop in the style of Redis `ae`: file events with a read/write
- * mask and one callback per direction, a few timers, run/stop. The polling
+ * mask and one callback per direction, timers in a heap, run/stop. The polling
  * backend (epoll) lives alone in ae_epoll.c behind ae_backend.h; nothing else
  * in the proxy calls epoll. One loop belongs to one thread: every function
  * except ae_wakeup must be called on the loop's thread (or before it runs). */
@@ -29,9 +29,17 @@ void ae_file_del(struct ae_loop *loop, int fd, int mask);
 int ae_file_set(struct ae_loop *loop, int fd, int mask, ae_file_proc *proc, void *data);
 int ae_file_mask(struct ae_loop *loop, int fd);
 
-/* Fires after ms milliseconds; returns an id > 0. */
+/* Fires once after ms milliseconds (then as often as the callback re-arms
+ * it); returns an id > 0. Timers are a heap: each costs O(log n) to add,
+ * delete or fire, so one per connection deadline is cheap. Timers due in the
+ * same round run in the order of their deadlines, then of arming. */
 long long ae_timer_add(struct ae_loop *loop, long ms, ae_timer_proc *proc, void *data);
+/* Cancels a timer; an id that already fired (without re-arming), was
+ * deleted, or is 0 is ignored, even when its slot holds a newer timer. Safe
+ * from any callback, including the timer's own. */
 void ae_timer_del(struct ae_loop *loop, long long id);
+/* 1 while the timer is armed (or running and not deleted). */
+int ae_timer_pending(struct ae_loop *loop, long long id);
 
 /* Runs until ae_stop. */
 void ae_run(struct ae_loop *loop);

@@ -16,8 +16,11 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "clock.h"
+#include "errbuf.h"
 #include "http1.h"
 #include "identity_client.h"
+#include "listen.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -39,24 +42,9 @@ struct admin_req {
 
 static int admin_listen(int family, uint16_t port, int *out)
 {
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, r;
+    int fd = listen_port(family, port, LISTEN_V6ONLY, 128);
     if (fd < 0)
-        return -errno;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (family == AF_INET6) {
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
-        r = bind(fd, (struct sockaddr *)&a6, sizeof a6);
-    } else {
-        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
-        a4.sin_addr.s_addr = htonl(INADDR_ANY);
-        r = bind(fd, (struct sockaddr *)&a4, sizeof a4);
-    }
-    if (r < 0 || listen(fd, 128) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
+        return fd;
     *out = fd;
     return 0;
 }
@@ -274,8 +262,7 @@ static void *admin_main(void *arg)
     struct admin *a = arg;
     struct pollfd pf[3];
     int reload_ms = (int)a->px->cfg->reload_seconds * 1000;
-    struct timespec last, now;
-    clock_gettime(CLOCK_MONOTONIC, &last);
+    uint64_t last = clock_mono_ms(), now;
     for (;;) {
         int n = 0;
         pf[n++] = (struct pollfd){.fd = a->stop_pipe[0], .events = POLLIN};
@@ -283,8 +270,8 @@ static void *admin_main(void *arg)
             if (a->lfd[i] >= 0)
                 pf[n++] = (struct pollfd){.fd = a->lfd[i], .events = POLLIN};
         int r = poll(pf, (nfds_t)n, reload_ms);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= reload_ms) {
+        now = clock_mono_ms();
+        if (now - last >= (uint64_t)reload_ms) {
             admin_reload(a);
             last = now;
         }
@@ -335,13 +322,13 @@ struct admin *admin_start(struct proxy *px, char *err, size_t errlen)
     a->px = px;
     a->lfd[0] = a->lfd[1] = -1;
     if ((r = admin_listen(AF_INET, px->cfg->admin_port, &a->lfd[0])) < 0) {
-        snprintf(err, errlen, "WEFT_ADMIN_PORT=%u: listen: %s", px->cfg->admin_port, strerror(-r));
+        errbuf_set(err, errlen, "WEFT_ADMIN_PORT=%u: listen: %s", px->cfg->admin_port, strerror(-r));
         goto fail;
     }
     if (admin_listen(AF_INET6, px->cfg->admin_port, &a->lfd[1]) < 0)
         a->lfd[1] = -1;
     if (pipe2(a->stop_pipe, O_CLOEXEC) < 0 || pthread_create(&a->thread, NULL, admin_main, a) != 0) {
-        snprintf(err, errlen, "admin thread: %s", strerror(errno));
+        errbuf_set(err, errlen, "admin thread: %s", strerror(errno));
         goto fail;
     }
     return a;

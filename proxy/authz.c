@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "authz.h"
+#include "errbuf.h"
 
 int authz_parse_policy(const char *s, enum authz_policy *out)
 {
@@ -64,7 +65,7 @@ int authz_parse_allow_from(const char *s, struct authz_rule *rules, size_t *coun
         while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
             b--;
         if (a == b || *count >= AUTHZ_MAX_RULES || authz_parse_item(a, (size_t)(b - a), &rules[*count]) < 0) {
-            snprintf(err, errlen, "%s item \"%.*s\"", *count >= AUTHZ_MAX_RULES ? "too many items at" : "bad",
+            errbuf_set(err, errlen, "%s item \"%.*s\"", *count >= AUTHZ_MAX_RULES ? "too many items at" : "bad",
                      (int)(b - a > 200 ? 200 : b - a), a);
             return -EINVAL;
         }
@@ -73,7 +74,7 @@ int authz_parse_allow_from(const char *s, struct authz_rule *rules, size_t *coun
             break;
         p = end + 1;
         if (!*p) { /* trailing comma: an empty item */
-            snprintf(err, errlen, "empty item");
+            errbuf_set(err, errlen, "empty item");
             return -EINVAL;
         }
     }

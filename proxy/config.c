@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "errbuf.h"
 #include "log.h"
 #include "xalloc.h"
 #include "yamljson.h"
@@ -47,7 +48,7 @@ SET_STR(log_level)
 static int set_pod_namespace(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
 {
     if (*v && !spiffe_valid_namespace(v, strlen(v))) {
-        snprintf(err, errlen, "not a Kubernetes namespace name");
+        errbuf_set(err, errlen, "not a Kubernetes namespace name");
         return -EINVAL;
     }
     free(cfg->pod_namespace);
@@ -58,7 +59,7 @@ static int set_pod_namespace(struct proxy_config *cfg, const char *v, char *err,
 static int set_service_account(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
 {
     if (*v && !spiffe_valid_sa(v, strlen(v))) {
-        snprintf(err, errlen, "not a Kubernetes service account name");
+        errbuf_set(err, errlen, "not a Kubernetes service account name");
         return -EINVAL;
     }
     free(cfg->service_account);
@@ -69,7 +70,7 @@ static int set_service_account(struct proxy_config *cfg, const char *v, char *er
 static int set_trust_domain(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
 {
     if (!spiffe_valid_trust_domain(v, strlen(v))) {
-        snprintf(err, errlen, "not a trust domain name");
+        errbuf_set(err, errlen, "not a trust domain name");
         return -EINVAL;
     }
     free(cfg->trust_domain);
@@ -84,7 +85,7 @@ static int set_mtls_mode(struct proxy_config *cfg, const char *v, char *err, siz
     else if (strcmp(v, "PERMISSIVE") == 0)
         cfg->mtls_mode = MTLS_PERMISSIVE;
     else {
-        snprintf(err, errlen, "must be STRICT or PERMISSIVE");
+        errbuf_set(err, errlen, "must be STRICT or PERMISSIVE");
         return -EINVAL;
     }
     return 0;
@@ -93,7 +94,7 @@ static int set_mtls_mode(struct proxy_config *cfg, const char *v, char *err, siz
 static int set_policy(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
 {
     if (authz_parse_policy(v, &cfg->authz.policy) < 0) {
-        snprintf(err, errlen, "must be same-namespace, mesh, deny or allow-all");
+        errbuf_set(err, errlen, "must be same-namespace, mesh, deny or allow-all");
         return -EINVAL;
     }
     return 0;
@@ -107,7 +108,7 @@ static int set_allow_from(struct proxy_config *cfg, const char *v, char *err, si
 static int set_mesh_networks(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
 {
     if (parse_cidr_list(v, cfg->mesh_networks, &cfg->nmesh_networks) < 0) {
-        snprintf(err, errlen, "must be a comma list of CIDRs (at most %d)", PARSE_MAX_LIST);
+        errbuf_set(err, errlen, "must be a comma list of CIDRs (at most %d)", PARSE_MAX_LIST);
         return -EINVAL;
     }
     return 0;
@@ -147,7 +148,7 @@ static int set_expect(struct proxy_config *cfg, const char *v, char *err, size_t
     }
     free(copy);
     if (r < 0)
-        snprintf(err, errlen, "must be a comma list of <cidr>=<spiffe id> (at most %d)", CONFIG_MAX_EXPECT);
+        errbuf_set(err, errlen, "must be a comma list of <cidr>=<spiffe id> (at most %d)", CONFIG_MAX_EXPECT);
     return r;
 }
 
@@ -162,7 +163,7 @@ static int set_app_probes(struct proxy_config *cfg, const char *v, char *err, si
 static int set_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out, char *err, size_t errlen)
 {
     if (parse_uint(v, min, max, out) < 0) {
-        snprintf(err, errlen, "must be an integer %lu-%lu", min, max);
+        errbuf_set(err, errlen, "must be an integer %lu-%lu", min, max);
         return -EINVAL;
     }
     return 0;
@@ -190,7 +191,7 @@ SET_UINT(max_connections, 1, 1000000)
     static int set_##field(struct proxy_config *cfg, const char *v, char *err, size_t errlen) \
     {                                                                                     \
         if (parse_port(v, &cfg->field) < 0) {                                             \
-            snprintf(err, errlen, "must be a port 1-65535");                              \
+            errbuf_set(err, errlen, "must be a port 1-65535");                              \
             return -EINVAL;                                                               \
         }                                                                                 \
         return 0;                                                                         \
@@ -266,11 +267,11 @@ static int config_read_file(const char *path, char **vals, char *err, size_t err
     int r = 0;
     json_t *root = yamljson_load_file(path, jerr, sizeof jerr); /* new reference */
     if (!root) {
-        snprintf(err, errlen, "--config %s: %s", path, jerr);
+        errbuf_set(err, errlen, "--config %s: %s", path, jerr);
         return -EINVAL;
     }
     if (!json_is_object(root)) {
-        snprintf(err, errlen, "--config %s: must be a mapping of WEFT_* settings", path);
+        errbuf_set(err, errlen, "--config %s: must be a mapping of WEFT_* settings", path);
         r = -EINVAL;
         goto out;
     }
@@ -282,7 +283,7 @@ static int config_read_file(const char *path, char **vals, char *err, size_t err
             if (strcmp(config_settings[i].env, key) == 0)
                 break;
         if (i == NSETTINGS) {
-            snprintf(err, errlen, "--config %s: unknown setting %s", path, key);
+            errbuf_set(err, errlen, "--config %s: unknown setting %s", path, key);
             r = -EINVAL;
             goto out;
         }
@@ -298,7 +299,7 @@ static int config_read_file(const char *path, char **vals, char *err, size_t err
         else if (json_is_object(v) && strcmp(key, "WEFT_APP_PROBES") == 0)
             vals[i] = json_dumps(v, JSON_COMPACT); /* malloc'd by jansson, freed with free() */
         else {
-            snprintf(err, errlen, "--config %s: %s must be a scalar", path, key);
+            errbuf_set(err, errlen, "--config %s: %s must be a scalar", path, key);
             vals[i] = NULL;
             r = -EINVAL;
             goto out;
@@ -327,7 +328,7 @@ int config_load(struct proxy_config *cfg, int argc, char **argv, config_getenv_f
             return 0;
         }
         if (strncmp(a, "--", 2) != 0) {
-            snprintf(err, errlen, "unexpected argument \"%s\"", a);
+            errbuf_set(err, errlen, "unexpected argument \"%s\"", a);
             return -EINVAL;
         }
         const char *name = a + 2, *eq = strchr(name, '='), *val;
@@ -337,7 +338,7 @@ int config_load(struct proxy_config *cfg, int argc, char **argv, config_getenv_f
         else if (i + 1 < argc)
             val = argv[++i];
         else {
-            snprintf(err, errlen, "flag --%.*s needs a value", (int)nl, name);
+            errbuf_set(err, errlen, "flag --%.*s needs a value", (int)nl, name);
             return -EINVAL;
         }
         if (nl == 6 && memcmp(name, "config", 6) == 0) {
@@ -346,7 +347,7 @@ int config_load(struct proxy_config *cfg, int argc, char **argv, config_getenv_f
         }
         int idx = config_find_flag(name, nl);
         if (idx < 0) {
-            snprintf(err, errlen, "unknown flag --%.*s (see --help)", (int)nl, name);
+            errbuf_set(err, errlen, "unknown flag --%.*s (see --help)", (int)nl, name);
             return -EINVAL;
         }
         flagvals[idx] = val;
@@ -370,43 +371,43 @@ int config_load(struct proxy_config *cfg, int argc, char **argv, config_getenv_f
     for (size_t i = 0; i < NSETTINGS; i++) {
         char serr[256] = "";
         if (config_settings[i].set(cfg, vals[i], serr, sizeof serr) < 0) {
-            snprintf(err, errlen, "%s=\"%.200s\": %s", config_settings[i].env, vals[i], serr);
+            errbuf_set(err, errlen, "%s=\"%.200s\": %s", config_settings[i].env, vals[i], serr);
             r = -EINVAL;
             goto out;
         }
     }
     enum log_level lvl;
     if (log_parse_level(cfg->log_level, &lvl) < 0) {
-        snprintf(err, errlen, "WEFT_LOG_LEVEL=\"%.50s\": must be debug, info, warn or error", cfg->log_level);
+        errbuf_set(err, errlen, "WEFT_LOG_LEVEL=\"%.50s\": must be debug, info, warn or error", cfg->log_level);
         r = -EINVAL;
         goto out;
     }
     if (!*cfg->pod_namespace) {
-        snprintf(err, errlen, "WEFT_POD_NAMESPACE=\"\": required (the same-namespace policy needs it)");
+        errbuf_set(err, errlen, "WEFT_POD_NAMESPACE=\"\": required (the same-namespace policy needs it)");
         r = -EINVAL;
         goto out;
     }
     if (*cfg->pod_ip) {
         unsigned char a[16];
         if (inet_pton(AF_INET, cfg->pod_ip, a) != 1 && inet_pton(AF_INET6, cfg->pod_ip, a) != 1) {
-            snprintf(err, errlen, "WEFT_POD_IP=\"%.60s\": not an IP address", cfg->pod_ip);
+            errbuf_set(err, errlen, "WEFT_POD_IP=\"%.60s\": not an IP address", cfg->pod_ip);
             r = -EINVAL;
             goto out;
         }
     }
     if (*cfg->cert != *cfg->key && (!*cfg->cert || !*cfg->key)) {
-        snprintf(err, errlen, "WEFT_CERT=\"%.200s\" WEFT_KEY=\"%.200s\": give both or neither", cfg->cert, cfg->key);
+        errbuf_set(err, errlen, "WEFT_CERT=\"%.200s\" WEFT_KEY=\"%.200s\": give both or neither", cfg->cert, cfg->key);
         r = -EINVAL;
         goto out;
     }
     if (!*cfg->cert && !*cfg->identity_addr) {
-        snprintf(err, errlen, "WEFT_IDENTITY_ADDR=\"\": needed when no --cert/--key is given");
+        errbuf_set(err, errlen, "WEFT_IDENTITY_ADDR=\"\": needed when no --cert/--key is given");
         r = -EINVAL;
         goto out;
     }
     uint16_t ports[3] = {cfg->inbound_port, cfg->outbound_port, cfg->admin_port};
     if (ports[0] == ports[1] || ports[0] == ports[2] || ports[1] == ports[2]) {
-        snprintf(err, errlen, "WEFT_INBOUND_PORT=%u WEFT_OUTBOUND_PORT=%u WEFT_ADMIN_PORT=%u: must differ", ports[0],
+        errbuf_set(err, errlen, "WEFT_INBOUND_PORT=%u WEFT_OUTBOUND_PORT=%u WEFT_ADMIN_PORT=%u: must differ", ports[0],
                  ports[1], ports[2]);
         r = -EINVAL;
         goto out;

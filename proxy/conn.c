@@ -116,18 +116,118 @@ void conn_thread_cleanup(void)
     conn_cork.owner = NULL;
 }
 
-int conn_tls_attach(struct conn *c, SSL *ssl)
+static int conn_fail(struct conn *c, int err)
+{
+    c->state = CONN_FAILED;
+    c->last_err = err;
+    return err;
+}
+
+int conn_tcp_connect(struct conn *c, int fd, const struct sockaddr *to, socklen_t tolen)
+{
+    c->fd = fd;
+    c->type = &conn_plain;
+    c->rd_wait = c->wr_wait = c->ready = 0;
+    c->state = CONN_CONNECTING;
+    c->last_err = 0;
+    if (connect(fd, to, tolen) < 0 && errno != EINPROGRESS)
+        return conn_fail(c, -errno);
+    return 0;
+}
+
+int conn_tcp_connected(struct conn *c)
+{
+    int err = 0;
+    socklen_t l = sizeof err;
+    if (!(c->ready & AE_WRITABLE))
+        return -EAGAIN;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+        err = errno;
+    if (err)
+        return conn_fail(c, -err);
+    c->state = CONN_OPEN;
+    c->rd_wait = c->wr_wait = 0;
+    return 0;
+}
+
+static int conn_tls_start(struct conn *c, SSL_CTX *ctx, int server, conn_tls_setup_fn *setup, void *arg)
 {
     pthread_once(&conn_bio_once, conn_bio_init);
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return conn_fail(c, -ENOMEM);
+    if (setup && setup(ssl, arg) < 0) {
+        SSL_free(ssl);
+        return conn_fail(c, -EIO);
+    }
     BIO *b = BIO_new(conn_bio_method);
-    if (!b)
-        return -ENOMEM; /* ssl stays the caller's */
+    if (!b) {
+        SSL_free(ssl);
+        return conn_fail(c, -ENOMEM);
+    }
     BIO_set_data(b, c);
     BIO_set_init(b, 1);
     SSL_set_bio(ssl, b, b); /* the SSL owns the BIO */
+    if (server)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
     c->ssl = ssl;
     c->type = &conn_tls;
+    c->state = CONN_HANDSHAKING;
+    c->rd_wait = c->wr_wait = 0;
     return 0;
+}
+
+int conn_tls_accept(struct conn *c, SSL_CTX *ctx, conn_tls_setup_fn *setup, void *arg)
+{
+    return conn_tls_start(c, ctx, 1, setup, arg);
+}
+
+int conn_tls_connect(struct conn *c, SSL_CTX *ctx, conn_tls_setup_fn *setup, void *arg)
+{
+    return conn_tls_start(c, ctx, 0, setup, arg);
+}
+
+static int conn_tls_want(struct conn *c, int ssl_err);
+
+int conn_handshake(struct conn *c)
+{
+    if (conn_out_pending(c)) { /* the previous flight first */
+        int fr = conn_flush(c);
+        if (fr == -EAGAIN)
+            return -EAGAIN;
+        if (fr < 0) {
+            c->ssl_err = SSL_ERROR_SYSCALL;
+            return conn_fail(c, -EIO);
+        }
+    }
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+    int fr = conn_flush(c); /* the flight OpenSSL just corked */
+    if (fr < 0 && fr != -EAGAIN) {
+        c->ssl_err = SSL_ERROR_SYSCALL;
+        return conn_fail(c, -EIO);
+    }
+    if (r == 1) {
+        c->state = CONN_OPEN;
+        c->rd_wait = c->wr_wait = 0;
+        return 1;
+    }
+    int w = conn_tls_want(c, e);
+    if (!w) {
+        c->ssl_err = e;
+        conn_flush(c); /* best effort: the alert tells the peer why */
+        return conn_fail(c, -EIO);
+    }
+    c->rd_wait = c->wr_wait = w;
+    return -EAGAIN;
+}
+
+int conn_handshake_interest(const struct conn *c)
+{
+    return c->rd_wait | (conn_out_pending(c) ? AE_WRITABLE : 0);
 }
 
 int conn_flush(struct conn *c)
@@ -217,7 +317,8 @@ static int plain_shutdown_write(struct conn *c)
     return 0;
 }
 
-int conn_tls_want(struct conn *c, int ssl_err)
+/* Maps SSL_get_error to the socket event that unblocks it (0: none will). */
+static int conn_tls_want(struct conn *c, int ssl_err)
 {
     switch (ssl_err) {
     case SSL_ERROR_WANT_READ:
@@ -336,4 +437,5 @@ void conn_close(struct conn *c)
         close(c->fd);
         c->fd = -1;
     }
+    c->state = CONN_CLOSED;
 }

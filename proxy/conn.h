@@ -9,10 +9,17 @@
  * through a custom BIO, and conn_flush sends them with one send() (four
  * 16 KiB records per call on bulk transfers instead of one). What the socket
  * does not take waits in the connection's `out` buffer, allocated only then.
- * Every SSL_* call on a connection is followed by conn_flush on it. */
+ * Every SSL_* call on a connection is followed by conn_flush on it.
+ *
+ * A connection is complete on its own: it dials (conn_tcp_connect), takes
+ * TLS either way (conn_tls_accept, conn_tls_connect), runs the handshake
+ * (conn_handshake) and keeps its state and the last error, so the session
+ * stages above it never call OpenSSL to move bytes or handshakes. They still
+ * read the peer's verified identity from conn_ssl() (proxy/creds.h). */
 #ifndef WEFT_PROXY_CONN_H
 #define WEFT_PROXY_CONN_H
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <openssl/ssl.h>
@@ -27,9 +34,21 @@ struct conn_type {
 
 extern const struct conn_type conn_plain, conn_tls;
 
+enum conn_state {
+    CONN_NONE,        /* no socket yet */
+    CONN_CONNECTING,  /* non-blocking connect under way */
+    CONN_HANDSHAKING, /* TLS handshake under way */
+    CONN_OPEN,        /* bytes flow */
+    CONN_FAILED,      /* connect or handshake failed: last_err, ssl_err say why */
+    CONN_CLOSED,
+};
+
 struct conn {
     const struct conn_type *type;
     int fd;
+    enum conn_state state;
+    int last_err;     /* -errno of the last failure (-EIO for a TLS failure), 0 */
+    int ssl_err;      /* SSL_get_error of a failed handshake (SSL_ERROR_SYSCALL for a dead socket) */
     SSL *ssl;         /* conn_tls only; owned */
     int rd_wait;      /* AE_* a blocked read waits for; 0 when not blocked */
     int wr_wait;      /* same for write and shutdown */
@@ -65,9 +84,30 @@ static inline int conn_can_write(const struct conn *c)
 {
     return !c->wr_wait || (c->ready & c->wr_wait);
 }
-/* Gives a TLS connection its SSL (owned from now on) behind the corking
- * BIO. 0 or -ENOMEM. */
-int conn_tls_attach(struct conn *c, SSL *ssl);
+/* Takes fd (non-blocking, unconnected; owned from now on) and starts
+ * connecting it to `to`: 0 with state CONN_CONNECTING (its end shows as
+ * AE_WRITABLE), or -errno with state CONN_FAILED. */
+int conn_tcp_connect(struct conn *c, int fd, const struct sockaddr *to, socklen_t tolen);
+/* After AE_WRITABLE on a connecting conn: 0 (CONN_OPEN), -EAGAIN (not yet),
+ * or -errno (CONN_FAILED). */
+int conn_tcp_connected(struct conn *c);
+/* Called on the new SSL before the handshake, e.g. creds_ssl_attach. */
+typedef int conn_tls_setup_fn(SSL *ssl, void *arg);
+/* Puts TLS over an open connection as the server (accept) or the client
+ * (connect): a new SSL from ctx (the caller keeps its reference), setup,
+ * the corking BIO, then CONN_HANDSHAKING. 0, or -ENOMEM / -EIO (setup
+ * refused) with state CONN_FAILED. */
+int conn_tls_accept(struct conn *c, SSL_CTX *ctx, conn_tls_setup_fn *setup, void *arg);
+int conn_tls_connect(struct conn *c, SSL_CTX *ctx, conn_tls_setup_fn *setup, void *arg);
+/* One handshake step: 1 done (CONN_OPEN), -EAGAIN (waiting: wait for
+ * conn_handshake_interest), -EIO failed (CONN_FAILED, ssl_err set; the
+ * alert, if any, was sent). */
+int conn_handshake(struct conn *c);
+int conn_handshake_interest(const struct conn *c);
+static inline SSL *conn_ssl(const struct conn *c)
+{
+    return c->ssl;
+}
 /* Sends corked and pending TLS output: 0 when all is out, -EAGAIN (wr_wait
  * set) when some waits for POLLOUT, -errno. No-op for plain connections. */
 int conn_flush(struct conn *c);
@@ -75,9 +115,6 @@ static inline int conn_out_pending(const struct conn *c)
 {
     return c->out.len != 0;
 }
-/* Maps an SSL_get_error result after a handshake step to -EAGAIN (with
- * rd_wait set) or -EIO. */
-int conn_tls_want(struct conn *c, int ssl_err);
 /* Frees this thread's cork buffer; a worker calls it before exiting. */
 void conn_thread_cleanup(void);
 /* Frees the SSL and any unsent output and closes the fd. */

@@ -15,11 +15,13 @@
 #include <openssl/x509v3.h>
 
 #include "creds.h"
+#include "errbuf.h"
+#include "filestamp.h"
 #include "xalloc.h"
 
 struct creds_file {
     char *path;
-    struct stat st; /* as of the last successful load */
+    struct file_stamp st; /* as of the last successful load */
 };
 
 struct creds {
@@ -305,7 +307,7 @@ static int creds_rebuild(struct creds *c, char *err, size_t errlen)
     s = creds_build_ctx(c, store, 1);
     cl = creds_build_ctx(c, store, 0);
     if (!s || !cl) {
-        snprintf(err, errlen, "could not build TLS contexts from the certificate and key");
+        errbuf_set(err, errlen, "could not build TLS contexts from the certificate and key");
         goto out;
     }
     SSL_CTX_free(c->server);
@@ -330,28 +332,28 @@ int creds_set_identity_pem(struct creds *c, const char *chain_pem, size_t len, E
     struct spiffe_id id;
     int r = -EINVAL;
     if (!sk) {
-        snprintf(err, errlen, "certificate chain: no valid PEM certificate");
+        errbuf_set(err, errlen, "certificate chain: no valid PEM certificate");
         return -EINVAL;
     }
     X509 *leaf = sk_X509_shift(sk);
     if (!key || X509_check_private_key(leaf, key) != 1) {
-        snprintf(err, errlen, "private key does not match the leaf certificate");
+        errbuf_set(err, errlen, "private key does not match the leaf certificate");
         goto out;
     }
     if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) {
-        snprintf(err, errlen, "leaf certificate is expired");
+        errbuf_set(err, errlen, "leaf certificate is expired");
         goto out;
     }
     if (X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0) {
-        snprintf(err, errlen, "leaf certificate is not valid yet");
+        errbuf_set(err, errlen, "leaf certificate is not valid yet");
         goto out;
     }
     if (creds_cert_spiffe(leaf, &id) < 0) {
-        snprintf(err, errlen, "leaf certificate has no single Weft SPIFFE URI SAN");
+        errbuf_set(err, errlen, "leaf certificate has no single Weft SPIFFE URI SAN");
         goto out;
     }
     if (strcmp(id.trust_domain, c->trust_domain) != 0) {
-        snprintf(err, errlen, "leaf certificate is of trust domain %s, not %s", id.trust_domain, c->trust_domain);
+        errbuf_set(err, errlen, "leaf certificate is of trust domain %s, not %s", id.trust_domain, c->trust_domain);
         goto out;
     }
     pthread_mutex_lock(&c->mu);
@@ -389,7 +391,7 @@ int creds_set_trust_pem(struct creds *c, const char *pem, size_t len, char *err,
 {
     STACK_OF(X509) *sk = creds_parse_certs(pem, len);
     if (!sk) {
-        snprintf(err, errlen, "trust bundle: no valid PEM certificate");
+        errbuf_set(err, errlen, "trust bundle: no valid PEM certificate");
         return -EINVAL;
     }
     pthread_mutex_lock(&c->mu);
@@ -405,49 +407,51 @@ int creds_set_trust_pem(struct creds *c, const char *pem, size_t len, char *err,
     return r;
 }
 
-static int creds_read_file(const char *path, char **out, size_t *len, struct stat *st)
+static int creds_read_file(const char *path, char **out, size_t *len, struct file_stamp *st)
 {
     FILE *f = fopen(path, "re");
+    struct stat sb;
     int r = 0;
     if (!f)
         return -errno;
-    if (fstat(fileno(f), st) < 0 || st->st_size > CREDS_MAX_PEM) {
+    if (fstat(fileno(f), &sb) < 0 || sb.st_size > CREDS_MAX_PEM) {
         r = errno ? -errno : -EFBIG;
         goto out;
     }
-    *out = xmalloc((size_t)st->st_size + 1);
-    *len = fread(*out, 1, (size_t)st->st_size, f);
+    file_stamp_from_stat(&sb, st);
+    *out = xmalloc((size_t)sb.st_size + 1);
+    *len = fread(*out, 1, (size_t)sb.st_size, f);
     (*out)[*len] = '\0';
 out:
     fclose(f);
     return r;
 }
 
-static int creds_load_identity_files(struct creds *c, const char *cert, const char *key, struct stat *cst,
-                                     struct stat *kst, char *err, size_t errlen)
+static int creds_load_identity_files(struct creds *c, const char *cert, const char *key, struct file_stamp *cst,
+                                     struct file_stamp *kst, char *err, size_t errlen)
 {
     char *cpem = NULL, *kpem = NULL, e2[200] = "";
     size_t clen = 0, klen = 0;
     EVP_PKEY *pk = NULL;
     int r = creds_read_file(cert, &cpem, &clen, cst);
     if (r < 0) {
-        snprintf(err, errlen, "--cert %s: %s", cert, strerror(-r));
+        errbuf_set(err, errlen, "--cert %s: %s", cert, strerror(-r));
         goto out;
     }
     if ((r = creds_read_file(key, &kpem, &klen, kst)) < 0) {
-        snprintf(err, errlen, "--key %s: %s", key, strerror(-r));
+        errbuf_set(err, errlen, "--key %s: %s", key, strerror(-r));
         goto out;
     }
     BIO *bio = BIO_new_mem_buf(kpem, (int)klen);
     pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);
     if (!pk) {
-        snprintf(err, errlen, "--key %s: not a PEM private key", key);
+        errbuf_set(err, errlen, "--key %s: not a PEM private key", key);
         r = -EINVAL;
         goto out;
     }
     if ((r = creds_set_identity_pem(c, cpem, clen, pk, e2, sizeof e2)) < 0)
-        snprintf(err, errlen, "--cert %s: %s", cert, e2);
+        errbuf_set(err, errlen, "--cert %s: %s", cert, e2);
 out:
     EVP_PKEY_free(pk);
     free(cpem);
@@ -459,15 +463,15 @@ out:
     return r;
 }
 
-static int creds_load_trust_file(struct creds *c, const char *path, struct stat *st, char *err, size_t errlen)
+static int creds_load_trust_file(struct creds *c, const char *path, struct file_stamp *st, char *err, size_t errlen)
 {
     char *pem = NULL, e2[200] = "";
     size_t len = 0;
     int r = creds_read_file(path, &pem, &len, st);
     if (r < 0)
-        snprintf(err, errlen, "--trust-bundle %s: %s", path, strerror(-r));
+        errbuf_set(err, errlen, "--trust-bundle %s: %s", path, strerror(-r));
     else if ((r = creds_set_trust_pem(c, pem, len, e2, sizeof e2)) < 0)
-        snprintf(err, errlen, "--trust-bundle %s: %s", path, e2);
+        errbuf_set(err, errlen, "--trust-bundle %s: %s", path, e2);
     free(pem);
     return r;
 }
@@ -475,7 +479,7 @@ static int creds_load_trust_file(struct creds *c, const char *path, struct stat 
 int creds_load_files(struct creds *c, const char *cert_path, const char *key_path, const char *trust_path,
                      char *err, size_t errlen)
 {
-    struct stat cst, kst, tst;
+    struct file_stamp cst, kst, tst;
     int r;
     /* The bundle first, so the identity's generation is complete at once. */
     if (trust_path && *trust_path) {
@@ -500,27 +504,26 @@ int creds_load_files(struct creds *c, const char *cert_path, const char *key_pat
 
 static int creds_file_changed(const struct creds_file *f)
 {
-    struct stat st;
+    struct file_stamp st;
     if (!f->path)
         return 0;
-    if (stat(f->path, &st) < 0)
+    if (file_stamp_read(f->path, &st) < 0)
         return 0; /* gone for now (an atomic swap in progress): keep the old */
-    return st.st_ino != f->st.st_ino || st.st_dev != f->st.st_dev || st.st_size != f->st.st_size ||
-           st.st_mtim.tv_sec != f->st.st_mtim.tv_sec || st.st_mtim.tv_nsec != f->st.st_mtim.tv_nsec;
+    return !file_stamp_equal(&st, &f->st);
 }
 
 int creds_reload_if_changed(struct creds *c, char *err, size_t errlen)
 {
     int changed = 0, r;
     if (creds_file_changed(&c->trust_file)) {
-        struct stat st;
+        struct file_stamp st;
         if ((r = creds_load_trust_file(c, c->trust_file.path, &st, err, errlen)) < 0)
             return r;
         c->trust_file.st = st;
         changed = 1;
     }
     if (creds_file_changed(&c->cert_file) || creds_file_changed(&c->key_file)) {
-        struct stat cst, kst;
+        struct file_stamp cst, kst;
         if ((r = creds_load_identity_files(c, c->cert_file.path, c->key_file.path, &cst, &kst, err, errlen)) < 0)
             return r;
         c->cert_file.st = cst;

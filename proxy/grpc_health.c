@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "clock.h"
+#include "errbuf.h"
 #include "grpc_health.h"
 
 #include <errno.h>
@@ -218,9 +220,7 @@ static int call_close(nghttp2_session *s, int32_t stream, uint32_t code, void *u
 
 static long long now_ms(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    return (long long)clock_mono_ms();
 }
 
 /* Sends and receives until the stream closes: 0, or -1 with detail set. */
@@ -230,13 +230,13 @@ static int call_run(nghttp2_session *session, struct call *c, long long deadline
     while (!c->closed) {
         int rv = nghttp2_session_send(session);
         if (rv != 0) {
-            snprintf(detail, detaillen, "http2: %s", nghttp2_strerror(rv));
+            errbuf_set(detail, detaillen, "http2: %s", nghttp2_strerror(rv));
             return -1;
         }
         if (c->closed)
             break;
         if (!nghttp2_session_want_read(session)) {
-            snprintf(detail, detaillen, "http2: the connection ended before the answer");
+            errbuf_set(detail, detaillen, "http2: the connection ended before the answer");
             return -1;
         }
         long long left = deadline - now_ms();
@@ -245,17 +245,17 @@ static int call_run(nghttp2_session *session, struct call *c, long long deadline
         if (pr < 0 && errno == EINTR)
             continue;
         if (pr <= 0) {
-            snprintf(detail, detaillen, "grpc: no answer in time");
+            errbuf_set(detail, detaillen, "grpc: no answer in time");
             return -1;
         }
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
         if (n <= 0) {
-            snprintf(detail, detaillen, "grpc: connection closed before the answer");
+            errbuf_set(detail, detaillen, "grpc: connection closed before the answer");
             return -1;
         }
         ssize_t used = nghttp2_session_mem_recv(session, buf, (size_t)n);
         if (used < 0) {
-            snprintf(detail, detaillen, "http2: %s (not a gRPC server?)", nghttp2_strerror((int)used));
+            errbuf_set(detail, detaillen, "http2: %s (not a gRPC server?)", nghttp2_strerror((int)used));
             return -1;
         }
     }
@@ -268,7 +268,7 @@ int grpc_health_check(int fd, const char *authority, const char *service, unsign
     struct call call = {.fd = fd, .grpc_status = -1}, *c = &call;
     int n = grpc_health_request(service, c->request, sizeof c->request);
     if (n < 0) {
-        snprintf(detail, detaillen, "grpc: service name over %d bytes", GRPC_HEALTH_MAX_SERVICE);
+        errbuf_set(detail, detaillen, "grpc: service name over %d bytes", GRPC_HEALTH_MAX_SERVICE);
         return 0;
     }
     c->request_len = (size_t)n;
@@ -277,7 +277,7 @@ int grpc_health_check(int fd, const char *authority, const char *service, unsign
     nghttp2_session *session = NULL;
     int ok = 0;
     if (nghttp2_session_callbacks_new(&cbs) != 0) {
-        snprintf(detail, detaillen, "out of memory");
+        errbuf_set(detail, detaillen, "out of memory");
         return 0;
     }
     nghttp2_session_callbacks_set_send_callback(cbs, call_send);
@@ -285,7 +285,7 @@ int grpc_health_check(int fd, const char *authority, const char *service, unsign
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, call_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, call_close);
     if (nghttp2_session_client_new(&session, cbs, c) != 0) {
-        snprintf(detail, detaillen, "out of memory");
+        errbuf_set(detail, detaillen, "out of memory");
         goto out;
     }
     const nghttp2_nv headers[] = {
@@ -303,7 +303,7 @@ int grpc_health_check(int fd, const char *authority, const char *service, unsign
     nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, NULL, 0);
     c->stream = nghttp2_submit_request(session, NULL, headers, sizeof headers / sizeof *headers, &body, NULL);
     if (c->stream < 0) {
-        snprintf(detail, detaillen, "http2: %s", nghttp2_strerror(c->stream));
+        errbuf_set(detail, detaillen, "http2: %s", nghttp2_strerror(c->stream));
         goto out;
     }
     if (call_run(session, c, now_ms() + timeout_ms, detail, detaillen) < 0)
@@ -311,17 +311,17 @@ int grpc_health_check(int fd, const char *authority, const char *service, unsign
 
     int status;
     if (c->http_status != 200)
-        snprintf(detail, detaillen, "grpc: http status %d", c->http_status);
+        errbuf_set(detail, detaillen, "grpc: http status %d", c->http_status);
     else if (c->grpc_status < 0)
-        snprintf(detail, detaillen, "grpc: no grpc-status in the answer");
+        errbuf_set(detail, detaillen, "grpc: no grpc-status in the answer");
     else if (c->grpc_status != 0)
-        snprintf(detail, detaillen, "grpc-status %d %.60s", c->grpc_status, c->grpc_message);
+        errbuf_set(detail, detaillen, "grpc-status %d %.60s", c->grpc_status, c->grpc_message);
     else if (c->response_too_large || grpc_health_parse_response(c->response, c->response_len, &status) < 0)
-        snprintf(detail, detaillen, "grpc: the answer is not a HealthCheckResponse");
+        errbuf_set(detail, detaillen, "grpc: the answer is not a HealthCheckResponse");
     else if (!(ok = status == GRPC_STATUS_SERVING))
-        snprintf(detail, detaillen, "grpc: service \"%.40s\" is %s", service, grpc_health_status_name(status));
+        errbuf_set(detail, detaillen, "grpc: service \"%.40s\" is %s", service, grpc_health_status_name(status));
     else
-        snprintf(detail, detaillen, "grpc: service \"%.40s\" is SERVING", service);
+        errbuf_set(detail, detaillen, "grpc: service \"%.40s\" is SERVING", service);
 out:
     nghttp2_session_del(session);
     nghttp2_session_callbacks_del(cbs);

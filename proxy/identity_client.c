@@ -4,6 +4,7 @@
  * state is the credential store (thread-safe) and the counters below. */
 #include "errbuf.h"
 #include "identity_client.h"
+#include "hostport.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "clock.h"
 #include "k8s.h"
 #include "log.h"
 #include "metrics.h"
@@ -173,37 +175,8 @@ int idc_parse_answer(const json_t *answer, const char *expect_uri, char **pem, s
 
 int idc_split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
 {
-    const char *h = addr, *colon;
-    size_t hl;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        h = addr + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon || memchr(addr, ':', (size_t)(colon - addr)))
-            return -EINVAL;
-        hl = (size_t)(colon - addr);
-    }
-    size_t pl = strlen(colon + 1);
-    if (hl == 0 || hl >= hostlen || pl == 0 || pl >= portlen)
+    if (hostport_split(addr, host, hostlen, port, portlen) < 0 || !*host || strspn(port, "0") == strlen(port))
         return -EINVAL;
-    unsigned long v = 0;
-    for (const char *p = colon + 1; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        v = v * 10 + (unsigned long)(*p - '0');
-        if (v > 65535)
-            return -EINVAL;
-    }
-    if (v == 0)
-        return -EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    memcpy(port, colon + 1, pl + 1);
     return 0;
 }
 
@@ -302,14 +275,7 @@ out:
 /* Sleeps ms or until stopped; 1 when stopped. */
 static int idc_sleep(struct idc *st, long ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = clock_mono_deadline(ms);
     pthread_mutex_lock(&st->mu);
     while (!st->stop && pthread_cond_timedwait(&st->cv, &st->mu, &ts) == 0) {
     }

@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "identity_client.h"
 #include "log.h"
 #include "probes.h"
@@ -99,16 +100,13 @@ static int main_wait_ready(int argc, char **argv)
             return 2;
         }
     }
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    uint64_t start = clock_mono_ms();
     for (;;) {
         if (main_probe_ready(port))
             return 0;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        /* Whole milliseconds: comparing the seconds fields alone gave up as
-         * much as a second early (tv_sec ticks over right after start). */
-        long long elapsed_ms = (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (elapsed_ms >= (long long)timeout * 1000) {
+        /* Whole milliseconds: comparing seconds alone gave up as much as a
+         * second early (the second ticks over right after start). */
+        if (clock_mono_ms() - start >= (uint64_t)timeout * 1000u) {
             fprintf(stderr, "weft-proxy wait-ready: not ready after %lu s\n", timeout);
             return 1;
         }
@@ -118,7 +116,7 @@ static int main_wait_ready(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    struct proxy_config cfg;
+    struct proxy_config loaded;
     struct proxy px;
     char err[1024] = "";
     int help = 0, rc = 1;
@@ -127,14 +125,19 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "wait-ready") == 0)
         return main_wait_ready(argc, argv);
-    if (config_load(&cfg, argc, argv, main_getenv, NULL, &help, err, sizeof err) < 0) {
+    if (config_load(&loaded, argc, argv, main_getenv, NULL, &help, err, sizeof err) < 0) {
         fprintf(stderr, "weft-proxy: %s\n", err);
         return 2;
     }
     if (help) {
         config_print_help(stdout);
+        config_free(&loaded);
         return 0;
     }
+    memset(&px, 0, sizeof px);
+    px.config = cfgstore_new(&loaded); /* moves the settings into the first snapshot */
+    const struct cfgsnap *boot = cfgstore_get(px.config);
+    const struct proxy_config *cfg = &boot->cfg;
     /* Memory: no OpenSSL error-string tables or config file (we never print
      * OpenSSL's strings, and TLS settings are fixed in code), and few malloc
      * arenas (the admin thread's short-lived request threads would each get
@@ -142,9 +145,9 @@ int main(int argc, char **argv)
     OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_SSL_STRINGS | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
                          OPENSSL_INIT_NO_LOAD_CONFIG,
                      NULL);
-    mallopt(M_ARENA_MAX, (int)cfg.workers + 1); /* one per worker, one for the rest */
+    mallopt(M_ARENA_MAX, (int)cfg->workers + 1); /* one per worker, one for the rest */
     enum log_level lvl = LOG_INFO;
-    log_parse_level(cfg.log_level, &lvl);
+    log_parse_level(cfg->log_level, &lvl);
     log_set_level(lvl);
     signal(SIGPIPE, SIG_IGN);
     unsigned long long open_files = main_raise_fd_limit();
@@ -154,28 +157,27 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread; main sigwaits */
 
-    memset(&px, 0, sizeof px);
-    px.cfg = &cfg;
+    px.cfg = cfg;
     pm_init(&px.metrics);
-    px.creds = creds_new(cfg.trust_domain);
-    if (*cfg.cert) {
-        if (creds_load_files(px.creds, cfg.cert, cfg.key, cfg.trust_bundle, err, sizeof err) < 0) {
+    px.creds = creds_new(cfg->trust_domain);
+    if (*cfg->cert) {
+        if (creds_load_files(px.creds, cfg->cert, cfg->key, cfg->trust_bundle, err, sizeof err) < 0) {
             fprintf(stderr, "weft-proxy: %s\n", err);
             rc = 2;
             goto out;
         }
-    } else if (creds_load_files(px.creds, NULL, NULL, cfg.trust_bundle, err, sizeof err) < 0) {
+    } else if (creds_load_files(px.creds, NULL, NULL, cfg->trust_bundle, err, sizeof err) < 0) {
         log_warn("trust bundle not loaded yet", "error=\"%s\"", err);
     }
     struct spiffe_id me;
     if (creds_local_id(px.creds, &me) == 0 &&
-        (strcmp(me.ns, cfg.pod_namespace) != 0 || (*cfg.service_account && strcmp(me.sa, cfg.service_account) != 0)))
+        (strcmp(me.ns, cfg->pod_namespace) != 0 || (*cfg->service_account && strcmp(me.sa, cfg->service_account) != 0)))
         log_warn("certificate identity differs from the pod's", "cert_ns=%s cert_sa=%s pod_ns=%s pod_sa=%s", me.ns,
-                 me.sa, cfg.pod_namespace, cfg.service_account);
+                 me.sa, cfg->pod_namespace, cfg->service_account);
 
-    px.nworkers = cfg.workers;
-    px.workers = xcalloc(cfg.workers, sizeof *px.workers);
-    for (unsigned i = 0; i < cfg.workers; i++) {
+    px.nworkers = cfg->workers;
+    px.workers = xcalloc(cfg->workers, sizeof *px.workers);
+    for (unsigned i = 0; i < cfg->workers; i++) {
         if (worker_init(&px.workers[i], &px, i, err, sizeof err) < 0) {
             fprintf(stderr, "weft-proxy: %s\n", err);
             px.nworkers = i + 1;
@@ -183,10 +185,10 @@ int main(int argc, char **argv)
         }
     }
     atomic_store(&px.listeners_up, 1);
-    if (*cfg.identity_addr) {
-        int r = identity_client_start(px.workers[0].loop, px.creds, &cfg);
+    if (*cfg->identity_addr) {
+        int r = identity_client_start(px.workers[0].loop, px.creds, cfg);
         if (r < 0) {
-            fprintf(stderr, "weft-proxy: WEFT_IDENTITY_ADDR=\"%s\": identity client: %s\n", cfg.identity_addr,
+            fprintf(stderr, "weft-proxy: WEFT_IDENTITY_ADDR=\"%s\": identity client: %s\n", cfg->identity_addr,
                     strerror(-r));
             goto out;
         }
@@ -201,14 +203,14 @@ int main(int argc, char **argv)
             break;
         }
     log_info("weft-proxy started", "version=%s pod=%s/%s inbound=%u outbound=%u admin=%u workers=%u open_files=%llu mtls=%s policy=%s",
-             WEFT_VERSION, cfg.pod_namespace, cfg.pod_name, cfg.inbound_port, cfg.outbound_port, cfg.admin_port,
-             cfg.workers, open_files, cfg.mtls_mode == MTLS_STRICT ? "STRICT" : "PERMISSIVE",
-             authz_policy_name(cfg.authz.policy));
+             WEFT_VERSION, cfg->pod_namespace, cfg->pod_name, cfg->inbound_port, cfg->outbound_port, cfg->admin_port,
+             cfg->workers, open_files, cfg->mtls_mode == MTLS_STRICT ? "STRICT" : "PERMISSIVE",
+             authz_policy_name(cfg->authz.policy));
     if (started == px.nworkers) {
         int sig = 0;
         while (sigwait(&sigs, &sig) != 0) {
         }
-        log_info("signal received, draining", "signal=%d drain_seconds=%u", sig, cfg.drain_seconds);
+        log_info("signal received, draining", "signal=%d drain_seconds=%u", sig, cfg->drain_seconds);
     }
     atomic_store(&px.draining, 1);
     for (unsigned i = 0; i < started; i++)
@@ -225,6 +227,7 @@ out:
     free(px.workers);
     creds_free(px.creds);
     pm_destroy(&px.metrics);
-    config_free(&cfg);
+    cfgsnap_put(boot);
+    cfgstore_free(px.config);
     return rc;
 }

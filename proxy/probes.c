@@ -80,14 +80,14 @@ static int probes_parse_http(json_t *h, struct probe *p, char *err, size_t errle
     json_t *hdrs = json_object_get(h, "httpHeaders");
     p->type = PROBE_HTTP;
     if (probes_get_port(json_object_get(h, "port"), &p->port) < 0) {
-        snprintf(err, errlen, "httpGet.port must be an integer 1-65535");
+        errbuf_set(err, errlen, "httpGet.port must be an integer 1-65535");
         return -EINVAL;
     }
     const char *ps = "/";
     if (path) {
         if (!json_is_string(path) || json_string_value(path)[0] != '/' ||
             !probes_valid_text(json_string_value(path), PROBES_MAX_PATH, 0)) {
-            snprintf(err, errlen, "httpGet.path must be a string starting with '/' without spaces or controls");
+            errbuf_set(err, errlen, "httpGet.path must be a string starting with '/' without spaces or controls");
             return -EINVAL;
         }
         ps = json_string_value(path);
@@ -100,13 +100,13 @@ static int probes_parse_http(json_t *h, struct probe *p, char *err, size_t errle
         else if (strcmp(s, "HTTPS") == 0)
             p->https = 1;
         else {
-            snprintf(err, errlen, "httpGet.scheme must be HTTP or HTTPS");
+            errbuf_set(err, errlen, "httpGet.scheme must be HTTP or HTTPS");
             return -EINVAL;
         }
     }
     if (hdrs) {
         if (!json_is_array(hdrs) || json_array_size(hdrs) > PROBES_MAX_HEADERS) {
-            snprintf(err, errlen, "httpGet.httpHeaders must be an array of at most %d", PROBES_MAX_HEADERS);
+            errbuf_set(err, errlen, "httpGet.httpHeaders must be an array of at most %d", PROBES_MAX_HEADERS);
             return -EINVAL;
         }
         size_t i;
@@ -115,7 +115,7 @@ static int probes_parse_http(json_t *h, struct probe *p, char *err, size_t errle
             json_t *n = json_object_get(e, "name"), *v = json_object_get(e, "value");
             if (!json_is_string(n) || !json_is_string(v) || !probes_valid_token(json_string_value(n)) ||
                 !probes_valid_text(json_string_value(v), PROBES_MAX_HEADER, 1)) {
-                snprintf(err, errlen, "httpGet.httpHeaders[%zu] needs a token name and a printable value", i);
+                errbuf_set(err, errlen, "httpGet.httpHeaders[%zu] needs a token name and a printable value", i);
                 return -EINVAL;
             }
             if (strcasecmp(json_string_value(n), "Host") == 0) {
@@ -135,12 +135,12 @@ static int probes_parse_grpc(json_t *g, struct probe *p, char *err, size_t errle
 {
     p->type = PROBE_GRPC;
     if (!json_is_object(g) || probes_get_port(json_object_get(g, "port"), &p->port) < 0) {
-        snprintf(err, errlen, "grpc.port must be an integer 1-65535");
+        errbuf_set(err, errlen, "grpc.port must be an integer 1-65535");
         return -EINVAL;
     }
     json_t *svc = json_object_get(g, "service");
     if (svc && (!json_is_string(svc) || !probes_valid_text(json_string_value(svc), GRPC_HEALTH_MAX_SERVICE, 1))) {
-        snprintf(err, errlen, "grpc.service must be a string of at most %d bytes without control characters",
+        errbuf_set(err, errlen, "grpc.service must be a string of at most %d bytes without control characters",
                  GRPC_HEALTH_MAX_SERVICE);
         return -EINVAL;
     }
@@ -152,19 +152,19 @@ static int probes_parse_one(const char *key, json_t *v, struct probe *p, char *e
 {
     const char *slash = strchr(key, '/');
     if (!slash || !spiffe_valid_namespace(key, (size_t)(slash - key)) || probes_parse_kind(slash + 1, &p->kind) < 0) {
-        snprintf(err, errlen, "key must be <container>/<livez|readyz|startupz>");
+        errbuf_set(err, errlen, "key must be <container>/<livez|readyz|startupz>");
         return -EINVAL;
     }
     p->container = xstrndup(key, (size_t)(slash - key));
     if (!json_is_object(v)) {
-        snprintf(err, errlen, "value must be an object");
+        errbuf_set(err, errlen, "value must be an object");
         return -EINVAL;
     }
     p->timeout_ms = 1000;
     json_t *t = json_object_get(v, "timeoutSeconds");
     if (t) {
         if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > 3600) {
-            snprintf(err, errlen, "timeoutSeconds must be an integer 1-3600");
+            errbuf_set(err, errlen, "timeoutSeconds must be an integer 1-3600");
             return -EINVAL;
         }
         p->timeout_ms = (unsigned)json_integer_value(t) * 1000u;
@@ -172,21 +172,21 @@ static int probes_parse_one(const char *key, json_t *v, struct probe *p, char *e
     json_t *h = json_object_get(v, "httpGet"), *tcp = json_object_get(v, "tcpSocket");
     json_t *grpc = json_object_get(v, "grpc");
     if (!!h + !!tcp + !!grpc != 1) {
-        snprintf(err, errlen, "exactly one of httpGet, tcpSocket and grpc is required");
+        errbuf_set(err, errlen, "exactly one of httpGet, tcpSocket and grpc is required");
         return -EINVAL;
     }
     if (grpc)
         return probes_parse_grpc(grpc, p, err, errlen);
     if (h) {
         if (!json_is_object(h)) {
-            snprintf(err, errlen, "httpGet must be an object");
+            errbuf_set(err, errlen, "httpGet must be an object");
             return -EINVAL;
         }
         return probes_parse_http(h, p, err, errlen);
     }
     p->type = PROBE_TCP;
     if (!json_is_object(tcp) || probes_get_port(json_object_get(tcp, "port"), &p->port) < 0) {
-        snprintf(err, errlen, "tcpSocket.port must be an integer 1-65535");
+        errbuf_set(err, errlen, "tcpSocket.port must be an integer 1-65535");
         return -EINVAL;
     }
     return 0;
@@ -200,22 +200,22 @@ int probes_parse(const char *json, size_t len, struct probes *out, char *err, si
     if (len == 0)
         return 0;
     if (len > PROBES_MAX_JSON) {
-        snprintf(err, errlen, "larger than %d bytes", PROBES_MAX_JSON);
+        errbuf_set(err, errlen, "larger than %d bytes", PROBES_MAX_JSON);
         return -EINVAL;
     }
     json_error_t jerr;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr); /* new reference, ours */
     if (!root) {
-        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        errbuf_set(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         return -EINVAL;
     }
     if (!json_is_object(root)) {
-        snprintf(err, errlen, "must be a JSON object");
+        errbuf_set(err, errlen, "must be a JSON object");
         r = -EINVAL;
         goto out;
     }
     if (json_object_size(root) > PROBES_MAX) {
-        snprintf(err, errlen, "more than %d probes", PROBES_MAX);
+        errbuf_set(err, errlen, "more than %d probes", PROBES_MAX);
         r = -EINVAL;
         goto out;
     }
@@ -224,7 +224,7 @@ int probes_parse(const char *json, size_t len, struct probes *out, char *err, si
     json_object_foreach(root, key, v) {
         struct probe *p = &out->items[out->n++];
         if (probes_parse_one(key, v, p, perr, sizeof perr) < 0) {
-            snprintf(err, errlen, "\"%.100s\": %s", key, perr);
+            errbuf_set(err, errlen, "\"%.100s\": %s", key, perr);
             r = -EINVAL;
             goto out;
         }
@@ -362,21 +362,21 @@ void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *
     socklen_t tolen = probes_target(pod_ip, p->port, &to, at, sizeof at);
     int fd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(res->detail, sizeof res->detail, "socket: %s", strerror(errno));
+        errbuf_set(res->detail, sizeof res->detail, "socket: %s", strerror(errno));
         return;
     }
     probes_set_timeout(fd, p->timeout_ms);
     if (*pod_ip && handoff_bind(fd, to.ss_family) < 0) {
-        snprintf(res->detail, sizeof res->detail, "cannot bind the passthrough source");
+        errbuf_set(res->detail, sizeof res->detail, "cannot bind the passthrough source");
         goto out;
     }
     if (connect(fd, (struct sockaddr *)&to, tolen) < 0) {
-        snprintf(res->detail, sizeof res->detail, "connect %s: %s", at, strerror(errno));
+        errbuf_set(res->detail, sizeof res->detail, "connect %s: %s", at, strerror(errno));
         goto out;
     }
     if (p->type == PROBE_TCP) {
         res->ok = 1;
-        snprintf(res->detail, sizeof res->detail, "tcp %s open", at);
+        errbuf_set(res->detail, sizeof res->detail, "tcp %s open", at);
         goto out;
     }
     if (p->type == PROBE_GRPC) {
@@ -385,7 +385,7 @@ void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *
     }
     int n = probes_format_request(p, at, req, sizeof req);
     if (n < 0) {
-        snprintf(res->detail, sizeof res->detail, "request too large");
+        errbuf_set(res->detail, sizeof res->detail, "request too large");
         goto out;
     }
     if (p->https) {
@@ -393,20 +393,20 @@ void probes_run(const struct probe *p, const char *pod_ip, struct probe_result *
         ctx = SSL_CTX_new(TLS_client_method());
         ssl = ctx ? SSL_new(ctx) : NULL;
         if (!ssl || !SSL_set_fd(ssl, fd) || SSL_connect(ssl) != 1 || SSL_write(ssl, req, n) != n) {
-            snprintf(res->detail, sizeof res->detail, "tls to %s failed", at);
+            errbuf_set(res->detail, sizeof res->detail, "tls to %s failed", at);
             goto out;
         }
     } else if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-        snprintf(res->detail, sizeof res->detail, "send: %s", strerror(errno));
+        errbuf_set(res->detail, sizeof res->detail, "send: %s", strerror(errno));
         goto out;
     }
     res->http_status = probes_read_status(fd, ssl, why, sizeof why);
     if (!res->http_status) {
-        snprintf(res->detail, sizeof res->detail, "no HTTP status from %s: %s", at, why);
+        errbuf_set(res->detail, sizeof res->detail, "no HTTP status from %s: %s", at, why);
         goto out;
     }
     res->ok = res->http_status >= 200 && res->http_status < 400;
-    snprintf(res->detail, sizeof res->detail, "http %d from %s%.60s", res->http_status, at, p->path);
+    errbuf_set(res->detail, sizeof res->detail, "http %d from %s%.60s", res->http_status, at, p->path);
 out:
     if (ssl)
         SSL_free(ssl);

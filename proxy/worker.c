@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A worker: one event loop on one thread, its SO_REUSEPORT listeners for
- * inbound and outbound (IPv4, and IPv6 where the pod has it), a periodic
- * tick for timeouts, and the drain on SIGTERM. */
+ * inbound and outbound (IPv4, and IPv6 where the pod has it), its upstream
+ * pool and pinned configuration snapshot, and the drain on SIGTERM. Each
+ * connection's deadlines are its own timers (session.c); the worker's own
+ * are the accept resume after running out of descriptors, the periodic
+ * malloc_trim and the drain deadline. */
 #include <errno.h>
 #include <malloc.h>
 #include <netinet/in.h>
@@ -12,38 +15,46 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "listen.h"
+#include "errbuf.h"
 #include "log.h"
-#include "proxy.h"
+#include "session.h"
 #include "xalloc.h"
 
-#define WORKER_TICK_MS 100
+#define WORKER_RESUME_MS 100 /* accepts paused for lack of descriptors wait this long */
 #define WORKER_ACCEPT_BATCH 64
 #define WORKER_TRIM_MS 10000
 
 static int worker_listen(int family, uint16_t port, int reuseport, int *out)
 {
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, r;
+    int fd = listen_port(family, port, LISTEN_NONBLOCK | LISTEN_V6ONLY | (reuseport ? LISTEN_REUSEPORT : 0), 4096);
     if (fd < 0)
-        return -errno;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (family == AF_INET6) {
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
-        r = bind(fd, (struct sockaddr *)&a, sizeof a);
-    } else {
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-        a.sin_addr.s_addr = htonl(INADDR_ANY);
-        r = bind(fd, (struct sockaddr *)&a, sizeof a);
-    }
-    if (r < 0 || listen(fd, 4096) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
+        return fd;
     *out = fd;
     return 0;
+}
+
+static void worker_accept(struct ae_loop *loop, int lfd, void *data, int mask);
+
+static long worker_resume_accepts(struct ae_loop *loop, long long id, void *data)
+{
+    (void)id;
+    struct worker *w = data;
+    w->accept_paused = 0;
+    if (!w->draining)
+        for (int k = 0; k < 4; k++)
+            if (w->lfd[k] >= 0)
+                ae_file_add(loop, w->lfd[k], AE_READABLE, worker_accept, w);
+    return -1;
+}
+
+const struct cfgsnap *worker_snapshot(struct worker *w)
+{
+    if (cfgstore_generation(w->px->config) != w->snap->generation) {
+        cfgsnap_put(w->snap);
+        w->snap = cfgstore_get(w->px->config);
+    }
+    return w->snap;
 }
 
 static void worker_accept(struct ae_loop *loop, int lfd, void *data, int mask)
@@ -55,9 +66,9 @@ static void worker_accept(struct ae_loop *loop, int lfd, void *data, int mask)
     for (int i = 0; i < WORKER_ACCEPT_BATCH && !w->draining; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Level-triggered listeners would spin: pause accepting until
-                 * the next tick; the kernel backlog holds callers meanwhile. */
+            if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) && !w->accept_paused) {
+                /* Level-triggered listeners would spin: pause accepting for a
+                 * moment; the kernel backlog holds callers meanwhile. */
                 uint64_t now = ae_now_ms(loop);
                 if (!w->last_pause_log_ms || now - w->last_pause_log_ms >= 10000) {
                     log_warn("accept failed, pausing accepts", "error=\"%s\" open_connections=%zu",
@@ -68,10 +79,11 @@ static void worker_accept(struct ae_loop *loop, int lfd, void *data, int mask)
                     if (w->lfd[k] >= 0)
                         ae_file_del(loop, w->lfd[k], AE_READABLE);
                 w->accept_paused = 1;
+                ae_timer_add(loop, WORKER_RESUME_MS, worker_resume_accepts, w);
             }
             return;
         }
-        if (w->nsessions >= w->px->cfg->max_connections) {
+        if (w->nsessions >= worker_snapshot(w)->cfg.max_connections) {
             pm_add(&w->px->metrics.accept_overload, 1);
             close(fd);
             continue;
@@ -80,33 +92,30 @@ static void worker_accept(struct ae_loop *loop, int lfd, void *data, int mask)
     }
 }
 
-static long worker_tick(struct ae_loop *loop, long long id, void *data)
+/* Gives memory back after bursts: OpenSSL's per-connection state is ~25 KB,
+ * and without a trim a past peak stays resident forever. */
+static long worker_trim(struct ae_loop *loop, long long id, void *data)
+{
+    (void)loop;
+    (void)id;
+    struct worker *w = data;
+    if (w->closed_since_trim) {
+        malloc_trim(0);
+        w->closed_since_trim = 0;
+    }
+    return WORKER_TRIM_MS;
+}
+
+static long worker_drain_deadline(struct ae_loop *loop, long long id, void *data)
 {
     (void)id;
     struct worker *w = data;
-    uint64_t now = ae_now_ms(loop);
-    session_tick(w, now);
-    if (w->accept_paused && !w->draining) {
-        w->accept_paused = 0;
-        for (int k = 0; k < 4; k++)
-            if (w->lfd[k] >= 0)
-                ae_file_add(loop, w->lfd[k], AE_READABLE, worker_accept, w);
-    }
-    /* Give memory back after bursts: OpenSSL's per-connection state is
-     * ~25 KB, and without a trim a past peak stays resident forever. */
-    if (w->closed_since_trim && now - w->last_trim_ms >= WORKER_TRIM_MS) {
-        malloc_trim(0);
-        w->closed_since_trim = 0;
-        w->last_trim_ms = now;
-    }
-    if (w->draining && now >= w->drain_deadline_ms) {
-        if (w->nsessions)
-            log_info("drain deadline reached", "worker=%u open_connections=%zu", w->idx, w->nsessions);
-        while (w->sessions)
-            session_close(w->sessions, "drain deadline");
-        ae_stop(loop);
-    }
-    return WORKER_TICK_MS;
+    if (w->nsessions)
+        log_info("drain deadline reached", "worker=%u open_connections=%zu", w->idx, w->nsessions);
+    while (w->sessions)
+        session_close(w->sessions, "drain deadline");
+    ae_stop(loop);
+    return -1;
 }
 
 static void worker_before_poll(struct ae_loop *loop, void *data)
@@ -121,7 +130,7 @@ static void worker_on_wakeup(struct ae_loop *loop, void *data)
     if (!atomic_load(&w->px->draining) || w->draining)
         return;
     w->draining = 1;
-    w->drain_deadline_ms = ae_now_ms(loop) + (uint64_t)w->px->cfg->drain_seconds * 1000u;
+    ae_timer_add(loop, (long)w->px->cfg->drain_seconds * 1000L, worker_drain_deadline, w);
     for (int i = 0; i < 4; i++)
         if (w->lfd[i] >= 0) {
             ae_file_del(loop, w->lfd[i], AE_READABLE);
@@ -147,19 +156,21 @@ int worker_init(struct worker *w, struct proxy *px, unsigned idx, char *err, siz
         setsize = rl.rlim_cur > 4000000 ? 4000000 : (int)rl.rlim_cur + 16;
     w->loop = ae_loop_new(setsize);
     if (!w->loop) {
-        snprintf(err, errlen, "event loop: %s", strerror(errno));
+        errbuf_set(err, errlen, "event loop: %s", strerror(errno));
         return -ENOMEM;
     }
     ae_set_loop_data(w->loop, w);
     ae_set_wakeup(w->loop, worker_on_wakeup, w);
     ae_set_before_poll(w->loop, worker_before_poll, w);
     w->scratch = xmalloc(PROXY_SCRATCH);
+    upstream_pool_init(&w->pool);
+    w->snap = cfgstore_get(px->config);
     const uint16_t ports[2] = {px->cfg->inbound_port, px->cfg->outbound_port};
     const char *names[2] = {"WEFT_INBOUND_PORT", "WEFT_OUTBOUND_PORT"};
     int reuse = px->cfg->workers > 1;
     for (int d = 0; d < 2; d++) {
         if ((r = worker_listen(AF_INET, ports[d], reuse, &w->lfd[d * 2])) < 0) {
-            snprintf(err, errlen, "%s=%u: listen: %s", names[d], ports[d], strerror(-r));
+            errbuf_set(err, errlen, "%s=%u: listen: %s", names[d], ports[d], strerror(-r));
             return r;
         }
         /* IPv6 only where the pod has it. */
@@ -168,10 +179,10 @@ int worker_init(struct worker *w, struct proxy *px, unsigned idx, char *err, siz
     }
     for (int i = 0; i < 4; i++)
         if (w->lfd[i] >= 0 && (r = ae_file_add(w->loop, w->lfd[i], AE_READABLE, worker_accept, w)) < 0) {
-            snprintf(err, errlen, "event loop add: %s", strerror(-r));
+            errbuf_set(err, errlen, "event loop add: %s", strerror(-r));
             return r;
         }
-    ae_timer_add(w->loop, WORKER_TICK_MS, worker_tick, w);
+    ae_timer_add(w->loop, WORKER_TRIM_MS, worker_trim, w);
     return 0;
 }
 
@@ -208,5 +219,7 @@ void worker_free(struct worker *w)
         if (w->lfd[i] >= 0)
             close(w->lfd[i]);
     ae_loop_free(w->loop);
+    upstream_pool_free(&w->pool);
+    cfgsnap_put(w->snap);
     free(w->scratch);
 }

@@ -1,18 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of proxy/ae.c and its epoll backend: file events with masks,
- * interest changes, timers (one-shot, re-armed, deleted), the before-poll
- * hook and a wakeup from another thread. */
+/* Unit tests of lib/ae.c and its epoll backend: file events with masks,
+ * interest changes, timers (one-shot, re-armed, deleted; the heap's order
+ * over thousands, stale ids, deletion from callbacks, zero-delay re-arming
+ * that must not starve file events), the before-poll hook and a wakeup from
+ * another thread. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "ae.h"
+#include "clock.h"
 
 struct state {
     int reads, writes, timer_runs, rearmed_runs, deleted_runs, wakeups, before;
@@ -135,11 +140,238 @@ static void test_wakeup_from_another_thread(void **state)
     ae_loop_free(loop);
 }
 
+
+/* ---- the timer heap ---- */
+
+#define NORDER 3000
+
+struct order {
+    struct ae_loop *loop;
+    uint64_t lo[NORDER], hi[NORDER], fired_at[NORDER]; /* the deadline lies in [lo, hi] */
+    int fired_seq[NORDER];
+    long long id[NORDER];
+    int nfired, expect;
+};
+
+struct order_arg {
+    struct order *o;
+    int i;
+};
+
+static long on_order(struct ae_loop *loop, long long id, void *data)
+{
+    struct order_arg *a = data;
+    struct order *o = a->o;
+    assert_int_equal(id, o->id[a->i]);
+    o->fired_at[a->i] = ae_now_ms(loop);
+    o->fired_seq[a->i] = o->nfired++;
+    if (o->nfired == o->expect)
+        ae_stop(loop);
+    return -1;
+}
+
+static void test_timer_heap_order(void **state)
+{
+    (void)state;
+    static struct order o;
+    static struct order_arg args[NORDER];
+    memset(&o, 0, sizeof o);
+    o.loop = ae_loop_new(64);
+    srand(7);
+    for (int i = 0; i < NORDER; i++) {
+        long ms = rand() % 60;
+        args[i] = (struct order_arg){&o, i};
+        o.lo[i] = clock_mono_ms() + (uint64_t)ms;
+        o.id[i] = ae_timer_add(o.loop, ms, on_order, &args[i]);
+        o.hi[i] = clock_mono_ms() + (uint64_t)ms;
+        assert_true(o.id[i] > 0);
+        o.fired_seq[i] = -1;
+    }
+    /* Delete every third, from anywhere in the heap. */
+    for (int i = 0; i < NORDER; i += 3) {
+        assert_int_equal(ae_timer_pending(o.loop, o.id[i]), 1);
+        ae_timer_del(o.loop, o.id[i]);
+        assert_int_equal(ae_timer_pending(o.loop, o.id[i]), 0);
+        ae_timer_del(o.loop, o.id[i]); /* twice is harmless */
+    }
+    o.expect = NORDER - (NORDER + 2) / 3;
+    ae_run(o.loop);
+    assert_int_equal(o.nfired, o.expect);
+    for (int i = 0; i < NORDER; i++) {
+        if (i % 3 == 0) {
+            assert_int_equal(o.fired_seq[i], -1);
+            continue;
+        }
+        assert_true(o.fired_at[i] >= o.lo[i]); /* never early */
+        for (int j = 0; j < NORDER; j++) {
+            if (j % 3 == 0 || i == j)
+                continue;
+            /* An earlier deadline (or the same one, armed earlier) ran first. */
+            if (o.hi[j] < o.lo[i] || (o.lo[j] == o.hi[j] && o.lo[i] == o.hi[i] && o.lo[j] == o.lo[i] && j < i))
+                assert_true(o.fired_seq[j] < o.fired_seq[i]);
+        }
+    }
+    ae_loop_free(o.loop);
+}
+
+static long on_count(struct ae_loop *loop, long long id, void *data)
+{
+    (void)loop;
+    (void)id;
+    (*(int *)data)++;
+    return -1;
+}
+
+static long on_stop(struct ae_loop *loop, long long id, void *data)
+{
+    (void)id;
+    (void)data;
+    ae_stop(loop);
+    return -1;
+}
+
+static void test_timer_stale_id(void **state)
+{
+    (void)state;
+    struct ae_loop *loop = ae_loop_new(64);
+    int first = 0, second = 0;
+    long long a = ae_timer_add(loop, 0, on_count, &first);
+    ae_timer_add(loop, 5, on_stop, NULL);
+    ae_run(loop);
+    assert_int_equal(first, 1);
+    assert_int_equal(ae_timer_pending(loop, a), 0);
+    /* The freed slot is reused; the old id must not reach the new timer. */
+    long long b = ae_timer_add(loop, 0, on_count, &second);
+    assert_int_not_equal(a, b);
+    ae_timer_del(loop, a);
+    ae_timer_del(loop, 0);
+    ae_timer_del(loop, -3);
+    ae_timer_del(loop, (long long)1 << 40);
+    assert_int_equal(ae_timer_pending(loop, b), 1);
+    ae_timer_add(loop, 5, on_stop, NULL);
+    ae_run(loop);
+    assert_int_equal(second, 1);
+    ae_loop_free(loop);
+}
+
+struct cancel {
+    long long victim, self;
+    int victim_runs, self_runs;
+};
+
+static long on_cancel_other(struct ae_loop *loop, long long id, void *data)
+{
+    struct cancel *c = data;
+    ae_timer_del(loop, c->victim); /* due in this same round */
+    ae_timer_del(loop, id);        /* and itself: the re-arm below is void */
+    c->self_runs++;
+    return 1;
+}
+
+static long on_victim(struct ae_loop *loop, long long id, void *data)
+{
+    (void)loop;
+    (void)id;
+    ((struct cancel *)data)->victim_runs++;
+    return -1;
+}
+
+static void test_timer_delete_from_callback(void **state)
+{
+    (void)state;
+    struct ae_loop *loop = ae_loop_new(64);
+    struct cancel c = {0};
+    c.self = ae_timer_add(loop, 0, on_cancel_other, &c);
+    c.victim = ae_timer_add(loop, 0, on_victim, &c); /* same deadline, armed later */
+    ae_timer_add(loop, 30, on_stop, NULL);
+    ae_run(loop);
+    assert_int_equal(c.self_runs, 1);
+    assert_int_equal(c.victim_runs, 0);
+    assert_int_equal(ae_timer_pending(loop, c.self), 0);
+    ae_loop_free(loop);
+}
+
+struct spin {
+    int fds[2];
+    int timer_runs, reads;
+};
+
+static long on_spin(struct ae_loop *loop, long long id, void *data)
+{
+    (void)id;
+    struct spin *sp = data;
+    if (++sp->timer_runs == 50) {
+        ae_stop(loop);
+        return -1;
+    }
+    return 0; /* due again at once */
+}
+
+static void on_spin_read(struct ae_loop *loop, int fd, void *data, int mask)
+{
+    (void)loop;
+    (void)mask;
+    struct spin *sp = data;
+    char c;
+    if (read(fd, &c, 1) == 1)
+        sp->reads++;
+    assert_int_equal(write(sp->fds[1], "y", 1), 1);
+}
+
+static void test_timer_zero_delay_does_not_starve_files(void **state)
+{
+    (void)state;
+    struct ae_loop *loop = ae_loop_new(64);
+    struct spin sp = {0};
+    assert_int_equal(pipe2(sp.fds, O_NONBLOCK), 0);
+    assert_int_equal(write(sp.fds[1], "x", 1), 1);
+    assert_int_equal(ae_file_add(loop, sp.fds[0], AE_READABLE, on_spin_read, &sp), 0);
+    ae_timer_add(loop, 0, on_spin, &sp);
+    ae_run(loop);
+    assert_int_equal(sp.timer_runs, 50);
+    /* One timer run per poll round, and the pipe is readable every round. */
+    assert_true(sp.reads >= 49);
+    close(sp.fds[0]);
+    close(sp.fds[1]);
+    ae_loop_free(loop);
+}
+
+static void test_timer_many_added_and_deleted(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    struct ae_loop *loop = ae_loop_new(64);
+    static long long ids[N];
+    int runs = 0;
+    for (int i = 0; i < N; i++)
+        ids[i] = ae_timer_add(loop, 1000 + i % 977, on_count, &runs);
+    srand(11);
+    for (int i = N - 1; i > 0; i--) { /* delete in a random order */
+        int j = rand() % (i + 1);
+        long long t = ids[i];
+        ids[i] = ids[j];
+        ids[j] = t;
+    }
+    for (int i = 0; i < N; i++)
+        ae_timer_del(loop, ids[i]);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ae_timer_pending(loop, ids[i]), 0);
+    ae_timer_add(loop, 1, on_stop, NULL);
+    ae_run(loop); /* returns at once: nothing else is left to wait for */
+    assert_int_equal(runs, 0);
+    ae_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_files_and_timers),
         cmocka_unit_test(test_wakeup_from_another_thread),
+        cmocka_unit_test(test_timer_heap_order),
+        cmocka_unit_test(test_timer_stale_id),
+        cmocka_unit_test(test_timer_delete_from_callback),
+        cmocka_unit_test(test_timer_zero_delay_does_not_starve_files),
+        cmocka_unit_test(test_timer_many_added_and_deleted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
