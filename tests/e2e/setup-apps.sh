@@ -20,7 +20,7 @@
 # and toolchain give the same bytes, so scripts/images.sh --apps gives the
 # same image digests. Prints the apps' directory; with --check it only says
 # whether they are there. WEFT_GATEWAY_API_VERSION and WEFT_ISTIO_ECHO_VERSION
-# pick other releases.
+# pick other releases, WEFT_E2E_APPS another output directory.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -38,7 +38,7 @@ log() { echo "setup-apps: $*" >&2; }
 
 BIN=$(bash "$HERE/setup-node.sh" "$@" | tail -1) || exit 1
 CACHE="$(dirname "$BIN")"
-APPS="$CACHE/apps/bin"
+APPS="${WEFT_E2E_APPS:-$CACHE/apps/bin}"
 STAMP_WANT="gateway-api=$GATEWAY_API_VERSION istio=$ISTIO_VERSION"
 APP_FILES="echo-basic server client cert.crt cert.key conformance-base.yaml conformance-mesh.yaml"
 
