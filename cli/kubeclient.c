@@ -189,12 +189,12 @@ static int wait_fd(int fd, short events, long deadline)
     }
 }
 
-static int dial(const struct kubeclient *c, long deadline, char *err, size_t errlen)
+static int dial_to(const char *host, const char *port, const char *server, long deadline, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res = NULL;
-    int gai = getaddrinfo(c->host, c->port, &hints, &res), rc = -EHOSTUNREACH, fd = -1;
+    int gai = getaddrinfo(host, port, &hints, &res), rc = -EHOSTUNREACH, fd = -1;
     if (gai != 0) {
-        errbuf_set(err, errlen, "%s: %s", c->server, gai_strerror(gai));
+        errbuf_set(err, errlen, "%s: %s", server, gai_strerror(gai));
         return -EHOSTUNREACH;
     }
     for (struct addrinfo *a = res; a; a = a->ai_next) {
@@ -219,8 +219,13 @@ static int dial(const struct kubeclient *c, long deadline, char *err, size_t err
     }
     freeaddrinfo(res);
     if (fd < 0)
-        errbuf_set(err, errlen, "%s: connect: %s", c->server, strerror(-rc));
+        errbuf_set(err, errlen, "%s: connect: %s", server, strerror(-rc));
     return fd < 0 ? rc : fd;
+}
+
+static int dial(const struct kubeclient *c, long deadline, char *err, size_t errlen)
+{
+    return dial_to(c->host, c->port, c->server, deadline, err, errlen);
 }
 
 /* SSL_connect / read / write, waiting on the socket for what OpenSSL asks. */
@@ -375,5 +380,66 @@ int kubeclient_json(struct kubeclient *c, const char *method, const char *path, 
         }
     }
     buf_free(&body);
+    return rc;
+}
+
+int kubeclient_peer_chain(const char *host, const char *port, const char *sni, struct buf *pem, char *err,
+                          size_t errlen)
+{
+    long deadline = now_ms() + KUBECLIENT_TIMEOUT_MS;
+    char server[300];
+    snprintf(server, sizeof server, "%s%s%s:%s", strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+             port);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    BIO *out = NULL;
+    int fd = -1, rc = -EPROTO;
+    if (!ctx) {
+        ossl_err(err, errlen, "SSL_CTX_new");
+        goto out;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* the chain is judged by the caller */
+    if ((fd = rc = dial_to(host, port, server, deadline, err, errlen)) < 0)
+        goto out;
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (sni)
+        SSL_set_tlsext_host_name(ssl, sni);
+    for (;;) {
+        int r = SSL_connect(ssl);
+        if (r == 1)
+            break;
+        if ((rc = ssl_wait(ssl, fd, r, deadline)) != 0) {
+            if (rc == -ETIMEDOUT)
+                errbuf_set(err, errlen, "%s: TLS handshake timed out", server);
+            else
+                ossl_err(err, errlen, server);
+            rc = rc == 1 ? -EPROTO : rc;
+            goto out;
+        }
+    }
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl); /* owned by ssl */
+    out = BIO_new(BIO_s_mem());
+    for (int i = 0; chain && i < sk_X509_num(chain); i++)
+        PEM_write_bio_X509(out, sk_X509_value(chain, i));
+    char *data;
+    long n = BIO_get_mem_data(out, &data);
+    if (n <= 0) {
+        errbuf_set(err, errlen, "%s presented no certificate", server);
+        rc = -EPROTO;
+        goto out;
+    }
+    rc = buf_append(pem, data, (size_t)n);
+    if (rc < 0)
+        errbuf_set(err, errlen, "%s: its certificate chain is too large", server);
+out:
+    BIO_free(out);
+    if (ssl) {
+        SSL_set_quiet_shutdown(ssl, 1);
+        SSL_free(ssl);
+    }
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
     return rc;
 }

@@ -33,6 +33,11 @@ int kubeclient_raw(struct kubeclient *c, const char *method, const char *path, c
  * not JSON). For a status >= 400 err holds the Status message. */
 int kubeclient_json(struct kubeclient *c, const char *method, const char *path, const json_t *req_body,
                     long *status, json_t **out, char *err, size_t errlen);
+/* The certificate chain a TLS server at host:port presents for sni (NULL:
+ * none), as PEM appended to pem, unverified (the caller judges it): what
+ * weftctl check compares a webhook's caBundle with. 0 or a negative errno. */
+int kubeclient_peer_chain(const char *host, const char *port, const char *sni, struct buf *pem, char *err,
+                          size_t errlen);
 /* The server's name as messages show it: https://host:port. */
 const char *kubeclient_server(const struct kubeclient *c);
 

@@ -275,6 +275,7 @@ int main(int argc, char **argv)
     } commands[] = {
         {"version", cmd_version},
         {"kubeconfig", cmd_kubeconfig},
+        {"check", cmd_check},
     };
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(cmd, commands[i].name) == 0)

@@ -184,3 +184,119 @@ def test_unreachable_server_and_missing_context(cluster, weftctl, tmp):
     r = run(weftctl, "version", "--kubeconfig", cluster.kubeconfig, "--context", "prod")
     assert r.returncode == 2
     assert 'context "prod" (--context) not found (contexts: "e2e")' in r.stderr, r.stderr
+
+
+# --- check ------------------------------------------------------------------
+
+def checks(stdout):
+    doc = json.loads(stdout)
+    return doc, {c["name"]: c for c in doc["checks"]}
+
+
+def test_check_pre(cluster, weftctl):
+    r = run(weftctl, "check", "--pre", "-o", "json", "--kubeconfig", cluster.kubeconfig)
+    doc, by = checks(r.stdout)
+    assert by["api-reachable"]["status"] == "ok"
+    assert by["rbac"]["status"] == "ok", by["rbac"]  # system:masters may create everything
+    installed = cluster.kubectl("get", "namespace", "weft-system", check=False).returncode == 0
+    assert by["namespace"]["status"] == ("warn" if installed else "ok")
+    # no Gateway API CRDs in this cluster: warnings, which --strict turns into exit 2
+    assert by["crd-httproutes"]["status"] == "warn"
+    assert r.returncode == 0, r.stderr
+    r = run(weftctl, "check", "--pre", "--strict", "--kubeconfig", cluster.kubeconfig)
+    assert r.returncode == 2, r.stdout
+
+
+def test_check_pre_denied(cluster, weftctl, tmp):
+    token = sa_with_no_rights(cluster)
+    cfg = kubeconfig(os.path.join(tmp, "nobody"), cluster.server, {"certificate-authority": cluster.ca_crt},
+                     {"token": token})
+    r = run(weftctl, "check", "--pre", "-o", "json", "--kubeconfig", cfg)
+    assert r.returncode == 1, r.stdout
+    doc, by = checks(r.stdout)
+    assert doc["status"] == "fail"
+    assert by["rbac"]["status"] == "fail"
+    assert by["rbac"]["message"].startswith("you may not create namespaces, serviceaccounts"), by["rbac"]
+    assert "mutatingwebhookconfigurations.admissionregistration.k8s.io" in by["rbac"]["message"]
+
+
+def test_check_kubeconfig_and_unreachable(cluster, weftctl, tmp):
+    r = run(weftctl, "check", "--kubeconfig", os.path.join(tmp, "missing"))
+    assert r.returncode == 1
+    assert "fail  kubeconfig %s: No such file or directory" % os.path.join(tmp, "missing") in r.stdout, r.stdout
+    port = cl.free_port()
+    cfg = kubeconfig(os.path.join(tmp, "closed"), "https://127.0.0.1:%d" % port,
+                     {"certificate-authority": cluster.ca_crt})
+    r = run(weftctl, "check", "-o", "json", "--kubeconfig", cfg)
+    assert r.returncode == 1
+    doc, by = checks(r.stdout)
+    assert by["api-reachable"]["status"] == "fail"
+    assert "Connection refused" in by["api-reachable"]["message"]
+    assert len(doc["checks"]) == 1
+
+
+def stale_pod(cluster, weftctl, ns, name, image_tag):
+    """A pod injected offline with an older proxy image, stored as a user's
+    pod opted out of the webhook would be (nothing runs pods here)."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+           "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}
+    r = run(weftctl, "inject", "-f", "-", input=json.dumps(pod))
+    assert r.returncode == 0, r.stderr
+    injected = json.loads(r.stdout.replace("weft-proxy:0.1.0", "weft-proxy:" + image_tag))
+    injected["metadata"].setdefault("labels", {})["weft.dev/inject"] = "disabled"
+    cluster.create_json(injected)
+
+
+def install_identity_certs(cluster, identity):
+    """The Secrets and trust bundle manifests/gen-identity-ca.sh would make,
+    from the files the e2e weft-identity runs with."""
+    ns = ["-n", "weft-system"]
+    for name, (crt, key) in (("weft-identity-issuer", (identity.issuer_cert, identity.issuer_key)),
+                             ("weft-identity-tls", (identity.cert, identity.key))):
+        cluster.kubectl("delete", "secret", name, *ns, "--ignore-not-found")
+        cluster.kubectl("create", "secret", "tls", name, "--cert", crt, "--key", key, *ns)
+    with open(identity.root.crt) as f:
+        patch = json.dumps({"data": {"ca.crt": f.read()}})
+    cluster.kubectl("patch", "configmap", "weft-trust-bundle", *ns, "--type=merge", "-p", patch)
+
+
+def test_check_installed(cluster, weftctl, mesh, identity, tmp):
+    install_identity_certs(cluster, identity)
+    cluster.create_namespace("cli-check", labels={"weft.dev/inject": "enabled"})
+    try:
+        stale_pod(cluster, weftctl, "cli-check", "old-proxy", "0.0.9")
+        r = run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig)
+        doc, by = checks(r.stdout)
+        # no kubelet here: the Deployments' pods never run
+        assert r.returncode == 1 and doc["status"] == "fail"
+        assert by["weft-webhook-ready"]["status"] == "fail"
+        assert by["weft-webhook-ready"]["message"].startswith("weft-webhook: 0 of 2 replicas ready")
+        assert "weft-discovery-ready" not in by  # its Deployment does not exist
+        assert by["webhook-configuration"]["status"] == "ok", by["webhook-configuration"]
+        # the caBundle against what the running weft-webhook serves, for the URL's host
+        assert by["webhook-ca-bundle"]["status"] == "ok", by["webhook-ca-bundle"]
+        assert mesh.url in by["webhook-ca-bundle"]["message"]
+        assert "for 127.0.0.1" in by["webhook-ca-bundle"]["message"]
+        for name in ("identity-issuer-chain", "identity-serving-certificate-chain"):
+            assert by[name]["status"] == "ok", by[name]
+        # the suite's certificates live 2 days: inside the 30-day warning
+        for name in ("trust-anchor", "identity-issuer", "identity-serving-certificate",
+                     "webhook-serving-certificate"):
+            assert by[name]["status"] == "warn", by[name]
+            assert " expires on " in by[name]["message"], by[name]
+        assert "cli-check" in by["opted-in-namespaces"]["message"]
+        assert by["proxy-versions"]["status"] == "warn"
+        assert "cli-check/old-proxy runs ghcr.io/weft-mesh/weft-proxy:0.0.9" in by["proxy-versions"]["message"]
+
+        # a caBundle of another CA: the API server could not call the webhook
+        other = cl.CA(os.path.join(tmp, "other"), "not-the-webhooks-ca")
+        cluster.kubectl("patch", "mutatingwebhookconfiguration", "weft-webhook", "--type=json", "-p",
+                        json.dumps([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle",
+                                     "value": b64file(other.crt)}]))
+        r = run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig)
+        doc, by = checks(r.stdout)
+        assert by["webhook-ca-bundle"]["status"] == "fail"
+        assert "does not verify the serving certificate" in by["webhook-ca-bundle"]["message"]
+    finally:
+        mesh.install()  # the caBundle back
+        cluster.kubectl("delete", "namespace", "cli-check", "--wait=false", check=False)

@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Derives the check golden cases' snapshots from two taken from a real
+cluster (weftctl check [--pre] --dump-snapshot against tests/e2e/cluster.py
+with manifests/ applied, both certificate scripts run, namespace shop opted
+in and two injected pods stored, one with an older proxy image):
+installed.json and pre-installed.json. Each variant changes what its name
+says and nothing else. Run from this directory; rewrites the variants."""
+import copy
+import json
+
+base = json.load(open("installed.json"))
+pre = json.load(open("pre-installed.json"))
+CRD = {"kind": "CustomResourceDefinition", "spec": {"versions": [{"name": "v1", "served": True}]}}
+
+
+def write(name, d):
+    with open(name + ".json", "w") as f:
+        json.dump(d, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def variant(name, fn, src=base):
+    d = copy.deepcopy(src)
+    fn(d)
+    write(name, d)
+
+
+def healthy(d):
+    for dep in d["deployments"].values():
+        if dep:
+            dep["status"]["readyReplicas"] = dep["spec"]["replicas"]
+    for p in d["pods"]:
+        p["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    for ns in d["namespaceTrustBundles"]:
+        d["namespaceTrustBundles"][ns] = {"metadata": {"name": "weft-trust-bundle"}}
+    for p in d["meshedPods"]:
+        for c in p["spec"].get("initContainers", []) + p["spec"]["containers"]:
+            c["image"] = c["image"].replace("weft-proxy:0.0.9", "weft-proxy:0.1.0")
+    d["crds"] = {k: CRD for k in d["crds"]}
+
+
+variant("healthy", healthy)
+
+
+def on_healthy(fn):
+    def f(d):
+        healthy(d)
+        fn(d)
+    return f
+
+
+def no_crds(d):
+    d["crds"] = {k: None for k in d["crds"]}
+
+
+def crd_old(d):
+    d["crds"]["grpcroutes.gateway.networking.k8s.io"] = {
+        "spec": {"versions": [{"name": "v1alpha2", "served": True}, {"name": "v1", "served": False}]}}
+
+
+def hook(d):
+    return d["webhookConfiguration"]["webhooks"][0]
+
+
+def ca_mismatch(d):  # the mesh's trust anchor is not the webhook's CA
+    import base64
+    hook(d)["clientConfig"]["caBundle"] = base64.b64encode(d["trustBundle"]["data"]["ca.crt"].encode()).decode()
+
+
+def ca_empty(d):
+    hook(d)["clientConfig"].pop("caBundle")
+
+
+def wrong_service(d):
+    hook(d)["clientConfig"]["service"]["name"] = "weft-webhook-old"
+
+
+def fail_open(d):
+    hook(d)["failurePolicy"] = "Ignore"
+
+
+def no_pod_rule(d):
+    hook(d)["rules"][0]["operations"] = ["UPDATE"]
+
+
+def no_webhook(d):
+    d["webhookConfiguration"] = None
+    d.pop("servingCertificate")
+
+
+def issuer_foreign(d):  # the trust bundle holds the webhook's CA, not the mesh root
+    import base64
+    d["trustBundle"]["data"]["ca.crt"] = base64.b64decode(hook(d)["clientConfig"]["caBundle"]).decode()
+
+
+def secrets_forbidden(d):
+    msg = ('GET /api/v1/namespaces/weft-system/secrets/weft-identity-issuer: secrets "weft-identity-issuer" is '
+           'forbidden: User "jane" cannot get resource "secrets" in API group "" in the namespace "weft-system" '
+           '(reason Forbidden)')
+    d["secrets"]["weft-identity-issuer"] = {"fetchError": msg}
+    d["secrets"]["weft-identity-tls"] = None
+
+
+def discovery_down(d):
+    dep = copy.deepcopy(d["deployments"]["weft-identity"])
+    dep["metadata"]["name"] = "weft-discovery"
+    dep["status"]["readyReplicas"] = 0
+    d["deployments"]["weft-discovery"] = dep
+
+
+def some_ready(d):
+    d["deployments"]["weft-webhook"]["status"]["readyReplicas"] = 1
+    d["pods"][0]["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    d["pods"][0]["status"]["phase"] = "Running"
+
+
+def no_namespaces(d):
+    d["namespaces"] = []
+    d["namespaceTrustBundles"] = {}
+    d["meshedPods"] = []
+
+
+def bad_annotation(d):
+    d["meshedPods"][0]["metadata"]["annotations"]["weft.dev/mtls-mode"] = "OFF"
+
+
+def ns_override(d):  # the namespace asks for another proxy image: the old pod runs what it should
+    d["namespaces"][0]["metadata"].setdefault("annotations", {})["weft.dev/proxy-image"] = \
+        "ghcr.io/weft-mesh/weft-proxy:0.0.9"
+
+
+def old_kubernetes(d):
+    d["version"].update({"major": "1", "minor": "27", "gitVersion": "v1.27.16"})
+
+
+def unreachable(d):
+    for k in list(d):
+        if k not in ("now", "server"):
+            d.pop(k)
+    d["version"] = {"fetchError": "https://127.0.0.1:33789: connect: Connection refused"}
+
+
+def not_installed(d):
+    for k in list(d):
+        if k not in ("now", "server", "version", "namespace", "crds"):
+            d.pop(k)
+    d["namespace"] = None
+
+
+def no_mesh_config(d):
+    d["meshConfig"] = None
+
+
+variant("no-crds", on_healthy(no_crds))
+variant("crd-old-version", on_healthy(crd_old))
+variant("ca-mismatch", on_healthy(ca_mismatch))
+variant("ca-empty", on_healthy(ca_empty))
+variant("wrong-service", on_healthy(wrong_service))
+variant("fail-open", on_healthy(fail_open))
+variant("no-pod-rule", on_healthy(no_pod_rule))
+variant("no-webhook", on_healthy(no_webhook))
+variant("issuer-foreign", on_healthy(issuer_foreign))
+variant("secrets-forbidden", on_healthy(secrets_forbidden))
+variant("discovery-down", on_healthy(discovery_down))
+variant("some-ready", on_healthy(some_ready))
+variant("no-namespaces", on_healthy(no_namespaces))
+variant("bad-annotation", on_healthy(bad_annotation))
+variant("namespace-proxy-image", ns_override)
+variant("old-kubernetes", on_healthy(old_kubernetes))
+variant("unreachable", unreachable)
+variant("not-installed", not_installed)
+variant("no-mesh-config", on_healthy(no_mesh_config))
+
+
+def pre_denied(d):
+    for a in d["access"]:
+        if a["resource"] in ("clusterroles", "clusterrolebindings", "mutatingwebhookconfigurations"):
+            a["allowed"] = False
+
+
+def pre_exists(d):
+    d["namespace"] = {"kind": "Namespace", "metadata": {"name": "weft-system"}}
+    d["crds"] = {k: CRD for k in d["crds"]}
+
+
+def pre_error(d):
+    for a in d["access"]:
+        a.pop("allowed")
+        a["fetchError"] = ("POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews: the server could not "
+                           "find the requested resource (reason NotFound)")
+
+
+def pre_fresh(d):
+    d["namespace"] = None
+
+
+variant("pre-fresh", pre_fresh, pre)
+variant("pre-denied", pre_denied, pre)
+variant("pre-exists", pre_exists, pre)
+variant("pre-error", pre_error, pre)
