@@ -13,6 +13,8 @@
 
 #include "addr.h"
 #include "answer.h"
+#include "objdir.h"
+#include "serve.h"
 #include "buf.h"
 #include "settings.h"
 #include "spiffe.h"
@@ -20,7 +22,6 @@
 #include "xalloc.h"
 #include "yamljson.h"
 
-#define MAX_FILES 4096                        /* files read from --objects */
 #define MAX_EVENTS_BYTES (16 * 1024 * 1024)   /* the --events file */
 
 struct options {
@@ -36,7 +37,7 @@ static void usage(FILE *f)
             "\n"
             "Weft's discovery core, offline: reads Kubernetes objects (Services, EndpointSlices, Pods,\n"
             "Namespaces, Gateway API HTTPRoutes and GRPCRoutes) and prints what a proxy would be told.\n"
-            "The streaming server is not built yet (docs/discovery.md).\n"
+            "`weft-discovery serve --help` for the server that streams these answers to proxies.\n"
             "\n"
             "  --objects DIR              *.yaml, *.yml and *.json files (multi-document YAML and kind: List\n"
             "                             allowed), applied as ADDED in file-name order; kinds discovery does\n"
@@ -106,122 +107,6 @@ static int parse_flags(int argc, char **argv, struct options *o)
         return -EINVAL;
     }
     return 0;
-}
-
-/* Applies one document (or each item of a List) as ADDED; kinds that are not
- * watched are skipped. 0, or -EINVAL after saying where and why. */
-static int apply_document(struct store *s, json_t *doc, const char *path, size_t n)
-{
-    char err[1024];
-    const char *kind = json_string_value(json_object_get(doc, "kind"));
-    json_t *items = json_object_get(doc, "items");
-    if (kind && strcmp(kind, "List") == 0 && json_is_array(items)) {
-        size_t i;
-        json_t *item;
-        json_array_foreach(items, i, item) {
-            int rc = store_apply(s, STORE_ADDED, item, err, sizeof err);
-            if (rc < 0 && rc != -ENOTSUP) {
-                fprintf(stderr, "weft-discovery: %s: document %zu: items[%zu]: %s\n", path, n, i, err);
-                return -EINVAL;
-            }
-        }
-        return 0;
-    }
-    int rc = store_apply(s, STORE_ADDED, doc, err, sizeof err);
-    if (rc < 0 && rc != -ENOTSUP) {
-        fprintf(stderr, "weft-discovery: %s: document %zu: %s\n", path, n, err);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static int load_file(struct store *s, const char *path)
-{
-    char err[1024];
-    struct buf b;
-    json_t *docs = NULL;
-    int rc = -EINVAL;
-    buf_init(&b, YAMLJSON_MAX_BYTES);
-    int read = buf_read_file(&b, path);
-    if (read < 0) {
-        fprintf(stderr, "weft-discovery: %s: %s\n", path,
-                read == -E2BIG ? "larger than 1 MiB" : strerror(-read));
-        goto out;
-    }
-    size_t len = strlen(path);
-    if (len > 5 && strcmp(path + len - 5, ".json") == 0) {
-        json_error_t jerr;
-        json_t *doc = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!doc) {
-            fprintf(stderr, "weft-discovery: %s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
-            goto out;
-        }
-        docs = json_pack("[o]", doc); /* steals doc */
-    } else if (!(docs = yamljson_parse_all(b.data ? b.data : "", b.len, path, err, sizeof err))) {
-        fprintf(stderr, "weft-discovery: %s\n", err);
-        goto out;
-    }
-    size_t i;
-    json_t *doc;
-    json_array_foreach(docs, i, doc) {
-        if (!json_is_object(doc)) {
-            fprintf(stderr, "weft-discovery: %s: document %zu: expected a Kubernetes object\n", path, i + 1);
-            goto out;
-        }
-        if (apply_document(s, doc, path, i + 1) < 0)
-            goto out;
-    }
-    rc = 0;
-out:
-    json_decref(docs);
-    buf_free(&b);
-    return rc;
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int manifest_name(const char *name)
-{
-    size_t n = strlen(name);
-    if (name[0] == '.')
-        return 0;
-    return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) || (n > 4 && strcmp(name + n - 4, ".yml") == 0) ||
-           (n > 5 && strcmp(name + n - 5, ".json") == 0);
-}
-
-static int load_objects(struct store *s, const char *dir)
-{
-    char *names[MAX_FILES];
-    size_t n = 0;
-    int rc = -EINVAL;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    if (!d) {
-        fprintf(stderr, "weft-discovery: --objects %s: %s\n", dir, strerror(errno));
-        return -EINVAL;
-    }
-    while ((e = readdir(d))) {
-        if (!manifest_name(e->d_name))
-            continue;
-        if (n == MAX_FILES) {
-            fprintf(stderr, "weft-discovery: --objects %s: more than %d files\n", dir, MAX_FILES);
-            goto out;
-        }
-        names[n++] = xasprintf("%s/%s", dir, e->d_name);
-    }
-    qsort(names, n, sizeof *names, by_name);
-    for (size_t i = 0; i < n; i++)
-        if (load_file(s, names[i]) < 0)
-            goto out;
-    rc = 0;
-out:
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    closedir(d);
-    return rc;
 }
 
 static int load_events(struct store *s, const char *path)
@@ -303,7 +188,12 @@ static int run_answer(const struct options *o)
         fprintf(stderr, "weft-discovery: --destination \"%s\": expected IPv4:PORT or [IPv6]:PORT\n", o->destination);
         goto out;
     }
-    if (load_objects(s, o->objects) < 0 || (o->events && load_events(s, o->events) < 0))
+    char err[1024];
+    if (objdir_load(s, o->objects, err, sizeof err) < 0) {
+        fprintf(stderr, "weft-discovery: %s\n", err);
+        goto out;
+    }
+    if (o->events && load_events(s, o->events) < 0)
         goto out;
     if (o->pod_policy) {
         rc = pod_policy(o, s);
@@ -329,8 +219,10 @@ int main(int argc, char **argv)
         printf("weft-discovery %s\n", WEFT_VERSION);
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "serve") == 0)
+        return serve_main(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "answer") != 0) {
-        fprintf(stderr, "weft-discovery: only `weft-discovery answer` is built so far (the server is not)\n");
+        fprintf(stderr, "weft-discovery: expected a command: answer or serve\n");
         usage(stderr);
         return 2;
     }

@@ -143,6 +143,14 @@ out:
     return rc;
 }
 
+int store_delete_key(struct store *s, enum reduce_kind kind, const char *key)
+{
+    if (json_object_del(s->objects[kind], key) != 0)
+        return 0;
+    s->revision++;
+    return 1;
+}
+
 json_t *store_objects(const struct store *s, enum reduce_kind kind)
 {
     return s->objects[kind];

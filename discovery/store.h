@@ -47,6 +47,10 @@ int store_apply(struct store *s, enum store_event type, json_t *obj, char *err, 
  * max_event_bytes, -EINVAL when it is not an event. */
 int store_apply_event(struct store *s, const char *data, size_t len, char *err, size_t errlen);
 
+/* Forgets one object by key (a re-list that no longer holds it): 1 when it
+ * was there, 0 when not. */
+int store_delete_key(struct store *s, enum reduce_kind kind, const char *key);
+
 /* The objects of a kind: key -> reduced object, borrowed, in no set order. */
 json_t *store_objects(const struct store *s, enum reduce_kind kind);
 /* One reduced object (borrowed), or NULL. */
