@@ -276,6 +276,7 @@ int main(int argc, char **argv)
         {"version", cmd_version},
         {"kubeconfig", cmd_kubeconfig},
         {"check", cmd_check},
+        {"install", cmd_install},
     };
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(cmd, commands[i].name) == 0)

@@ -300,3 +300,39 @@ def test_check_installed(cluster, weftctl, mesh, identity, tmp):
     finally:
         mesh.install()  # the caBundle back
         cluster.kubectl("delete", "namespace", "cli-check", "--wait=false", check=False)
+
+
+# --- install ----------------------------------------------------------------
+
+def test_install_applies_and_checks(cluster, weftctl):
+    """weftctl install | kubectl apply -f -, with the control plane's own
+    kubectl: the real API server takes every object, and check finds the
+    certificates install made and the caBundle matching them."""
+    env = {"KUBECTL": cluster.kubectl_bin}
+    r = run(weftctl, "install", "--set", "certificates.days=20", "--set", "mesh.defaults.mtlsMode=PERMISSIVE",
+            env=env)
+    assert r.returncode == 0, r.stderr
+    docs = list(yaml.safe_load_all(r.stdout))
+    kinds = sorted("%s/%s" % (d["kind"], d["metadata"]["name"]) for d in docs)
+    for want in ("Secret/weft-identity-issuer", "Secret/weft-identity-tls", "Secret/weft-webhook-tls",
+                 "ConfigMap/weft-trust-bundle", "MutatingWebhookConfiguration/weft-webhook"):
+        assert want in kinds
+    # nothing of the temporary certificate directory is left behind
+    assert not [d for d in os.listdir("/tmp") if d.startswith("weftctl-install-")]
+    cluster.kubectl("apply", "-f", "-", input=r.stdout)
+    mesh = yaml.safe_load(cluster.get_json("configmap", "weft-config", "-n", "weft-system")["data"]["mesh.yaml"])
+    assert mesh["defaults"]["mtlsMode"] == "PERMISSIVE"
+    r = run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig)
+    doc, by = checks(r.stdout)
+    assert by["webhook-ca-bundle"]["status"] == "ok", by["webhook-ca-bundle"]
+    assert "Secret weft-system/weft-webhook-tls" in by["webhook-ca-bundle"]["message"]
+    for name in ("identity-issuer-chain", "identity-serving-certificate-chain"):
+        assert by[name]["status"] == "ok", by[name]
+    # 20 days: inside the 30-day warning; the root (10 x 20 days) outside it
+    for name in ("identity-issuer", "identity-serving-certificate", "webhook-serving-certificate"):
+        assert by[name]["status"] == "warn" and "in 20 days" in by[name]["message"], by[name]
+    assert by["trust-anchor"]["status"] == "ok", by["trust-anchor"]
+    # an unknown --set key is named, and nothing is printed
+    r = run(weftctl, "install", "--set", "webhook.replica=3", env=env)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "--set webhook.replica: unknown key" in r.stderr
