@@ -15,7 +15,8 @@
 # With --apps DIR (tests/e2e/setup-apps.sh builds DIR), the Gateway API
 # conformance suite's test apps too, named as the suite's manifests name them
 # (it pulls nothing: imagePullPolicy IfNotPresent):
-#   registry.k8s.io/gateway-api/echo-basic:v1.5.1
+#   registry.k8s.io/gateway-api/echo-basic:v1.5.1, :v1.6.0-dev.2, :v1.6.0-dev.3
+#                  (one image, every tag the suite's YAML names)
 #                  /echo-basic (sigs.k8s.io/gateway-api/conformance), user
 #                  65532 as upstream's distroless:nonroot base
 #   registry.k8s.io/gateway-api/echo-advanced:v1.5.1
@@ -127,11 +128,17 @@ if [ -n "$apps" ]; then
   gwv=$(sed -n 's/.*gateway-api=\([^ ]*\).*/\1/p' <<<"$stamp")
   isv=$(sed -n 's/.*istio=\([^ ]*\).*/\1/p' <<<"$stamp")
   [ -n "$gwv" ] && [ -n "$isv" ] || { echo "images: bad $apps/APPS-STAMP: $stamp" >&2; exit 1; }
-  # The suite's manifests (conformance/base, conformance/mesh) name v1.5.1 for
-  # both; the content is what setup-apps.sh built from the pinned modules.
-  upstream="registry.k8s.io/gateway-api"
+  # Every name the suite's YAML uses for each (echo-basic under several tags:
+  # v1.5.1, and v1.6.0-dev.N for the TCP/UDP and retry backends, all served
+  # by the pinned release's source); the content is what setup-apps.sh built.
+  names() {
+    local n args=()
+    while read -r n; do args+=(--name "$n"); done < <(grep "/$1:" "$apps/conformance-images.txt")
+    [ ${#args[@]} -gt 0 ] || { echo "images: no $1 in $apps/conformance-images.txt" >&2; exit 1; }
+    echo "${args[@]}"
+  }
   # shellcheck disable=SC2046
-  img --name "$upstream/echo-basic:v1.5.1" --out "$OUT/echo-basic.tar" \
+  img $(names echo-basic) --out "$OUT/echo-basic.tar" \
       --file "$apps/echo-basic:/echo-basic" $(passwd 65532 nonroot) \
       --user 65532:65532 --entrypoint /echo-basic \
       --label org.opencontainers.image.title=echo-basic \
@@ -140,7 +147,7 @@ if [ -n "$apps" ]; then
       --label "org.opencontainers.image.revision=$gwv" \
       --label org.opencontainers.image.licenses=Apache-2.0
   # shellcheck disable=SC2046
-  img --name "$upstream/echo-advanced:v1.5.1" --out "$OUT/echo-advanced.tar" \
+  img $(names echo-advanced) --out "$OUT/echo-advanced.tar" \
       --file "$apps/server:/usr/local/bin/server" --file "$apps/client:/usr/local/bin/client" \
       --file "$apps/cert.crt:/cert.crt" --file "$apps/cert.key:/cert.key" \
       $(passwd 1338 application) --dir /tmp:1777 \

@@ -125,6 +125,9 @@ def add_blob(tf, data):
 
 def write_image(out, name, tree, entrypoint=None, cmd=None, user=None, env=None, labels=None,
                 workdir="/"):
+    """name is a reference or a list of them: one image, several names (one
+    index entry each, the same manifest)."""
+    names = [name] if isinstance(name, str) else list(name)
     layer = tree.tar()
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
     layer_gz = gzip.compress(layer, compresslevel=9, mtime=EPOCH)
@@ -157,10 +160,10 @@ def write_image(out, name, tree, entrypoint=None, cmd=None, user=None, env=None,
                  "mediaType": "application/vnd.oci.image.index.v1+json",
                  "manifests": [dict(mediaType="application/vnd.oci.image.manifest.v1+json",
                                     platform={"architecture": "amd64", "os": "linux"},
-                                    annotations={"io.containerd.image.name": name,
+                                    annotations={"io.containerd.image.name": n,
                                                  "org.opencontainers.image.ref.name":
-                                                     name.rsplit(":", 1)[-1]},
-                                    **mdesc)]}
+                                                     n.rsplit(":", 1)[-1]},
+                                    **mdesc) for n in names]}
         for fname, obj in (("oci-layout", {"imageLayoutVersion": "1.0.0"}),
                            ("index.json", index)):
             data = canonical(obj)
@@ -173,7 +176,8 @@ def write_image(out, name, tree, entrypoint=None, cmd=None, user=None, env=None,
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--name", required=True, help="image reference, e.g. registry/repo:tag")
+    ap.add_argument("--name", required=True, action="append",
+                    help="image reference, e.g. registry/repo:tag (repeat for more names)")
     ap.add_argument("--out", required=True, help="archive to write")
     ap.add_argument("--file", action="append", default=[],
                     help="SRC[:DEST] (DEST defaults to SRC); ELF files bring their libraries")
@@ -208,7 +212,7 @@ def main():
         t.add_data(dest, text.encode().decode("unicode_escape").encode(), mode=0o755)
     labels = dict(l.split("=", 1) for l in a.label)
     digest, size = write_image(a.out, a.name, t, a.entrypoint, a.cmd, a.user, a.env, labels)
-    print("%s %s %s layer=%d" % (a.out, a.name, digest, size))
+    print("%s %s %s layer=%d" % (a.out, ",".join(a.name), digest, size))
     return 0
 
 

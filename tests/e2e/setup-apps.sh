@@ -15,6 +15,10 @@
 #   conformance-{base,mesh}.yaml
 #                    the suite's own conformance/{base,mesh}/manifests.yaml,
 #                    so tests run its Deployments offline
+#   conformance-images.txt
+#                    every echo-basic/echo-advanced reference the release's
+#                    YAML names (it uses several tags of echo-basic), the
+#                    names scripts/images.sh --apps gives the images
 #
 # Static (CGO_ENABLED=0), -trimpath, no build id: the same module versions
 # and toolchain give the same bytes, so scripts/images.sh --apps gives the
@@ -40,7 +44,7 @@ BIN=$(bash "$HERE/setup-node.sh" "$@" | tail -1) || exit 1
 CACHE="$(dirname "$BIN")"
 APPS="${WEFT_E2E_APPS:-$CACHE/apps/bin}"
 STAMP_WANT="gateway-api=$GATEWAY_API_VERSION istio=$ISTIO_VERSION"
-APP_FILES="echo-basic server client cert.crt cert.key conformance-base.yaml conformance-mesh.yaml"
+APP_FILES="echo-basic server client cert.crt cert.key conformance-base.yaml conformance-mesh.yaml conformance-images.txt"
 
 have_all() {
   local f
@@ -94,6 +98,9 @@ mv -f "$src/.go.sum" "$src/go.sum"
 for m in base mesh; do
   install -m 0644 "$gwdir/$m/manifests.yaml" "$APPS/conformance-$m.yaml"
 done
+find "$gwdir" -name '*.yaml' -exec sed -n \
+  's#^[[:space:]]*image:[[:space:]]*\(registry.k8s.io/gateway-api/echo-[a-z]*:[^[:space:]]*\).*#\1#p' {} + |
+  LC_ALL=C sort -u > "$APPS/conformance-images.txt"
 log "building echo-basic ($gwmod)"
 (cd "$src" && GOFLAGS="$GOFLAGS -mod=readonly" slow go build -ldflags "$ldflags" \
    -o "$APPS/echo-basic" .)

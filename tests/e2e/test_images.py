@@ -112,3 +112,65 @@ def test_images_are_minimal_non_root_and_labelled(built, weft_bin):
             want = {w for line in ldd.splitlines() for w in line.split() if w.startswith("/")}
             assert set(libs) == want
         assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 for m in files.values())
+
+
+@pytest.fixture(scope="module")
+def app_images():
+    """The conformance apps' images (images.sh --apps-only) built twice
+    from what tests/e2e/setup-apps.sh built; skipped when it has not run."""
+    r = subprocess.run(["bash", os.path.join(REPO, "tests", "e2e", "setup-apps.sh"), "--check"],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if r.returncode != 0:
+        pytest.skip("conformance test apps not built: run tests/e2e/setup-apps.sh")
+    appdir = r.stdout.strip().splitlines()[-1]
+    dirs = [cl.make_tempdir("app-images"), cl.make_tempdir("app-images")]
+    try:
+        for d in dirs:
+            subprocess.run(["bash", IMAGES_SH, "--apps-only", appdir, d], check=True,
+                           stdout=subprocess.DEVNULL)
+        yield appdir, dirs
+    finally:
+        for d in dirs:
+            subprocess.run(["rm", "-rf", d])
+
+
+def test_app_images_are_reproducible_static_non_root_and_named_for_the_suite(app_images):
+    appdir, dirs = app_images
+    stamp = dict(kv.split("=", 1) for kv in open(os.path.join(appdir, "APPS-STAMP")).read().split())
+    with open(os.path.join(appdir, "conformance-images.txt")) as f:
+        suite_names = f.read().split()
+    tags = lambda part: {n for n in suite_names if "/%s:" % part in n}  # noqa: E731
+    want = {
+        "echo-basic": (tags("echo-basic"), "65532:65532", ["/echo-basic"], stamp["gateway-api"]),
+        "echo-advanced": (tags("echo-advanced"), "1338:1338",
+                          ["/cert.crt", "/cert.key", "/usr/local/bin/client",
+                           "/usr/local/bin/server"], stamp["istio"]),
+    }
+    # the release names echo-basic under three tags; one image answers to all
+    assert len(want["echo-basic"][0]) == 3 and len(want["echo-advanced"][0]) == 1
+    assert sorted(f for f in os.listdir(dirs[0]) if f.endswith(".tar")) == \
+        sorted(p + ".tar" for p in want)
+    for part, (names, user, others, version) in want.items():
+        a, b = (open(os.path.join(d, part + ".tar"), "rb").read() for d in dirs)
+        assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest(), part
+        index, manifest, config, files = read_image(os.path.join(dirs[0], part + ".tar"))
+        assert {m["annotations"]["io.containerd.image.name"] for m in index["manifests"]} == names
+        assert len({m["digest"] for m in index["manifests"]}) == 1
+        assert config["config"]["User"] == user
+        labels = config["config"]["Labels"]
+        assert labels["org.opencontainers.image.version"] == version
+        assert labels["org.opencontainers.image.title"] == part
+        assert manifest["annotations"] == labels
+        regular = sorted(p for p, m in files.items() if m.isreg() and not p.startswith("/etc/"))
+        assert regular == others  # static Go binaries: no libraries, no loader
+        for p in regular:
+            if not p.startswith("/cert"):
+                assert files[p].mode & 0o111
+    # the names the suite's manifests pull, so it runs with no registry
+    used = set()
+    for f in ("conformance-base.yaml", "conformance-mesh.yaml"):
+        for doc in yaml.safe_load_all(open(os.path.join(appdir, f))):
+            if doc and doc.get("kind") == "Deployment":
+                used |= {c["image"] for c in doc["spec"]["template"]["spec"]["containers"]
+                         if "gateway-api/echo" in c["image"]}
+    assert used and used <= set(suite_names)

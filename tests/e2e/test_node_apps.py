@@ -288,6 +288,11 @@ def check_echo_basic(reqs, ns, backends, path):
 
 def test_echo_basic_answers_through_its_clusterip_from_the_suites_client(apps):
     n = apps["node"]
+    # every name the suite's YAML uses is in the node's image store (it pulls nothing)
+    with open(os.path.join(apps["dir"], "conformance-images.txt")) as f:
+        names = set(f.read().split())
+    have = set(n.ctr("-n", "k8s.io", "images", "ls", "-q").stdout.split())
+    assert len(names) == 4 and names <= have, names - have
     backends = {p["metadata"]["name"] for p in pods(n, INFRA, "app=infra-backend-v1")}
     assert len(backends) == 2
     svc = n.get_json("service", "infra-backend-v1", "-n", INFRA)
