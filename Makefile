@@ -47,9 +47,10 @@ core_objs   = $(patsubst %.c,$(OBJ)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)
 BUILT_PARTS := $(foreach p,$(PARTS),$(if $(wildcard $(p)/main.c),$(p)))
 BINARIES    := $(BUILT_PARTS:%=$(BIN)/weft-%)
 # cli/ is weftctl, not weft-cli, and links the webhook's core (inject, uninject)
-# as its own: its binary, unit tests and fuzzers all get part_core.
+# and the proxy's authorization decision (authz why) as its own: its binary,
+# unit tests and fuzzers all get part_core.
 BINARIES    += $(BIN)/weftctl
-part_core   = $(call core_objs,$(1))$(if $(filter cli,$(1)), $(call core_objs,webhook))
+part_core   = $(call core_objs,$(1))$(if $(filter cli,$(1)), $(call core_objs,webhook) $(OBJ)/proxy/authz.o)
 
 UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
