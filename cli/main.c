@@ -277,6 +277,7 @@ int main(int argc, char **argv)
         {"kubeconfig", cmd_kubeconfig},
         {"check", cmd_check},
         {"install", cmd_install},
+        {"authz", cmd_authz},
     };
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(cmd, commands[i].name) == 0)

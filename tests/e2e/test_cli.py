@@ -336,3 +336,47 @@ def test_install_applies_and_checks(cluster, weftctl):
     r = run(weftctl, "install", "--set", "webhook.replica=3", env=env)
     assert r.returncode == 2 and r.stdout == ""
     assert "--set webhook.replica: unknown key" in r.stderr
+
+
+# --- authz why --------------------------------------------------------------
+
+def test_authz_why(cluster, weftctl, mesh):
+    """Pods injected by the running weft-webhook through the real API server
+    behind a Service; authz why judges callers of three kinds."""
+    cluster.create_namespace("cli-srv", labels={"weft.dev/inject": "enabled"},
+                             annotations={"weft.dev/allow-from": "cli-front/web"})
+    cluster.create_namespace("cli-front", labels={"weft.dev/inject": "enabled"})
+    cluster.create_namespace("cli-out")
+    try:
+        cluster.create_json({"apiVersion": "v1", "kind": "Service",
+                             "metadata": {"name": "api", "namespace": "cli-srv"},
+                             "spec": {"selector": {"app": "api"},
+                                      "ports": [{"name": "http", "port": 8080, "targetPort": 80}]}})
+        cluster.create_json({"apiVersion": "v1", "kind": "Pod",
+                             "metadata": {"name": "api-0", "namespace": "cli-srv", "labels": {"app": "api"}},
+                             "spec": {"containers": [{"name": "app", "image": "registry.example/api:1"}]}})
+        pod = cluster.get_json("pod", "api-0", "-n", "cli-srv")
+        assert "weft.dev/status" in pod["metadata"]["annotations"]  # the webhook injected it
+
+        def why(frm, to="api.cli-srv:8080"):
+            return run(weftctl, "authz", "why", "--from", frm, "--to", to, "--kubeconfig", cluster.kubeconfig)
+
+        r = why("cli-front/web")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert 'ALLOWED: allow-from "cli-front/web" (namespace annotation) lists cli-front/web' in r.stdout, r.stdout
+        r = why("cli-front/other", "api.cli-srv:http")  # the port by name
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "DENIED: cross-namespace: inbound-policy same-namespace" in r.stdout, r.stdout
+        r = why("cli-srv/other")
+        assert r.returncode == 0 and "ALLOWED: same-namespace" in r.stdout, r.stdout
+        r = why("cli-out/x")
+        assert r.returncode == 1, r.stdout
+        assert "the caller is not meshed" in r.stdout and "refuses plaintext" in r.stdout, r.stdout
+        r = why("cli-front/web", "api.cli-srv:9090")
+        assert r.returncode == 2
+        assert "Service cli-srv/api has no port 9090 (its ports: 8080 (http))" in r.stderr, r.stderr
+        r = why("cli-front/web", "nope.cli-srv:80")
+        assert r.returncode == 2 and "Service cli-srv/nope not found" in r.stderr, r.stderr
+    finally:
+        for ns in ("cli-srv", "cli-front", "cli-out"):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
