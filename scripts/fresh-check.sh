@@ -56,6 +56,7 @@ SUITE=bookworm
 VARIANT=minbase
 INCLUDE=make,git,ca-certificates,python3
 GO_ROOT=/usr/local/go
+NODE_LOCK=/run/weft-e2e-node.lock  # tests/e2e/node.py LOCK
 ROOT_PATH=$GO_ROOT/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 log() { echo "fresh-check: $*" >&2; }
@@ -107,6 +108,9 @@ if [ "${1:-}" = "--inside" ]; then
   mknod -m 666 "$root/dev/random" c 1 8
   mknod -m 666 "$root/dev/urandom" c 1 9
   mknod -m 666 "$root/dev/tty" c 5 0
+  # The kernel log, as a machine has it: the e2e node's kubelet opens it for
+  # its OOM watcher and refuses to start without it.
+  mknod -m 644 "$root/dev/kmsg" c 1 11
   mkdir -m 755 "$root/dev/pts" "$root/dev/net"
   mkdir -m 1777 "$root/dev/shm"
   mknod -m 666 "$root/dev/net/tun" c 10 200
@@ -118,6 +122,11 @@ if [ "${1:-}" = "--inside" ]; then
   m -t devpts -o newinstance,nosuid,noexec,ptmxmode=0666,mode=620,gid=5 devpts "$root/dev/pts"
   m -t tmpfs -o nosuid,nodev,mode=1777 shm "$root/dev/shm"
   m -t tmpfs -o nosuid,nodev,mode=755 run "$root/run"
+  # The e2e node's lock is this machine's: the root shares its network
+  # namespace, so a node inside and one outside would share the bridge.
+  touch "$NODE_LOCK"
+  touch "$root$NODE_LOCK"
+  m --bind "$NODE_LOCK" "$root$NODE_LOCK"
   mkdir -m 1777 "$root/run/lock"
   m -t tmpfs -o nosuid,nodev,mode=1777 tmp "$root/tmp"
   # The Go toolchain, read-only (see the top of this file).
