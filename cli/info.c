@@ -12,12 +12,14 @@
 
 static void usage_kubeconfig(FILE *f)
 {
-    fprintf(f, "usage: weftctl kubeconfig [flags]\n"
+    fprintf(f, "usage: weftctl kubeconfig [--contexts] [flags]\n"
                "\n"
                "Prints the context, cluster, server, user, how it authenticates and the namespace\n"
                "weftctl's cluster commands would use, as read from the kubeconfig, without\n"
                "connecting or reading the credentials' files.\n"
-               "\n" CLUSTER_USAGE "  -h, --help\n"
+               "\n"
+               "      --contexts               the names of the kubeconfig's contexts, one a line\n" CLUSTER_USAGE
+               "  -h, --help\n"
                "\n"
                "Exit status: 0 done, 2 bad flags or a kubeconfig that does not resolve.\n");
 }
@@ -38,10 +40,11 @@ static void usage_version(FILE *f)
 static int parse(int argc, char **argv, const char *cmd, int *client, struct kubeconfig_options *o,
                  void (*usage)(FILE *))
 {
-    enum { F_CLIENT = 256 };
+    enum { F_CLIENT = 256, F_CONTEXTS };
     static const struct option flags[] = {
         CLUSTER_LONG_OPTIONS,
         {"client", no_argument, NULL, F_CLIENT},
+        {"contexts", no_argument, NULL, F_CONTEXTS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -51,7 +54,7 @@ static int parse(int argc, char **argv, const char *cmd, int *client, struct kub
     while ((c = getopt_long(argc, argv, ":n:h", flags, NULL)) != -1) {
         if (cluster_flag(c, optarg, o))
             continue;
-        if (c == F_CLIENT && client) {
+        if ((c == F_CLIENT && strcmp(cmd, "version") == 0) || (c == F_CONTEXTS && strcmp(cmd, "kubeconfig") == 0)) {
             *client = 1;
         } else if (c == 'h') {
             usage(stdout);
@@ -91,9 +94,21 @@ int cmd_kubeconfig(int argc, char **argv)
     struct kubeconfig_options o = {0};
     struct kube_target t;
     char err[2048], auth[1200];
-    int rc = parse(argc, argv, "kubeconfig", NULL, &o, usage_kubeconfig);
+    int names = 0;
+    int rc = parse(argc, argv, "kubeconfig", &names, &o, usage_kubeconfig);
     if (rc >= 0)
         return rc;
+    if (names) {
+        struct buf b;
+        buf_init(&b, 1024 * 1024);
+        rc = kubeconfig_context_names(&o, &b, err, sizeof err);
+        if (rc < 0)
+            fprintf(stderr, "weftctl kubeconfig: %s\n", err);
+        else if (b.len)
+            fwrite(b.data, 1, b.len, stdout);
+        buf_free(&b);
+        return rc < 0 ? 2 : 0;
+    }
     if (kubeconfig_load(&o, &t, err, sizeof err) < 0) {
         fprintf(stderr, "weftctl kubeconfig: %s\n", err);
         return 2;

@@ -565,14 +565,16 @@ static int read_small(const char *path, struct buf *b, const char *what, char *e
     return 0;
 }
 
-int kubeconfig_load(const struct kubeconfig_options *o, struct kube_target *out, char *err, size_t errlen)
+/* Finds and parses the files in merge order, then calls fn on them. */
+static int with_files(const struct kubeconfig_options *o,
+                      int (*fn)(const struct kubeconfig_file *files, size_t n, void *arg, char *err, size_t errlen),
+                      void *arg, char *err, size_t errlen)
 {
     struct kubeconfig_file files[KUBECONFIG_MAX_FILES];
     size_t n = 0;
     int rc = -ENOENT;
     char *list = NULL, *home_path = NULL, *save = NULL;
     const char *env = getenv("KUBECONFIG");
-    memset(out, 0, sizeof *out);
     if (o->kubeconfig) {
         list = xstrdup(o->kubeconfig);
     } else if (env && *env) {
@@ -631,13 +633,53 @@ int kubeconfig_load(const struct kubeconfig_options *o, struct kube_target *out,
         rc = -ENOENT;
         goto out;
     }
-    rc = kubeconfig_resolve(files, n, o, out, err, errlen);
+    rc = fn(files, n, arg, err, errlen);
 out:
     for (size_t i = 0; i < n; i++)
         json_decref(files[i].doc);
     free(save);
     free(home_path);
     return rc;
+}
+
+struct resolve_arg {
+    const struct kubeconfig_options *o;
+    struct kube_target *out;
+};
+
+static int resolve_fn(const struct kubeconfig_file *files, size_t n, void *arg, char *err, size_t errlen)
+{
+    struct resolve_arg *a = arg;
+    return kubeconfig_resolve(files, n, a->o, a->out, err, errlen);
+}
+
+int kubeconfig_load(const struct kubeconfig_options *o, struct kube_target *out, char *err, size_t errlen)
+{
+    struct resolve_arg a = {o, out};
+    memset(out, 0, sizeof *out);
+    return with_files(o, resolve_fn, &a, err, errlen);
+}
+
+static int names_fn(const struct kubeconfig_file *files, size_t n, void *arg, char *err, size_t errlen)
+{
+    struct buf *out = arg;
+    (void)err;
+    (void)errlen;
+    for (size_t f = 0; f < n; f++) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(files[f].doc, "contexts"), i, item) {
+            const char *nm = json_string_value(json_object_get(item, "name"));
+            if (nm)
+                buf_appendf(out, "%s\n", nm);
+        }
+    }
+    return 0;
+}
+
+int kubeconfig_context_names(const struct kubeconfig_options *o, struct buf *out, char *err, size_t errlen)
+{
+    return with_files(o, names_fn, out, err, errlen);
 }
 
 static int load_blob(struct kube_blob *b, const char *what, char *err, size_t errlen)

@@ -17,6 +17,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "buf.h"
+
 #define KUBECONFIG_MAX_BYTES (1024 * 1024)   /* one kubeconfig file; one referenced file */
 #define KUBECONFIG_MAX_FILES 32              /* entries of KUBECONFIG */
 #define KUBECONFIG_EXEC_MAX_OUTPUT (1024 * 1024)
@@ -78,6 +80,10 @@ void kube_target_free(struct kube_target *t);
  * and resolves them. 0, -ENOENT (no file), -EINVAL (a file that does not
  * parse, or kubeconfig_resolve()'s errors), with err filled. */
 int kubeconfig_load(const struct kubeconfig_options *o, struct kube_target *out, char *err, size_t errlen);
+
+/* The context names of the same files, one a line into out (a name in two
+ * files twice: completion does not mind). 0 or kubeconfig_load()'s errors. */
+int kubeconfig_context_names(const struct kubeconfig_options *o, struct buf *out, char *err, size_t errlen);
 
 /* Reads the certificate, key, CA and token files the target references and
  * runs its exec plugin, so that t holds data only. 0 or a negative errno

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* weftctl: the mesh user's command line. So far offline only: `inject` and
- * `uninject` run manifests through the webhook's own core and templates
- * (webhook/inject.c via cli/workload.c), and `version`. All or nothing: a
+/* weftctl: the mesh user's command line. This file dispatches commands and
+ * holds the offline `inject` and `uninject`, which run manifests through the
+ * webhook's own core and templates (webhook/inject.c via cli/workload.c);
+ * the other commands are in their own files (cmds.h). All or nothing: a
  * refused object writes nothing to stdout. Exit 0 done, 1 an object refused,
  * 2 bad input (flags, files, YAML, configuration). */
 #include <errno.h>
@@ -29,10 +30,16 @@ static void usage_main(FILE *f)
                "\n"
                "The Weft service mesh's command line.\n"
                "\n"
-               "commands:\n"
-               "  inject     add weft-init and weft-proxy to the pods of manifests (offline)\n"
-               "  uninject   remove what inject added (offline)\n"
-               "  version    print weftctl's version\n"
+               "offline:\n"
+               "  inject       add weft-init and weft-proxy to the pods of manifests\n"
+               "  uninject     remove what inject added\n"
+               "  install      print the control plane's manifests with new certificates, for kubectl apply -f -\n"
+               "  completion   print a bash or zsh completion script\n"
+               "with a cluster (kubeconfig as kubectl reads it):\n"
+               "  check        check the cluster for Weft, or before installing it (--pre)\n"
+               "  authz why    say whether a service account may reach a Service's port, and why\n"
+               "  version      print weftctl's version and the cluster's (--client: weftctl's only)\n"
+               "  kubeconfig   print the context, server, user and namespace weftctl would use\n"
                "\n"
                "`weftctl COMMAND --help` says more about each.\n");
 }
@@ -278,6 +285,7 @@ int main(int argc, char **argv)
         {"check", cmd_check},
         {"install", cmd_install},
         {"authz", cmd_authz},
+        {"completion", cmd_completion},
     };
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(cmd, commands[i].name) == 0)

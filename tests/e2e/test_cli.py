@@ -380,3 +380,56 @@ def test_authz_why(cluster, weftctl, mesh):
     finally:
         for ns in ("cli-srv", "cli-front", "cli-out"):
             cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+# --- help and completion (no cluster needed) -------------------------------
+
+COMMANDS = ("inject", "uninject", "version", "kubeconfig", "check", "install", "authz why", "completion")
+
+
+def complete(weftctl, words, kubeconfig=None):
+    """What the bash completion script offers for the words typed so far
+    (the script runs weftctl from PATH for --context)."""
+    script = run(weftctl, "completion", "bash").stdout
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = "/nonexistent"
+    env["PATH"] = os.path.dirname(weftctl) + ":" + env.get("PATH", "/usr/bin:/bin")
+    if kubeconfig:
+        env["KUBECONFIG"] = kubeconfig
+    line = 'source /dev/stdin; COMP_WORDS=(%s); COMP_CWORD=%d; _weftctl; printf "%%s\\n" "${COMPREPLY[@]}"' % (
+        " ".join("'%s'" % w for w in words), len(words) - 1)
+    r = subprocess.run(["bash", "-c", line], input=script, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=30, cwd=REPO, env=env)
+    assert r.returncode == 0, r.stderr
+    return [w for w in r.stdout.splitlines() if w]
+
+
+def test_help_of_every_command(weftctl):
+    r = run(weftctl, "--help")
+    assert r.returncode == 0
+    for cmd in COMMANDS:
+        assert "  " + cmd in r.stdout, cmd
+        h = run(weftctl, *cmd.split(), "--help")
+        assert h.returncode == 0 and h.stdout.startswith("usage: weftctl " + cmd), (cmd, h.stdout, h.stderr)
+
+
+def test_completion_offers_what_help_lists(weftctl):
+    import re
+    assert complete(weftctl, ["weftctl", "ch"]) == ["check"]
+    assert set(complete(weftctl, ["weftctl", ""])) >= {"inject", "check", "install", "authz", "completion"}
+    assert complete(weftctl, ["weftctl", "authz", ""]) == ["why"]
+    assert complete(weftctl, ["weftctl", "check", "-o", ""]) == ["text", "json"]
+    assert complete(weftctl, ["weftctl", "completion", "z"]) == ["zsh"]
+    # --context offers the contexts of KUBECONFIG (not of a --kubeconfig on the line: a known gap)
+    cfg = os.path.join(REPO, "tests/golden/cli/kubeconfigs/config")
+    assert complete(weftctl, ["weftctl", "check", "--context", "pr"], kubeconfig=cfg) == ["prod"]
+    assert complete(weftctl, ["weftctl", "check", "--context", ""]) == []  # no kubeconfig at all
+    for cmd in COMMANDS[:-1]:
+        help_flags = set(re.findall(r"^\s+(?:(-[a-z]), )?(--[a-z-]+)", run(weftctl, *cmd.split(), "--help").stdout,
+                                    re.M))
+        want = {f for pair in help_flags for f in pair if f}
+        words = ["weftctl"] + cmd.split() + ["-"]
+        offered = set(complete(weftctl, words))
+        assert want == offered, (cmd, sorted(want - offered), sorted(offered - want))
+    r = run(weftctl, "completion", "fish")
+    assert r.returncode == 2 and 'no completion for "fish"' in r.stderr
