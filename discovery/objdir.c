@@ -103,6 +103,7 @@ int objdir_load(struct store *s, const char *dir, char *err, size_t errlen)
     struct dirent *e;
     if (!d) {
         errbuf_set(err, errlen, "--objects %s: %s", dir, strerror(errno));
+        free(names);
         return -EINVAL;
     }
     while ((e = readdir(d))) {

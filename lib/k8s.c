@@ -1044,9 +1044,10 @@ static enum k8s_step k8s_watch_list(struct k8s_watcher *w)
         if (!*cont)
             break;
     }
-    w->fn(w->arg, K8S_WATCH_SYNCED, NULL, w->rv);
+    /* Counted before the caller hears of it, so what it does next sees the count. */
     atomic_fetch_add(&w->st->lists, 1);
     atomic_store(&w->st->last_ok_ms, k8s_now_ms());
+    w->fn(w->arg, K8S_WATCH_SYNCED, NULL, w->rv);
     step = K8S_STEP_AGAIN;
 out:
     buf_free(&path);

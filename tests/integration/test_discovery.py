@@ -544,8 +544,11 @@ def test_kubernetes_source_lists_watches_and_relists(certs, tmp_path):
             assert all(r["authorization"] == "Bearer discovery-token" for r in fake.requests)
         finally:
             s.close()
+        end = time.monotonic() + 10
+        while d.metric('weft_discovery_watch_up{resource="pods"}') != 1:  # re-listing after the 410
+            assert time.monotonic() < end
+            time.sleep(0.05)
         ready = d.metrics()
-        assert ready['weft_discovery_watch_up{resource="pods"}'] == 1
         assert ready['weft_discovery_watch_staleness_seconds{resource="pods"}'] == 0
         fake.go_down()
         time.sleep(1.5)
