@@ -21,8 +21,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="module")
 def weftctl():
-    exe = os.path.join(os.path.abspath(os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")),
-                       "weftctl")
+    # WEFTCTL: another weftctl than WEFT_BIN's (a sanitizer build) with the same control plane
+    exe = os.environ.get("WEFTCTL") or os.path.join(
+        os.path.abspath(os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")), "weftctl")
     if not os.access(exe, os.X_OK):
         pytest.skip("weftctl not built (%s): run make" % exe)
     d = cl.make_tempdir("weftctl")
