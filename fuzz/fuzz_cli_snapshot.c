@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libFuzzer target for cli/check.c and cli/authz.c: the input is read as a
+ * snapshot (JSON, as --snapshot reads it) and evaluated by weftctl check,
+ * with and without --pre, and judged by authz why. Whatever the objects
+ * hold (certificates that do not parse, wrong types, missing keys), nothing
+ * may crash or leak, check must give at least one result, and authz why
+ * must answer 0, 1 or -1 with a message. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "authz.h"
+#include "buf.h"
+#include "check.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    json_t *snap = json_loadb((const char *)data, size, 0, NULL);
+    if (!snap)
+        return 0;
+    for (int pre = 0; pre <= 1; pre++) {
+        json_t *results = check_evaluate(snap, pre);
+        if (json_array_size(results) == 0)
+            abort();
+        struct buf out;
+        buf_init(&out, 64 * 1024 * 1024);
+        check_render_text(results, &out);
+        int rc = check_exit_status(results, 1);
+        if (rc < 0 || rc > 2)
+            abort();
+        buf_free(&out);
+        json_decref(results);
+    }
+    struct buf out;
+    char err[2048] = "";
+    buf_init(&out, 64 * 1024 * 1024);
+    int rc = authz_why(snap, &out, err, sizeof err);
+    if (rc < -1 || rc > 1 || (rc == -1 && !err[0]))
+        abort();
+    buf_free(&out);
+    json_decref(snap);
+    return 0;
+}
