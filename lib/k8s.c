@@ -1105,9 +1105,11 @@ static enum k8s_step k8s_watch_lines(struct k8s_watcher *w, struct buf *body, in
         *healthy = 1;
     }
 out:
-    if (step == K8S_STEP_AGAIN) {
+    if (step == K8S_STEP_AGAIN && start > 0) {
         memmove(body->data, body->data + start, body->len - start);
         body->len -= start;
+    }
+    if (step == K8S_STEP_AGAIN) {
         if (body->len > w->o.max_event) {
             atomic_fetch_add(&w->st->oversize, 1);
             errbuf_set(w->err, sizeof w->err, "watch %s: event over the %zu-byte limit", w->o.path, w->o.max_event);
