@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "detect.h"
 #include "errbuf.h"
 #include "log.h"
 #include "xalloc.h"
@@ -152,6 +153,15 @@ static int set_expect(struct proxy_config *cfg, const char *v, char *err, size_t
     return r;
 }
 
+static int set_opaque_ports(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (parse_port_list(v, cfg->opaque_ports, &cfg->nopaque_ports) < 0) {
+        errbuf_set(err, errlen, "must be a comma list of ports 1-65535 (at most %d)", PARSE_MAX_LIST);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int set_app_probes(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
 {
     probes_free(&cfg->probes);
@@ -226,7 +236,8 @@ static const struct config_setting config_settings[] = {
     {"WEFT_ADMIN_PORT", "admin-port", "15020", "admin server: /live /ready /metrics /app-health /shutdown", set_admin_port},
     {"WEFT_CONNECT_TIMEOUT_MS", "connect-timeout-ms", "5000", "upstream TCP connect timeout", set_connect_timeout_ms},
     {"WEFT_HANDSHAKE_TIMEOUT_MS", "handshake-timeout-ms", "5000", "TLS handshake timeout", set_handshake_timeout_ms},
-    {"WEFT_DETECT_TIMEOUT_MS", "detect-timeout-ms", "300", "inbound, PERMISSIVE: wait for first bytes before treating as plaintext", set_detect_timeout_ms},
+    {"WEFT_DETECT_TIMEOUT_MS", "detect-timeout-ms", "300", "wait this long for a client's first bytes (protocol detection; inbound PERMISSIVE: TLS or plaintext) before relaying as TCP", set_detect_timeout_ms},
+    {"WEFT_OPAQUE_PORTS", "opaque-ports", DETECT_DEFAULT_OPAQUE_PORTS, "destination ports relayed as TCP without protocol detection (comma list, may be empty)", set_opaque_ports},
     {"WEFT_IDLE_TIMEOUT_SECONDS", "idle-timeout-seconds", "3600", "close a connection idle this long", set_idle_timeout_s},
     {"WEFT_RELOAD_SECONDS", "reload-seconds", "2", "how often certificate files are checked for changes", set_reload_seconds},
     {"WEFT_MAX_CONNECTIONS", "max-connections", "65536", "per worker; more are closed at accept (accept_overload_total)", set_max_connections},
@@ -441,6 +452,14 @@ const char *config_expected_id(const struct proxy_config *cfg, int family, const
         if (parse_cidr_contains(&cfg->expect[i].cidr, family, addr))
             return cfg->expect[i].id;
     return NULL;
+}
+
+int config_is_opaque_port(const struct proxy_config *cfg, uint16_t port)
+{
+    for (size_t i = 0; i < cfg->nopaque_ports; i++)
+        if (cfg->opaque_ports[i] == port)
+            return 1;
+    return 0;
 }
 
 int config_is_meshed(const struct proxy_config *cfg, int family, const void *addr)

@@ -30,6 +30,8 @@ struct proxy_config {
     struct authz authz;              /* policy, allow-from rules, namespace, trust domain */
     struct parse_cidr mesh_networks[PARSE_MAX_LIST];
     size_t nmesh_networks;
+    uint16_t opaque_ports[PARSE_MAX_LIST]; /* skip protocol detection */
+    size_t nopaque_ports;
     struct config_expect expect[CONFIG_MAX_EXPECT];
     size_t nexpect;
     char *identity_addr, *identity_server_name, *token_file;
@@ -54,6 +56,8 @@ void config_free(struct proxy_config *cfg);
 void config_print_help(FILE *out);
 /* The pinned SPIFFE ID for an outbound destination, or NULL. */
 const char *config_expected_id(const struct proxy_config *cfg, int family, const void *addr);
+/* Whether connections to this destination port skip protocol detection. */
+int config_is_opaque_port(const struct proxy_config *cfg, uint16_t port);
 /* Whether an outbound destination is reached over mTLS. */
 int config_is_meshed(const struct proxy_config *cfg, int family, const void *addr);
 

@@ -12,11 +12,18 @@ static const char *pm_dir_names[PM_NDIR] = {"inbound", "outbound"};
 static const char *pm_authz_names[PM_NAUTHZ] = {"none", "allowed", "denied"};
 static const char *pm_side_names[PM_NSIDE] = {"server", "client"};
 static const char *pm_refused_names[PM_NREFUSED] = {"plaintext", "other_tls"};
+static const char *pm_skip_names[PM_NSKIP] = {"opaque_port", "mesh"};
+/* From a client that writes at once (microseconds) to the 300 ms default
+ * timeout and beyond, where a slow client would be cut short. */
+static const double pm_detect_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
 
 void pm_init(struct proxy_metrics *m)
 {
     memset(m, 0, sizeof *m);
     pthread_mutex_init(&m->peers_mu, NULL);
+    m->detect_time.bounds = pm_detect_bounds;
+    m->detect_time.nbounds = sizeof pm_detect_bounds / sizeof *pm_detect_bounds;
     m->peers[0] = xstrdup("");
     m->peers[PM_MAX_PEERS - 1] = xstrdup("other");
     atomic_store(&m->npeers, 1);
@@ -120,6 +127,20 @@ int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *ou
     for (int d = 0; d < PM_NDIR; d++)
         rc |= buf_appendf(out, "weft_proxy_timeouts_total{direction=\"%s\"} %llu\n", pm_dir_names[d],
                           LOAD(m->timeouts[d]));
+    rc |= metrics_header(out, "weft_proxy_protocol_detections_total", "counter",
+                         "Connections by what their first bytes were (timeout: none decided in time; relayed as TCP).");
+    for (int d = 0; d < PM_NDIR; d++)
+        for (int r = DETECT_HTTP1; r < DETECT_NRESULTS; r++)
+            rc |= buf_appendf(out, "weft_proxy_protocol_detections_total{direction=\"%s\",result=\"%s\"} %llu\n",
+                              pm_dir_names[d], detect_name((enum detect_result)r), LOAD(m->detections[d][r]));
+    rc |= metrics_header(out, "weft_proxy_protocol_detection_skipped_total", "counter",
+                         "Connections relayed as TCP without protocol detection, by reason.");
+    for (int d = 0; d < PM_NDIR; d++)
+        for (int k = 0; k < PM_NSKIP; k++)
+            rc |= buf_appendf(out, "weft_proxy_protocol_detection_skipped_total{direction=\"%s\",reason=\"%s\"} %llu\n",
+                              pm_dir_names[d], pm_skip_names[k], LOAD(m->detect_skipped[d][k]));
+    rc |= metrics_histogram_render(out, "weft_proxy_protocol_detect_seconds",
+                                   "Time from accept to a protocol decided from the first bytes.", &m->detect_time);
     rc |= metrics_header(out, "weft_proxy_accept_overload_total", "counter",
                          "Accepted connections closed at once because the worker was full.");
     rc |= buf_appendf(out, "weft_proxy_accept_overload_total %llu\n", LOAD(m->accept_overload));

@@ -12,6 +12,8 @@
 
 #include "buf.h"
 #include "creds.h"
+#include "detect.h"
+#include "metrics.h"
 
 #define PM_MAX_PEERS 64 /* slot 0 is "no identity", the last one "other" */
 
@@ -19,6 +21,12 @@ enum pm_dir { PM_INBOUND, PM_OUTBOUND, PM_NDIR };
 enum pm_authz { PM_AUTHZ_NONE, PM_AUTHZ_ALLOWED, PM_AUTHZ_DENIED, PM_NAUTHZ };
 enum pm_side { PM_SERVER, PM_CLIENT, PM_NSIDE };
 enum pm_refused { PM_REFUSED_PLAINTEXT, PM_REFUSED_OTHER_TLS, PM_NREFUSED };
+/* Why a connection was relayed as TCP without protocol detection. */
+enum pm_skip {
+    PM_SKIP_OPAQUE_PORT, /* its destination port is in WEFT_OPAQUE_PORTS */
+    PM_SKIP_MESH,        /* inbound over ALPN weft/1, opaque TCP by contract */
+    PM_NSKIP
+};
 
 struct pm_series {
     atomic_uint_fast64_t opened, closed, bytes_in, bytes_out; /* in: from the downstream (caller) */
@@ -34,6 +42,9 @@ struct proxy_metrics {
     atomic_uint_fast64_t connect_failures[PM_NDIR];
     atomic_uint_fast64_t timeouts[PM_NDIR];
     atomic_uint_fast64_t accept_overload;
+    atomic_uint_fast64_t detections[PM_NDIR][DETECT_NRESULTS]; /* [..][DETECT_NEED_MORE] unused */
+    atomic_uint_fast64_t detect_skipped[PM_NDIR][PM_NSKIP];
+    struct metrics_histogram detect_time; /* accept to a decision from bytes (not timeouts) */
 };
 
 void pm_init(struct proxy_metrics *m);

@@ -68,6 +68,7 @@ struct session *session_new(struct worker *w, int fd, enum pm_dir dir, const str
     s->snap = cfgsnap_ref(worker_snapshot(w));
     s->cfg = &s->snap->cfg;
     s->dir = dir;
+    s->accepted_ns = metrics_now_ns();
     s->dst = *dst;
     s->src = *src;
     s->down.fd = fd;
@@ -148,6 +149,7 @@ void session_step(struct session *s)
     switch (s->stage) {
     case STAGE_CLASSIFY: session_classify(s); break;
     case STAGE_TLS_ACCEPT: session_tls_accept(s); break;
+    case STAGE_DETECT: session_detect(s); break;
     case STAGE_CONNECT: session_connected(s); break;
     case STAGE_TLS_CONNECT: session_tls_connect(s); break;
     case STAGE_RELAY: {
@@ -185,6 +187,7 @@ static long session_on_deadline(struct ae_loop *loop, long long id, void *data)
     s->timer = 0;
     switch (s->stage) {
     case STAGE_CLASSIFY: session_classify_deadline(s); break;
+    case STAGE_DETECT: session_detect_deadline(s); break;
     case STAGE_TLS_ACCEPT:
     case STAGE_TLS_CONNECT:
         pm_add(&m->handshakes[s->stage == STAGE_TLS_ACCEPT ? PM_SERVER : PM_CLIENT][CREDS_FAIL_TIMEOUT], 1);

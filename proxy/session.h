@@ -4,7 +4,8 @@
  * file per stage:
  *
  *   session_accept.c    original destination, the caller, TLS accept, authz
- *   session_detect.c    the first bytes: mesh TLS or plaintext (inbound)
+ *   session_detect.c    the first bytes: mesh TLS or plaintext (inbound), then
+ *                       the protocol: HTTP/1, HTTP/2 or opaque (proxy/detect.c)
  *   session_upstream.c  the upstream from the worker's pool, TLS connect
  *   relay_tcp.c         bytes both ways (struct proxy_proto proto_tcp)
  *   session.c           life cycle, event dispatch, the one deadline timer
@@ -20,6 +21,7 @@
 enum session_stage {
     STAGE_CLASSIFY,    /* inbound: mesh TLS or plaintext, from peeked bytes */
     STAGE_TLS_ACCEPT,  /* inbound mTLS handshake */
+    STAGE_DETECT,      /* the protocol, from the client's first bytes */
     STAGE_CONNECT,     /* upstream dial under way */
     STAGE_TLS_CONNECT, /* outbound mTLS handshake */
     STAGE_RELAY,
@@ -56,6 +58,7 @@ struct session {
     struct sockaddr_storage src;      /* the caller */
     struct pm_series *series;         /* chosen when the decision is made */
     uint64_t last_active_ms;
+    uint64_t accepted_ns;             /* for the detection time */
     long long timer;                  /* the stage's deadline, or the relay's idle check */
     long long retry_timer;            /* the next look at peeked bytes */
     unsigned tls_down : 1, tls_up : 1, closed : 1;
@@ -83,6 +86,12 @@ void session_tls_accept(struct session *s);
 /* session_detect.c */
 void session_classify(struct session *s);
 void session_classify_deadline(struct session *s);
+/* Outbound, right after accept: detection, or straight to the upstream on
+ * an opaque port. */
+void session_detect_start(struct session *s);
+void session_detect(struct session *s);
+void session_detect_deadline(struct session *s);
+uint16_t session_dst_port(const struct session *s);
 
 /* session_upstream.c */
 void session_connect(struct session *s);

@@ -83,7 +83,7 @@ void session_accept(struct worker *w, int fd, enum pm_dir dir)
     const void *addr = fam == AF_INET ? (const void *)&((struct sockaddr_in *)&dst)->sin_addr
                                       : (const void *)&((struct sockaddr_in6 *)&dst)->sin6_addr;
     s->tls_up = config_is_meshed(s->cfg, fam, addr) ? 1 : 0;
-    session_connect(s);
+    session_detect_start(s);
 }
 
 static int session_peer_setup(SSL *ssl, void *arg)
@@ -142,5 +142,9 @@ void session_tls_accept(struct session *s)
         return;
     }
     log_debug("connection authorized", "caller=%s reason=%s", uri, d.reason);
+    /* ALPN weft/1 is opaque TCP by contract: the client proxy detected
+     * already, and waiting again would double a server-first protocol's
+     * delay. HTTP between proxies will come under its own ALPN. */
+    pm_add(&px->metrics.detect_skipped[PM_INBOUND][PM_SKIP_MESH], 1);
     session_connect(s);
 }

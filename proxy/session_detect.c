@@ -1,13 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The first-bytes stage of an inbound connection: peeked (MSG_PEEK, so the
- * bytes stay queued for whoever reads next) and classified by
- * proxy/classify.c as weft mesh TLS, other TLS or plaintext. Mesh TLS goes to
- * the TLS accept; the rest is refused under STRICT and relayed under
- * PERMISSIVE. */
+/* The first-bytes stages, both on bytes peeked (MSG_PEEK, so they stay
+ * queued for whoever reads next):
+ * - inbound classification by proxy/classify.c as weft mesh TLS, other TLS
+ *   or plaintext: mesh TLS goes to the TLS accept; the rest is refused under
+ *   STRICT and goes on to protocol detection under PERMISSIVE;
+ * - protocol detection by proxy/detect.c (outbound, and inbound plaintext):
+ *   HTTP/1, HTTP/2 or opaque as soon as the bytes tell, "timeout" when the
+ *   client has not said enough by WEFT_DETECT_TIMEOUT_MS (a server-speaks-
+ *   first protocol), and no wait at all on WEFT_OPAQUE_PORTS. Every outcome
+ *   is counted; every connection is relayed as TCP for now. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "classify.h"
+#include "detect.h"
 #include "log.h"
 #include "session.h"
 
@@ -21,6 +29,8 @@ static void session_refuse_plaintext(struct session *s, enum pm_refused kind, co
              session_addr(&s->dst, dst, sizeof dst), what);
     session_close(s, "strict");
 }
+
+static void session_detect_begin(struct session *s, int at_deadline);
 
 static void session_classified(struct session *s, enum classify_result r)
 {
@@ -36,7 +46,7 @@ static void session_classified(struct session *s, enum classify_result r)
         return;
     }
     session_count(s, 0, PM_AUTHZ_NONE, 0);
-    session_connect(s);
+    session_detect_begin(s, s->timer == 0);
 }
 
 static long session_classify_retry(struct ae_loop *loop, long long id, void *data)
@@ -86,4 +96,105 @@ void session_classify_deadline(struct session *s)
     ssize_t n = recv(s->down.fd, buf, CLASSIFY_MAX_BYTES, MSG_PEEK | MSG_DONTWAIT);
     enum classify_result r = n > 0 ? classify_first_bytes(buf, (size_t)n) : CLASSIFY_PLAINTEXT;
     session_classified(s, r == CLASSIFY_NEED_MORE ? CLASSIFY_PLAINTEXT : r);
+}
+
+uint16_t session_dst_port(const struct session *s)
+{
+    if (s->dst.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&s->dst)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)&s->dst)->sin_port);
+}
+
+static void session_detected(struct session *s, enum detect_result r)
+{
+    struct proxy_metrics *m = &s->w->px->metrics;
+    ae_timer_del(s->w->loop, s->retry_timer);
+    s->retry_timer = 0;
+    pm_add(&m->detections[s->dir][r], 1);
+    if (r != DETECT_TIMEOUT)
+        metrics_observe_ns(&m->detect_time, metrics_now_ns() - s->accepted_ns);
+    if (log_enabled(LOG_DEBUG)) {
+        char dst[80];
+        log_debug("protocol detected", "direction=%s dst=%s protocol=%s", session_dir_name(s),
+                  session_addr(&s->dst, dst, sizeof dst), detect_name(r));
+    }
+    session_connect(s); /* an HTTP stage would start here for http1 and h2 */
+}
+
+static long session_detect_retry(struct ae_loop *loop, long long id, void *data)
+{
+    (void)loop;
+    (void)id;
+    struct session *s = data;
+    s->retry_timer = 0;
+    session_step(s);
+    return -1;
+}
+
+/* One look at what is queued; at the deadline, undecided means timeout. */
+static void session_detect_run(struct session *s, int at_deadline)
+{
+    unsigned char *buf = (unsigned char *)s->w->scratch;
+    ssize_t n = recv(s->down.fd, buf, DETECT_MAX_BYTES, MSG_PEEK | MSG_DONTWAIT);
+    int eof = n == 0;
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            session_close(s, "recv");
+            return;
+        }
+        n = 0;
+    }
+    enum detect_result r = n > 0 ? detect_protocol(buf, (size_t)n) : DETECT_NEED_MORE;
+    if (r == DETECT_NEED_MORE && n > 0) {
+        /* A peek never reports the FIN behind queued bytes; POLLRDHUP does. */
+        struct pollfd pf = {.fd = s->down.fd, .events = POLLRDHUP};
+        eof = poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP));
+    }
+    if (r == DETECT_NEED_MORE && eof)
+        r = DETECT_OPAQUE; /* the client finished sending before it said enough: relay what there is */
+    if (r == DETECT_NEED_MORE && at_deadline)
+        r = DETECT_TIMEOUT;
+    if (r != DETECT_NEED_MORE) {
+        session_detected(s, r);
+        return;
+    }
+    if (n == 0) { /* nothing yet: readiness will tell */
+        session_set_mask(s, &s->down, AE_READABLE);
+        return;
+    }
+    /* A prefix stays queued, so level-triggered readiness would spin: look
+     * again shortly instead. */
+    session_set_mask(s, &s->down, AE_NONE);
+    if (!s->retry_timer)
+        s->retry_timer = ae_timer_add(s->w->loop, DETECT_RETRY_MS, session_detect_retry, s);
+}
+
+/* The deadline is the caller's (outbound: armed by session_detect_start;
+ * inbound: the classification's, still running). */
+static void session_detect_begin(struct session *s, int at_deadline)
+{
+    if (config_is_opaque_port(s->cfg, session_dst_port(s))) {
+        pm_add(&s->w->px->metrics.detect_skipped[s->dir][PM_SKIP_OPAQUE_PORT], 1);
+        session_connect(s);
+        return;
+    }
+    s->stage = STAGE_DETECT;
+    session_detect_run(s, at_deadline);
+}
+
+void session_detect_start(struct session *s)
+{
+    if (!config_is_opaque_port(s->cfg, session_dst_port(s)))
+        session_deadline(s, s->cfg->detect_timeout_ms);
+    session_detect_begin(s, 0);
+}
+
+void session_detect(struct session *s)
+{
+    session_detect_run(s, 0);
+}
+
+void session_detect_deadline(struct session *s)
+{
+    session_detect_run(s, 1);
 }

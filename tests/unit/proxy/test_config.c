@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,9 +302,54 @@ static void test_probes(void **state)
     free(big);
 }
 
+static void test_opaque_ports(void **state)
+{
+    (void)state;
+    struct proxy_config cfg;
+    char err[512];
+    struct env e = {{BASE, NULL}};
+    assert_int_equal(load(&cfg, &e, 0, NULL, err), 0);
+    const uint16_t linkerd[] = {25, 587, 3306, 4444, 5432, 6379, 9300, 11211};
+    assert_int_equal(cfg.nopaque_ports, 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_true(config_is_opaque_port(&cfg, linkerd[i]));
+    assert_false(config_is_opaque_port(&cfg, 80));
+    assert_int_equal(cfg.detect_timeout_ms, 300);
+    config_free(&cfg);
+
+    struct env none = {{BASE, "WEFT_OPAQUE_PORTS=", NULL}};
+    assert_int_equal(load(&cfg, &none, 0, NULL, err), 0);
+    assert_int_equal(cfg.nopaque_ports, 0);
+    assert_false(config_is_opaque_port(&cfg, 3306));
+    config_free(&cfg);
+
+    /* At the list's limit and one past it. */
+    static char at[32 + 64 * 6], past[32 + 65 * 6];
+    size_t off = (size_t)snprintf(at, sizeof at, "WEFT_OPAQUE_PORTS=");
+    for (int i = 0; i < 64; i++)
+        off += (size_t)snprintf(at + off, sizeof at - off, i ? ",%d" : "%d", 1000 + i);
+    snprintf(past, sizeof past, "%s,2000", at);
+    struct env e64 = {{BASE, at, NULL}};
+    assert_int_equal(load(&cfg, &e64, 0, NULL, err), 0);
+    assert_int_equal(cfg.nopaque_ports, 64);
+    assert_true(config_is_opaque_port(&cfg, 1063));
+    config_free(&cfg);
+    struct env e65 = {{BASE, past, NULL}};
+    assert_int_equal(load(&cfg, &e65, 0, NULL, err), -EINVAL);
+    assert_non_null(strstr(err, "WEFT_OPAQUE_PORTS=\"1000,1001"));
+    assert_non_null(strstr(err, "at most 64"));
+
+    char *argv[] = {"weft-proxy", "--opaque-ports", "5432", NULL};
+    assert_int_equal(load(&cfg, &none, 3, argv, err), 0); /* the flag wins over the environment */
+    assert_int_equal(cfg.nopaque_ports, 1);
+    assert_true(config_is_opaque_port(&cfg, 5432));
+    config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_opaque_ports),
         cmocka_unit_test(test_defaults),           cmocka_unit_test(test_values_and_precedence),
         cmocka_unit_test(test_config_file),        cmocka_unit_test(test_bad_values_are_named),
         cmocka_unit_test(test_help),               cmocka_unit_test(test_probes),
