@@ -10,5 +10,6 @@ int cmd_check(int argc, char **argv);
 int cmd_install(int argc, char **argv);
 int cmd_authz(int argc, char **argv);
 int cmd_completion(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const struct {
     {"install", "--set --manifests --kustomized --certs-dir -h --help"},
     {"authz", "why"},
     {"authz why", "--from --to --snapshot --dump-snapshot " CLUSTER_FLAGS " -h --help"},
+    {"stat", "pod deploy ns -A --all-namespaces --snapshot --dump-snapshot " CLUSTER_FLAGS " -h --help"},
     {"completion", "bash zsh"},
 };
 

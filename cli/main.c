@@ -38,6 +38,7 @@ static void usage_main(FILE *f)
                "with a cluster (kubeconfig as kubectl reads it):\n"
                "  check        check the cluster for Weft, or before installing it (--pre)\n"
                "  authz why    say whether a service account may reach a Service's port, and why\n"
+               "  stat         connections, mTLS share, denials and bytes of the meshed pods' proxies\n"
                "  version      print weftctl's version and the cluster's (--client: weftctl's only)\n"
                "  kubeconfig   print the context, server, user and namespace weftctl would use\n"
                "\n"
@@ -286,6 +287,7 @@ int main(int argc, char **argv)
         {"install", cmd_install},
         {"authz", cmd_authz},
         {"completion", cmd_completion},
+        {"stat", cmd_stat},
     };
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(cmd, commands[i].name) == 0)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer target for cli/check.c and cli/authz.c: the input is read as a
- * snapshot (JSON, as --snapshot reads it) and evaluated by weftctl check,
- * with and without --pre, and judged by authz why. Whatever the objects
+/* libFuzzer target for cli/check.c, cli/authz.c and cli/stat.c: the input
+ * is read as Prometheus text (stat's parser) and as a snapshot (JSON, as
+ * --snapshot reads it), evaluated by weftctl check, with and without --pre,
+ * judged by authz why and tabled by stat. Whatever the objects
  * hold (certificates that do not parse, wrong types, missing keys), nothing
  * may crash or leak, check must give at least one result, and authz why
  * must answer 0, 1 or -1 with a message. */
@@ -12,11 +13,16 @@
 #include "authz.h"
 #include "buf.h"
 #include "check.h"
+#include "stat.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    struct stat_row row = {0};
+    char perr[256];
+    if (stat_add_metrics(&row, (const char *)data, size, perr, sizeof perr) == 0 && row.scraped != 1)
+        abort();
     json_t *snap = json_loadb((const char *)data, size, 0, NULL);
     if (!snap)
         return 0;
@@ -38,6 +44,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf_init(&out, 64 * 1024 * 1024);
     int rc = authz_why(snap, &out, err, sizeof err);
     if (rc < -1 || rc > 1 || (rc == -1 && !err[0]))
+        abort();
+    buf_free(&out);
+    buf_init(&out, 64 * 1024 * 1024);
+    rc = stat_render(snap, &out, err, sizeof err);
+    if (rc < -1 || rc > 1)
         abort();
     buf_free(&out);
     json_decref(snap);
