@@ -14,7 +14,7 @@
 static const struct {
     const char *cmd, *flags;
 } table[] = {
-    {"inject", "-f --filename --config --templates --namespace-annotations -h --help"},
+    {"inject", "-f --filename --config --templates --namespace-annotations --from-cluster --kubeconfig --context -h --help"},
     {"uninject", "-f --filename --resolved-probes -h --help"},
     {"version", "--client " CLUSTER_FLAGS " -h --help"},
     {"kubeconfig", "--contexts " CLUSTER_FLAGS " -h --help"},

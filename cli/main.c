@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "cluster.h"
+#include "clusterconf.h"
 #include "cmds.h"
 #include "../webhook/confstore.h"
 #include "workload.h"
@@ -22,6 +24,8 @@
 struct options {
     const char *file, *config, *templates, *ns_annotations;
     int resolved_probes;
+    int from_cluster, config_given; /* --from-cluster; --config or --templates given */
+    struct kubeconfig_options ko;
 };
 
 static void usage_main(FILE *f)
@@ -76,7 +80,13 @@ static void usage_inject(FILE *f, const char *cmd)
                 "                               none to read: without this flag it has none); a piece\n"
                 "                               without '=' continues the value before it, so\n"
                 "                               weft.dev/skip-inbound-ports=80,443 is one annotation.\n"
-                "                               Objects without metadata.namespace are in \"default\".\n");
+                "                               Objects without metadata.namespace are in \"default\".\n"
+                "      --from-cluster           the cluster's configuration instead: ConfigMaps\n"
+                "                               weft-system/weft-config and weft-templates, and each\n"
+                "                               object's Namespace annotations, as weft-webhook reads them\n"
+                "      --kubeconfig FILE        with --from-cluster: the kubeconfig (default $KUBECONFIG, else\n"
+                "                               ~/.kube/config)\n"
+                "      --context NAME           with --from-cluster: the kubeconfig context\n");
     else
         fprintf(f,
                 "      --resolved-probes        put rewritten probes back as weft-proxy's WEFT_APP_PROBES\n"
@@ -149,7 +159,22 @@ static int run(const char *cmd, const struct options *o)
     buf_init(&out, 16 * YAMLJSON_MAX_BYTES);
     int inject = strcmp(cmd, "inject") == 0;
 
-    if (inject) {
+    struct kube_target t;
+    struct kubeclient *kc = NULL;
+    struct clusterconf_ns lookup = {NULL, NULL};
+    if (inject && o->from_cluster) {
+        if (cluster_connect(&o->ko, &t, &kc, err, sizeof err) < 0) {
+            fprintf(stderr, "weftctl: %s\n", err);
+            goto out;
+        }
+        if (clusterconf_load(kc, &conf, err, sizeof err) < 0) {
+            fprintf(stderr, "weftctl: %s\n", err);
+            goto out;
+        }
+        have_conf = 1;
+        lookup.client = kc;
+        lookup.cache = json_object();
+    } else if (inject) {
         if (conf_load(o->config, o->templates, &conf, err, sizeof err) < 0) {
             fprintf(stderr, "weftctl: %s\n", err);
             goto out;
@@ -170,7 +195,12 @@ static int run(const char *cmd, const struct options *o)
         fprintf(stderr, "weftctl: %s\n", err);
         goto out;
     }
-    struct workload_ctx w = {have_conf ? &conf.inject : NULL, ns_ann, note, NULL, o->resolved_probes};
+    struct workload_ctx w = {.conf = have_conf ? &conf.inject : NULL,
+                             .ns_annotations = ns_ann,
+                             .note = note,
+                             .resolved_probes = o->resolved_probes,
+                             .ns_lookup = kc ? clusterconf_ns_lookup : NULL,
+                             .lookup_ctx = &lookup};
     size_t i;
     json_t *doc;
     json_array_foreach(docs, i, doc) {
@@ -212,13 +242,20 @@ out:
     json_decref(ns_ann);
     if (have_conf)
         conf_free(&conf);
+    json_decref(lookup.cache);
+    if (kc) {
+        kubeclient_free(kc);
+        kube_target_free(&t);
+    }
     return rc;
 }
 
 static int cmd_inject(const char *cmd, int argc, char **argv)
 {
-    enum { F_CONFIG = 256, F_TEMPLATES, F_NS_ANN, F_RESOLVED };
+    enum { F_CONFIG = 256, F_TEMPLATES, F_NS_ANN, F_RESOLVED, F_FROM_CLUSTER };
     static const struct option inject_flags[] = {
+        CLUSTER_LONG_OPTIONS,
+        {"from-cluster", no_argument, NULL, F_FROM_CLUSTER},
         {"filename", required_argument, NULL, 'f'},
         {"config", required_argument, NULL, F_CONFIG},
         {"templates", required_argument, NULL, F_TEMPLATES},
@@ -235,11 +272,21 @@ static int cmd_inject(const char *cmd, int argc, char **argv)
     struct options o = {.config = "templates/mesh.yaml", .templates = "templates"};
     int in = strcmp(cmd, "inject") == 0, c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:h", in ? inject_flags : uninject_flags, NULL)) != -1) {
+    optind = 1;
+    while ((c = getopt_long(argc, argv, in ? ":f:n:h" : ":f:h", in ? inject_flags : uninject_flags, NULL)) != -1) {
+        if (in && cluster_flag(c, optarg, &o.ko)) {
+            if (c == 'n') {
+                fprintf(stderr, "weftctl inject: -n has no meaning here: an object's namespace is its own "
+                                "metadata.namespace (default \"default\")\n");
+                return 2;
+            }
+            continue;
+        }
         switch (c) {
         case 'f': o.file = optarg; break;
-        case F_CONFIG: o.config = optarg; break;
-        case F_TEMPLATES: o.templates = optarg; break;
+        case F_FROM_CLUSTER: o.from_cluster = 1; break;
+        case F_CONFIG: o.config = optarg; o.config_given = 1; break;
+        case F_TEMPLATES: o.templates = optarg; o.config_given = 1; break;
         case F_NS_ANN: o.ns_annotations = optarg; break;
         case F_RESOLVED: o.resolved_probes = 1; break;
         case 'h': usage_inject(stdout, cmd); return 0;
@@ -257,6 +304,15 @@ static int cmd_inject(const char *cmd, int argc, char **argv)
     }
     if (!o.file) {
         fprintf(stderr, "weftctl %s: -f FILE (or -f - for stdin) is required\n", cmd);
+        return 2;
+    }
+    if (o.from_cluster && (o.config_given || o.ns_annotations)) {
+        fprintf(stderr, "weftctl inject: --from-cluster reads the configuration and namespace annotations from "
+                        "the cluster: --config, --templates and --namespace-annotations exclude it\n");
+        return 2;
+    }
+    if (!o.from_cluster && (o.ko.kubeconfig || o.ko.context)) {
+        fprintf(stderr, "weftctl inject: --kubeconfig and --context need --from-cluster\n");
         return 2;
     }
     return run(cmd, &o);

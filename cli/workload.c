@@ -217,7 +217,13 @@ static json_t *one_pod(const struct workload_ctx *w, enum mode m, json_t *owner,
         return p;
     }
     struct inject_result r;
-    json_t *injected = inject_pod_build(w->conf, namespace_of(owner), p, w->ns_annotations, &r);
+    json_t *ns_ann = w->ns_annotations;
+    if (w->ns_lookup && w->ns_lookup(w->lookup_ctx, namespace_of(owner), &ns_ann, msg, sizeof msg) < 0) {
+        snprintf(err, errlen, "%s (%s): namespace %s: %s", where, what, namespace_of(owner), msg);
+        json_decref(p);
+        return NULL;
+    }
+    json_t *injected = inject_pod_build(w->conf, namespace_of(owner), p, ns_ann, &r);
     json_decref(p);
     if (r.outcome == INJECT_DENIED) {
         snprintf(err, errlen, "%s (%s): %s", where, what, r.message);

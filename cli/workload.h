@@ -19,6 +19,10 @@ struct workload_ctx {
     void (*note)(void *note_ctx, const char *where, const char *what); /* an object left alone, and why */
     void *note_ctx;
     int resolved_probes; /* uninject: put rewritten probes back as WEFT_APP_PROBES resolved them */
+    /* When set, asked for each object's namespace instead of ns_annotations:
+     * 0 with *out borrowed (NULL: none), or -1 with err (the object is refused). */
+    int (*ns_lookup)(void *lookup_ctx, const char *ns, json_t **out, char *err, size_t errlen);
+    void *lookup_ctx;
 };
 
 /* Each returns a new reference to the changed document (the same content when

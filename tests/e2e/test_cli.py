@@ -553,3 +553,47 @@ def test_stat_reads_a_real_proxy_through_the_api_server(cluster, weftctl, weft_b
         subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
         subprocess.run(["ip", "link", "del", host_if], stderr=subprocess.DEVNULL)
         cluster.kubectl("delete", "namespace", "cli-stat", "--wait=false", check=False)
+
+
+# --- inject --from-cluster ----------------------------------------------------
+
+def test_inject_from_cluster_matches_the_webhook(cluster, weftctl, mesh):
+    """weftctl inject --from-cluster reads weft-config, weft-templates and the
+    namespace's annotations from the cluster: with weft-config holding what
+    the running weft-webhook loads, its pod is the one the webhook gives the
+    API server (the proxy's environment and weft-init's arguments)."""
+    with open(mesh.config) as f:
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "weft-config", "namespace": "weft-system"},
+              "data": {"mesh.yaml": f.read()}}
+    cluster.apply_json(cm)
+    cluster.create_namespace("cli-inject", labels={"weft.dev/inject": "enabled"},
+                             annotations={"weft.dev/allow-from": "shop/*", "weft.dev/skip-inbound-ports": "9090"})
+    try:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "cli-inject"},
+               "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+                                        "ports": [{"containerPort": 8080}]}]}}
+        r = run(weftctl, "inject", "-f", "-", "--from-cluster", "--kubeconfig", cluster.kubeconfig,
+                input=json.dumps(pod))
+        assert r.returncode == 0, r.stderr
+        ours = json.loads(r.stdout)
+        cluster.create_json(pod)
+        theirs = cluster.get_json("pod", "p", "-n", "cli-inject")
+
+        def injected(p):
+            ctrs = {c["name"]: c for c in p["spec"].get("initContainers", []) + p["spec"]["containers"]}
+            env = {e["name"]: e.get("value", "") for e in ctrs["weft-proxy"].get("env", []) if "valueFrom" not in e}
+            return env, ctrs["weft-init"]["args"], ctrs["weft-proxy"]["image"]
+        assert injected(ours) == injected(theirs)
+        env, args, _ = injected(ours)
+        assert env["WEFT_ALLOW_FROM"] == "shop/*" and "--skip-inbound-ports=9090" in args
+        # a namespace not created yet has no annotations, as the webhook would find
+        pod["metadata"]["namespace"] = "cli-inject-later"
+        r = run(weftctl, "inject", "-f", "-", "--from-cluster", "--kubeconfig", cluster.kubeconfig,
+                input=json.dumps(pod))
+        assert r.returncode == 0, r.stderr
+        assert injected(json.loads(r.stdout))[0]["WEFT_ALLOW_FROM"] == ""
+    finally:
+        cluster.kubectl("delete", "namespace", "cli-inject", "--wait=false", check=False)
+        # weft-config as manifests/ ships it
+        cluster.kubectl("apply", "-k", os.path.join(REPO, "manifests"), check=False)
+        mesh.install()

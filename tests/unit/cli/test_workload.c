@@ -89,7 +89,7 @@ static void test_kinds(void **state)
         {"{\"kind\":\"Job\",\"spec\":{\"template\":{\"spec\":%s}}}", tmpl},
         {"{\"kind\":\"CronJob\",\"spec\":{\"jobTemplate\":{\"spec\":{\"template\":{\"spec\":%s}}}}}", cron},
     };
-    struct workload_ctx w = {&cfg, NULL, NULL, NULL, 0};
+    struct workload_ctx w = {.conf = &cfg};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char err[1024];
         json_t *in = load(cases[i].fmt, POD_SPEC);
@@ -110,7 +110,7 @@ static void test_kinds(void **state)
 static void test_pass_through_and_list(void **state)
 {
     (void)state;
-    struct workload_ctx w = {&cfg, NULL, NULL, NULL, 0};
+    struct workload_ctx w = {.conf = &cfg};
     char err[1024];
     json_t *svc = load("{\"kind\":\"Service\",\"spec\":%s}", "{\"ports\":[{\"port\":80}]}");
     json_t *out = workload_inject(&w, svc, "t", err, sizeof err);
@@ -130,7 +130,7 @@ static void test_pass_through_and_list(void **state)
 static void test_refusal_names_object(void **state)
 {
     (void)state;
-    struct workload_ctx w = {&cfg, NULL, NULL, NULL, 0};
+    struct workload_ctx w = {.conf = &cfg};
     char err[1024];
     json_t *bad = load("{\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\","
                        "\"annotations\":{}},\"spec\":{\"template\":{\"metadata\":{\"annotations\":"
