@@ -15,6 +15,7 @@
 #include "b64.h"
 #include "errbuf.h"
 #include "settings.h"
+#include "stat.h"
 #include "xalloc.h"
 #include "yamljson.h"
 
@@ -669,6 +670,68 @@ static void check_proxies(struct ctx *c, const json_t *snap)
     json_decref(mesh);
 }
 
+/* What the running proxies say of themselves (their /metrics, read through
+ * the API server): not ready, or a workload certificate expired or close to
+ * it. A 24 h certificate is renewed at 50-70 % of its life, so one with less
+ * than CHECK_PROXY_CERT_WARN_HOURS left is overdue. */
+static void check_proxy_certs(struct ctx *c, const json_t *snap)
+{
+    json_t *pods = json_object_get(snap, "meshedPods");
+    struct buf bad, unread;
+    buf_init(&bad, 4096);
+    buf_init(&unread, 2048);
+    size_t i, nread = 0, nbad = 0, nexpired = 0, nunread = 0;
+    json_t *p;
+    json_array_foreach(pods, i, p) {
+        json_t *m = json_object_get(p, "weftctlMetrics");
+        if (!m || json_is_null(m))
+            continue; /* not running, or not read (over the limit) */
+        const char *ns = str_at(p, "metadata.namespace"), *name = str_at(p, "metadata.name");
+        const char *text = json_string_value(m);
+        struct stat_row row;
+        char perr[256] = "";
+        memset(&row, 0, sizeof row);
+        if (!text || stat_add_metrics(&row, text, strlen(text), perr, sizeof perr) < 0) {
+            if (nunread++ < CHECK_MAX_LISTED)
+                buf_appendf(&unread, "%s%s/%s (%s)", nunread > 1 ? ", " : "", ns ? ns : "?", name ? name : "?",
+                            text ? perr : fetch_error(m) ? fetch_error(m) : "?");
+            continue;
+        }
+        nread++;
+        double left = row.cert_expiry > 0 ? row.cert_expiry - (double)c->now : -1;
+        const char *what = NULL;
+        char detail[128];
+        if (row.cert_expiry <= 0) {
+            what = "has no certificate";
+        } else if (left <= 0) {
+            what = "has an expired certificate";
+            nexpired++;
+        } else if (left < CHECK_PROXY_CERT_WARN_HOURS * 3600.0) {
+            snprintf(detail, sizeof detail, "has a certificate that expires in %.1f h (renewal is overdue)",
+                     left / 3600);
+            what = detail;
+        } else if (!row.ready) {
+            what = "is not ready";
+        }
+        if (what && nbad++ < CHECK_MAX_LISTED)
+            buf_appendf(&bad, "%s%s/%s %s", nbad > 1 ? "; " : "", ns ? ns : "?", name ? name : "?", what);
+    }
+    if (nbad > CHECK_MAX_LISTED)
+        buf_appendf(&bad, "; and %zu more", nbad - CHECK_MAX_LISTED);
+    if (nbad)
+        add(c, "data-plane", nexpired ? CHECK_FAIL : CHECK_WARN, "proxy-certificates",
+            "kubectl logs -n NS POD -c weft-proxy says why; for a certificate, weft-identity's log too",
+            "%zu of %zu proxies read: %s", nbad, nread, buf_cstr(&bad));
+    else if (nread)
+        add(c, "data-plane", CHECK_OK, "proxy-certificates", NULL,
+            "%zu proxies read: ready, certificates valid for %d h or more", nread, CHECK_PROXY_CERT_WARN_HOURS);
+    if (nunread)
+        add(c, "data-plane", CHECK_WARN, "proxy-metrics", "weftctl needs get on pods/proxy; the proxy's admin port "
+            "is weft-admin (15020)", "%zu proxies' /metrics could not be read: %s", nunread, buf_cstr(&unread));
+    buf_free(&bad);
+    buf_free(&unread);
+}
+
 json_t *check_evaluate(const json_t *snap, int pre)
 {
     struct ctx c = {json_array(), 0};
@@ -709,6 +772,7 @@ json_t *check_evaluate(const json_t *snap, int pre)
     check_crds(&c, snap);
     check_namespaces(&c, snap);
     check_proxies(&c, snap);
+    check_proxy_certs(&c, snap);
     return c.results;
 }
 

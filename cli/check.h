@@ -15,6 +15,7 @@
 #define CHECK_WARN_DAYS 30          /* a certificate warns this long before it ends ... */
 #define CHECK_WARN_FRACTION 5       /* ... or in the last fifth of its lifetime, whichever is sooner */
 #define CHECK_MAX_LISTED 10         /* names listed in one line; the rest counted */
+#define CHECK_PROXY_CERT_WARN_HOURS 6 /* a workload certificate with less left is overdue for renewal */
 
 enum check_status { CHECK_OK, CHECK_WARN, CHECK_FAIL };
 

@@ -19,6 +19,7 @@
 #include "xalloc.h"
 
 #define MAX_NAMESPACES 100 /* opted-in namespaces whose trust bundle and pods are read */
+#define MAX_PROXIES 100    /* running meshed pods whose proxy's /metrics is read */
 
 static void usage(FILE *f)
 {
@@ -229,7 +230,7 @@ static json_t *fetch(struct kubeclient *c, int pre)
     if (!json_is_array(nss))
         return snap;
     json_t *copies = json_object(), *meshed = json_array();
-    size_t i;
+    size_t i, scraped = 0;
     json_t *ns;
     json_array_foreach(nss, i, ns) {
         const char *name = json_string_value(json_object_get(json_object_get(ns, "metadata"), "name"));
@@ -254,8 +255,15 @@ static json_t *fetch(struct kubeclient *c, int pre)
         }
         json_array_foreach(pods, k, p) {
             json_t *ann = json_object_get(json_object_get(p, "metadata"), "annotations");
-            if (json_object_get(ann, "weft.dev/status"))
-                json_array_append(meshed, p); /* borrows p */
+            if (!json_object_get(ann, "weft.dev/status"))
+                continue;
+            const char *phase = json_string_value(json_object_get(json_object_get(p, "status"), "phase"));
+            json_t *copy = json_deep_copy(p);
+            json_object_del(json_object_get(copy, "metadata"), "managedFields");
+            /* the proxy's own view of its certificate and readiness */
+            if (phase && strcmp(phase, "Running") == 0 && scraped++ < MAX_PROXIES)
+                json_object_set_new(copy, "weftctlMetrics", cluster_pod_metrics(c, p));
+            json_array_append_new(meshed, copy);
         }
         json_decref(pods);
     }

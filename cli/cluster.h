@@ -28,4 +28,8 @@ int cluster_flag(int c, const char *arg, struct kubeconfig_options *o);
 int cluster_connect(const struct kubeconfig_options *o, struct kube_target *t, struct kubeclient **c, char *err,
                     size_t errlen);
 
+/* A meshed pod's weft-proxy /metrics through the API server's pod proxy (its
+ * weft-admin port, else 15020): a new string, or {"fetchError": why}. */
+json_t *cluster_pod_metrics(struct kubeclient *c, json_t *pod);
+
 #endif

@@ -17,7 +17,6 @@
 #include "xalloc.h"
 
 #define MAX_SCRAPED 200     /* proxies read in one run */
-#define MAX_METRICS (4 * 1024 * 1024)
 
 static void usage(FILE *f)
 {
@@ -53,23 +52,6 @@ static const char *kind_of(const char *arg)
     return NULL;
 }
 
-/* The pod's weft-admin container port (the proxy's admin server), else 15020. */
-static long admin_port(json_t *pod)
-{
-    static const char *const lists[] = {"initContainers", "containers"};
-    for (size_t l = 0; l < 2; l++) {
-        size_t i, k;
-        json_t *c, *p;
-        json_array_foreach(json_object_get(json_object_get(pod, "spec"), lists[l]), i, c)
-            json_array_foreach(json_object_get(c, "ports"), k, p) {
-            const char *n = json_string_value(json_object_get(p, "name"));
-            if (n && strcmp(n, "weft-admin") == 0)
-                return (long)json_integer_value(json_object_get(p, "containerPort"));
-        }
-    }
-    return 15020;
-}
-
 static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int all, char *err, size_t errlen)
 {
     char path[512];
@@ -94,35 +76,13 @@ static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int
         json_t *copy = json_deep_copy(p);
         json_object_del(json_object_get(copy, "metadata"), "managedFields");
         if (json_object_get(json_object_get(meta, "annotations"), "weft.dev/status")) {
-            const char *pns = json_string_value(json_object_get(meta, "namespace"));
-            const char *name = json_string_value(json_object_get(meta, "name"));
-            char perr[1024];
             json_t *m;
-            if (!phase || strcmp(phase, "Running") != 0) {
+            if (!phase || strcmp(phase, "Running") != 0)
                 m = json_null();
-            } else if (scraped++ >= MAX_SCRAPED) {
+            else if (scraped++ >= MAX_SCRAPED)
                 m = json_pack("{s:s}", "fetchError", "not read: more than 200 meshed pods");
-            } else {
-                struct buf body;
-                buf_init(&body, MAX_METRICS);
-                snprintf(path, sizeof path, "/api/v1/namespaces/%s/pods/%s:%ld/proxy/metrics", pns ? pns : "",
-                         name ? name : "", admin_port(p));
-                int r = kubeclient_raw(c, "GET", path, NULL, &status, &body, perr, sizeof perr);
-                if (r == 0 && status == 200) {
-                    m = json_string(buf_cstr(&body));
-                } else {
-                    if (r == 0) {
-                        /* the API server's answer for a proxy it could not reach: a Status or its text */
-                        json_t *st = body.len ? json_loadb(body.data, body.len, 0, NULL) : NULL;
-                        const char *msg = json_string_value(json_object_get(st, "message"));
-                        errbuf_set(perr, sizeof perr, "HTTP %ld: %.300s", status,
-                                   msg ? msg : body.len ? buf_cstr(&body) : "");
-                        json_decref(st);
-                    }
-                    m = json_pack("{s:s}", "fetchError", perr);
-                }
-                buf_free(&body);
-            }
+            else
+                m = cluster_pod_metrics(c, p);
             json_object_set_new(copy, "weftctlMetrics", m ? m : json_pack("{s:s}", "fetchError", "not text"));
         }
         json_array_append_new(pods, copy);

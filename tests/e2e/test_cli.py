@@ -542,6 +542,12 @@ def test_stat_reads_a_real_proxy_through_the_api_server(cluster, weftctl, weft_b
         assert "weft-proxy does not export per-request metrics yet" in r.stdout
         r = run(weftctl, "stat", "ns", "-n", "cli-stat", "--kubeconfig", cluster.kubeconfig)
         assert r.returncode == 0 and r.stdout.splitlines()[1].split()[:3] == ["cli-stat", "1/1", "1/1"], r.stdout
+        # check reads the same proxy for its certificate once the namespace is opted in
+        cluster.kubectl("label", "namespace", "cli-stat", "weft.dev/inject=enabled")
+        r = run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig)
+        doc, by = checks(r.stdout)
+        assert by["proxy-certificates"]["status"] == "ok", by["proxy-certificates"]
+        assert by["proxy-certificates"]["message"].startswith("1 proxies read"), by["proxy-certificates"]
     finally:
         if proc and proc.poll() is None:
             proc.terminate()

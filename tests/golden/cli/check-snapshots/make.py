@@ -199,3 +199,35 @@ variant("pre-fresh", pre_fresh, pre)
 variant("pre-denied", pre_denied, pre)
 variant("pre-exists", pre_exists, pre)
 variant("pre-error", pre_error, pre)
+
+# The running proxies' /metrics (read through the API server) on the meshed
+# pods: the text a real weft-proxy wrote (stat-snapshots/one-proxy.json).
+import re  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+
+proxy_text = json.load(open("../stat-snapshots/one-proxy.json"))["pods"][0]["weftctlMetrics"]
+now = int(datetime.strptime(base["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+
+
+def proxy_metrics(left_seconds, ready=1):
+    t = re.sub(r"^weft_proxy_certificate_expiry_timestamp_seconds .*$",
+               "weft_proxy_certificate_expiry_timestamp_seconds %d" % (now + left_seconds), proxy_text, flags=re.M)
+    return re.sub(r"^weft_proxy_ready .*$", "weft_proxy_ready %d" % ready, t, flags=re.M)
+
+
+def with_proxies(*metrics):
+    def f(d):
+        healthy(d)
+        for p, m in zip(d["meshedPods"], metrics):
+            p["status"]["phase"] = "Running"
+            p["weftctlMetrics"] = m
+    return f
+
+
+variant("proxies-ok", with_proxies(proxy_metrics(20 * 3600), proxy_metrics(13 * 3600)))
+variant("proxy-cert-overdue", with_proxies(proxy_metrics(20 * 3600), proxy_metrics(2 * 3600)))
+variant("proxy-cert-expired", with_proxies(proxy_metrics(-60), proxy_metrics(2 * 3600)))
+variant("proxy-not-ready", with_proxies(proxy_metrics(20 * 3600, ready=0), None))
+variant("proxy-metrics-forbidden", with_proxies(
+    {"fetchError": 'HTTP 403: pods "web" is forbidden: User "jane" cannot get resource "pods/proxy" in API '
+                   'group "" in the namespace "shop"'}, "weft_proxy_ready one\n"))
