@@ -230,17 +230,68 @@ static void human_bytes(double b, char *out, size_t outlen)
     snprintf(out, outlen, u ? "%.1f%s" : "%.0f%s", b, units[u]);
 }
 
-int stat_render(const json_t *snap, struct buf *out, char *err, size_t errlen)
+/* The rows of a snapshot (a new array, *nrows of them) and its time. */
+/* cur minus prev (the same proxy's earlier reading); a counter that went
+ * down (the proxy restarted) counts from zero. */
+static void delta(struct stat_row *cur, const struct stat_row *prev)
+{
+    double *c[] = {&cur->opened[0], &cur->opened[1], &cur->mtls[0], &cur->mtls[1], &cur->denied,
+                   &cur->bytes_in, &cur->bytes_out, &cur->refused};
+    const double *p[] = {&prev->opened[0], &prev->opened[1], &prev->mtls[0], &prev->mtls[1], &prev->denied,
+                         &prev->bytes_in, &prev->bytes_out, &prev->refused};
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++)
+        *c[i] = *c[i] >= *p[i] ? *c[i] - *p[i] : *c[i];
+}
+
+/* The metrics text of pod ns/name in pods (an earlier reading), or NULL. */
+static const char *earlier_text(const json_t *pods, const json_t *pod)
+{
+    const char *ns = sget(pod, "metadata", "namespace"), *name = sget(pod, "metadata", "name");
+    size_t i;
+    json_t *q;
+    json_array_foreach(pods, i, q) {
+        const char *qn = sget(q, "metadata", "namespace"), *qm = sget(q, "metadata", "name");
+        if (ns && name && qn && qm && strcmp(ns, qn) == 0 && strcmp(name, qm) == 0)
+            return json_string_value(json_object_get(q, "weftctlMetrics"));
+    }
+    return NULL;
+}
+
+static void add_row(struct stat_row *to, const struct stat_row *r)
+{
+    for (int d = 0; d < 2; d++) {
+        to->opened[d] += r->opened[d];
+        to->mtls[d] += r->mtls[d];
+    }
+    to->denied += r->denied;
+    to->open += r->open;
+    to->bytes_in += r->bytes_in;
+    to->bytes_out += r->bytes_out;
+    to->refused += r->refused;
+    to->ready += r->ready;
+    to->scraped += r->scraped;
+    if (r->cert_expiry > 0 && (to->cert_expiry == 0 || r->cert_expiry < to->cert_expiry))
+        to->cert_expiry = r->cert_expiry;
+}
+
+static int snapshot_ok(const json_t *snap, char *err, size_t errlen)
+{
+    const char *kind = sget(snap, "kind", NULL);
+    if (!kind || (strcmp(kind, "pod") != 0 && strcmp(kind, "deploy") != 0 && strcmp(kind, "ns") != 0) ||
+        !json_is_array(json_object_get(snap, "pods")) || !json_is_integer(json_object_get(snap, "now"))) {
+        errbuf_set(err, errlen, "the snapshot lacks kind (pod, deploy, ns), pods or now (Unix seconds)");
+        return 0;
+    }
+    return 1;
+}
+
+/* The rows of a snapshot (a new array, *nrows of them); with prev_pods (an
+ * earlier reading's pods) each proxy's counters are the difference since it,
+ * a proxy not in the earlier reading counting from zero. */
+static struct stat_row *rows_of(const json_t *snap, const json_t *prev_pods, size_t *nrows_out)
 {
     const char *kind = sget(snap, "kind", NULL);
     json_t *pods = json_object_get(snap, "pods");
-    json_t *nowv = json_object_get(snap, "now");
-    if (!kind || (strcmp(kind, "pod") != 0 && strcmp(kind, "deploy") != 0 && strcmp(kind, "ns") != 0) ||
-        !json_is_array(pods) || !json_is_integer(nowv)) {
-        errbuf_set(err, errlen, "the snapshot lacks kind (pod, deploy, ns), pods or now (Unix seconds)");
-        return -1;
-    }
-    double now = (double)json_integer_value(nowv);
     size_t n = json_array_size(pods), nrows = 0;
     struct stat_row *rows = xcalloc(n ? n : 1, sizeof *rows);
     size_t i;
@@ -267,14 +318,46 @@ int stat_render(const json_t *snap, struct buf *out, char *err, size_t errlen)
         const char *text = json_string_value(m);
         const char *fe = json_string_value(json_object_get(m, "fetchError"));
         char perr[256] = "";
-        if (!text || stat_add_metrics(r, text, strlen(text), perr, sizeof perr) < 0) {
+        struct stat_row pr, pp;
+        memset(&pr, 0, sizeof pr);
+        if (!text || stat_add_metrics(&pr, text, strlen(text), perr, sizeof perr) < 0) {
             if (!r->errors++)
                 snprintf(r->first_error, sizeof r->first_error, "%s: %s", sget(p, "metadata", "name"),
                          fe ? fe : perr[0] ? perr : "no metrics");
+            continue;
+        }
+        const char *before = prev_pods ? earlier_text(prev_pods, p) : NULL;
+        memset(&pp, 0, sizeof pp);
+        if (before && stat_add_metrics(&pp, before, strlen(before), perr, sizeof perr) == 0)
+            delta(&pr, &pp);
+        add_row(r, &pr);
+    }
+    *nrows_out = nrows;
+    return rows;
+}
+
+int stat_render(const json_t *snap, const json_t *prev, struct buf *out, char *err, size_t errlen)
+{
+    size_t nrows = 0;
+    double now, secs = 0;
+    if (!snapshot_ok(snap, err, errlen) || (prev && !snapshot_ok(prev, err, errlen)))
+        return -1;
+    now = (double)json_integer_value(json_object_get(snap, "now"));
+    if (prev) {
+        secs = now - (double)json_integer_value(json_object_get(prev, "now"));
+        if (secs <= 0) {
+            errbuf_set(err, errlen, "the earlier snapshot is not earlier");
+            return -1;
         }
     }
-    buf_appendf(out, "%-40s %7s %7s %9s %9s %6s %6s %7s %9s %9s %10s\n", "NAME", "MESHED", "READY", "CONNS-IN",
-                "CONNS-OUT", "MTLS", "DENIED", "REFUSED", "BYTES-IN", "BYTES-OUT", "CERT-LEFT");
+    struct stat_row *rows = rows_of(snap, prev ? json_object_get(prev, "pods") : NULL, &nrows);
+    if (prev)
+        buf_appendf(out, "%-40s %7s %7s %9s %9s %6s %6s %7s %9s %9s %10s\n", "NAME", "MESHED", "READY", "CONNS-IN/s",
+                    "CONNS-OUT/s", "MTLS", "DENIED", "REFUSED", "BYTES-IN/s", "BYTES-OUT/s", "CERT-LEFT");
+    else
+        buf_appendf(out, "%-40s %7s %7s %9s %9s %6s %6s %7s %9s %9s %10s\n", "NAME", "MESHED", "READY", "CONNS-IN",
+                    "CONNS-OUT", "MTLS", "DENIED", "REFUSED", "BYTES-IN", "BYTES-OUT", "CERT-LEFT");
+    double div = prev ? secs : 1;
     for (size_t k = 0; k < nrows; k++) {
         struct stat_row *r = &rows[k];
         char meshed[32], ready[32], mtls[16] = "-", bin[32], bout[32], cert[32] = "-";
@@ -283,8 +366,8 @@ int stat_render(const json_t *snap, struct buf *out, char *err, size_t errlen)
         double total = r->opened[0] + r->opened[1];
         if (total > 0)
             snprintf(mtls, sizeof mtls, "%.0f%%", 100.0 * (r->mtls[0] + r->mtls[1]) / total);
-        human_bytes(r->bytes_in, bin, sizeof bin);
-        human_bytes(r->bytes_out, bout, sizeof bout);
+        human_bytes(r->bytes_in / div, bin, sizeof bin);
+        human_bytes(r->bytes_out / div, bout, sizeof bout);
         if (r->cert_expiry > 0) {
             double left = r->cert_expiry - now;
             if (left <= 0)
@@ -298,8 +381,10 @@ int stat_render(const json_t *snap, struct buf *out, char *err, size_t errlen)
             buf_appendf(out, "%-40s %7s %7s %9s %9s %6s %6s %7s %9s %9s %10s\n", r->name, meshed, "-", "-", "-", "-",
                         "-", "-", "-", "-", "-");
         } else {
-            buf_appendf(out, "%-40s %7s %7s %9.0f %9.0f %6s %6.0f %7.0f %9s %9s %10s\n", r->name, meshed, ready,
-                        r->opened[0], r->opened[1], mtls, r->denied, r->refused, bin, bout, cert);
+            buf_appendf(out, prev ? "%-40s %7s %7s %9.1f %9.1f %6s %6.0f %7.0f %9s %9s %10s\n"
+                                  : "%-40s %7s %7s %9.0f %9.0f %6s %6.0f %7.0f %9s %9s %10s\n",
+                        r->name, meshed, ready, r->opened[0] / div, r->opened[1] / div, mtls, r->denied, r->refused,
+                        bin, bout, cert);
         }
     }
     int errors = 0; /* 1: some proxies were not read, the caller's exit status says so */
@@ -309,7 +394,14 @@ int stat_render(const json_t *snap, struct buf *out, char *err, size_t errlen)
             buf_appendf(out, "%s: %u proxies not read; first: %s\n", rows[k].name, rows[k].errors,
                         rows[k].first_error);
         }
-    buf_appendf(out, "\nTotals since each proxy started, summed over the proxies read (CONNS: connections "
+    if (prev)
+        buf_appendf(out, "\nPer second over the last %.0f s (DENIED, REFUSED: counts in that time), summed over the "
+                         "proxies read (CONNS: connections accepted; MTLS: their share over mTLS;\nDENIED: inbound "
+                         "refused by policy; REFUSED: plaintext refused under STRICT; CERT-LEFT: the soonest workload "
+                         "certificate expiry).\nRequest rate, success rate and latency: weft-proxy does not export "
+                         "per-request metrics yet.\n", secs);
+    else
+        buf_appendf(out, "\nTotals since each proxy started, summed over the proxies read (CONNS: connections "
                      "accepted; MTLS: their share over mTLS;\nDENIED: inbound refused by policy; REFUSED: "
                      "plaintext refused under STRICT; CERT-LEFT: the soonest workload certificate expiry).\n"
                      "Request rate, success rate and latency: weft-proxy does not export per-request metrics yet.\n");

@@ -44,8 +44,11 @@ struct stat_row {
 int stat_add_metrics(struct stat_row *row, const char *text, size_t len, char *err, size_t errlen);
 
 /* The table of a snapshot {"now", "kind": "pod"|"deploy"|"ns", "pods": [Pod
- * with "weftctlMetrics": text, {"fetchError"}, or null when it is not running]} into out; 0, or -1 with
- * err for a malformed snapshot; 1 when some proxies could not be read. */
-int stat_render(const json_t *snapshot, struct buf *out, char *err, size_t errlen);
+ * with "weftctlMetrics": text, {"fetchError"}, or null when it is not
+ * running]} into out. With prev (an earlier snapshot of the same kind, may
+ * be NULL) connections and bytes are per second since it, denials and
+ * refusals counts since it. 0, 1 when some proxies could not be read, or -1
+ * with err for a malformed snapshot. */
+int stat_render(const json_t *snapshot, const json_t *prev, struct buf *out, char *err, size_t errlen);
 
 #endif

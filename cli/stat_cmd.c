@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cluster.h"
 #include "cmds.h"
@@ -31,7 +32,11 @@ static void usage(FILE *f)
             "latency are not shown: weft-proxy does not export per-request metrics yet.\n"
             "\n"
             "  -A, --all-namespaces         every namespace (default: -n's, else the context's)\n"
+            "  -w, --watch SECONDS          read again every SECONDS (1-3600) and print rates since the\n"
+            "                               reading before, until interrupted (or --count readings)\n"
+            "      --count N                with -w: stop after N tables\n"
             "      --snapshot FILE          print the table of a snapshot (JSON) instead of a cluster\n"
+            "      --previous FILE          with --snapshot: rates since this earlier snapshot\n"
             "      --dump-snapshot          print the snapshot read from the cluster\n" CLUSTER_USAGE
             "  -h, --help\n"
             "\n"
@@ -93,28 +98,46 @@ static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int
 
 int cmd_stat(int argc, char **argv)
 {
-    enum { F_SNAPSHOT = 256, F_DUMP };
+    enum { F_SNAPSHOT = 256, F_DUMP, F_COUNT, F_PREVIOUS };
     static const struct option flags[] = {
         CLUSTER_LONG_OPTIONS,
         {"all-namespaces", no_argument, NULL, 'A'},
         {"snapshot", required_argument, NULL, F_SNAPSHOT},
         {"dump-snapshot", no_argument, NULL, F_DUMP},
+        {"watch", required_argument, NULL, 'w'},
+        {"count", required_argument, NULL, F_COUNT},
+        {"previous", required_argument, NULL, F_PREVIOUS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct kubeconfig_options ko = {0};
-    const char *snapshot = NULL, *kind = NULL;
+    const char *snapshot = NULL, *kind = NULL, *previous = NULL;
     int all = 0, dump = 0, c;
+    long watch = 0, count = 0;
     char err[2048];
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":n:Ah", flags, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":n:Aw:h", flags, NULL)) != -1) {
         if (cluster_flag(c, optarg, &ko))
             continue;
         switch (c) {
         case 'A': all = 1; break;
         case F_SNAPSHOT: snapshot = optarg; break;
         case F_DUMP: dump = 1; break;
+        case F_PREVIOUS: previous = optarg; break;
+        case 'w':
+        case F_COUNT: {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || *end || !*optarg || v < 1 || v > (c == 'w' ? 3600 : 1000000)) {
+                fprintf(stderr, "weftctl stat: %s \"%s\": expected a whole number from 1 to %d\n",
+                        c == 'w' ? "--watch" : "--count", optarg, c == 'w' ? 3600 : 1000000);
+                return 2;
+            }
+            *(c == 'w' ? &watch : &count) = v;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         case ':': fprintf(stderr, "weftctl stat: %s needs a value\n", argv[optind - 1]); return 2;
         default: fprintf(stderr, "weftctl stat: unknown flag \"%s\" (weftctl stat --help)\n", argv[optind - 1]); return 2;
@@ -132,49 +155,79 @@ int cmd_stat(int argc, char **argv)
         fprintf(stderr, "weftctl stat: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
+    if ((count && !watch) || (previous && !snapshot) || (watch && (snapshot || dump))) {
+        fprintf(stderr, "weftctl stat: --count needs -w, --previous needs --snapshot, -w excludes --snapshot "
+                        "and --dump-snapshot\n");
+        return 2;
+    }
     if (all && ko.ns) {
         fprintf(stderr, "weftctl stat: -A and -n exclude each other\n");
         return 2;
     }
-    json_t *snap;
+    json_t *snap = NULL, *prev = NULL;
+    struct buf out;
+    int rc = 2;
+    buf_init(&out, 16 * 1024 * 1024);
     if (snapshot) {
         json_error_t je;
-        if (!(snap = json_load_file(snapshot, 0, &je))) {
+        if (!(snap = json_load_file(snapshot, 0, &je)) || (previous && !(prev = json_load_file(previous, 0, &je)))) {
             fprintf(stderr, "weftctl stat: %s\n", je.text);
-            return 2;
+            goto out;
         }
-    } else {
-        struct kube_target t;
-        struct kubeclient *kc;
-        if (cluster_connect(&ko, &t, &kc, err, sizeof err) < 0) {
+        rc = stat_render(snap, prev, &out, err, sizeof err);
+        if (rc < 0) {
             fprintf(stderr, "weftctl stat: %s\n", err);
-            return 2;
+            rc = 2;
+        } else {
+            fwrite(out.data, 1, out.len, stdout);
         }
-        snap = fetch(kc, kind, t.ns, all, err, sizeof err);
-        kubeclient_free(kc);
-        kube_target_free(&t);
-        if (!snap) {
-            fprintf(stderr, "weftctl stat: %s\n", err);
-            return 2;
-        }
+        goto out;
     }
-    if (dump) {
-        char *text = json_dumps(snap, JSON_INDENT(2) | JSON_SORT_KEYS);
-        printf("%s\n", text);
-        free(text);
-        json_decref(snap);
-        return 0;
-    }
-    struct buf out;
-    buf_init(&out, 16 * 1024 * 1024);
-    int rc = stat_render(snap, &out, err, sizeof err);
-    if (rc < 0) {
+    struct kube_target t;
+    struct kubeclient *kc;
+    if (cluster_connect(&ko, &t, &kc, err, sizeof err) < 0) {
         fprintf(stderr, "weftctl stat: %s\n", err);
-        rc = 2;
-    } else {
-        fwrite(out.data, 1, out.len, stdout);
+        goto out;
     }
+    for (long n = 0;; n++) {
+        json_t *cur = fetch(kc, kind, t.ns, all, err, sizeof err);
+        if (!cur) {
+            fprintf(stderr, "weftctl stat: %s\n", err);
+            rc = 2;
+            break;
+        }
+        if (dump) {
+            char *text = json_dumps(cur, JSON_INDENT(2) | JSON_SORT_KEYS);
+            printf("%s\n", text);
+            free(text);
+            json_decref(cur);
+            rc = 0;
+            break;
+        }
+        buf_reset(&out);
+        /* -w: the first table is totals, each next one rates since the one before */
+        rc = stat_render(cur, prev, &out, err, sizeof err);
+        if (rc < 0) {
+            fprintf(stderr, "weftctl stat: %s\n", err);
+            json_decref(cur);
+            rc = 2;
+            break;
+        }
+        if (watch && n)
+            fputs("\n", stdout);
+        fwrite(out.data, 1, out.len, stdout);
+        fflush(stdout);
+        json_decref(prev);
+        prev = cur;
+        if (!watch || (count && n + 1 >= count))
+            break;
+        sleep((unsigned)watch);
+    }
+    kubeclient_free(kc);
+    kube_target_free(&t);
+out:
     buf_free(&out);
     json_decref(snap);
+    json_decref(prev);
     return rc;
 }

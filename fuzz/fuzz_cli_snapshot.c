@@ -47,7 +47,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     buf_free(&out);
     buf_init(&out, 64 * 1024 * 1024);
-    rc = stat_render(snap, &out, err, sizeof err);
+    rc = stat_render(snap, snap, &out, err, sizeof err);
+    if (rc < -1 || rc > 1)
+        abort();
+    buf_reset(&out);
+    rc = stat_render(snap, NULL, &out, err, sizeof err);
     if (rc < -1 || rc > 1)
         abort();
     buf_free(&out);

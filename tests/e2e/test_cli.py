@@ -542,6 +542,14 @@ def test_stat_reads_a_real_proxy_through_the_api_server(cluster, weftctl, weft_b
         assert "weft-proxy does not export per-request metrics yet" in r.stdout
         r = run(weftctl, "stat", "ns", "-n", "cli-stat", "--kubeconfig", cluster.kubeconfig)
         assert r.returncode == 0 and r.stdout.splitlines()[1].split()[:3] == ["cli-stat", "1/1", "1/1"], r.stdout
+        # -w: the first table totals, the next rates since it (nothing happened in between)
+        r = run(weftctl, "stat", "pod", "-n", "cli-stat", "-w", "1", "--count", "2", "--kubeconfig",
+                cluster.kubeconfig)
+        assert r.returncode == 0, r.stderr
+        tables = r.stdout.split("NAME ")
+        assert len(tables) == 3 and "CONNS-IN/s" in tables[2], r.stdout
+        rates = [line.split() for line in tables[2].splitlines() if line.startswith("cli-stat/app-0")][0]
+        assert rates[3:5] == ["0.0", "0.0"] and "Per second over the last" in tables[2], r.stdout
         # check reads the same proxy for its certificate once the namespace is opted in
         cluster.kubectl("label", "namespace", "cli-stat", "weft.dev/inject=enabled")
         r = run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig)

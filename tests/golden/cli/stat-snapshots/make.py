@@ -79,3 +79,18 @@ forbidden = pod("app-0")
 forbidden["weftctlMetrics"] = {"fetchError": 'HTTP 403: pods "app-0" is forbidden: User "jane" cannot get resource '
                                              '"pods/proxy" in API group "" in the namespace "cli-stat"'}
 write("forbidden", snap("pod", [forbidden]))
+
+
+# A later reading of the deploy snapshot, 10 s on: more connections and
+# bytes on one pod, and the other pod's proxy restarted (its counters
+# start again from zero).
+def later(d):
+    d["now"] = base["now"] + 10
+    p0 = d["pods"][0]
+    p0["weftctlMetrics"] = p0["weftctlMetrics"].replace("} 40\n", "} 60\n").replace("} 1048576\n", "} 2097152\n")
+    d["pods"][1]["weftctlMetrics"] = metrics()
+
+
+later_d = copy.deepcopy(json.load(open("deploy.json")))
+later(later_d)
+write("deploy-later", later_d)
