@@ -27,6 +27,7 @@
 
 #include "buf.h"
 #include "certwatch.h"
+#include "errbuf.h"
 #include "filestamp.h"
 #include "hostport.h"
 #include "k8s.h"
@@ -307,15 +308,15 @@ static int ready(char *why, size_t whylen)
     struct ident_issuer *is = issuer_get();
     int ok = 1;
     if (!is) {
-        snprintf(why, whylen, "no issuer loaded\n");
+        errbuf_set(why, whylen, "no issuer loaded\n");
         ok = 0;
     } else if (ident_issuer_not_after(is) <= time(NULL)) {
-        snprintf(why, whylen, "issuer expired\n");
+        errbuf_set(why, whylen, "issuer expired\n");
         ok = 0;
     }
     ident_issuer_unref(is);
     if (ok)
-        snprintf(why, whylen, "ok\n");
+        errbuf_set(why, whylen, "ok\n");
     return ok;
 }
 
@@ -414,7 +415,7 @@ static struct MHD_Daemon *start_daemon(const char *listen, int tls, unsigned max
 {
     char host[256], port[8];
     if (ident_split_hostport(listen, host, sizeof host, port, sizeof port) < 0) {
-        snprintf(err, errlen, "bad listen address %s (want host:port, [v6]:port or :port)", listen);
+        errbuf_set(err, errlen, "bad listen address %s (want host:port, [v6]:port or :port)", listen);
         return NULL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
@@ -425,7 +426,7 @@ static struct MHD_Daemon *start_daemon(const char *listen, int tls, unsigned max
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
         if (getaddrinfo(host, port, &hints, &ai) != 0) {
-            snprintf(err, errlen, "bad listen address %s (host must be an IP address)", listen);
+            errbuf_set(err, errlen, "bad listen address %s (host must be an IP address)", listen);
             return NULL;
         }
         memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
@@ -458,7 +459,7 @@ static struct MHD_Daemon *start_daemon(const char *listen, int tls, unsigned max
     struct MHD_Daemon *d = MHD_start_daemon(flags, (uint16_t)strtoul(port, NULL, 10), NULL, NULL, h, cls,
                                             MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!d)
-        snprintf(err, errlen, "cannot listen on %s%s", listen, tls ? " (HTTPS)" : "");
+        errbuf_set(err, errlen, "cannot listen on %s%s", listen, tls ? " (HTTPS)" : "");
     return d;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "errbuf.h"
 #include "filestamp.h"
 #include "log.h"
 #include "xalloc.h"
@@ -72,26 +73,26 @@ static struct pair *pair_load(char *err, size_t errlen)
     struct pair *p = xcalloc(1, sizeof *p);
     int rc;
     if ((rc = gnutls_load_file(w.cert_path, &cert)) < 0) {
-        snprintf(err, errlen, "%s: %s", w.cert_path, gnutls_strerror(rc));
+        errbuf_set(err, errlen, "%s: %s", w.cert_path, gnutls_strerror(rc));
         goto fail;
     }
     if ((rc = gnutls_load_file(w.key_path, &key)) < 0) {
-        snprintf(err, errlen, "%s: %s", w.key_path, gnutls_strerror(rc));
+        errbuf_set(err, errlen, "%s: %s", w.key_path, gnutls_strerror(rc));
         goto fail;
     }
     p->npcerts = CERTWATCH_MAX_CHAIN;
     if ((rc = gnutls_pcert_list_import_x509_raw(p->pcerts, &p->npcerts, &cert, GNUTLS_X509_FMT_PEM, 0)) < 0) {
         p->npcerts = 0;
-        snprintf(err, errlen, "%s: %s", w.cert_path, gnutls_strerror(rc));
+        errbuf_set(err, errlen, "%s: %s", w.cert_path, gnutls_strerror(rc));
         goto fail;
     }
     if ((rc = gnutls_privkey_init(&p->key)) < 0 ||
         (rc = gnutls_privkey_import_x509_raw(p->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
-        snprintf(err, errlen, "%s: %s", w.key_path, gnutls_strerror(rc));
+        errbuf_set(err, errlen, "%s: %s", w.key_path, gnutls_strerror(rc));
         goto fail;
     }
     if (!key_matches(&p->pcerts[0], p->key)) {
-        snprintf(err, errlen, "%s does not hold the key of %s", w.key_path, w.cert_path);
+        errbuf_set(err, errlen, "%s does not hold the key of %s", w.key_path, w.cert_path);
         goto fail;
     }
     gnutls_x509_crt_t leaf;
@@ -115,7 +116,7 @@ static int refresh_locked(char *err, size_t errlen)
 {
     struct file_stamp cid, kid;
     if (file_stamp_read(w.cert_path, &cid) < 0 || file_stamp_read(w.key_path, &kid) < 0) {
-        snprintf(err, errlen, "cannot stat %s or %s", w.cert_path, w.key_path);
+        errbuf_set(err, errlen, "cannot stat %s or %s", w.cert_path, w.key_path);
         return -ENOENT;
     }
     if (w.pairs[w.current] && file_stamp_equal(&cid, &w.cert_id) && file_stamp_equal(&kid, &w.key_id))

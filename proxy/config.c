@@ -236,7 +236,7 @@ static const struct config_setting config_settings[] = {
     {"WEFT_ADMIN_PORT", "admin-port", "15020", "admin server: /live /ready /metrics /app-health /shutdown", set_admin_port},
     {"WEFT_CONNECT_TIMEOUT_MS", "connect-timeout-ms", "5000", "upstream TCP connect timeout", set_connect_timeout_ms},
     {"WEFT_HANDSHAKE_TIMEOUT_MS", "handshake-timeout-ms", "5000", "TLS handshake timeout", set_handshake_timeout_ms},
-    {"WEFT_DETECT_TIMEOUT_MS", "detect-timeout-ms", "300", "wait this long for a client's first bytes (protocol detection; inbound PERMISSIVE: TLS or plaintext) before relaying as TCP", set_detect_timeout_ms},
+    {"WEFT_DETECT_TIMEOUT_MS", "detect-timeout-ms", "1000", "wait this long for a client's first bytes (protocol detection; inbound PERMISSIVE: TLS or plaintext) before relaying as TCP", set_detect_timeout_ms},
     {"WEFT_OPAQUE_PORTS", "opaque-ports", DETECT_DEFAULT_OPAQUE_PORTS, "destination ports relayed as TCP without protocol detection (comma list, may be empty)", set_opaque_ports},
     {"WEFT_IDLE_TIMEOUT_SECONDS", "idle-timeout-seconds", "3600", "close a connection idle this long", set_idle_timeout_s},
     {"WEFT_RELOAD_SECONDS", "reload-seconds", "2", "how often certificate files are checked for changes", set_reload_seconds},

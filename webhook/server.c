@@ -272,7 +272,7 @@ struct server *server_start(const struct server_options *o, char *err, size_t er
         MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVER_MAX_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!s->https) {
         close(fd);
-        snprintf(err, errlen, "cannot start the HTTPS server on %s", o->listen);
+        errbuf_set(err, errlen, "cannot start the HTTPS server on %s", o->listen);
         goto fail;
     }
     fd = listen_on(o->metrics_listen, &s->metrics_port, err, errlen);
@@ -283,7 +283,7 @@ struct server *server_start(const struct server_options *o, char *err, size_t er
                                   MHD_OPTION_END);
     if (!s->metrics) {
         close(fd);
-        snprintf(err, errlen, "cannot start the metrics server on %s", o->metrics_listen);
+        errbuf_set(err, errlen, "cannot start the metrics server on %s", o->metrics_listen);
         goto fail;
     }
     return s;

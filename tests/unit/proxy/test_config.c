@@ -314,7 +314,7 @@ static void test_opaque_ports(void **state)
     for (size_t i = 0; i < 8; i++)
         assert_true(config_is_opaque_port(&cfg, linkerd[i]));
     assert_false(config_is_opaque_port(&cfg, 80));
-    assert_int_equal(cfg.detect_timeout_ms, 300);
+    assert_int_equal(cfg.detect_timeout_ms, 1000);
     config_free(&cfg);
 
     struct env none = {{BASE, "WEFT_OPAQUE_PORTS=", NULL}};
