@@ -357,6 +357,11 @@ static int parse_cluster(struct kube_target *t, const struct found *c, char *err
         return -EINVAL;
     if (sni && *sni)
         t->tls_server_name = xstrdup(sni);
+    if (json_object_get(o, "proxy-url")) {
+        /* connecting straight past a proxy the cluster is only reached through would fail obscurely */
+        errbuf_set(err, errlen, "%s: proxy-url is not supported by weftctl", where);
+        return -EINVAL;
+    }
     json_t *insecure = json_object_get(o, "insecure-skip-tls-verify");
     if (insecure && !json_is_boolean(insecure) && !json_is_null(insecure)) {
         errbuf_set(err, errlen, "%s: insecure-skip-tls-verify: expected true or false", where);
@@ -565,6 +570,34 @@ static int read_small(const char *path, struct buf *b, const char *what, char *e
     return 0;
 }
 
+/* A kubeconfig document for the pod's own service account (KUBERNETES_SERVICE_HOST
+ * and _PORT, the mounted token, CA and namespace), or NULL when not in a pod. */
+static json_t *in_cluster_doc(void)
+{
+    const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
+    struct stat st;
+    if (!host || !*host || !port || !*port || stat(K8S_SA_DIR "/token", &st) < 0)
+        return NULL;
+    char server[300], ns[256] = "default";
+    snprintf(server, sizeof server, "https://%s%s%s:%s", strchr(host, ':') ? "[" : "", host,
+             strchr(host, ':') ? "]" : "", port);
+    struct buf b;
+    buf_init(&b, 255);
+    if (buf_read_file(&b, K8S_SA_DIR "/namespace") == 0 && b.len) {
+        size_t n = strcspn(buf_cstr(&b), " \t\r\n");
+        if (n)
+            snprintf(ns, sizeof ns, "%.*s", (int)n, b.data);
+    }
+    buf_free(&b);
+    return json_pack("{s:s, s:[{s:s, s:{s:s, s:s}}], s:[{s:s, s:{s:s}}], s:[{s:s, s:{s:s, s:s, s:s}}]}",
+                     "current-context", "in-cluster",
+                     "clusters", "name", "in-cluster", "cluster", "server", server, "certificate-authority",
+                     K8S_SA_DIR "/ca.crt",
+                     "users", "name", "in-cluster", "user", "tokenFile", K8S_SA_DIR "/token",
+                     "contexts", "name", "in-cluster", "context", "cluster", "in-cluster", "user", "in-cluster",
+                     "namespace", ns);
+}
+
 /* Finds and parses the files in merge order, then calls fn on them. */
 static int with_files(const struct kubeconfig_options *o,
                       int (*fn)(const struct kubeconfig_file *files, size_t n, void *arg, char *err, size_t errlen),
@@ -597,7 +630,10 @@ static int with_files(const struct kubeconfig_options *o,
             *colon = '\0';
         if (*p) {
             struct stat st;
-            if (stat(p, &st) < 0) {
+            if (stat(p, &st) < 0 && home_path && errno == ENOENT && (files[n].doc = in_cluster_doc())) {
+                /* no ~/.kube/config in a pod: its service account, as kubectl falls back to it */
+                files[n++].path = "in-cluster service account";
+            } else if (stat(p, &st) < 0) {
                 if (single || errno != ENOENT) {
                     errbuf_set(err, errlen, "kubeconfig %s: %s%s", p, strerror(errno),
                                home_path ? " (set KUBECONFIG or use --kubeconfig)" : "");

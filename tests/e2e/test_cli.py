@@ -611,3 +611,30 @@ def test_inject_from_cluster_matches_the_webhook(cluster, weftctl, mesh):
         # weft-config as manifests/ ships it
         cluster.kubectl("apply", "-k", os.path.join(REPO, "manifests"), check=False)
         mesh.install()
+
+
+def test_in_cluster_service_account(cluster, weftctl):
+    """Without a kubeconfig, in a pod, weftctl uses the pod's service
+    account as kubectl does: run in a private mount namespace where a real
+    token of default/weftctl-nobody is mounted where a pod has it (weft.py's
+    pod filesystem), with KUBERNETES_SERVICE_HOST/PORT."""
+    import weft
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a mount namespace)")
+    sa_with_no_rights(cluster)
+    sa = cluster.service_account_dir("weftctl-nobody", "default")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env.update(HOME="/nonexistent", KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(cluster.port))
+
+    def in_pod(*args):
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", weft._POD_FS,
+                               "sh", sa, weftctl, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env, timeout=60)
+    r = in_pod("kubeconfig")
+    assert r.returncode == 0, r.stderr
+    assert "context:    in-cluster" in r.stdout and "server:     https://127.0.0.1:%d" % cluster.port in r.stdout
+    assert "bearer token from /var/run/secrets/kubernetes.io/serviceaccount/token" in r.stdout
+    assert "namespace:  default" in r.stdout
+    r = in_pod("version")
+    assert r.returncode == 1  # the API server took the token: the account may not read weft-system
+    assert 'User "system:serviceaccount:default:weftctl-nobody"' in r.stderr, r.stderr

@@ -8,7 +8,8 @@
 # content, in --update too: injecting twice gives what injecting once gave,
 # uninjecting gives the original back. A case's `env` file holds NAME=value
 # lines for weftctl's environment; every case runs without the caller's
-# KUBECONFIG and with HOME=tests/golden/cli/no-home (which has no
+# KUBECONFIG (or in-cluster service account variables) and with
+# HOME=tests/golden/cli/no-home (which has no
 # .kube/config), so no case reads the developer's cluster. `run.sh --update`
 # rewrites the expected files (exit-status and stderr only where they are not
 # 0 and empty).
@@ -31,7 +32,7 @@ for dir in "$here"/*/; do
   envs=()
   [ -f "$rel/env" ] && mapfile -t envs < "$rel/env"
   [ -f "$rel/stdin" ] && stdin=$rel/stdin
-  env -u KUBECONFIG HOME=tests/golden/cli/no-home "${envs[@]}" \
+  env -u KUBECONFIG -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT HOME=tests/golden/cli/no-home "${envs[@]}" \
     "$bin" "${args[@]}" < "$stdin" > "$outfile" 2>"$errfile"
   status=$?
   stderr=$(cat "$errfile")
