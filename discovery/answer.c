@@ -58,9 +58,10 @@ static json_t *unknown(const struct addr_dest *dest, const char *reason)
 static json_t *pod_by_ip(const struct store *s, const char *ip, const char **key_out)
 {
     const char *key, *best_key = NULL;
-    json_t *pod, *best = NULL;
-    json_object_foreach(store_objects(s, REDUCE_POD), key, pod) {
-        if (json_is_true(json_object_get(pod, "hostNetwork")) || !has_string(json_object_get(pod, "ips"), ip))
+    json_t *pod, *best = NULL, *v;
+    json_object_foreach(store_index(s, STORE_INDEX_POD_IP, ip), key, v) {
+        pod = store_get(s, REDUCE_POD, key);
+        if (!pod || json_is_true(json_object_get(pod, "hostNetwork")) || !has_string(json_object_get(pod, "ips"), ip))
             continue;
         if (!best || strcmp(key, best_key) < 0)
             best = pod, best_key = key;
@@ -116,10 +117,14 @@ static json_t *endpoints(const struct store *s, const char *trust_domain, json_t
     const char *port_name = json_string_value(json_object_get(svc_port, "name"));
     const char *protocol = json_string_value(json_object_get(svc_port, "protocol"));
     const char *want_type = family == AF_INET ? "IPv4" : "IPv6";
-    json_t *out = json_array(), *slice, *p, *e;
+    json_t *out = json_array(), *slice, *p, *e, *v;
     const char *key;
     size_t i;
-    json_object_foreach(store_objects(s, REDUCE_SLICE), key, slice) {
+    char by[SPIFFE_MAX_NAMESPACE + REDUCE_MAX_NAME + 2];
+    snprintf(by, sizeof by, "%s/%s", ns, name);
+    json_object_foreach(store_index(s, STORE_INDEX_SLICE_SERVICE, by), key, v) {
+        if (!(slice = store_get(s, REDUCE_SLICE, key)))
+            continue;
         if (strcmp(json_string_value(json_object_get(slice, "namespace")), ns) != 0 ||
             strcmp(json_string_value(json_object_get(slice, "service")), name) != 0 ||
             strcmp(json_string_value(json_object_get(slice, "addressType")), want_type) != 0)
@@ -238,11 +243,16 @@ static json_t *routes(const struct store *s, enum reduce_kind kind, json_t *svc,
 {
     const char *ns = json_string_value(json_object_get(svc, "namespace"));
     const char *name = json_string_value(json_object_get(svc, "name"));
-    json_t *out = json_array(), *route, *parent;
+    json_t *out = json_array(), *route, *parent, *v;
     const char *key;
     size_t i;
-    json_object_foreach(store_objects(s, kind), key, route) {
+    char by[SPIFFE_MAX_NAMESPACE + REDUCE_MAX_NAME + 2];
+    snprintf(by, sizeof by, "%s/%s", ns, name);
+    enum store_index index = kind == REDUCE_HTTPROUTE ? STORE_INDEX_HTTPROUTE_PARENT : STORE_INDEX_GRPCROUTE_PARENT;
+    json_object_foreach(store_index(s, index, by), key, v) {
         int attached = 0;
+        if (!(route = store_get(s, kind, key)))
+            continue;
         json_array_foreach(json_object_get(route, "parents"), i, parent) {
             json_int_t pp = json_integer_value(json_object_get(parent, "port"));
             if (strcmp(json_string_value(json_object_get(parent, "namespace")), ns) == 0 &&
@@ -290,8 +300,10 @@ static json_t *service_answer(const struct store *s, const char *trust_domain, c
 json_t *answer_destination(const struct store *s, const char *trust_domain, const struct addr_dest *dest)
 {
     const char *key, *best_key = NULL;
-    json_t *svc, *best = NULL;
-    json_object_foreach(store_objects(s, REDUCE_SERVICE), key, svc) {
+    json_t *svc, *best = NULL, *v;
+    json_object_foreach(store_index(s, STORE_INDEX_SERVICE_IP, dest->ip), key, v) {
+        if (!(svc = store_get(s, REDUCE_SERVICE, key)))
+            continue;
         if (has_string(json_object_get(svc, "clusterIPs"), dest->ip) && (!best || strcmp(key, best_key) < 0))
             best = svc, best_key = key;
     }

@@ -106,6 +106,12 @@ static void source_dir_fingerprint(const char *dir, char out[64])
     struct dirent *e;
     while ((e = readdir(d))) {
         char path[4352];
+        /* Hidden entries are not read (objdir.h), and ".." changes with its
+         * parent: counting it would reload on every write beside DIR. A
+         * ConfigMap volume's visible files are symlinks into its hidden
+         * ..data, so stat() below still sees a swap. */
+        if (e->d_name[0] == '.')
+            continue;
         struct stat st;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (stat(path, &st) < 0)

@@ -18,6 +18,8 @@ struct store {
     json_t *objects[REDUCE_KINDS];                         /* key -> reduced object */
     char resource_version[REDUCE_KINDS][RESOURCE_VERSION_MAX + 1];
     unsigned long revision;
+    json_t *index[STORE_INDEXES];  /* a cache of the tables: see store_index */
+    unsigned long index_revision;  /* revision the indexes were built at; 0: never */
 };
 
 void store_default_limits(struct store_limits *l)
@@ -49,6 +51,8 @@ void store_free(struct store *s)
         return;
     for (int i = 0; i < REDUCE_KINDS; i++)
         json_decref(s->objects[i]);
+    for (int i = 0; i < STORE_INDEXES; i++)
+        json_decref(s->index[i]);
     free(s);
 }
 
@@ -169,4 +173,67 @@ const char *store_resource_version(const struct store *s, enum reduce_kind kind)
 unsigned long store_revision(const struct store *s)
 {
     return s->revision;
+}
+
+static void store_index_add(json_t *index, const char *by, const char *key)
+{
+    json_t *set = json_object_get(index, by);
+    if (!set) {
+        set = json_object();
+        json_object_set_new(index, by, set);
+    }
+    json_object_set_new(set, key, json_true());
+}
+
+static void store_index_ips(json_t *index, json_t *table, const char *field)
+{
+    const char *key;
+    json_t *obj, *ip;
+    size_t i;
+    json_object_foreach(table, key, obj) {
+        json_array_foreach(json_object_get(obj, field), i, ip) store_index_add(index, json_string_value(ip), key);
+    }
+}
+
+static void store_index_by_service(json_t *index, json_t *table, const char *list, const char *field)
+{
+    char by[KEY_MAX];
+    const char *key;
+    json_t *obj, *parent;
+    size_t i;
+    json_object_foreach(table, key, obj) {
+        if (!list) {
+            snprintf(by, sizeof by, "%s/%s", json_string_value(json_object_get(obj, "namespace")),
+                     json_string_value(json_object_get(obj, field)));
+            store_index_add(index, by, key);
+            continue;
+        }
+        json_array_foreach(json_object_get(obj, list), i, parent) {
+            snprintf(by, sizeof by, "%s/%s", json_string_value(json_object_get(parent, "namespace")),
+                     json_string_value(json_object_get(parent, field)));
+            store_index_add(index, by, key);
+        }
+    }
+}
+
+json_t *store_index(const struct store *cs, enum store_index which, const char *key)
+{
+    /* The indexes are a cache, not state: rebuilding them behind a const
+     * store changes no answer. Single-threaded like the rest of the store. */
+    struct store *s = (struct store *)cs;
+    if (s->index_revision != s->revision + 1) {
+        for (int i = 0; i < STORE_INDEXES; i++) {
+            json_decref(s->index[i]);
+            s->index[i] = json_object();
+        }
+        store_index_ips(s->index[STORE_INDEX_SERVICE_IP], s->objects[REDUCE_SERVICE], "clusterIPs");
+        store_index_ips(s->index[STORE_INDEX_POD_IP], s->objects[REDUCE_POD], "ips");
+        store_index_by_service(s->index[STORE_INDEX_SLICE_SERVICE], s->objects[REDUCE_SLICE], NULL, "service");
+        store_index_by_service(s->index[STORE_INDEX_HTTPROUTE_PARENT], s->objects[REDUCE_HTTPROUTE], "parents",
+                               "name");
+        store_index_by_service(s->index[STORE_INDEX_GRPCROUTE_PARENT], s->objects[REDUCE_GRPCROUTE], "parents",
+                               "name");
+        s->index_revision = s->revision + 1;
+    }
+    return json_object_get(s->index[which], key);
 }

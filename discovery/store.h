@@ -57,6 +57,21 @@ json_t *store_objects(const struct store *s, enum reduce_kind kind);
 json_t *store_get(const struct store *s, enum reduce_kind kind, const char *key);
 /* The last resourceVersion seen for a kind ("" before any). */
 const char *store_resource_version(const struct store *s, enum reduce_kind kind);
+/* Lookup indexes for the answers, each a JSON object of sets
+ * (lookup key -> {object key: true}), in the table's own order; borrowed,
+ * valid until the next change. They are rebuilt in one pass over the tables
+ * on first use after a change: answers then find a Service by IP, a
+ * Service's slices and routes without scanning every object. */
+enum store_index {
+    STORE_INDEX_SERVICE_IP,    /* canonical clusterIP -> Service keys */
+    STORE_INDEX_POD_IP,        /* canonical pod IP -> Pod keys */
+    STORE_INDEX_SLICE_SERVICE, /* "<ns>/<service>" -> EndpointSlice keys */
+    STORE_INDEX_HTTPROUTE_PARENT, /* "<ns>/<service>" of a parent -> HTTPRoute keys */
+    STORE_INDEX_GRPCROUTE_PARENT,
+    STORE_INDEXES,
+};
+json_t *store_index(const struct store *s, enum store_index which, const char *key);
+
 /* Counts every change; an answer computed at one revision is current until it moves. */
 unsigned long store_revision(const struct store *s);
 
