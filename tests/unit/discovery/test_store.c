@@ -148,6 +148,29 @@ static void test_event_size_limit(void **state)
     store_free(s);
 }
 
+/* The indexes follow every change: an IP a Service left finds nothing, its
+ * new one finds it, a deleted key leaves every set. */
+static void test_indexes_follow_changes(void **state)
+{
+    (void)state;
+    char err[512];
+    struct store *s = store_new(NULL);
+    assert_null(store_index(s, STORE_INDEX_SERVICE_IP, "10.96.0.10"));
+    assert_int_equal(event(s, "ADDED", service("shop", "web", "10.96.0.10"), err, sizeof err), 0);
+    assert_non_null(json_object_get(store_index(s, STORE_INDEX_SERVICE_IP, "10.96.0.10"), "shop/web"));
+    assert_int_equal(event(s, "MODIFIED", service("shop", "web", "10.96.0.11"), err, sizeof err), 0);
+    assert_null(store_index(s, STORE_INDEX_SERVICE_IP, "10.96.0.10"));
+    assert_non_null(json_object_get(store_index(s, STORE_INDEX_SERVICE_IP, "10.96.0.11"), "shop/web"));
+    assert_int_equal(event(s, "ADDED", service("ops", "web", "10.96.0.11"), err, sizeof err), 0);
+    assert_int_equal(json_object_size(store_index(s, STORE_INDEX_SERVICE_IP, "10.96.0.11")), 2);
+    assert_int_equal(store_delete_key(s, REDUCE_SERVICE, "shop/web"), 1);
+    assert_int_equal(store_delete_key(s, REDUCE_SERVICE, "shop/web"), 0);
+    json_t *left = store_index(s, STORE_INDEX_SERVICE_IP, "10.96.0.11");
+    assert_int_equal(json_object_size(left), 1);
+    assert_non_null(json_object_get(left, "ops/web"));
+    store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -156,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_bookmark_and_errors),
         cmocka_unit_test(test_object_limit),
         cmocka_unit_test(test_event_size_limit),
+        cmocka_unit_test(test_indexes_follow_changes),
     };
     return cmocka_run_group_tests_name("discovery/store", tests, NULL, NULL);
 }
