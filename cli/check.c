@@ -622,6 +622,7 @@ static void check_proxies(struct ctx *c, const json_t *snap)
         return;
     }
     json_t *nss = json_object_get(snap, "namespaces");
+    const char *tpl_now = json_string_value(json_object_get(snap, "templateVersion"));
     struct buf stale;
     buf_init(&stale, 4096);
     size_t i, nmeshed = 0, nstale = 0, nbad = 0;
@@ -648,8 +649,22 @@ static void check_proxies(struct ctx *c, const json_t *snap)
             continue;
         }
         const char *want = json_string_value(json_object_get(vals, "proxy_image"));
-        if (want && strcmp(want, have) != 0 && nstale++ < CHECK_MAX_LISTED)
-            buf_appendf(&stale, "%s%s/%s runs %s, not %s", nstale > 1 ? "; " : "", ns, name, have, want);
+        /* the templates it was injected with, against those the webhook has now */
+        const char *status = json_string_value(json_object_get(at(p, "metadata.annotations"),
+                                                               SETTINGS_STATUS_ANNOTATION));
+        json_t *st = status ? json_loads(status, 0, NULL) : NULL;
+        const char *was = json_string_value(json_object_get(st, "version"));
+        int image_stale = want && strcmp(want, have) != 0;
+        int tpl_stale = tpl_now && was && strcmp(was, tpl_now) != 0;
+        if ((image_stale || tpl_stale) && nstale++ < CHECK_MAX_LISTED) {
+            buf_appendf(&stale, "%s%s/%s", nstale > 1 ? "; " : "", ns, name);
+            if (image_stale)
+                buf_appendf(&stale, " runs %s, not %s", have, want);
+            if (tpl_stale)
+                buf_appendf(&stale, "%s was injected with templates %s, the webhook's are %s", image_stale ? " and" : "",
+                            was, tpl_now);
+        }
+        json_decref(st);
         json_decref(vals);
     }
     if (nstale > CHECK_MAX_LISTED)
@@ -658,6 +673,9 @@ static void check_proxies(struct ctx *c, const json_t *snap)
         add(c, "data-plane", CHECK_WARN, "proxy-versions",
             "restart them to get the current proxy: kubectl rollout restart deployment -n NS NAME",
             "%zu of %zu meshed pods run a stale proxy: %s", nstale, nmeshed, buf_cstr(&stale));
+    else if (tpl_now)
+        add(c, "data-plane", CHECK_OK, "proxy-versions", NULL, "%zu meshed pod%s, every one on the proxy image and "
+            "templates (%s) the mesh injects now", nmeshed, nmeshed == 1 ? "" : "s", tpl_now);
     else
         add(c, "data-plane", CHECK_OK, "proxy-versions", NULL, "%zu meshed pod%s, every one on the proxy image the mesh "
             "injects now", nmeshed, nmeshed == 1 ? "" : "s");

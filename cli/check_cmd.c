@@ -14,6 +14,7 @@
 #include "b64.h"
 #include "check.h"
 #include "cluster.h"
+#include "clusterconf.h"
 #include "cmds.h"
 #include "errbuf.h"
 #include "xalloc.h"
@@ -225,6 +226,13 @@ static json_t *fetch(struct kubeclient *c, int pre)
     json_object_set_new(snap, "secrets", secrets);
     json_object_set_new(snap, "trustBundle", get(c, "/api/v1/namespaces/weft-system/configmaps/weft-trust-bundle"));
     json_object_set_new(snap, "meshConfig", get(c, "/api/v1/namespaces/weft-system/configmaps/weft-config"));
+    /* the templates' version the webhook would stamp now, loaded as it loads them */
+    struct conf conf;
+    char cerr[1024];
+    if (clusterconf_load(c, &conf, cerr, sizeof cerr) == 0) {
+        json_object_set_new(snap, "templateVersion", json_string(conf.templates.version));
+        conf_free(&conf);
+    }
     json_t *nss = items(get(c, "/api/v1/namespaces?labelSelector=weft.dev%2Finject%3Denabled"));
     json_object_set_new(snap, "namespaces", nss);
     if (!json_is_array(nss))

@@ -288,6 +288,11 @@ def test_check_installed(cluster, weftctl, mesh, identity, tmp):
         assert "cli-check" in by["opted-in-namespaces"]["message"]
         assert by["proxy-versions"]["status"] == "warn"
         assert "cli-check/old-proxy runs ghcr.io/weft-mesh/weft-proxy:0.0.9" in by["proxy-versions"]["message"]
+        # injected with templates/, which weft-templates holds a copy of: the same version
+        assert "templates" not in by["proxy-versions"]["message"], by["proxy-versions"]
+        snap = json.loads(run(weftctl, "check", "--dump-snapshot", "--kubeconfig", cluster.kubeconfig).stdout)
+        pod = [p for p in snap["meshedPods"] if p["metadata"]["name"] == "old-proxy"][0]
+        assert snap["templateVersion"] == json.loads(pod["metadata"]["annotations"]["weft.dev/status"])["version"]
 
         # a caBundle of another CA: the API server could not call the webhook
         other = cl.CA(os.path.join(tmp, "other"), "not-the-webhooks-ca")

@@ -231,3 +231,17 @@ variant("proxy-not-ready", with_proxies(proxy_metrics(20 * 3600, ready=0), None)
 variant("proxy-metrics-forbidden", with_proxies(
     {"fetchError": 'HTTP 403: pods "web" is forbidden: User "jane" cannot get resource "pods/proxy" in API '
                    'group "" in the namespace "shop"'}, "weft_proxy_ready one\n"))
+
+
+# The templates' version the cluster's webhook stamps now (check loads
+# weft-templates as the webhook does): the pods' own, or a newer one.
+def template_version(v):
+    def f(d):
+        healthy(d)
+        d["templateVersion"] = v
+    return f
+
+
+variant("templates-current", template_version(json.loads(
+    base["meshedPods"][0]["metadata"]["annotations"]["weft.dev/status"])["version"]))
+variant("templates-stale", template_version("0123456789abcdef"))
