@@ -482,6 +482,40 @@ def test_curl_reads_the_stream_and_its_pushes(served, certs, tmp_path):
         p.stderr.close()
 
 
+def test_path_limit_at_and_one_past(served, certs):
+    base = "/v1/answer?id="
+    status, a = oneshot(served, certs, base + "x" * (2048 - len(base)))
+    assert status == "400 2", (status, a)  # read, and refused as an id
+    status, a = oneshot(served, certs, base + "x" * (2049 - len(base)))
+    assert status == "414 2" and a == {"error": "path too long"}
+
+
+def test_connection_limit_at_and_one_past(certs, tmp_path):
+    objs = str(tmp_path / "objects")
+    shutil.copytree(CLUSTER, objs)
+    d = Discovery(certs, str(tmp_path), ["--objects", objs], extra=["--max-connections", "2"])
+    streams = []
+    try:
+        streams = [Stream(d, certs), Stream(d, certs)]  # at the limit
+        cert, key = certs["web"]
+        p = subprocess.run([certs["driver"], str(d.port), certs["ca"], cert, key, "127.0.0.1", "/v1/stream"],
+                           input=b"", capture_output=True, timeout=30)
+        assert p.returncode != 0 and p.stdout == b"", p
+        assert d.metric("weft_discovery_connections_over_limit_total") == 1
+        assert streams[0].subscribe("destination:10.96.10.10:80")["type"] == "answer"  # the others go on
+        streams.pop().close()
+        end = time.monotonic() + 5
+        while d.metric("weft_discovery_connections") != 1:
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        streams.append(Stream(d, certs))  # room again
+        assert streams[-1].subscribe("destination:10.96.10.10:80")["type"] == "answer"
+    finally:
+        for st in streams:
+            st.close()
+        d.stop()
+
+
 def test_metrics_are_documented(served):
     doc = open(os.path.join(REPO, "docs", "discovery.md")).read()
     names = set()
