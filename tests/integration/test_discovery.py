@@ -482,6 +482,23 @@ def test_curl_reads_the_stream_and_its_pushes(served, certs, tmp_path):
         p.stderr.close()
 
 
+def test_one_stream_per_connection_with_nghttp(served, certs, tmp_path):
+    """nghttp puts both requests on one connection: the second stream gets 409."""
+    subs = tmp_path / "subs.ndjson"
+    subs.write_text('{"type":"subscribe","id":"destination:10.96.10.10:80"}\n')
+    cert, key = certs["web"]
+    urls = ["https://127.0.0.1:%d/v1/stream?%s" % (served.port, q) for q in ("a", "b")]
+    try:
+        out = subprocess.run(["nghttp", "-v", "--cert", cert, "--key", key, "-d", str(subs)] + urls,
+                             capture_output=True, text=True, timeout=3).stdout
+    except subprocess.TimeoutExpired as e:  # the first stream never ends: that is the point
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+    statuses = re.findall(r"recv \(stream_id=(\d+)\) :status: (\d+)", out)
+    assert sorted(s for _, s in statuses) == ["200", "409"], out[-2000:]
+    assert '{"error":"one /v1/stream per connection"}' in out
+    assert '"type":"hello"' in out and '"type":"answer"' in out
+
+
 def test_path_limit_at_and_one_past(served, certs):
     base = "/v1/answer?id="
     status, a = oneshot(served, certs, base + "x" * (2048 - len(base)))
