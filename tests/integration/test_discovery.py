@@ -499,6 +499,54 @@ def test_one_stream_per_connection_with_nghttp(served, certs, tmp_path):
     assert '"type":"hello"' in out and '"type":"answer"' in out
 
 
+def s_client(port, certs, *extra):
+    cert, key = certs["web"]
+    return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-cert", cert, "-key", key,
+                           "-CAfile", certs["ca"]] + list(extra), input="", capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_client_without_h2_is_refused(served, certs):
+    before = served.metric('weft_discovery_tls_failures_total{reason="no_h2"}')
+    p = s_client(served.port, certs, "-alpn", "http/1.1")
+    assert "Verify return code: 0" not in p.stdout or "no application protocol" in p.stdout + p.stderr, p.stdout
+    end = time.monotonic() + 5
+    while served.metric('weft_discovery_tls_failures_total{reason="no_h2"}') != before + 1:
+        assert time.monotonic() < end, p.stdout + p.stderr
+        time.sleep(0.05)
+
+
+def test_server_certificate_is_reloaded(certs, tmp_path):
+    objs = str(tmp_path / "objects")
+    shutil.copytree(CLUSTER, objs)
+    d = tmp_path / "tls"
+    d.mkdir()
+    for f in ("ca.crt", "ca.key"):
+        shutil.copy(os.path.join(certs["dir"], f), d / f)
+    make_leaf(str(d), "first", "IP:127.0.0.1")
+    make_leaf(str(d), "second", "IP:127.0.0.1")
+    shutil.copy(d / "first.crt", d / "server.crt")
+    shutil.copy(d / "first.key", d / "server.key")
+    c = dict(certs, server=(str(d / "server.crt"), str(d / "server.key")))
+    srv = Discovery(c, str(tmp_path), ["--objects", objs])
+    try:
+        assert "subject=CN = first" in s_client(srv.port, certs, "-alpn", "h2").stdout
+        live = Stream(srv, certs)
+        # key first, then certificate, each by rename, as a Secret volume swaps them
+        shutil.copy(d / "second.key", d / "k.tmp")
+        os.rename(d / "k.tmp", d / "server.key")
+        shutil.copy(d / "second.crt", d / "c.tmp")
+        os.rename(d / "c.tmp", d / "server.crt")
+        end = time.monotonic() + 10
+        while "subject=CN = second" not in s_client(srv.port, certs, "-alpn", "h2").stdout:
+            assert time.monotonic() < end, open(srv.log).read()[-2000:]
+            time.sleep(0.2)
+        assert live.subscribe("destination:10.96.10.10:80")["type"] == "answer"  # open streams go on
+        live.close()
+    finally:
+        srv.stop()
+
+
 def test_path_limit_at_and_one_past(served, certs):
     base = "/v1/answer?id="
     status, a = oneshot(served, certs, base + "x" * (2048 - len(base)))
