@@ -3,6 +3,7 @@
 #include "source.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -145,6 +146,7 @@ static int source_dir_reload(struct source *s, char *err, size_t errlen)
     if (old && s->fn)
         s->fn(s->arg, fresh, metrics_now_ns());
     store_free(old);
+    malloc_trim(0); /* two stores were alive for a moment: give the old one's pages back */
     return 0;
 }
 
