@@ -6,7 +6,8 @@
  * to every stream holding all its first answers (a resynchronisation after a
  * restart), then (2) rewrites CHANGE_FILE (FROM replaced by TO, by rename),
  * and measures per stream the time until the first id's new answer arrives.
- * One process, poll(), non-blocking sockets. Prints one JSON line.
+ * One process, poll(), non-blocking sockets, at most 128 handshakes in
+ * flight. Prints one JSON line.
  *
  * Then, with LOAD_HOLD_S set, keeps every stream open (reading, acking) that
  * many seconds more, so the server can be measured idle with them.
@@ -196,42 +197,63 @@ int main(int argc, char **argv)
     struct pollfd *pfd = calloc((size_t)nconns, sizeof *pfd);
     phase = 1;
     double t0 = now();
-    for (int i = 0; i < nconns; i++) {
-        struct conn *c = &cs[i];
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-        c->fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0) {
-            fprintf(stderr, "connect %d: %s\n", i, strerror(errno));
-            return 1;
+    /* Handshakes overlap, at most 128 in flight, as a fleet reconnecting would. */
+    int started = 0, ready = 0;
+    int *hs = calloc((size_t)nconns, sizeof *hs); /* 0 not started, 1 handshaking, 2 up */
+    while (ready < nconns) {
+        while (started < nconns && started - ready < 128) {
+            struct conn *c = &cs[started];
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+            inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) {
+                fprintf(stderr, "connect %d: %s\n", started, strerror(errno));
+                return 1;
+            }
+            c->ssl = SSL_new(ctx);
+            SSL_set_fd(c->ssl, c->fd);
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), "127.0.0.1");
+            hs[started++] = 1;
         }
-        c->ssl = SSL_new(ctx);
-        SSL_set_fd(c->ssl, c->fd);
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), "127.0.0.1");
-        if (SSL_connect(c->ssl) != 1) {
-            fprintf(stderr, "TLS %d failed\n", i);
-            return 1;
+        for (int i = 0; i < started; i++)
+            pfd[i].fd = hs[i] == 1 ? cs[i].fd : -1, pfd[i].events = POLLIN | POLLOUT;
+        poll(pfd, (nfds_t)started, 100);
+        for (int i = 0; i < started; i++) {
+            struct conn *c = &cs[i];
+            if (hs[i] != 1)
+                continue;
+            int r = SSL_connect(c->ssl);
+            if (r != 1) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                    continue;
+                fprintf(stderr, "TLS %d failed\n", i);
+                return 1;
+            }
+            hs[i] = 2;
+            ready++;
+            nghttp2_session_client_new(&c->h2, cbs, c);
+            nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, NULL, 0);
+            nghttp2_nv nv[] = {
+                {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
+                {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0},
+                {(uint8_t *)":authority", (uint8_t *)"127.0.0.1", 10, 9, 0},
+                {(uint8_t *)":path", (uint8_t *)"/v1/stream", 5, 10, 0},
+            };
+            nghttp2_data_provider prd = {.read_callback = body_read};
+            c->sid = nghttp2_submit_request(c->h2, NULL, nv, 4, &prd, c);
+            for (int j = 0; j < subs; j++) {
+                char line[600];
+                const char *id =
+                    j == 0 ? ids[0] : ids[1 + ((size_t)i * (size_t)(subs - 1) + (size_t)j) % (size_t)(nids - 1)];
+                snprintf(line, sizeof line, "{\"type\":\"subscribe\",\"id\":\"%s\"}\n", id);
+                queue_line(c, line);
+            }
+            flush(c);
         }
-        fcntl(c->fd, F_SETFL, O_NONBLOCK);
-        nghttp2_session_client_new(&c->h2, cbs, c);
-        nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, NULL, 0);
-        nghttp2_nv nv[] = {
-            {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
-            {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0},
-            {(uint8_t *)":authority", (uint8_t *)"127.0.0.1", 10, 9, 0},
-            {(uint8_t *)":path", (uint8_t *)"/v1/stream", 5, 10, 0},
-        };
-        nghttp2_data_provider prd = {.read_callback = body_read};
-        c->sid = nghttp2_submit_request(c->h2, NULL, nv, 4, &prd, c);
-        for (int j = 0; j < subs; j++) {
-            char line[600];
-            const char *id = j == 0 ? ids[0] : ids[1 + ((size_t)i * (size_t)(subs - 1) + (size_t)j) % (size_t)(nids - 1)];
-            snprintf(line, sizeof line, "{\"type\":\"subscribe\",\"id\":\"%s\"}\n", id);
-            queue_line(c, line);
-        }
-        flush(c);
-        pfd[i].fd = c->fd;
     }
+    for (int i = 0; i < nconns; i++)
+        pfd[i].fd = cs[i].fd;
     double t_connected = now() - t0;
     double t_synced = -1, deadline = now() + timeout;
     double *lat = calloc((size_t)nconns, sizeof *lat);

@@ -4,7 +4,8 @@
 # version of issue 13's benchmark is not built; see docs/discovery.md):
 # a cluster of 500 namespaces, 10,000 pods, 1,000 Services with their
 # EndpointSlices and 1,000 HTTPRoutes (gen.py), and CONNS simulated proxies
-# (load.c) each subscribed to SUBS destinations, all to Service 0's. Prints:
+# (load.c, at most 128 handshakes in flight) each subscribed to SUBS
+# destinations, all to Service 0's. Prints:
 #   - the time from the first connect to every stream holding all its first
 #     answers (what a restart of weft-discovery costs the fleet),
 #   - the time from rewriting Service 0's EndpointSlice file to each
@@ -63,5 +64,5 @@ echo "RSS with $conns streams x $subs subscriptions: $(rss)"
 c0=$(cpu); sleep 10; c1=$(cpu)
 echo "CPU with every stream open and no change, 10 s: $(python3 -c "print('%.3f core' % (($c1 - $c0) / 10))")"
 wait "$lpid" || { echo "bench/discovery: not every proxy got the change" >&2; exit 1; }
-echo "CPU in all: $(cpu) s"
+echo "CPU in all (load, handshakes, every answer, the push): $(cpu) s"
 curl -s "http://127.0.0.1:$mport/metrics" | grep -E '^weft_discovery_(pushes|acks)_total|push_latency_seconds_(sum|count)'
