@@ -8,7 +8,10 @@
  *
  *   discovery_driver PORT CA CERT KEY BIND_IP PATH
  * Exit 0 when the server ends the stream, 3 when TLS fails (the reason on
- * stderr), 4 on another connection error. stdin's end ends the request body. */
+ * stderr), 4 on another connection error. stdin's end ends the request body.
+ * DRIVER_NO_WINDOW=1: never give HTTP/2 flow-control credit back for what
+ * arrives (no WINDOW_UPDATE): a proxy that does not read its answers, seen
+ * from the server, while it still reads frames and sends what stdin gives. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -115,7 +118,12 @@ int main(int argc, char **argv)
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_close);
     nghttp2_session *h2;
-    nghttp2_session_client_new(&h2, cbs, NULL);
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    if (getenv("DRIVER_NO_WINDOW"))
+        nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_session_client_new2(&h2, cbs, NULL, opt);
+    nghttp2_option_del(opt);
     nghttp2_submit_settings(h2, NGHTTP2_FLAG_NONE, NULL, 0);
     const char *path = argv[6];
     nghttp2_nv nv[] = {

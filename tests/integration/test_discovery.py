@@ -139,18 +139,25 @@ class Stream:
     """A proxy's /v1/stream, spoken by discovery_driver (full-duplex HTTP/2):
     its stdin carries our messages, its stdout the server's."""
 
-    def __init__(self, d, certs, who="web", ip=None):
+    def __init__(self, d, certs, who="web", ip=None, env=None):
         cert, key = certs[who]
         self.p = subprocess.Popen([certs["driver"], str(d.port), certs["ca"], cert, key, ip or "127.0.0.1",
-                                   "/v1/stream"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                   "/v1/stream"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=dict(os.environ, **(env or {})))
         self.q = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.hello = self.next()
         assert self.hello["type"] == "hello", self.hello
 
     def _read(self):
-        for line in self.p.stdout:
-            self.q.put(json.loads(line))
+        try:
+            for line in self.p.stdout:
+                try:
+                    self.q.put(json.loads(line))
+                except ValueError:
+                    self.q.put({"type": "unreadable", "line": line[:200]})  # a stream reset mid-line
+        except ValueError:
+            pass  # closed by close()
         self.q.put(None)
 
     def send(self, msg):
@@ -545,6 +552,28 @@ def test_server_certificate_is_reloaded(certs, tmp_path):
         live.close()
     finally:
         srv.stop()
+
+
+def test_proxy_that_does_not_read_is_reset_alone(served, certs):
+    """Answers pile up for a stream whose proxy stops reading: past 8 MiB the
+    stream is reset and counted, and other streams are not disturbed."""
+    other = Stream(served, certs)
+    slow = Stream(served, certs, env={"DRIVER_NO_WINDOW": "1"})  # takes 64 KiB of answers, then no more
+    try:
+        before = served.metric('weft_discovery_refusals_total{reason="slow-consumer"}')
+        line = json.dumps({"type": "subscribe", "id": "destination:10.96.10.10:80"}).encode() + b"\n"
+        # each subscribe to a held id sends the answer again (about 2 KB): 6,000 of them pass 8 MiB
+        for _ in range(6):
+            slow.send(line * 1000)
+        end = time.monotonic() + 20
+        while served.metric('weft_discovery_refusals_total{reason="slow-consumer"}') != before + 1:
+            assert time.monotonic() < end, open(served.log).read()[-2000:]
+            time.sleep(0.1)
+        assert "stream reset: the proxy does not read its answers" in open(served.log).read()
+        assert other.subscribe("destination:10.96.10.10:80")["type"] == "answer"
+    finally:
+        slow.close()
+        other.close()
 
 
 def test_path_limit_at_and_one_past(served, certs):
