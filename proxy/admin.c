@@ -87,10 +87,11 @@ void admin_route(struct proxy *px, const char *method, const char *path, int fro
             REPLY(405, "method not allowed");
         struct pm_state st = {creds_not_after(px->creds),
                               atomic_load(&px->listeners_up) && creds_ready(px->creds) && !atomic_load(&px->draining),
-                              atomic_load(&px->draining), 0, 0};
+                              atomic_load(&px->draining), 0, 0, 0};
         struct mallinfo2 mi = mallinfo2();
         st.heap_inuse = mi.uordblks + mi.hblkhd;
         st.heap_mapped = mi.arena + mi.hblkhd;
+        st.config_generation = cfgstore_generation(px->config);
         res->status = 200;
         res->type = "text/plain; version=0.0.4; charset=utf-8";
         if (pm_render(&px->metrics, &st, &res->body) < 0 || identity_client_render_metrics(&res->body) < 0) {

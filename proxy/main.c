@@ -114,6 +114,72 @@ static int main_wait_ready(int argc, char **argv)
     }
 }
 
+/* The name of a setting read only at start that differs in next, or NULL:
+ * such a reload is refused whole rather than half-applied (listeners,
+ * workers, credentials and the pod's identity are not rebuilt). */
+static const char *main_boot_only_change(const struct proxy_config *a, const struct proxy_config *b)
+{
+    const struct {
+        const char *name, *x, *y;
+    } strs[] = {
+        {"WEFT_POD_NAME", a->pod_name, b->pod_name},
+        {"WEFT_POD_NAMESPACE", a->pod_namespace, b->pod_namespace},
+        {"WEFT_POD_IP", a->pod_ip, b->pod_ip},
+        {"WEFT_SERVICE_ACCOUNT", a->service_account, b->service_account},
+        {"WEFT_TRUST_DOMAIN", a->trust_domain, b->trust_domain},
+        {"WEFT_IDENTITY_ADDR", a->identity_addr, b->identity_addr},
+        {"WEFT_IDENTITY_SERVER_NAME", a->identity_server_name, b->identity_server_name},
+        {"WEFT_TOKEN_FILE", a->token_file, b->token_file},
+        {"WEFT_TRUST_BUNDLE", a->trust_bundle, b->trust_bundle},
+        {"WEFT_CERT", a->cert, b->cert},
+        {"WEFT_KEY", a->key, b->key},
+        {"WEFT_APP_PROBES", a->app_probes_json, b->app_probes_json},
+        {"WEFT_LOG_LEVEL", a->log_level, b->log_level},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        if (strcmp(strs[i].x ? strs[i].x : "", strs[i].y ? strs[i].y : "") != 0)
+            return strs[i].name;
+    const struct {
+        const char *name;
+        unsigned x, y;
+    } nums[] = {
+        {"WEFT_WORKERS", a->workers, b->workers},
+        {"WEFT_INBOUND_PORT", a->inbound_port, b->inbound_port},
+        {"WEFT_OUTBOUND_PORT", a->outbound_port, b->outbound_port},
+        {"WEFT_ADMIN_PORT", a->admin_port, b->admin_port},
+        {"WEFT_DRAIN_SECONDS", a->drain_seconds, b->drain_seconds},
+        {"WEFT_RELOAD_SECONDS", a->reload_seconds, b->reload_seconds},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof *nums; i++)
+        if (nums[i].x != nums[i].y)
+            return nums[i].name;
+    return NULL;
+}
+
+/* SIGHUP: the settings read again from the same flags, environment and
+ * --config file, swapped in whole for new connections; open ones keep the
+ * snapshot they pinned. A reload that does not load, or changes a setting
+ * read only at start, is refused and the current snapshot stays. */
+static void main_reload(struct proxy *px, int argc, char **argv)
+{
+    struct proxy_config next;
+    char err[1024] = "";
+    int help = 0;
+    if (config_load(&next, argc, argv, main_getenv, NULL, &help, err, sizeof err) < 0) {
+        log_warn("configuration not reloaded", "error=\"%s\"", log_clean(err)); /* its quotes would end the value */
+        return;
+    }
+    const char *fixed = main_boot_only_change(px->cfg, &next);
+    if (fixed) {
+        log_warn("configuration not reloaded", "error=\"%s: read only at start; restart the proxy to change it\"",
+                 fixed);
+        config_free(&next);
+        return;
+    }
+    cfgstore_swap(px->config, &next);
+    log_info("configuration reloaded", "generation=%llu", (unsigned long long)cfgstore_generation(px->config));
+}
+
 int main(int argc, char **argv)
 {
     struct proxy_config loaded;
@@ -155,6 +221,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread; main sigwaits */
 
     px.cfg = cfg;
@@ -208,7 +275,10 @@ int main(int argc, char **argv)
              authz_policy_name(cfg->authz.policy));
     if (started == px.nworkers) {
         int sig = 0;
-        while (sigwait(&sigs, &sig) != 0) {
+        while (sigwait(&sigs, &sig) != 0 || sig == SIGHUP) {
+            if (sig == SIGHUP)
+                main_reload(&px, argc, argv);
+            sig = 0;
         }
         log_info("signal received, draining", "signal=%d drain_seconds=%u", sig, cfg->drain_seconds);
     }

@@ -151,6 +151,9 @@ int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *ou
     rc |= metrics_gauge(out, "weft_proxy_ready", "", st->ready ? 1 : 0);
     rc |= metrics_header(out, "weft_proxy_draining", "gauge", "1 after SIGTERM or /shutdown.");
     rc |= metrics_gauge(out, "weft_proxy_draining", "", st->draining ? 1 : 0);
+    rc |= metrics_header(out, "weft_proxy_config_generation", "gauge",
+                         "Configuration snapshot new connections get: 1 at start, +1 per reload (SIGHUP).");
+    rc |= metrics_gauge(out, "weft_proxy_config_generation", "", (double)st->config_generation);
     rc |= metrics_header(out, "weft_proxy_heap_bytes", "gauge",
                          "malloc heap: bytes in use and bytes held from the system.");
     rc |= buf_appendf(out, "weft_proxy_heap_bytes{kind=\"in_use\"} %zu\nweft_proxy_heap_bytes{kind=\"held\"} %zu\n",

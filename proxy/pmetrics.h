@@ -66,6 +66,7 @@ struct pm_state {            /* values sampled at render time */
     int draining;
     size_t heap_inuse;       /* malloc'd bytes in use (mallinfo2), 0 if unknown */
     size_t heap_mapped;      /* bytes malloc holds from the system */
+    uint64_t config_generation; /* of the snapshot new connections get */
 };
 /* Prometheus text of everything; 0 or -E2BIG. Series never used are left out. */
 int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *out);

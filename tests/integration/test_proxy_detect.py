@@ -251,3 +251,50 @@ def test_bad_opaque_ports_are_named(env):
         assert f'WEFT_OPAQUE_PORTS="{bad[:40]}' in r.stderr and "comma list of ports" in r.stderr, r.stderr
     r = pod.run([pe.PROXY, "--help"])
     assert "WEFT_OPAQUE_PORTS" in r.stdout and "25,587,3306,4444,5432,6379,9300,11211" in r.stdout
+
+
+def test_sighup_swaps_the_configuration_for_new_connections(env):
+    """A reload (SIGHUP) swaps a whole new snapshot in: new connections see
+    it, an open one keeps working on the one it pinned; a reload that does
+    not load, or that changes a setting read only at start, is refused and
+    the current snapshot stays."""
+    net, ca, d = env
+    conf = os.path.join(ca.dir, "proxy.yaml")
+
+    def write(text):
+        with open(conf, "w") as f:
+            f.write(text)
+        os.chmod(conf, 0o644)
+
+    def reload(expect):
+        mark = len(a.log())
+        os.kill(a.pid(), 1)
+        assert pe.wait_for(lambda: expect in a.log()[mark:], 5 * pe.SLOW), a.log()[mark:]
+        return a.log()[mark:]
+
+    write('WEFT_OPAQUE_PORTS: "2525"\nWEFT_DETECT_TIMEOUT_MS: "700"\n')
+    a = pe.MeshPod(net, "front", ca, "shop", "front", proxy_args=["--config", conf])
+    g = Greeter(net, [2525])
+    try:
+        assert a.metric(r"^weft_proxy_config_generation ") == 1
+        assert greeted(a, netns.EXTERNAL4, 2525) < 0.4 * pe.SLOW  # opaque by the file
+        held = a.connect(netns.EXTERNAL4, 2525)
+        assert held.recv(100) == GREETING
+        write('WEFT_OPAQUE_PORTS: ""\nWEFT_DETECT_TIMEOUT_MS: "700"\n')
+        assert "generation=2" in reload('msg="configuration reloaded"')
+        assert a.metric(r"^weft_proxy_config_generation ") == 2
+        assert greeted(a, netns.EXTERNAL4, 2525) >= 0.7  # detected now, so it waits
+        held.sendall(b"still here\n")  # the open connection is untouched
+        assert held.recv(100) == b"still here\n"
+        held.close()
+        # Refused: a value that does not parse, and a setting read only at start.
+        write('WEFT_OPAQUE_PORTS: "x"\n')
+        assert "WEFT_OPAQUE_PORTS=?x?: must be a comma list of ports" in reload('msg="configuration not reloaded"')
+        write('WEFT_OPAQUE_PORTS: ""\nWEFT_DETECT_TIMEOUT_MS: "700"\nWEFT_INBOUND_PORT: "15999"\n')
+        assert "WEFT_INBOUND_PORT: read only at start" in reload('msg="configuration not reloaded"')
+        assert a.metric(r"^weft_proxy_config_generation ") == 2
+        assert greeted(a, netns.EXTERNAL4, 2525) >= 0.7  # generation 2 still in force
+        assert skipped(a, "outbound", "opaque_port") == 2
+        assert detections(a, "outbound")["timeout"] == 2
+    finally:
+        g.close()
