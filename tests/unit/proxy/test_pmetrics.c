@@ -102,7 +102,9 @@ static void test_admin_routes(void **state)
     struct proxy_config cfg;
     memset(&cfg, 0, sizeof cfg);
     memset(&px, 0, sizeof px);
-    px.cfg = &cfg;
+    px.config = cfgstore_new(&cfg); /* cfg moves into the store's first snapshot */
+    const struct cfgsnap *boot = cfgstore_get(px.config);
+    px.cfg = &boot->cfg;
     pm_init(&px.metrics);
     px.creds = creds_new("cluster.local");
     struct {
@@ -123,8 +125,16 @@ static void test_admin_routes(void **state)
         assert_int_equal(res.shutdown, cases[i].status == 200 && strcmp(cases[i].path, "/shutdown") == 0);
         buf_free(&res.body);
     }
+    /* /metrics says which snapshot new connections get. */
+    struct admin_response res = {0};
+    buf_init(&res.body, 1 << 20);
+    admin_route(&px, "GET", "/metrics", 0, &res);
+    assert_non_null(strstr(res.body.data, "\nweft_proxy_config_generation 1\n"));
+    buf_free(&res.body);
     creds_free(px.creds);
     pm_destroy(&px.metrics);
+    cfgsnap_put(boot);
+    cfgstore_free(px.config);
 }
 
 int main(void)
