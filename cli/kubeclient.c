@@ -20,8 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "errbuf.h"
 #include "k8s.h"
+#include "tls.h"
 #include "xalloc.h"
 
 struct kubeclient {
@@ -34,23 +36,6 @@ struct kubeclient {
     char *token;        /* NULL: no Authorization header */
     char server[300];
 };
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void ossl_err(char *err, size_t errlen, const char *what)
-{
-    unsigned long e = ERR_get_error();
-    char text[256] = "unknown error";
-    if (e)
-        ERR_error_string_n(e, text, sizeof text);
-    ERR_clear_error();
-    errbuf_set(err, errlen, "%s: %s", what, text);
-}
 
 /* Every certificate of a PEM bundle into the context's trust store. */
 static int load_ca(SSL_CTX *ctx, const struct kube_blob *ca, char *err, size_t errlen)
@@ -88,12 +73,12 @@ static int load_client(SSL_CTX *ctx, const struct kube_target *t, char *err, siz
     EVP_PKEY *key = NULL;
     if (!leaf) {
         snprintf(what, sizeof what, "client certificate %s: not a PEM certificate", cname);
-        ossl_err(err, errlen, what);
+        tls_error(err, errlen, what);
         goto out;
     }
     if (SSL_CTX_use_certificate(ctx, leaf) != 1) {
         snprintf(what, sizeof what, "client certificate %s", cname);
-        ossl_err(err, errlen, what);
+        tls_error(err, errlen, what);
         goto out;
     }
     for (X509 *extra; (extra = PEM_read_bio_X509(cb, NULL, NULL, NULL));)
@@ -101,12 +86,12 @@ static int load_client(SSL_CTX *ctx, const struct kube_target *t, char *err, siz
     ERR_clear_error();
     if (!kb || !(key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL))) {
         snprintf(what, sizeof what, "client key %s: not a PEM private key", kname);
-        ossl_err(err, errlen, what);
+        tls_error(err, errlen, what);
         goto out;
     }
     if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(what, sizeof what, "client key %s does not belong to client certificate %s", kname, cname);
-        ossl_err(err, errlen, what);
+        tls_error(err, errlen, what);
         goto out;
     }
     rc = 0;
@@ -132,7 +117,7 @@ struct kubeclient *kubeclient_new(const struct kube_target *t, char *err, size_t
     snprintf(c->server, sizeof c->server, "%s%s%s:%s", strchr(t->host, ':') ? "https://[" : "https://", t->host,
              strchr(t->host, ':') ? "]" : "", t->port);
     if (!(c->ctx = SSL_CTX_new(TLS_client_method()))) {
-        ossl_err(err, errlen, "SSL_CTX_new");
+        tls_error(err, errlen, "SSL_CTX_new");
         goto fail;
     }
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
@@ -142,7 +127,7 @@ struct kubeclient *kubeclient_new(const struct kube_target *t, char *err, size_t
         if (load_ca(c->ctx, &t->ca, err, errlen) < 0)
             goto fail;
     } else if (!c->insecure && SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
-        ossl_err(err, errlen, "the system's certificate authorities");
+        tls_error(err, errlen, "the system's certificate authorities");
         goto fail;
     }
     if (t->cert.data && load_client(c->ctx, t, err, errlen) < 0)
@@ -175,7 +160,7 @@ const char *kubeclient_server(const struct kubeclient *c)
 static int wait_fd(int fd, short events, long deadline)
 {
     for (;;) {
-        long left = deadline - now_ms();
+        long left = deadline - (long)clock_mono_ms();
         if (left <= 0)
             return -ETIMEDOUT;
         struct pollfd p = {fd, events, 0};
@@ -248,13 +233,13 @@ static void verify_message(SSL *ssl, const struct kubeclient *c, char *err, size
         errbuf_set(err, errlen, "%s: the server's certificate is not trusted (%s; check the kubeconfig's "
                    "certificate-authority and tls-server-name)", c->server, X509_verify_cert_error_string(v));
     else
-        ossl_err(err, errlen, c->server);
+        tls_error(err, errlen, c->server);
 }
 
 int kubeclient_raw(struct kubeclient *c, const char *method, const char *path, const json_t *req_body,
                    long *status, struct buf *body, char *err, size_t errlen)
 {
-    long deadline = now_ms() + KUBECLIENT_TIMEOUT_MS;
+    long deadline = (long)clock_mono_ms() + KUBECLIENT_TIMEOUT_MS;
     struct buf req;
     struct k8s_http_response resp;
     char *text = req_body ? json_dumps(req_body, JSON_COMPACT) : NULL;
@@ -386,7 +371,7 @@ int kubeclient_json(struct kubeclient *c, const char *method, const char *path, 
 int kubeclient_peer_chain(const char *host, const char *port, const char *sni, struct buf *pem, char *err,
                           size_t errlen)
 {
-    long deadline = now_ms() + KUBECLIENT_TIMEOUT_MS;
+    long deadline = (long)clock_mono_ms() + KUBECLIENT_TIMEOUT_MS;
     char server[300];
     snprintf(server, sizeof server, "%s%s%s:%s", strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
              port);
@@ -395,7 +380,7 @@ int kubeclient_peer_chain(const char *host, const char *port, const char *sni, s
     BIO *out = NULL;
     int fd = -1, rc = -EPROTO;
     if (!ctx) {
-        ossl_err(err, errlen, "SSL_CTX_new");
+        tls_error(err, errlen, "SSL_CTX_new");
         goto out;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* the chain is judged by the caller */
@@ -413,7 +398,7 @@ int kubeclient_peer_chain(const char *host, const char *port, const char *sni, s
             if (rc == -ETIMEDOUT)
                 errbuf_set(err, errlen, "%s: TLS handshake timed out", server);
             else
-                ossl_err(err, errlen, server);
+                tls_error(err, errlen, server);
             rc = rc == 1 ? -EPROTO : rc;
             goto out;
         }

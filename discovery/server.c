@@ -31,6 +31,7 @@
 #include "log.h"
 #include "proto.h"
 #include "spiffe.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #define SERVER_MAX_PATH 2048
@@ -135,26 +136,6 @@ const char *server_tls_fail_name(enum server_tls_fail f)
 
 /* ---------- TLS ---------- */
 
-/* The single SPIFFE URI SAN of x: 0, -ENOENT (none or several) or -EINVAL. */
-static int server_cert_spiffe(X509 *x, struct spiffe_id *id)
-{
-    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    int found = 0, r = -ENOENT;
-    if (!names)
-        return -ENOENT;
-    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
-        GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
-        if (g->type != GEN_URI)
-            continue;
-        const unsigned char *u = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
-        int ul = ASN1_STRING_length(g->d.uniformResourceIdentifier);
-        found++;
-        r = (ul > 0 && spiffe_parse((const char *)u, (size_t)ul, id) == 0) ? 0 : -EINVAL;
-    }
-    GENERAL_NAMES_free(names);
-    return found == 1 ? r : -ENOENT;
-}
-
 static void server_conn_fail(struct server_conn *c, enum server_tls_fail f)
 {
     if (!c->failed) {
@@ -176,7 +157,7 @@ static int server_verify_cb(int ok, X509_STORE_CTX *xs)
     if (X509_STORE_CTX_get_error_depth(xs) != 0)
         return 1;
     struct spiffe_id id;
-    if (server_cert_spiffe(X509_STORE_CTX_get_current_cert(xs), &id) < 0) {
+    if (tls_cert_spiffe(X509_STORE_CTX_get_current_cert(xs), &id) < 0) {
         server_conn_fail(c, SERVER_TLS_NO_SPIFFE_ID);
     } else if (strcmp(id.trust_domain, c->s->o.trust_domain) != 0) {
         server_conn_fail(c, SERVER_TLS_TRUST_DOMAIN);
@@ -205,37 +186,27 @@ static int server_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-static void server_ssl_errors(char *err, size_t errlen, const char *what)
-{
-    unsigned long e = ERR_get_error();
-    char text[256] = "unknown error";
-    if (e)
-        ERR_error_string_n(e, text, sizeof text);
-    errbuf_set(err, errlen, "%s: %s", what, text);
-    ERR_clear_error();
-}
-
 static SSL_CTX *server_ctx_new(const struct server_opts *o, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        server_ssl_errors(err, errlen, "SSL_CTX_new");
+        tls_error(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) || !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
-        server_ssl_errors(err, errlen, "TLS 1.3");
+        tls_error(err, errlen, "TLS 1.3");
         goto fail;
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
-        server_ssl_errors(err, errlen, o->cert);
+        tls_error(err, errlen, o->cert);
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        server_ssl_errors(err, errlen, o->key);
+        tls_error(err, errlen, o->key);
         goto fail;
     }
     if (SSL_CTX_load_verify_locations(ctx, o->trust_bundle, NULL) != 1) {
-        server_ssl_errors(err, errlen, o->trust_bundle);
+        tls_error(err, errlen, o->trust_bundle);
         goto fail;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, server_verify_cb);

@@ -4,6 +4,7 @@
  * and request writer.
  * Sockets are non-blocking and every wait is a poll() bounded by the
  * request's deadline, so a silent server costs at most the I/O timeout. */
+#include "clock.h"
 #include "errbuf.h"
 #include "k8s.h"
 
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #ifndef WEFT_VERSION
@@ -40,13 +42,6 @@
 #endif
 
 #define K8S_POOL_IDLE_SECONDS 30 /* drop kept-alive connections older than this */
-
-static uint64_t k8s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---------- HTTP/1.1 response reader (pure, over lib/http1) ---------- */
 
@@ -315,21 +310,11 @@ struct k8s_client {
     size_t npool;
 };
 
-static void k8s_openssl_errors(char *err, size_t errlen, const char *what)
-{
-    unsigned long e = ERR_get_error();
-    char text[256] = "unknown error";
-    if (e)
-        ERR_error_string_n(e, text, sizeof text);
-    ERR_clear_error();
-    errbuf_set(err, errlen, "%s: %s", what, text);
-}
-
 static SSL_CTX *k8s_ctx_new(const char *ca_file, struct stat *st, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
-        k8s_openssl_errors(err, errlen, "SSL_CTX_new");
+        tls_error(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -343,7 +328,7 @@ static SSL_CTX *k8s_ctx_new(const char *ca_file, struct stat *st, char *err, siz
     if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
         char what[300];
         snprintf(what, sizeof what, "CA file %s", ca_file);
-        k8s_openssl_errors(err, errlen, what);
+        tls_error(err, errlen, what);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -379,7 +364,7 @@ struct k8s_client *k8s_client_new(const char *host, const char *port, const char
         goto fail;
     if (token_file && k8s_read_token(token_file, &c->token, err, errlen) < 0)
         goto fail;
-    c->checked_ms = k8s_now_ms();
+    c->checked_ms = clock_mono_ms();
     return c;
 fail:
     k8s_client_free(c);
@@ -466,7 +451,7 @@ void k8s_client_set_token_refresh(struct k8s_client *c, int seconds)
  * failure keeps what we had (a rotation in progress must not break us). */
 static void k8s_refresh_locked(struct k8s_client *c)
 {
-    uint64_t now = k8s_now_ms();
+    uint64_t now = clock_mono_ms();
     if (now - c->checked_ms < (uint64_t)c->refresh_s * 1000u)
         return;
     c->checked_ms = now;
@@ -506,7 +491,7 @@ static _Thread_local const atomic_int *k8s_stop_flag;
 static int k8s_wait_fd(int fd, short events, uint64_t deadline)
 {
     for (;;) {
-        uint64_t now = k8s_now_ms();
+        uint64_t now = clock_mono_ms();
         if (k8s_stop_flag && atomic_load(k8s_stop_flag))
             return -ECANCELED;
         if (now >= deadline)
@@ -542,7 +527,7 @@ static int k8s_dial_tcp(struct k8s_client *c, uint64_t deadline, char *err, size
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             rc = fd;
         } else if (errno == EINPROGRESS) {
-            uint64_t cdl = k8s_now_ms() + (uint64_t)c->connect_ms;
+            uint64_t cdl = clock_mono_ms() + (uint64_t)c->connect_ms;
             rc = k8s_wait_fd(fd, POLLOUT, cdl < deadline ? cdl : deadline);
             if (rc == 0) {
                 int soerr = 0;
@@ -600,7 +585,7 @@ static int k8s_ssl_io(SSL *ssl, int fd, int (*op)(SSL *, void *, int), void *dat
                        X509_verify_cert_error_string(vr));
                 ERR_clear_error();
             } else {
-                k8s_openssl_errors(err, errlen, what);
+                tls_error(err, errlen, what);
             }
             return -EPROTO;
         }
@@ -639,7 +624,7 @@ static int k8s_conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, 
     conn->fd = fd;
     conn->ssl = SSL_new(ctx);
     if (!conn->ssl) {
-        k8s_openssl_errors(err, errlen, "SSL_new");
+        tls_error(err, errlen, "SSL_new");
         k8s_conn_close(conn);
         return -ENOMEM;
     }
@@ -652,7 +637,7 @@ static int k8s_conn_open(struct k8s_client *c, SSL_CTX *ctx, uint64_t deadline, 
         ok = SSL_set_tlsext_host_name(conn->ssl, name) == 1 && SSL_set1_host(conn->ssl, name) == 1;
     }
     if (ok != 1) {
-        k8s_openssl_errors(err, errlen, "TLS server name");
+        tls_error(err, errlen, "TLS server name");
         k8s_conn_close(conn);
         return -EINVAL;
     }
@@ -741,7 +726,7 @@ static int k8s_request_ex(struct k8s_client *c, const char *method, const char *
     *status = 0;
     *response = NULL;
     errbuf_set(err, errlen, "%s", "");
-    uint64_t deadline = k8s_now_ms() + (uint64_t)io_ms; /* the whole request, connect included */
+    uint64_t deadline = clock_mono_ms() + (uint64_t)io_ms; /* the whole request, connect included */
 
     pthread_mutex_lock(&c->lock);
     k8s_refresh_locked(c);
@@ -749,7 +734,7 @@ static int k8s_request_ex(struct k8s_client *c, const char *method, const char *
         token = xstrdup(c->token);
     ctx = c->ctx;
     SSL_CTX_up_ref(ctx);
-    uint64_t now = k8s_now_ms();
+    uint64_t now = clock_mono_ms();
     while (c->npool > 0 && !conn) {
         conn = c->pool[--c->npool];
         if (!k8s_conn_usable(conn, now)) {
@@ -814,7 +799,7 @@ static int k8s_request_ex(struct k8s_client *c, const char *method, const char *
     rc = 0;
 out:
     if (conn && rc == 0 && resp.keep_alive) {
-        conn->idle_since_ms = k8s_now_ms();
+        conn->idle_since_ms = clock_mono_ms();
         pthread_mutex_lock(&c->lock);
         if (c->npool < K8S_POOL_MAX) {
             c->pool[c->npool++] = conn;
@@ -850,7 +835,7 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
 
 uint64_t k8s_monotonic_ms(void)
 {
-    return k8s_now_ms();
+    return clock_mono_ms();
 }
 
 void k8s_backoff_init(struct k8s_backoff *b, uint32_t initial_ms, uint32_t max_ms, uint64_t seed)
@@ -1046,7 +1031,7 @@ static enum k8s_step k8s_watch_list(struct k8s_watcher *w)
     }
     /* Counted before the caller hears of it, so what it does next sees the count. */
     atomic_fetch_add(&w->st->lists, 1);
-    atomic_store(&w->st->last_ok_ms, k8s_now_ms());
+    atomic_store(&w->st->last_ok_ms, clock_mono_ms());
     w->fn(w->arg, K8S_WATCH_SYNCED, NULL, w->rv);
     step = K8S_STEP_AGAIN;
 out:
@@ -1101,7 +1086,7 @@ static enum k8s_step k8s_watch_lines(struct k8s_watcher *w, struct buf *body, in
             atomic_fetch_add(&w->st->events, 1);
         w->fn(w->arg, kind, obj, w->rv);
         json_decref(obj);
-        atomic_store(&w->st->last_ok_ms, k8s_now_ms());
+        atomic_store(&w->st->last_ok_ms, clock_mono_ms());
         *healthy = 1;
     }
 out:
@@ -1130,7 +1115,7 @@ static enum k8s_step k8s_watch_stream(struct k8s_watcher *w, uint64_t *opened_ms
     enum k8s_step step = K8S_STEP_BACKOFF;
     int healthy = 0;
     uint32_t span = (uint32_t)w->o.timeout_min_s;
-    uint32_t timeout_s = span + (uint32_t)(k8s_now_ms() % span); /* [min, 2 min), client-go's spread */
+    uint32_t timeout_s = span + (uint32_t)(clock_mono_ms() % span); /* [min, 2 min), client-go's spread */
     uint64_t idle_ms = w->o.idle_ms ? (uint64_t)w->o.idle_ms : ((uint64_t)timeout_s + 30) * 1000u;
     buf_init(&req, (size_t)K8S_MAX_HEAD + K8S_MAX_TOKEN);
     buf_init(&path, 1024);
@@ -1160,7 +1145,7 @@ static enum k8s_step k8s_watch_stream(struct k8s_watcher *w, uint64_t *opened_ms
         errbuf_set(w->err, sizeof w->err, "watch %s: bad request path or token", w->o.path);
         goto out;
     }
-    uint64_t deadline = k8s_now_ms() + (uint64_t)w->c->io_ms;
+    uint64_t deadline = clock_mono_ms() + (uint64_t)w->c->io_ms;
     rc = k8s_conn_open(w->c, ctx, deadline, &conn, w->err, sizeof w->err);
     for (size_t off = 0; rc == 0 && off < req.len;) {
         int n = k8s_ssl_io(conn->ssl, conn->fd, k8s_op_write, req.data + off, (int)(req.len - off), deadline, w->err,
@@ -1173,7 +1158,7 @@ static enum k8s_step k8s_watch_stream(struct k8s_watcher *w, uint64_t *opened_ms
     char in[16384];
     while (rc == 0) {
         /* Before the head, the request's I/O timeout; then idle_ms between bytes. */
-        uint64_t dl = resp.state == K8S_HTTP_HEAD ? deadline : k8s_now_ms() + idle_ms;
+        uint64_t dl = resp.state == K8S_HTTP_HEAD ? deadline : clock_mono_ms() + idle_ms;
         int n = k8s_ssl_io(conn->ssl, conn->fd, k8s_op_read, in, sizeof in, dl, w->err, sizeof w->err, "read watch");
         if (n < 0) {
             rc = n;
@@ -1214,7 +1199,7 @@ static enum k8s_step k8s_watch_stream(struct k8s_watcher *w, uint64_t *opened_ms
             goto out;
         }
         if (!*opened_ms) {
-            *opened_ms = k8s_now_ms();
+            *opened_ms = clock_mono_ms();
             atomic_fetch_add(&w->st->watches, 1);
             atomic_store(&w->st->connected, 1);
             atomic_store(&w->st->last_ok_ms, *opened_ms);
@@ -1230,7 +1215,7 @@ static enum k8s_step k8s_watch_stream(struct k8s_watcher *w, uint64_t *opened_ms
         step = K8S_STEP_STOP;
 out:
     if (atomic_load(&w->st->connected))
-        atomic_store(&w->st->last_ok_ms, k8s_now_ms());
+        atomic_store(&w->st->last_ok_ms, clock_mono_ms());
     atomic_store(&w->st->connected, 0);
     k8s_conn_close(conn);
     SSL_CTX_free(ctx);
@@ -1251,11 +1236,11 @@ out:
 /* Sleeps ms unless told to stop; 1 when stopped. */
 static int k8s_watch_sleep(const atomic_int *stop, uint32_t ms)
 {
-    uint64_t end = k8s_now_ms() + ms;
+    uint64_t end = clock_mono_ms() + ms;
     for (;;) {
         if (atomic_load(stop))
             return 1;
-        uint64_t now = k8s_now_ms();
+        uint64_t now = clock_mono_ms();
         if (now >= end)
             return 0;
         uint64_t d = end - now < K8S_STOP_POLL_MS ? end - now : K8S_STOP_POLL_MS;
@@ -1279,8 +1264,8 @@ int k8s_watch_run(struct k8s_client *c, const struct k8s_watch_opts *opts, k8s_w
         w.o.healthy_ms = 60000;
     k8s_backoff_init(&b, w.o.backoff_initial_ms > 0 ? (uint32_t)w.o.backoff_initial_ms : 800u,
                      w.o.backoff_max_ms > 0 ? (uint32_t)w.o.backoff_max_ms : 30000u,
-                     k8s_now_ms() ^ ((uint64_t)(uintptr_t)&w << 16) ^ (uint64_t)getpid());
-    atomic_store(&st->started_ms, k8s_now_ms());
+                     clock_mono_ms() ^ ((uint64_t)(uintptr_t)&w << 16) ^ (uint64_t)getpid());
+    atomic_store(&st->started_ms, clock_mono_ms());
     k8s_stop_flag = stop;
     int listed = 0;
     enum k8s_step step = K8S_STEP_RELIST;
@@ -1294,7 +1279,7 @@ int k8s_watch_run(struct k8s_client *c, const struct k8s_watch_opts *opts, k8s_w
                 log_info("k8s list done", "path=%s resourceVersion=%s", w.o.path, w.rv);
         } else {
             step = k8s_watch_stream(&w, &opened);
-            if (opened && k8s_now_ms() - opened >= (uint64_t)w.o.healthy_ms)
+            if (opened && clock_mono_ms() - opened >= (uint64_t)w.o.healthy_ms)
                 k8s_backoff_reset(&b);
         }
         if (step == K8S_STEP_RELIST) {
