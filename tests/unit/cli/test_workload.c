@@ -10,30 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../webhook/confstore.h"
+#include "../webhook/shipped_conf.h"
 #include "workload.h"
-
-/* The shipped templates/, loaded as weftctl loads them (tests run from the repository root). */
-static struct conf conf;
-#define cfg (conf.inject)
-
-static int setup(void **state)
-{
-    (void)state;
-    char err[512];
-    if (conf_load("templates/mesh.yaml", "templates", &conf, err, sizeof err) < 0) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    conf_free(&conf);
-    return 0;
-}
 
 static const char *POD_SPEC = "{\"containers\":[{\"name\":\"app\",\"image\":\"a\"}]}";
 

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The group fixture of the webhook unit tests: the shipped templates/
+/* The group fixture of the webhook and weftctl unit tests: the shipped templates/
  * loaded with conf_load, as the server loads them (tests run from the
  * repository root). */
 #ifndef WEFT_TEST_SHIPPED_CONF_H
 #define WEFT_TEST_SHIPPED_CONF_H
 #include <stdio.h>
 
-#include "confstore.h"
+#include "../../../webhook/confstore.h" /* also from tests/unit/cli */
 
 static struct conf conf;
 #define cfg (conf.inject)
