@@ -17,6 +17,7 @@
 #include "creds.h"
 #include "errbuf.h"
 #include "filestamp.h"
+#include "tls.h"
 #include "xalloc.h"
 
 struct creds_file {
@@ -123,26 +124,6 @@ fail:
     return NULL;
 }
 
-/* The single SPIFFE URI SAN of x. 0, -ENOENT (none or several) or -EINVAL. */
-static int creds_cert_spiffe(X509 *x, struct spiffe_id *id)
-{
-    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    int found = 0, r = -ENOENT;
-    if (!names)
-        return -ENOENT;
-    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
-        GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
-        if (g->type != GEN_URI)
-            continue;
-        const unsigned char *u = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
-        int ul = ASN1_STRING_length(g->d.uniformResourceIdentifier);
-        found++;
-        r = (ul > 0 && spiffe_parse((const char *)u, (size_t)ul, id) == 0) ? 0 : -EINVAL;
-    }
-    GENERAL_NAMES_free(names);
-    return found == 1 ? r : -ENOENT;
-}
-
 static time_t creds_asn1_time(const ASN1_TIME *t)
 {
     struct tm tm;
@@ -226,7 +207,7 @@ static int creds_verify_cb(int ok, X509_STORE_CTX *xs)
     struct creds_verify_arg *va = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), creds_ctx_ex_index);
     struct spiffe_id id;
     enum creds_fail f = CREDS_FAIL_NONE;
-    if (creds_cert_spiffe(X509_STORE_CTX_get_current_cert(xs), &id) < 0)
+    if (tls_cert_spiffe(X509_STORE_CTX_get_current_cert(xs), &id) < 0)
         f = CREDS_FAIL_NO_SPIFFE_ID;
     else if (!va || strcmp(id.trust_domain, va->trust_domain) != 0)
         f = CREDS_FAIL_TRUST_DOMAIN;
@@ -348,7 +329,7 @@ int creds_set_identity_pem(struct creds *c, const char *chain_pem, size_t len, E
         errbuf_set(err, errlen, "leaf certificate is not valid yet");
         goto out;
     }
-    if (creds_cert_spiffe(leaf, &id) < 0) {
+    if (tls_cert_spiffe(leaf, &id) < 0) {
         errbuf_set(err, errlen, "leaf certificate has no single Weft SPIFFE URI SAN");
         goto out;
     }
@@ -607,7 +588,7 @@ int creds_peer_finish(SSL *ssl, struct creds_peer *peer, const char *trust_domai
         peer->fail = creds_map_x509_error((int)SSL_get_verify_result(ssl));
         return -EPERM;
     }
-    if (creds_cert_spiffe(x, &id) < 0) {
+    if (tls_cert_spiffe(x, &id) < 0) {
         peer->fail = CREDS_FAIL_NO_SPIFFE_ID;
         return -EPERM;
     }
