@@ -96,6 +96,11 @@ def body_fields(r):
     return dict(l.split("=", 1) for l in r["body"] if "=" in l)
 
 
+def in_initial_pid_namespace():
+    """The initial PID namespace has a fixed inode (PROC_PID_INIT_INO)."""
+    return os.stat("/proc/self/ns/pid").st_ino == 0xEFFFFFFC
+
+
 class ExecWatcher:
     """Every exec on the host, from the kernel's process connector
     (NETLINK_CONNECTOR, CN_IDX_PROC), with the new process's /proc status
@@ -374,7 +379,13 @@ def test_running_containers_run_as_their_users(meshed):
         for st in container_procs(container_id(app_st)):
             assert_runs_as(st, uid, uid, p["metadata"]["name"])
     assert len(init_ids) == len(meshed_pods) >= 4
-    # weft-init exits in milliseconds: its processes as the exec watcher saw them
+    # weft-init exits in milliseconds: its processes as the exec watcher saw them.
+    # The kernel's process connector tells only listeners in the initial PID
+    # namespace (make fresh-check's root has its own): elsewhere it is silent.
+    if not in_initial_pid_namespace():
+        pytest.skip("weft-init's user and capabilities not checked: the process "
+                    "connector is silent outside the initial PID namespace "
+                    "(everything else of this test passed)")
     inits = [e for e in meshed["execs"] if e["comm"] == "weft-init"]
     caught = {cid for cid in init_ids for e in inits if cid in e["cgroup"]}
     assert caught == init_ids, ("weft-init runs not seen", init_ids - caught, inits)
