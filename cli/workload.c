@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
+
 
 enum mode { MODE_INJECT, MODE_UNINJECT };
 
@@ -102,7 +104,7 @@ static int restore_probes(json_t *container, json_t *recorded, char *err, size_t
         if (!path || strncmp(path, prefix, strlen(prefix)) != 0)
             continue;
         if (!recorded) {
-            snprintf(err, errlen,
+            errbuf_set(err, errlen,
                      "container %s %s was rewritten to weft-proxy's /app-health, and the original cannot be "
                      "restored exactly (WEFT_APP_PROBES keeps it with named ports resolved and scheme and path "
                      "filled in); uninject refuses rather than guess: --resolved-probes puts that resolved form "
@@ -114,7 +116,7 @@ static int restore_probes(json_t *container, json_t *recorded, char *err, size_t
         const char *key;
         json_t *v;
         if (!json_is_object(orig)) {
-            snprintf(err, errlen, "container %s %s was rewritten, but WEFT_APP_PROBES has no %s", cname, fields[k],
+            errbuf_set(err, errlen, "container %s %s was rewritten, but WEFT_APP_PROBES has no %s", cname, fields[k],
                      path + strlen("/app-health/"));
             return -EINVAL;
         }
@@ -147,7 +149,7 @@ static int uninject_pod(json_t *pod, int resolved_probes, char *err, size_t errl
     json_t *vols = json_object_get(st, "volumes");
     if (!json_is_object(st) || !json_is_array(inits) || !json_is_array(ctrs) || !json_is_array(vols) ||
         !json_is_object(spec)) {
-        snprintf(err, errlen, "its %s annotation is not one weft injection writes", INJECT_STATUS_ANNOTATION);
+        errbuf_set(err, errlen, "its %s annotation is not one weft injection writes", INJECT_STATUS_ANNOTATION);
         goto out;
     }
     if (resolved_probes && !(recorded = inject_recorded_probes(spec)))
@@ -191,7 +193,7 @@ static json_t *one_pod(const struct workload_ctx *w, enum mode m, json_t *owner,
     char what[512], msg[1024];
     describe(owner, what, sizeof what);
     if (!json_is_object(pod)) {
-        snprintf(err, errlen, "%s (%s): no pod template where the kind keeps it", where, what);
+        errbuf_set(err, errlen, "%s (%s): no pod template where the kind keeps it", where, what);
         return NULL;
     }
     json_t *p = json_deep_copy(pod);
@@ -202,7 +204,7 @@ static json_t *one_pod(const struct workload_ctx *w, enum mode m, json_t *owner,
     if (m == MODE_UNINJECT) {
         int rc = uninject_pod(p, w->resolved_probes, msg, sizeof msg);
         if (rc < 0) {
-            snprintf(err, errlen, "%s (%s): %s", where, what, msg);
+            errbuf_set(err, errlen, "%s (%s): %s", where, what, msg);
             json_decref(p);
             return NULL;
         }
@@ -219,14 +221,14 @@ static json_t *one_pod(const struct workload_ctx *w, enum mode m, json_t *owner,
     struct inject_result r;
     json_t *ns_ann = w->ns_annotations;
     if (w->ns_lookup && w->ns_lookup(w->lookup_ctx, namespace_of(owner), &ns_ann, msg, sizeof msg) < 0) {
-        snprintf(err, errlen, "%s (%s): namespace %s: %s", where, what, namespace_of(owner), msg);
+        errbuf_set(err, errlen, "%s (%s): namespace %s: %s", where, what, namespace_of(owner), msg);
         json_decref(p);
         return NULL;
     }
     json_t *injected = inject_pod_build(w->conf, namespace_of(owner), p, ns_ann, &r);
     json_decref(p);
     if (r.outcome == INJECT_DENIED) {
-        snprintf(err, errlen, "%s (%s): %s", where, what, r.message);
+        errbuf_set(err, errlen, "%s (%s): %s", where, what, r.message);
         return NULL;
     }
     if (!injected) {

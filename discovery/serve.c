@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ae.h"
+#include "errbuf.h"
 #include "hostport.h"
 #include "k8s.h"
 #include "listen.h"
@@ -264,20 +265,20 @@ static struct MHD_Daemon *serve_metrics_start(struct serve *sv, const char *spec
 {
     char host[256], port[8];
     if (hostport_split(spec, host, sizeof host, port, sizeof port) < 0) {
-        snprintf(err, errlen, "--metrics-listen \"%s\": expected HOST:PORT or [IPv6]:PORT", spec);
+        errbuf_set(err, errlen, "--metrics-listen \"%s\": expected HOST:PORT or [IPv6]:PORT", spec);
         return NULL;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     if (getaddrinfo(*host ? host : NULL, port, &hints, &ai) != 0) {
-        snprintf(err, errlen, "--metrics-listen \"%s\": not a numeric address", spec);
+        errbuf_set(err, errlen, "--metrics-listen \"%s\": not a numeric address", spec);
         return NULL;
     }
     int fd = listen_addr(ai->ai_addr, ai->ai_addrlen, 0, 64);
     freeaddrinfo(ai);
     if (fd < 0) {
-        snprintf(err, errlen, "listen on %s: %s", spec, strerror(-fd));
+        errbuf_set(err, errlen, "listen on %s: %s", spec, strerror(-fd));
         return NULL;
     }
     struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
@@ -286,7 +287,7 @@ static struct MHD_Daemon *serve_metrics_start(struct serve *sv, const char *spec
                                             MHD_OPTION_END);
     if (!d) {
         close(fd);
-        snprintf(err, errlen, "cannot start the metrics server on %s", spec);
+        errbuf_set(err, errlen, "cannot start the metrics server on %s", spec);
     }
     return d;
 }
