@@ -158,6 +158,19 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* A whole decimal argument in [min, max], or exit naming it. */
+static long arg_long(const char *name, const char *s, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "load: %s \"%s\": expected an integer in [%ld, %ld]\n", name, s, min, max);
+        exit(2);
+    }
+    return v;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 12) {
@@ -165,8 +178,8 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    int port = atoi(argv[1]), nconns = atoi(argv[5]);
-    subs = atoi(argv[6]);
+    int port = (int)arg_long("PORT", argv[1], 1, 65535), nconns = (int)arg_long("CONNS", argv[5], 1, 100000);
+    subs = (int)arg_long("SUBS", argv[6], 1, 1000);
     double timeout = atof(argv[11]);
     struct rlimit rl = {(rlim_t)nconns + 64, (rlim_t)nconns + 64};
     setrlimit(RLIMIT_NOFILE, &rl);
