@@ -14,6 +14,7 @@ packages=(
   nghttp2-client haproxy wrk
   python3-cryptography python3-grpcio
   runc containernetworking-plugins busybox-static
+  prometheus
 )
 
 missing=()
@@ -28,6 +29,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Some packages (prometheus) start their service from postinst; tests run
+# their own instances on loopback, so none may start here (it would take
+# :9090). invoke-rc.d and deb-systemd-invoke ask policy-rc.d(8): where the
+# host has none, one that refuses every start is in place for this install.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 # An old package list may not know a package yet; refresh once, then install.
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
