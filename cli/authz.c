@@ -13,6 +13,7 @@
 
 #include "../proxy/authz.h"
 #include "errbuf.h"
+#include "http1.h"
 #include "parse.h"
 #include "settings.h"
 #include "spiffe.h"
@@ -133,6 +134,34 @@ static int in_cidrs(const char *cidrs, const char *ip)
     return 0;
 }
 
+/* Weft's policy is per connection (caller identity, port); per-route policy
+ * does not exist yet, so a request only gets a line saying its method and
+ * path do not enter the verdict, after the same checks a proxy would make
+ * of a request line. */
+static int authz_request_line(const json_t *req, struct buf *out, char *err, size_t errlen)
+{
+    const char *method = json_string_value(json_object_get(req, "method"));
+    const char *path = json_string_value(json_object_get(req, "path"));
+    if (!method || !http1_is_token(method, strlen(method)) || strlen(method) > AUTHZ_MAX_METHOD) {
+        errbuf_set(err, errlen, "--method \"%s\": not an HTTP method (a token of at most %d characters)",
+                   method ? method : "", AUTHZ_MAX_METHOD);
+        return -1;
+    }
+    size_t plen = path ? strlen(path) : 0;
+    if (!path || path[0] != '/' || plen > AUTHZ_MAX_PATH) {
+        errbuf_set(err, errlen, "--path: expected an absolute path starting with / (at most %d bytes)", AUTHZ_MAX_PATH);
+        return -1;
+    }
+    for (size_t i = 0; i < plen; i++)
+        if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f) {
+            errbuf_set(err, errlen, "--path: byte %zu is a space, a control character or not ASCII", i + 1);
+            return -1;
+        }
+    buf_appendf(out, "req   %s %s: Weft authorizes per connection (the caller's identity and the port); the method and "
+                "path do not change the verdict\n", method, path);
+    return 0;
+}
+
 int authz_why(const json_t *snap, struct buf *out, char *err, size_t errlen)
 {
     const char *from = json_string_value(json_object_get(snap, "from"));
@@ -202,6 +231,8 @@ int authz_why(const json_t *snap, struct buf *out, char *err, size_t errlen)
                     ? "its namespace is not meshed (no weft.dev/inject=enabled, or ignored by mesh.yaml): plaintext, no identity"
                     : "its namespace does not exist: taken as outside the mesh, plaintext, no identity");
     buf_appendf(out, "to    Service %s/%s port %ld\n", svc_ns, svc_name, sport);
+    if (json_object_get(snap, "request") && authz_request_line(json_object_get(snap, "request"), out, err, errlen) < 0)
+        goto out;
     json_t *pods = json_object_get(snap, "pods");
     size_t npods = json_array_size(pods), allowed = 0, denied = 0;
     if (npods == 0)

@@ -12,6 +12,10 @@
 #include "buf.h"
 
 #define AUTHZ_WHY_MAX_PODS 10 /* pods explained one by one; the rest counted */
+/* --method: above the longest registered method (UPDATEREDIRECTREF, 17). */
+#define AUTHZ_MAX_METHOD 32
+/* --path: the request-line length RFC 9112 3 asks every recipient to support. */
+#define AUTHZ_MAX_PATH 8000
 
 /* Writes the explanation to out. Returns 0 when every pod behind the port
  * admits the caller, 1 when one refuses it, or -1 when the snapshot cannot

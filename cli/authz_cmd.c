@@ -29,6 +29,9 @@ static void usage(FILE *f)
             "\n"
             "      --from NS/SA             the caller's namespace and service account\n"
             "      --to SERVICE[.NS]:PORT   the Service (in -n's namespace unless .NS is given)\n"
+            "      --method M, --path P     the request (both, or either with GET and / for the\n"
+            "                               other); Weft authorizes per connection today, so the\n"
+            "                               answer says so and the verdict is the connection's\n"
             "      --snapshot FILE          judge a snapshot (JSON, - for stdin) instead of a cluster\n"
             "      --dump-snapshot          print the snapshot fetched from the cluster\n" CLUSTER_USAGE
             "  -h, --help\n"
@@ -139,13 +142,15 @@ fail:
 
 int cmd_authz(int argc, char **argv)
 {
-    enum { F_FROM = 256, F_TO, F_SNAPSHOT, F_DUMP };
+    enum { F_FROM = 256, F_TO, F_SNAPSHOT, F_DUMP, F_METHOD, F_PATH };
     static const struct option flags[] = {
         CLUSTER_LONG_OPTIONS,
         {"from", required_argument, NULL, F_FROM},
         {"to", required_argument, NULL, F_TO},
         {"snapshot", required_argument, NULL, F_SNAPSHOT},
         {"dump-snapshot", no_argument, NULL, F_DUMP},
+        {"method", required_argument, NULL, F_METHOD},
+        {"path", required_argument, NULL, F_PATH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -160,7 +165,7 @@ int cmd_authz(int argc, char **argv)
     argc--;
     argv++;
     struct kubeconfig_options ko = {0};
-    const char *from = NULL, *to = NULL, *snapshot = NULL;
+    const char *from = NULL, *to = NULL, *snapshot = NULL, *method = NULL, *path = NULL;
     int dump = 0, c;
     opterr = 0;
     optind = 1;
@@ -172,6 +177,8 @@ int cmd_authz(int argc, char **argv)
         case F_TO: to = optarg; break;
         case F_SNAPSHOT: snapshot = optarg; break;
         case F_DUMP: dump = 1; break;
+        case F_METHOD: method = optarg; break;
+        case F_PATH: path = optarg; break;
         case 'h': usage(stdout); return 0;
         case ':': fprintf(stderr, "weftctl authz why: %s needs a value\n", argv[optind - 1]); return 2;
         default:
@@ -236,6 +243,13 @@ int cmd_authz(int argc, char **argv)
             fprintf(stderr, "weftctl authz why: %s\n", err);
             return 2;
         }
+    }
+    /* authz_why() checks the request, from flags or a snapshot alike */
+    if (method || path) {
+        json_t *req = json_object();
+        json_object_set_new(req, "method", json_string(method ? method : "GET"));
+        json_object_set_new(req, "path", json_stringn(path ? path : "/", strlen(path ? path : "/")));
+        json_object_set_new(snap, "request", req);
     }
     if (dump) {
         char *text = json_dumps(snap, JSON_INDENT(2) | JSON_SORT_KEYS);

@@ -21,7 +21,7 @@ static const struct {
     {"check", "--pre -o --output --strict --snapshot --dump-snapshot --now " CLUSTER_FLAGS " -h --help"},
     {"install", "--set --manifests --kustomized --certs-dir -h --help"},
     {"authz", "why"},
-    {"authz why", "--from --to --snapshot --dump-snapshot " CLUSTER_FLAGS " -h --help"},
+    {"authz why", "--from --to --method --path --snapshot --dump-snapshot " CLUSTER_FLAGS " -h --help"},
     {"stat", "pod deploy ns -A --all-namespaces -w --watch --count --snapshot --previous --dump-snapshot " CLUSTER_FLAGS
              " -h --help"},
     {"completion", "bash zsh"},

@@ -47,6 +47,14 @@ static int http1_tchar(unsigned char c)
     return http1_tchars[c];
 }
 
+int http1_is_token(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!http1_tchar((unsigned char)s[i]))
+            return 0;
+    return len > 0;
+}
+
 static int http1_ws(unsigned char c)
 {
     return c == ' ' || c == '\t';

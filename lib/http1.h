@@ -173,6 +173,8 @@ const char *http1_get(const struct http1_parser *p, const char *name, size_t *va
 
 /* "HTTP1_E_OBS_FOLD"-style name, a sentence for a person, and the status a
  * server answers a request with this error (400, 413, 414, 431, 501, 505). */
+/* Whether s[0..len) is a non-empty token (RFC 9110 5.6.2): a method, a field name. */
+int http1_is_token(const char *s, size_t len);
 const char *http1_error_name(enum http1_error e);
 const char *http1_strerror(enum http1_error e);
 int http1_error_status(enum http1_error e);

@@ -726,6 +726,18 @@ static void test_states(void **state)
     http1_free(&p);
 }
 
+static void test_is_token(void **state)
+{
+    (void)state;
+    assert_true(http1_is_token("GET", 3));
+    assert_true(http1_is_token("X-Custom_1.~!#$%&'*+^`|", 23));
+    assert_false(http1_is_token("", 0));
+    assert_false(http1_is_token("G T", 3));
+    assert_false(http1_is_token("GET:", 4));
+    assert_false(http1_is_token("G\x80", 2));
+    assert_false(http1_is_token("G\0T", 3));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -747,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_response_errors),
         cmocka_unit_test(test_errors_have_texts),
         cmocka_unit_test(test_states),
+        cmocka_unit_test(test_is_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
