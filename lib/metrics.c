@@ -44,18 +44,29 @@ int metrics_gauge(struct buf *out, const char *name, const char *labels, double 
 int metrics_histogram_render(struct buf *out, const char *name, const char *help, struct metrics_histogram *h)
 {
     int rc = metrics_header(out, name, "histogram", help);
+    return rc ? rc : metrics_histogram_series(out, name, "", h);
+}
+
+int metrics_histogram_series(struct buf *out, const char *name, const char *labels, struct metrics_histogram *h)
+{
+    int rc = 0;
+    const char *sep = *labels ? "," : "";
     unsigned long long cumulative = 0;
     for (size_t i = 0; rc == 0 && i <= h->nbounds; i++) {
         cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
         if (i < h->nbounds)
-            rc = buf_appendf(out, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], cumulative);
+            rc = buf_appendf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, h->bounds[i], cumulative);
         else
-            rc = buf_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, cumulative);
+            rc = buf_appendf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cumulative);
     }
-    if (rc == 0)
-        rc = buf_appendf(out, "%s_sum %.9f\n%s_count %llu\n", name,
-                         (double)atomic_load(&h->sum_ns) / 1e9, name,
-                         (unsigned long long)atomic_load(&h->count));
+    /* _count is the +Inf bucket, not the count field: a reader between a
+     * worker's two increments would otherwise see them disagree. */
+    if (rc == 0 && *labels)
+        rc = buf_appendf(out, "%s_sum{%s} %.9f\n%s_count{%s} %llu\n", name, labels,
+                         (double)atomic_load(&h->sum_ns) / 1e9, name, labels, cumulative);
+    else if (rc == 0)
+        rc = buf_appendf(out, "%s_sum %.9f\n%s_count %llu\n", name, (double)atomic_load(&h->sum_ns) / 1e9, name,
+                         cumulative);
     return rc;
 }
 

@@ -36,6 +36,10 @@ int metrics_header(struct buf *out, const char *name, const char *type, const ch
 int metrics_counters(struct buf *out, const char *name, const char *help, struct metrics_counter *c, size_t n);
 int metrics_gauge(struct buf *out, const char *name, const char *labels, double value);
 int metrics_histogram_render(struct buf *out, const char *name, const char *help, struct metrics_histogram *h);
+/* One labelled series of a histogram family (its _bucket, _sum and _count
+ * lines, no header): labels go verbatim before le, e.g. `method="GET"`; "" for
+ * none. metrics_histogram_render is its unlabelled single-series case. */
+int metrics_histogram_series(struct buf *out, const char *name, const char *labels, struct metrics_histogram *h);
 /* Monotonic clock in nanoseconds, for latency measurements. */
 uint64_t metrics_now_ns(void);
 

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "detect.h"
 #include "errbuf.h"
+#include "http_metrics.h"
 #include "log.h"
 #include "xalloc.h"
 #include "yamljson.h"
@@ -196,6 +197,7 @@ SET_UINT(detect_timeout_ms, 1, 60000)
 SET_UINT(idle_timeout_s, 1, 604800)
 SET_UINT(reload_seconds, 1, 3600)
 SET_UINT(max_connections, 1, 1000000)
+SET_UINT(http_metrics_budget, 0, HTTP_METRICS_MAX_BUDGET)
 
 #define SET_PORT(field)                                                                   \
     static int set_##field(struct proxy_config *cfg, const char *v, char *err, size_t errlen) \
@@ -241,6 +243,7 @@ static const struct config_setting config_settings[] = {
     {"WEFT_IDLE_TIMEOUT_SECONDS", "idle-timeout-seconds", "3600", "close a connection idle this long", set_idle_timeout_s},
     {"WEFT_RELOAD_SECONDS", "reload-seconds", "2", "how often certificate files are checked for changes", set_reload_seconds},
     {"WEFT_MAX_CONNECTIONS", "max-connections", "65536", "per worker; more are closed at accept (accept_overload_total)", set_max_connections},
+    {"WEFT_HTTP_METRICS_BUDGET", "http-metrics-budget", "128", "label sets of the per-request HTTP metrics; past it requests count in overflow sets (docs/proxy.md)", set_http_metrics_budget},
 };
 #define NSETTINGS (sizeof config_settings / sizeof *config_settings)
 

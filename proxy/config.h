@@ -44,6 +44,7 @@ struct proxy_config {
     uint16_t inbound_port, outbound_port, admin_port;
     unsigned connect_timeout_ms, handshake_timeout_ms, detect_timeout_ms, idle_timeout_s;
     unsigned reload_seconds, max_connections;
+    unsigned http_metrics_budget;    /* label sets of the weft_proxy_http_* families (http_metrics.h) */
 };
 
 typedef const char *config_getenv_fn(void *ctx, const char *name);

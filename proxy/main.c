@@ -144,6 +144,7 @@ static const char *main_boot_only_change(const struct proxy_config *a, const str
         unsigned x, y;
     } nums[] = {
         {"WEFT_WORKERS", a->workers, b->workers},
+        {"WEFT_HTTP_METRICS_BUDGET", a->http_metrics_budget, b->http_metrics_budget},
         {"WEFT_INBOUND_PORT", a->inbound_port, b->inbound_port},
         {"WEFT_OUTBOUND_PORT", a->outbound_port, b->outbound_port},
         {"WEFT_ADMIN_PORT", a->admin_port, b->admin_port},
@@ -226,6 +227,7 @@ int main(int argc, char **argv)
 
     px.cfg = cfg;
     pm_init(&px.metrics);
+    px.http = http_metrics_new(cfg->http_metrics_budget);
     px.creds = creds_new(cfg->trust_domain);
     if (*cfg->cert) {
         if (creds_load_files(px.creds, cfg->cert, cfg->key, cfg->trust_bundle, err, sizeof err) < 0) {
@@ -297,6 +299,7 @@ out:
     free(px.workers);
     creds_free(px.creds);
     pm_destroy(&px.metrics);
+    http_metrics_free(px.http);
     cfgsnap_put(boot);
     cfgstore_free(px.config);
     return rc;

@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "creds.h"
 #include "cfgsnap.h"
+#include "http_metrics.h"
 #include "pmetrics.h"
 #include "upstream_pool.h"
 
@@ -26,6 +27,7 @@ struct proxy {
     const struct proxy_config *cfg; /* the first snapshot's (pinned for the process): ports, workers, files */
     struct creds *creds;
     struct proxy_metrics metrics;
+    struct http_metrics *http;      /* per-request RED metrics: http_metrics_record(w->px->http, &o) */
     atomic_int listeners_up;
     atomic_int draining;
     struct worker *workers;

@@ -62,6 +62,12 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.nmesh_networks, 0);
     assert_string_equal(cfg.trust_bundle, "/etc/weft/trust/ca.crt");
     assert_string_equal(cfg.token_file, "/var/run/secrets/weft/token/token");
+    assert_int_equal(cfg.http_metrics_budget, 128);
+    config_free(&cfg);
+    /* The budget at its limit; one past it is refused (test_bad_values_are_named). */
+    struct env at = {{BASE, "WEFT_HTTP_METRICS_BUDGET=256", NULL}};
+    assert_int_equal(load(&cfg, &at, 0, NULL, err), 0);
+    assert_int_equal(cfg.http_metrics_budget, 256);
     config_free(&cfg);
 }
 
@@ -147,6 +153,8 @@ static void test_bad_values_are_named(void **state)
         {"WEFT_APP_PROBES={", "WEFT_APP_PROBES"},
         {"WEFT_OUTBOUND_IDENTITIES=10.0.0.0/8=https://x", "WEFT_OUTBOUND_IDENTITIES"},
         {"WEFT_KEY=", "give both"},
+        {"WEFT_HTTP_METRICS_BUDGET=257", "WEFT_HTTP_METRICS_BUDGET=\"257\": must be an integer 0-256"},
+        {"WEFT_HTTP_METRICS_BUDGET=-1", "WEFT_HTTP_METRICS_BUDGET"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct env e = {{bad[i].kv, BASE, NULL}};
