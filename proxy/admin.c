@@ -82,6 +82,9 @@ void admin_route(struct proxy *px, const char *method, const char *path, int fro
             REPLY(503, "listeners not up");
         if (!creds_ready(px->creds))
             REPLY(503, "no valid certificate");
+        const char *why = "";
+        if (!cp_client_ready(px->cp, &why))
+            REPLY(503, why);
         REPLY(200, "ready");
     }
     if (strcmp(path, "/metrics") == 0) {
@@ -97,7 +100,8 @@ void admin_route(struct proxy *px, const char *method, const char *path, int fro
         res->status = 200;
         res->type = "text/plain; version=0.0.4; charset=utf-8";
         if (pm_render(&px->metrics, &st, &res->body) < 0 || http_metrics_render(px->http, &res->body) < 0 ||
-            identity_client_render_metrics(&res->body) < 0) {
+            identity_client_render_metrics(&res->body) < 0 ||
+            cp_client_render_metrics(px->cp, &res->body) < 0) {
             buf_reset(&res->body);
             REPLY(500, "metrics too large");
         }

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "detect.h"
 #include "errbuf.h"
+#include "hostport.h"
 #include "http_metrics.h"
 #include "log.h"
 #include "xalloc.h"
@@ -46,6 +47,19 @@ SET_STR(trust_bundle)
 SET_STR(cert)
 SET_STR(key)
 SET_STR(log_level)
+SET_STR(discovery_server_name)
+
+static int set_discovery_addr(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
+{
+    char host[256], port[8];
+    if (*v && (hostport_split(v, host, sizeof host, port, sizeof port) < 0 || !*host || strspn(port, "0") == strlen(port))) {
+        errbuf_set(err, errlen, "must be host:port or [v6]:port (empty: no discovery)");
+        return -EINVAL;
+    }
+    free(cfg->discovery_addr);
+    cfg->discovery_addr = xstrdup(v);
+    return 0;
+}
 
 static int set_pod_namespace(struct proxy_config *cfg, const char *v, char *err, size_t errlen)
 {
@@ -197,6 +211,8 @@ SET_UINT(detect_timeout_ms, 1, 60000)
 SET_UINT(idle_timeout_s, 1, 604800)
 SET_UINT(reload_seconds, 1, 3600)
 SET_UINT(max_connections, 1, 1000000)
+SET_UINT(discovery_wait_ms, 0, 5000)
+SET_UINT(discovery_idle_s, 1, 86400)
 SET_UINT(http_metrics_budget, 0, HTTP_METRICS_MAX_BUDGET)
 
 #define SET_PORT(field)                                                                   \
@@ -223,6 +239,10 @@ static const struct config_setting config_settings[] = {
     {"WEFT_ALLOW_FROM", NULL, "", "comma list of ns/sa and ns/* allowed beyond the policy", set_allow_from},
     {"WEFT_MESH_NETWORKS", NULL, "", "comma list of CIDRs whose destinations are reached over mTLS", set_mesh_networks},
     {"WEFT_OUTBOUND_IDENTITIES", NULL, "", "comma list of <cidr>=<spiffe id>: server identity required there", set_expect},
+    {"WEFT_DISCOVERY_ADDR", NULL, "", "host:port of weft-discovery (empty: WEFT_MESH_NETWORKS decides mTLS, policy from the environment)", set_discovery_addr},
+    {"WEFT_DISCOVERY_SERVER_NAME", NULL, "weft-discovery.weft-system.svc", "name (or IP) verified on the discovery server's certificate", set_discovery_server_name},
+    {"WEFT_DISCOVERY_WAIT_MS", "discovery-wait-ms", "500", "a first connection to a destination waits this long for discovery's answer, then falls back to WEFT_MESH_NETWORKS", set_discovery_wait_ms},
+    {"WEFT_DISCOVERY_IDLE_SECONDS", "discovery-idle-seconds", "600", "a destination with no new connection this long is unsubscribed", set_discovery_idle_s},
     {"WEFT_IDENTITY_ADDR", NULL, "", "host:port of weft-identity (empty: static --cert/--key)", set_identity_addr},
     {"WEFT_IDENTITY_SERVER_NAME", NULL, "weft-identity.weft-system.svc", "name verified on the identity server", set_identity_server_name},
     {"WEFT_TOKEN_FILE", NULL, "/var/run/secrets/weft/token/token", "projected service account token for identity", set_token_file},
@@ -441,12 +461,32 @@ void config_free(struct proxy_config *cfg)
     char **strs[] = {&cfg->pod_name,      &cfg->pod_namespace, &cfg->pod_ip,       &cfg->service_account,
                      &cfg->trust_domain,  &cfg->identity_addr, &cfg->identity_server_name,
                      &cfg->token_file,    &cfg->trust_bundle,  &cfg->cert,         &cfg->key,
-                     &cfg->app_probes_json, &cfg->log_level,   &cfg->config_path};
+                     &cfg->app_probes_json, &cfg->log_level,   &cfg->config_path,
+                     &cfg->discovery_addr, &cfg->discovery_server_name};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
     }
     probes_free(&cfg->probes);
+}
+
+int config_copy(struct proxy_config *dst, const struct proxy_config *src, char *err, size_t errlen)
+{
+    *dst = *src; /* the fixed-size parts; the owned ones follow */
+    char **strs[] = {&dst->pod_name,      &dst->pod_namespace, &dst->pod_ip,       &dst->service_account,
+                     &dst->trust_domain,  &dst->identity_addr, &dst->identity_server_name,
+                     &dst->token_file,    &dst->trust_bundle,  &dst->cert,         &dst->key,
+                     &dst->app_probes_json, &dst->log_level,   &dst->config_path,
+                     &dst->discovery_addr, &dst->discovery_server_name};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        *strs[i] = *strs[i] ? xstrdup(*strs[i]) : NULL;
+    memset(&dst->probes, 0, sizeof dst->probes);
+    const char *pj = dst->app_probes_json ? dst->app_probes_json : "";
+    if (probes_parse(pj, strlen(pj), &dst->probes, err, errlen) < 0) { /* parsed once already: cannot fail */
+        config_free(dst);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 const char *config_expected_id(const struct proxy_config *cfg, int family, const void *addr)

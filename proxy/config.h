@@ -35,6 +35,8 @@ struct proxy_config {
     struct config_expect expect[CONFIG_MAX_EXPECT];
     size_t nexpect;
     char *identity_addr, *identity_server_name, *token_file;
+    char *discovery_addr, *discovery_server_name; /* empty addr: no discovery */
+    unsigned discovery_wait_ms, discovery_idle_s;
     char *trust_bundle, *cert, *key;
     char *app_probes_json;
     struct probes probes;
@@ -54,6 +56,9 @@ typedef const char *config_getenv_fn(void *ctx, const char *name);
 int config_load(struct proxy_config *cfg, int argc, char **argv, config_getenv_fn *getenv_fn, void *env_ctx,
                 int *help, char *err, size_t errlen);
 void config_free(struct proxy_config *cfg);
+/* A deep copy of src into dst (for a snapshot that changes a few settings,
+ * such as discovery's inbound policy). 0, or -EINVAL with err. */
+int config_copy(struct proxy_config *dst, const struct proxy_config *src, char *err, size_t errlen);
 void config_print_help(FILE *out);
 /* The pinned SPIFFE ID for an outbound destination, or NULL. */
 const char *config_expected_id(const struct proxy_config *cfg, int family, const void *addr);

@@ -568,6 +568,38 @@ SSL_CTX *creds_client_ctx(struct creds *c)
     return creds_ref(c, 0);
 }
 
+SSL_CTX *creds_control_ctx(struct creds *c, const unsigned char *alpn, size_t alpnlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    X509_STORE *store = NULL;
+    if (!ctx)
+        return NULL;
+    pthread_mutex_lock(&c->mu);
+    int ok = c->leaf && c->key && c->anchors;
+    if (ok && (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) || SSL_CTX_use_certificate(ctx, c->leaf) != 1 ||
+               SSL_CTX_use_PrivateKey(ctx, c->key) != 1 || SSL_CTX_check_private_key(ctx) != 1))
+        ok = 0;
+    for (int i = 0; ok && i < sk_X509_num(c->chain); i++)
+        if (!SSL_CTX_add1_chain_cert(ctx, sk_X509_value(c->chain, i)))
+            ok = 0;
+    if (ok && (store = X509_STORE_new()) != NULL) {
+        for (int i = 0; i < sk_X509_num(c->anchors); i++)
+            X509_STORE_add_cert(store, sk_X509_value(c->anchors, i));
+        SSL_CTX_set_cert_store(ctx, store); /* takes the reference */
+    } else {
+        ok = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL); /* the chain; the caller sets the name per SSL */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (!ok || SSL_CTX_set_alpn_protos(ctx, alpn, (unsigned)alpnlen) != 0) {
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 int creds_ssl_attach(SSL *ssl, struct creds_peer *peer)
 {
     pthread_once(&creds_once, creds_init_once);
@@ -595,6 +627,13 @@ int creds_peer_finish(SSL *ssl, struct creds_peer *peer, const char *trust_domai
     if (strcmp(id.trust_domain, trust_domain) != 0) {
         peer->fail = CREDS_FAIL_TRUST_DOMAIN;
         return -EPERM;
+    }
+    if (peer->expect_id) { /* the verify callback checked it; a resumed or odd path must not skip it */
+        char uri[SPIFFE_MAX_ID];
+        if (spiffe_format(id.trust_domain, id.ns, id.sa, uri, sizeof uri) < 0 || strcmp(uri, peer->expect_id) != 0) {
+            peer->fail = CREDS_FAIL_WRONG_ID;
+            return -EPERM;
+        }
     }
     const unsigned char *alpn = NULL;
     unsigned alen = 0;

@@ -72,6 +72,15 @@ unsigned long creds_generation(struct creds *c);
 SSL_CTX *creds_server_ctx(struct creds *c);
 SSL_CTX *creds_client_ctx(struct creds *c);
 
+/* A new client context (SSL_CTX_free it) for a control-plane server such
+ * as weft-discovery: the current identity as the client certificate, the
+ * server's chain verified against the trust bundle (its name is the
+ * caller's to set on each SSL), TLS 1.3, the given ALPN list (wire
+ * format). Built from the credentials current at the call, so a rotated
+ * certificate is presented from the next connection on. NULL when not
+ * ready. */
+SSL_CTX *creds_control_ctx(struct creds *c, const unsigned char *alpn, size_t alpnlen);
+
 /* Failure reasons of the verify step, for the metrics (bounded set). */
 enum creds_fail {
     CREDS_FAIL_NONE,

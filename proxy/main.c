@@ -128,6 +128,8 @@ static const char *main_boot_only_change(const struct proxy_config *a, const str
         {"WEFT_SERVICE_ACCOUNT", a->service_account, b->service_account},
         {"WEFT_TRUST_DOMAIN", a->trust_domain, b->trust_domain},
         {"WEFT_IDENTITY_ADDR", a->identity_addr, b->identity_addr},
+        {"WEFT_DISCOVERY_ADDR", a->discovery_addr, b->discovery_addr},
+        {"WEFT_DISCOVERY_SERVER_NAME", a->discovery_server_name, b->discovery_server_name},
         {"WEFT_IDENTITY_SERVER_NAME", a->identity_server_name, b->identity_server_name},
         {"WEFT_TOKEN_FILE", a->token_file, b->token_file},
         {"WEFT_TRUST_BUNDLE", a->trust_bundle, b->trust_bundle},
@@ -177,7 +179,7 @@ static void main_reload(struct proxy *px, int argc, char **argv)
         config_free(&next);
         return;
     }
-    cfgstore_swap(px->config, &next);
+    cp_client_swap_config(px->cp, px->config, &next); /* discovery's policy stays over the environment's */
     log_info("configuration reloaded", "generation=%llu", (unsigned long long)cfgstore_generation(px->config));
 }
 
@@ -262,6 +264,13 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (*cfg->discovery_addr) {
+        px.dest = dest_store_new();
+        if (!(px.cp = cp_client_start(px.config, px.creds, px.dest, cfg, err, sizeof err))) {
+            fprintf(stderr, "weft-proxy: %s\n", err);
+            goto out;
+        }
+    }
     if (!(admin = admin_start(&px, err, sizeof err))) {
         fprintf(stderr, "weft-proxy: %s\n", err);
         goto out;
@@ -294,10 +303,12 @@ int main(int argc, char **argv)
 out:
     admin_stop(admin);
     identity_client_stop(); /* its thread feeds px.creds: stop it before the store goes */
+    cp_client_stop(px.cp);  /* it reads px.creds and swaps into px.config */
     for (unsigned i = 0; i < px.nworkers; i++)
         worker_free(&px.workers[i]);
     free(px.workers);
     creds_free(px.creds);
+    dest_store_free(px.dest);
     pm_destroy(&px.metrics);
     http_metrics_free(px.http);
     cfgsnap_put(boot);

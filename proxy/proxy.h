@@ -16,6 +16,8 @@
 #include "conn.h"
 #include "creds.h"
 #include "cfgsnap.h"
+#include "cp_client.h"
+#include "dest.h"
 #include "http_metrics.h"
 #include "pmetrics.h"
 #include "upstream_pool.h"
@@ -26,6 +28,8 @@ struct proxy {
     struct cfgstore *config;        /* what connections pin; swapped whole */
     const struct proxy_config *cfg; /* the first snapshot's (pinned for the process): ports, workers, files */
     struct creds *creds;
+    struct dest_store *dest;        /* discovery's answers; NULL without WEFT_DISCOVERY_ADDR */
+    struct cp_client *cp;           /* the discovery client; NULL without WEFT_DISCOVERY_ADDR */
     struct proxy_metrics metrics;
     struct http_metrics *http;      /* per-request RED metrics: http_metrics_record(w->px->http, &o) */
     atomic_int listeners_up;

@@ -129,6 +129,7 @@ void session_free_dead(struct worker *w)
         struct session *s = w->dead;
         w->dead = s->next;
         cfgsnap_put(s->snap);
+        free(s->expect_id);
         free(s);
     }
 }

@@ -61,6 +61,8 @@ struct session {
     uint64_t accepted_ns;             /* for the detection time */
     long long timer;                  /* the stage's deadline, or the relay's idle check */
     long long retry_timer;            /* the next look at peeked bytes */
+    char *expect_id;                  /* outbound: the SPIFFE ID discovery says the server has (owned), or NULL */
+    uint64_t dest_wait_until_ms;      /* outbound: waiting for discovery's first answer until then; 0 not yet */
     unsigned tls_down : 1, tls_up : 1, closed : 1;
 };
 

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The upstream stage: a connection towards the original destination from
- * the worker's pool (inbound: to the app, from the passthrough source;
- * outbound: to the destination, over mTLS when it is in the mesh
- * networks), then, for the mesh, the TLS connect with the server's identity
- * verified. */
+/* The upstream stage: a connection from the worker's pool (inbound: to the
+ * app at the original destination, from the passthrough source; outbound:
+ * where discovery's answer says, or else to the original destination over
+ * mTLS when it is in WEFT_MESH_NETWORKS), then, for the mesh, the TLS
+ * connect with the server's identity verified. */
 #include <errno.h>
 #include <string.h>
 
 #include "log.h"
 #include "session.h"
+#include "xalloc.h"
 
 static void session_connect_failed(struct session *s, int err)
 {
@@ -19,11 +20,89 @@ static void session_connect_failed(struct session *s, int err)
     session_close(s, "connect");
 }
 
+static long session_route_retry(struct ae_loop *loop, long long id, void *data)
+{
+    (void)loop, (void)id;
+    struct session *s = data;
+    s->retry_timer = 0;
+    session_connect(s);
+    return -1;
+}
+
+/* Outbound with discovery: where and how to dial, from the answer held for
+ * the original destination. A destination seen for the first time is
+ * subscribed; while the stream is up its first connection waits up to
+ * WEFT_DISCOVERY_WAIT_MS for the answer (one round trip to discovery),
+ * looking every CPC_WAIT_STEP_MS. Without an answer by then, or with the
+ * stream down, WEFT_MESH_NETWORKS decides as without discovery. 0 to dial
+ * req->dst, 1 while waiting (the retry timer calls session_connect again),
+ * -1 when the session was closed. */
+static int session_route(struct session *s, struct upstream_req *req)
+{
+    struct proxy *px = s->w->px;
+    uint64_t now = ae_now_ms(s->w->loop);
+    const struct dest_snap *snap = dest_store_get(px->dest);
+    const struct dest_entry *e = dest_snap_find(snap, &s->dst);
+    struct dest_target t;
+    int r = 0, waited = s->dest_wait_until_ms != 0;
+    dest_choose(e, &s->dst, now, &t);
+    if (!e && dest_store_want(px->dest, &s->dst) == 1)
+        cp_client_wake(px->cp);
+    if ((!e || t.route == DEST_ROUTE_WAIT) && cp_client_connected(px->cp) && s->cfg->discovery_wait_ms) {
+        if (!s->dest_wait_until_ms) {
+            s->dest_wait_until_ms = now + s->cfg->discovery_wait_ms;
+            session_deadline(s, s->cfg->discovery_wait_ms + s->cfg->connect_timeout_ms);
+        }
+        if (now < s->dest_wait_until_ms) {
+            s->retry_timer = ae_timer_add(s->w->loop, CPC_WAIT_STEP_MS, session_route_retry, s);
+            r = 1;
+            goto out;
+        }
+    }
+    if (t.route == DEST_ROUTE_WAIT)
+        t.route = DEST_ROUTE_FALLBACK;
+    cp_client_count_route(px->cp, t.route, waited);
+    switch (t.route) {
+    case DEST_ROUTE_PLAIN:
+        s->tls_up = 0;
+        req->dst = t.addr;
+        break;
+    case DEST_ROUTE_MTLS:
+        s->tls_up = 1;
+        req->dst = t.addr;
+        s->expect_id = xstrdup(t.expect_id);
+        break;
+    case DEST_ROUTE_NO_ENDPOINT: {
+        char dst[80];
+        pm_add(&px->metrics.connect_failures[s->dir], 1);
+        log_info("upstream connect failed", "direction=%s dst=%s error=\"no ready endpoint\"", session_dir_name(s),
+                 session_addr(&s->dst, dst, sizeof dst));
+        session_close(s, "no endpoint");
+        r = -1;
+        goto out;
+    }
+    default: /* fallback: s->tls_up as WEFT_MESH_NETWORKS decided at accept */
+        break;
+    }
+    if (log_enabled(LOG_DEBUG)) {
+        char dst[80], to[80];
+        log_debug("outbound route", "dst=%s route=%s to=%s expect=%s waited_ms=%llu",
+                  session_addr(&s->dst, dst, sizeof dst), dest_route_name(t.route),
+                  session_addr(&req->dst, to, sizeof to), s->expect_id ? s->expect_id : "-",
+                  waited ? (unsigned long long)(now + s->cfg->discovery_wait_ms - s->dest_wait_until_ms) : 0ULL);
+    }
+out:
+    dest_snap_put(snap);
+    return r;
+}
+
 void session_connect(struct session *s)
 {
     struct upstream_req req = {.dst = s->dst, .passthrough = s->dir == PM_INBOUND};
     s->stage = STAGE_CONNECT;
     session_set_mask(s, &s->down, AE_NONE); /* the caller's bytes wait in the kernel */
+    if (s->dir == PM_OUTBOUND && s->w->px->dest && session_route(s, &req) != 0)
+        return;
     int r = upstream_pool_acquire(&s->w->pool, &req, &s->up);
     s->up.owner = s;
     if (r < 0) {
@@ -75,7 +154,7 @@ void session_connected(struct session *s)
                                       : (const void *)&((struct sockaddr_in6 *)&s->dst)->sin6_addr;
     /* Set before the handshake: the verify callback compares against it.
      * It points into the pinned snapshot, which outlives the SSL. */
-    s->peer.expect_id = config_expected_id(s->cfg, fam, addr);
+    s->peer.expect_id = s->expect_id ? s->expect_id : config_expected_id(s->cfg, fam, addr);
     r = conn_tls_connect(&s->up, ctx, session_peer_setup, &s->peer);
     SSL_CTX_free(ctx); /* the SSL holds its own reference */
     if (r < 0) {
