@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "errbuf.h"
+#include "grant.h"
 #include "settings.h"
 #include "spiffe.h"
 #include "xalloc.h"
@@ -194,8 +195,23 @@ static int route_order(const void *a, const void *b)
     return c ? c : strcmp(json_string_value(json_object_get(x, "name")), json_string_value(json_object_get(y, "name")));
 }
 
+/* Whether a ReferenceGrant in ns lets a route of kind in route_ns reference
+ * Service ns/service: the Gateway API's rule for a cross-namespace backendRef. */
+static int granted(const struct store *s, const char *ns, enum reduce_kind kind, const char *route_ns,
+                   const char *service)
+{
+    const char *key;
+    json_t *v, *grant;
+    json_object_foreach(store_index(s, STORE_INDEX_GRANT_NAMESPACE, ns), key, v) {
+        if ((grant = store_get(s, REDUCE_REFGRANT, key)) &&
+            grant_permits(grant, reduce_kind_name(kind), route_ns, service))
+            return 1;
+    }
+    return 0;
+}
+
 /* Marks each backend resolved or why not, and gives a resolved one's address. */
-static void resolve_backends(const struct store *s, json_t *route, int family)
+static void resolve_backends(const struct store *s, json_t *route, enum reduce_kind kind, int family)
 {
     const char *route_ns = json_string_value(json_object_get(route, "namespace"));
     size_t i, j, k;
@@ -207,8 +223,9 @@ static void resolve_backends(const struct store *s, json_t *route, int family)
             json_t *svc = NULL;
             if (json_string_length(json_object_get(b, "group")) || strcmp(json_string_value(json_object_get(b, "kind")), "Service"))
                 reason = "InvalidKind";
-            else if (strcmp(ns, route_ns) != 0)
-                reason = "RefNotPermitted"; /* ReferenceGrants are not watched yet */
+            else if (strcmp(ns, route_ns) != 0 &&
+                     !granted(s, ns, kind, route_ns, json_string_value(json_object_get(b, "name"))))
+                reason = "RefNotPermitted";
             else {
                 char key[SPIFFE_MAX_NAMESPACE + REDUCE_MAX_NAME + 2];
                 snprintf(key, sizeof key, "%s/%s", ns, json_string_value(json_object_get(b, "name")));
@@ -263,7 +280,7 @@ static json_t *routes(const struct store *s, enum reduce_kind kind, json_t *svc,
             continue;
         json_t *r = json_deep_copy(route);
         json_object_del(r, "parents");
-        resolve_backends(s, r, family);
+        resolve_backends(s, r, kind, family);
         json_array_append_new(out, r);
     }
     sort_array(out, route_order);

@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "errbuf.h"
+#include "grant.h"
 #include "parse.h"
 #include "route.h"
 #include "settings.h"
@@ -22,6 +23,7 @@
 
 static const struct {
     const char *api_version, *kind;
+    const char *also; /* another apiVersion of the same schema */
 } kinds[REDUCE_KINDS] = {
     [REDUCE_SERVICE] = {"v1", "Service"},
     [REDUCE_SLICE] = {"discovery.k8s.io/v1", "EndpointSlice"},
@@ -29,6 +31,9 @@ static const struct {
     [REDUCE_NAMESPACE] = {"v1", "Namespace"},
     [REDUCE_HTTPROUTE] = {"gateway.networking.k8s.io/v1", "HTTPRoute"},
     [REDUCE_GRPCROUTE] = {"gateway.networking.k8s.io/v1", "GRPCRoute"},
+    /* Stored as v1beta1 and served as both by the pinned release (v1.6.3);
+     * older releases serve v1beta1 only, so that is the version watched. */
+    [REDUCE_REFGRANT] = {"gateway.networking.k8s.io/v1beta1", "ReferenceGrant", "gateway.networking.k8s.io/v1"},
 };
 
 const char *reduce_kind_name(enum reduce_kind kind)
@@ -45,7 +50,8 @@ int reduce_kind_of(json_t *obj, enum reduce_kind *kind, char *err, size_t errlen
         return -EINVAL;
     }
     for (int i = 0; i < REDUCE_KINDS; i++) {
-        if (strcmp(k, kinds[i].kind) == 0 && strcmp(av, kinds[i].api_version) == 0) {
+        if (strcmp(k, kinds[i].kind) == 0 &&
+            (strcmp(av, kinds[i].api_version) == 0 || (kinds[i].also && strcmp(av, kinds[i].also) == 0))) {
             *kind = (enum reduce_kind)i;
             return 0;
         }
@@ -593,6 +599,7 @@ int reduce_object(enum reduce_kind kind, json_t *obj, json_t **out, char *err, s
     case REDUCE_NAMESPACE: return reduce_namespace(obj, out, err, errlen);
     case REDUCE_HTTPROUTE: return route_reduce(ROUTE_HTTP, obj, out, err, errlen);
     case REDUCE_GRPCROUTE: return route_reduce(ROUTE_GRPC, obj, out, err, errlen);
+    case REDUCE_REFGRANT: return grant_reduce(obj, out, err, errlen);
     case REDUCE_KINDS: break;
     }
     errbuf_set(err, errlen, "unknown kind");

@@ -30,6 +30,7 @@ enum reduce_kind {
     REDUCE_NAMESPACE,
     REDUCE_HTTPROUTE,  /* gateway.networking.k8s.io/v1 */
     REDUCE_GRPCROUTE,  /* gateway.networking.k8s.io/v1 */
+    REDUCE_REFGRANT,   /* gateway.networking.k8s.io/v1beta1 ReferenceGrant (v1 too) */
     REDUCE_KINDS,
 };
 

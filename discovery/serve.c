@@ -63,7 +63,7 @@ static void serve_usage(FILE *f)
             "  --kubernetes               list and watch them on the API server (in-cluster service account)\n"
             "  --api-server HOST:PORT     with --kubernetes: this API server instead, with --api-ca and --api-token\n"
             "  --api-ca FILE, --api-token FILE\n"
-            "  --no-gateway-api           do not watch HTTPRoutes and GRPCRoutes (their CRDs are not installed)\n"
+            "  --no-gateway-api           do not watch HTTPRoutes, GRPCRoutes and ReferenceGrants (no CRDs)\n"
             "  --trust-domain TD          the SPIFFE trust domain clients must belong to\n"
             "  --cert FILE, --key FILE    the server's certificate chain and key (PEM), re-read when they change\n"
             "  --trust-bundle FILE        CAs a proxy's certificate must chain to\n"

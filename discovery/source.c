@@ -34,6 +34,7 @@ static const struct {
     {"/api/v1/pods", "pods", REDUCE_POD},
     {"/apis/gateway.networking.k8s.io/v1/httproutes", "httproutes", REDUCE_HTTPROUTE},
     {"/apis/gateway.networking.k8s.io/v1/grpcroutes", "grpcroutes", REDUCE_GRPCROUTE},
+    {"/apis/gateway.networking.k8s.io/v1beta1/referencegrants", "referencegrants", REDUCE_REFGRANT},
 };
 #define SOURCE_RESOURCES (sizeof source_resources / sizeof *source_resources)
 
@@ -363,7 +364,8 @@ struct source *source_k8s_new(struct ae_loop *loop, struct k8s_client *client, i
         struct source_watch *w = &s->w[r];
         w->src = s;
         w->res = (int)r;
-        if (!routes && (source_resources[r].kind == REDUCE_HTTPROUTE || source_resources[r].kind == REDUCE_GRPCROUTE))
+        if (!routes && (source_resources[r].kind == REDUCE_HTTPROUTE || source_resources[r].kind == REDUCE_GRPCROUTE ||
+                        source_resources[r].kind == REDUCE_REFGRANT))
             continue;
         w->on = 1;
         pthread_create(&w->tid, NULL, source_watch_thread, w);

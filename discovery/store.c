@@ -30,6 +30,7 @@ void store_default_limits(struct store_limits *l)
     l->max_objects[REDUCE_NAMESPACE] = 10000;
     l->max_objects[REDUCE_HTTPROUTE] = 20000;
     l->max_objects[REDUCE_GRPCROUTE] = 20000;
+    l->max_objects[REDUCE_REFGRANT] = 20000;
     l->max_event_bytes = STORE_MAX_EVENT_BYTES;
 }
 
@@ -216,6 +217,13 @@ static void store_index_by_service(json_t *index, json_t *table, const char *lis
     }
 }
 
+static void store_index_by_namespace(json_t *index, json_t *table)
+{
+    const char *key;
+    json_t *obj;
+    json_object_foreach(table, key, obj) store_index_add(index, json_string_value(json_object_get(obj, "namespace")), key);
+}
+
 json_t *store_index(const struct store *cs, enum store_index which, const char *key)
 {
     /* The indexes are a cache, not state: rebuilding them behind a const
@@ -233,6 +241,7 @@ json_t *store_index(const struct store *cs, enum store_index which, const char *
                                "name");
         store_index_by_service(s->index[STORE_INDEX_GRPCROUTE_PARENT], s->objects[REDUCE_GRPCROUTE], "parents",
                                "name");
+        store_index_by_namespace(s->index[STORE_INDEX_GRANT_NAMESPACE], s->objects[REDUCE_REFGRANT]);
         s->index_revision = s->revision + 1;
     }
     return json_object_get(s->index[which], key);

@@ -68,6 +68,7 @@ enum store_index {
     STORE_INDEX_SLICE_SERVICE, /* "<ns>/<service>" -> EndpointSlice keys */
     STORE_INDEX_HTTPROUTE_PARENT, /* "<ns>/<service>" of a parent -> HTTPRoute keys */
     STORE_INDEX_GRPCROUTE_PARENT,
+    STORE_INDEX_GRANT_NAMESPACE,  /* namespace -> ReferenceGrant keys */
     STORE_INDEXES,
 };
 json_t *store_index(const struct store *s, enum store_index which, const char *key);

@@ -5,7 +5,9 @@
  * stream of objects, as `weft-discovery answer --objects` reads files, so
  * the golden cases' manifests and events.jsonl lines both make seeds. Each
  * input gets a new store holding at most 8 objects of a kind, so one input
- * reaches the limits; every third document is applied as DELETED. */
+ * reaches the limits; every third document is applied as DELETED. Seeds
+ * of fuzz/corpus/fuzz_discovery_event/ put a route and the ReferenceGrant
+ * that permits its backends in one input. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,7 +41,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void ask(const struct store *store)
 {
-    static const char *const dests[] = {"10.96.10.10:80", "10.1.1.10:8080", "[fd00:96::10]:80", "10.96.10.20:5432"};
+    /* The golden cluster's Services, and the route of the ReferenceGrant cases. */
+    static const char *const dests[] = {"10.96.10.10:80", "10.1.1.10:8080", "[fd00:96::10]:80", "10.96.10.20:5432",
+                                        "10.96.40.1:80"};
     struct addr_dest d;
     char err[256];
     for (size_t i = 0; i < sizeof dests / sizeof *dests; i++) {

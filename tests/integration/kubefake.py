@@ -14,7 +14,7 @@ ServiceUnavailable); raw_answer answers them with bytes of our choosing (a
 200 that is not JSON, as a proxy in front of the API might).
 
 Collections (Services, Pods, Namespaces, EndpointSlices, HTTPRoutes,
-GRPCRoutes: RESOURCES) list and watch as kube-apiserver serves them: a list
+GRPCRoutes, ReferenceGrants: RESOURCES) list and watch as kube-apiserver serves them: a list
 is {"kind": "<Kind>List", "metadata": {"resourceVersion", "continue"},
 "items": [...]} whose items carry no kind or apiVersion, paged with limit and
 continue (an expired continue token is 410 Expired); a watch (?watch=true
@@ -53,6 +53,7 @@ RESOURCES = {
     "/apis/discovery.k8s.io/v1/endpointslices": ("discovery.k8s.io/v1", "EndpointSlice"),
     "/apis/gateway.networking.k8s.io/v1/httproutes": ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     "/apis/gateway.networking.k8s.io/v1/grpcroutes": ("gateway.networking.k8s.io/v1", "GRPCRoute"),
+    "/apis/gateway.networking.k8s.io/v1beta1/referencegrants": ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
 }
 
 

@@ -690,6 +690,62 @@ def test_kubernetes_source_lists_watches_and_relists(certs, tmp_path):
         fake.stop() if fake.thread.is_alive() else None
 
 
+GRANT = {"metadata": {"name": "from-shop", "namespace": "store"},
+         "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "shop"}],
+                  "to": [{"group": "", "kind": "Service", "name": "back"}]}}
+
+
+def test_kubernetes_source_reference_grant(certs, tmp_path):
+    """A route's backend in another namespace resolves once a watched
+    ReferenceGrant there permits it, and is unresolved again (no
+    destination, RefNotPermitted) when the grant is deleted: both pushed."""
+    ca, crt, key = kubefake.make_tls(str(tmp_path))
+    token = tmp_path / "token"
+    token.write_text("discovery-token\n")
+    fake = kubefake.KubeFake(crt, key).start()
+    d = None
+    try:
+        for ns in ("shop", "store"):
+            fake.put("/api/v1/namespaces", {"metadata": {"name": ns}})
+        fake.put("/api/v1/services", SVC)
+        fake.put("/api/v1/services", {"metadata": {"name": "back", "namespace": "store"},
+                                      "spec": {"clusterIP": "10.96.50.9", "clusterIPs": ["10.96.50.9"],
+                                               "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+        fake.put("/apis/gateway.networking.k8s.io/v1/httproutes", {
+            "metadata": {"name": "api", "namespace": "shop"},
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "api"}],
+                     "rules": [{"backendRefs": [{"name": "back", "namespace": "store", "port": 80}]}]}})
+        d = Discovery(certs, str(tmp_path), ["--kubernetes", "--api-server", f"127.0.0.1:{fake.port}", "--api-ca",
+                                             ca, "--api-token", str(token)])
+        s = Stream(d, certs)
+        try:
+            def backend(m):
+                return m["answer"]["service"]["httpRoutes"][0]["rules"][0]["backends"][0]
+            a = s.subscribe("destination:10.96.50.5:80")
+            assert backend(a)["resolved"] is False and backend(a)["reason"] == "RefNotPermitted", a
+            fake.put("/apis/gateway.networking.k8s.io/v1beta1/referencegrants", GRANT)
+            b = s.next(timeout=15)
+            assert b["version"] > a["version"]
+            assert backend(b)["resolved"] is True and backend(b)["destination"] == "10.96.50.9:80", b
+            assert d.metric('weft_discovery_store_objects{kind="ReferenceGrant"}') == 1
+            fake.delete("/apis/gateway.networking.k8s.io/v1beta1/referencegrants", "store/from-shop")
+            c = s.next(timeout=15)
+            assert backend(c)["resolved"] is False and backend(c)["reason"] == "RefNotPermitted", c
+            assert "destination" not in backend(c)
+            m = d.metrics()
+            assert m['weft_discovery_watch_events_total{resource="referencegrants"}'] >= 2
+            assert m['weft_discovery_store_objects{kind="ReferenceGrant"}'] == 0
+        finally:
+            s.close()
+        with fake.lock:
+            paths = [r["path"] for r in fake.requests]
+        assert any(p.startswith("/apis/gateway.networking.k8s.io/v1beta1/referencegrants?") for p in paths), paths
+    finally:
+        if d:
+            d.stop()
+        fake.stop() if fake.thread.is_alive() else None
+
+
 def test_bad_flags(certs, tmp_path):
     cert, key = certs["server"]
     base = [os.path.join(BIN, "weft-discovery"), "serve", "--trust-domain", "cluster.local", "--cert", cert,
