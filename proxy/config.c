@@ -213,6 +213,12 @@ SET_UINT(reload_seconds, 1, 3600)
 SET_UINT(max_connections, 1, 1000000)
 SET_UINT(discovery_wait_ms, 0, 5000)
 SET_UINT(discovery_idle_s, 1, 86400)
+SET_UINT(http_request_timeout_ms, 0, 86400000)
+SET_UINT(http_header_timeout_ms, 0, 86400000)
+SET_UINT(http_idle_timeout_ms, 1, 86400000)
+SET_UINT(http_max_head, 1024, 1048576)
+SET_UINT(http_max_fields, 1, 1000)
+SET_UINT(access_log, 0, 1)
 SET_UINT(http_metrics_budget, 0, HTTP_METRICS_MAX_BUDGET)
 
 #define SET_PORT(field)                                                                   \
@@ -263,6 +269,12 @@ static const struct config_setting config_settings[] = {
     {"WEFT_IDLE_TIMEOUT_SECONDS", "idle-timeout-seconds", "3600", "close a connection idle this long", set_idle_timeout_s},
     {"WEFT_RELOAD_SECONDS", "reload-seconds", "2", "how often certificate files are checked for changes", set_reload_seconds},
     {"WEFT_MAX_CONNECTIONS", "max-connections", "65536", "per worker; more are closed at accept (accept_overload_total)", set_max_connections},
+    {"WEFT_HTTP_REQUEST_TIMEOUT_MS", "http-request-timeout-ms", "0", "HTTP: a request not answered completely this long after its head is answered 504 (0: no limit)", set_http_request_timeout_ms},
+    {"WEFT_HTTP_RESPONSE_HEADER_TIMEOUT_MS", "http-response-header-timeout-ms", "60000", "HTTP: no response head this long after the request was sent is answered 504 (0: no limit)", set_http_header_timeout_ms},
+    {"WEFT_HTTP_IDLE_TIMEOUT_MS", "http-idle-timeout-ms", "75000", "HTTP: close a keep-alive connection idle this long between requests", set_http_idle_timeout_ms},
+    {"WEFT_HTTP_MAX_HEAD_BYTES", "http-max-head-bytes", "32768", "HTTP/1: a request head larger is answered 431 (a request line: 414)", set_http_max_head},
+    {"WEFT_HTTP_MAX_HEADERS", "http-max-headers", "100", "HTTP/1: a request with more header fields is answered 431", set_http_max_fields},
+    {"WEFT_ACCESS_LOG", "access-log", "0", "1: one log line per HTTP request (method, authority, path without query, status, durations, bytes, peer)", set_access_log},
     {"WEFT_HTTP_METRICS_BUDGET", "http-metrics-budget", "128", "label sets of the per-request HTTP metrics; past it requests count in overflow sets (docs/proxy.md)", set_http_metrics_budget},
 };
 #define NSETTINGS (sizeof config_settings / sizeof *config_settings)

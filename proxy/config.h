@@ -46,6 +46,10 @@ struct proxy_config {
     uint16_t inbound_port, outbound_port, admin_port;
     unsigned connect_timeout_ms, handshake_timeout_ms, detect_timeout_ms, idle_timeout_s;
     unsigned reload_seconds, max_connections;
+    /* HTTP (proxy/http_h1.c); 0 disables a timeout */
+    unsigned http_request_timeout_ms, http_header_timeout_ms, http_idle_timeout_ms;
+    unsigned http_max_head, http_max_fields;
+    unsigned access_log;             /* 1: one line per HTTP request */
     unsigned http_metrics_budget;    /* label sets of the weft_proxy_http_* families (http_metrics.h) */
 };
 

@@ -116,6 +116,10 @@ struct http_side_ops {
      * The downstream side gets it only once a response head was sent (else
      * it gets a local reply instead); the upstream side resets or closes. */
     void (*abort)(struct http_exchange *x, enum http_cause cause);
+    /* The exchange is about to be freed (http_exchange_release): a side
+     * whose state outlives the exchange (a pooled HTTP/2 stream still
+     * closing) lets go of it here. May be NULL. */
+    void (*release)(struct http_exchange *x);
 };
 
 /* Filter hooks return CONTINUE to pass the call on, or STOP when the filter
@@ -158,6 +162,7 @@ struct http_exchange {
     char path[256];                  /* the path without its query (never logged: it may hold secrets), cut */
     char authority[128];
     int status;                      /* final status sent downstream; 0 before a response head */
+    int grpc_status;                 /* grpc-status of the response (trailers or a trailers-only head) when grpc */
     enum http_cause cause;           /* HTTP_CAUSE_NONE unless the proxy answered or it ended early */
     uint64_t start_ns, head_ns, end_ns; /* request head in, response head out, done */
     uint64_t req_bytes, resp_bytes;  /* body bytes each way */
@@ -167,6 +172,7 @@ struct http_exchange {
 
     unsigned begun : 1, req_done : 1, resp_done : 1, resp_head_sent : 1, finished : 1;
     unsigned proxy_error : 1;        /* the proxy answered (local reply) */
+    unsigned grpc : 1;               /* grpc_status was read from the response */
     unsigned tunnel : 1;             /* after a 101 or a 2xx to CONNECT: bytes, not HTTP */
 };
 

@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_msg.h"
 #include "metrics.h"
 #include "pmetrics.h"
 #include "xalloc.h"
+
+_Static_assert(PM_HTTP_NCAUSES == HTTP_CAUSE_COUNT, "pm http_errors is indexed by enum http_cause");
 
 static const char *pm_dir_names[PM_NDIR] = {"inbound", "outbound"};
 static const char *pm_authz_names[PM_NAUTHZ] = {"none", "allowed", "denied"};
@@ -141,6 +144,17 @@ int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *ou
                               pm_dir_names[d], pm_skip_names[k], LOAD(m->detect_skipped[d][k]));
     rc |= metrics_histogram_render(out, "weft_proxy_protocol_detect_seconds",
                                    "Time from accept to a protocol decided from the first bytes.", &m->detect_time);
+    rc |= metrics_header(out, "weft_proxy_http_upstream_errors_total", "counter",
+                         "HTTP requests the proxy answered itself (502, 503, 504), by the cause named in the body.");
+    for (int d = 0; d < PM_NDIR; d++)
+        for (int c = HTTP_CAUSE_REFUSED; c <= HTTP_CAUSE_DRAINING; c++)
+            rc |= buf_appendf(out, "weft_proxy_http_upstream_errors_total{direction=\"%s\",cause=\"%s\"} %llu\n",
+                              pm_dir_names[d], http_cause_name((enum http_cause)c), LOAD(m->http_errors[d][c]));
+    rc |= metrics_header(out, "weft_proxy_http_bad_requests_total", "counter",
+                         "HTTP/1 requests refused with 4xx/5xx by the strict parser, then closed (smuggling defences, limits).");
+    for (int d = 0; d < PM_NDIR; d++)
+        rc |= buf_appendf(out, "weft_proxy_http_bad_requests_total{direction=\"%s\"} %llu\n", pm_dir_names[d],
+                          LOAD(m->http_bad_requests[d]));
     rc |= metrics_header(out, "weft_proxy_accept_overload_total", "counter",
                          "Accepted connections closed at once because the worker was full.");
     rc |= buf_appendf(out, "weft_proxy_accept_overload_total %llu\n", LOAD(m->accept_overload));

@@ -16,6 +16,7 @@
 #include "metrics.h"
 
 #define PM_MAX_PEERS 64 /* slot 0 is "no identity", the last one "other" */
+#define PM_HTTP_NCAUSES 12 /* enum http_cause (proxy/http_msg.h); checked there */
 
 enum pm_dir { PM_INBOUND, PM_OUTBOUND, PM_NDIR };
 enum pm_authz { PM_AUTHZ_NONE, PM_AUTHZ_ALLOWED, PM_AUTHZ_DENIED, PM_NAUTHZ };
@@ -45,6 +46,8 @@ struct proxy_metrics {
     atomic_uint_fast64_t detections[PM_NDIR][DETECT_NRESULTS]; /* [..][DETECT_NEED_MORE] unused */
     atomic_uint_fast64_t detect_skipped[PM_NDIR][PM_NSKIP];
     struct metrics_histogram detect_time; /* accept to a decision from bytes (not timeouts) */
+    atomic_uint_fast64_t http_errors[PM_NDIR][PM_HTTP_NCAUSES]; /* requests the proxy answered, by cause */
+    atomic_uint_fast64_t http_bad_requests[PM_NDIR];            /* requests refused by the HTTP/1 parser */
 };
 
 void pm_init(struct proxy_metrics *m);

@@ -125,7 +125,7 @@ static int proto_tcp_pump(struct session *s)
     return 0;
 }
 
-const struct proxy_proto proto_tcp = {"tcp", proto_tcp_pump};
+const struct proxy_proto proto_tcp = {"tcp", proto_tcp_pump, NULL};
 
 void session_start_relay(struct session *s)
 {

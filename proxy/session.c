@@ -99,6 +99,8 @@ void session_close(struct session *s, const char *why)
     ae_timer_del(w->loop, s->timer);
     ae_timer_del(w->loop, s->retry_timer);
     s->timer = s->retry_timer = 0;
+    if (s->proto && s->proto->close)
+        s->proto->close(s);
     session_set_mask(s, &s->down, AE_NONE);
     session_set_mask(s, &s->up, AE_NONE);
     conn_close(&s->down);

@@ -35,8 +35,12 @@ struct proxy_proto {
     /* Called when any fd of the session is ready: 0 to go on, 1 finished,
      * -1 to close on an error. */
     int (*pump)(struct session *s);
+    /* Frees the protocol's own state when the session closes; may be NULL. */
+    void (*close)(struct session *s);
 };
 extern const struct proxy_proto proto_tcp;
+struct http_h1;
+struct http_h2s;
 
 struct pending {        /* bytes read but not yet written; NULL when empty */
     char *data;
@@ -57,6 +61,8 @@ struct session {
     struct sockaddr_storage dst;      /* the original destination */
     struct sockaddr_storage src;      /* the caller */
     struct pm_series *series;         /* chosen when the decision is made */
+    struct http_h1 *h1;               /* proto_h1's state (proxy/http_h1.c), else NULL */
+    struct http_h2s *h2;              /* proto_h2's state (proxy/http_h2_server.c), else NULL */
     uint64_t last_active_ms;
     uint64_t accepted_ns;             /* for the detection time */
     long long timer;                  /* the stage's deadline, or the relay's idle check */

@@ -1,0 +1,478 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weft-proxy's HTTP/1.1 data plane end to end: a pod (a network namespace
+with the real weft-init rules and weft-proxy as uid 15100) calls an HTTP/1.1
+origin outside the mesh (on the node's outside address), with curl and with
+raw sockets, so the proxy terminates HTTP/1 on both sides. The origin is a
+small threaded server written here so that every byte it receives and sends
+is known: it counts its connections, records request heads and bodies, and
+answers chunked, bodiless, slow, upgraded, tunnelled and broken responses.
+Needs root; every namespace, process and socket is removed by the fixtures,
+also on failure."""
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+
+import pytest
+
+import netns
+import proxyenv as pe
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, iptables)"),
+    pytest.mark.skipif(not os.access(pe.PROXY, os.X_OK), reason="weft-proxy not built"),
+    pytest.mark.skipif(not os.access(pe.INIT, os.X_OK), reason="weft-init not built"),
+]
+
+EXT = netns.EXTERNAL4
+PORT = 9080          # the origin
+CLOSED = 9081        # nothing listens: refused
+BLACKHOLE = "198.18.2.250"  # routed to the node, which does not forward: the connect times out
+
+
+def read_head(c, buf):
+    """(head bytes, rest) or (None, buf) at EOF."""
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(65536)
+        if not d:
+            return None, buf
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+def read_exact(c, buf, n):
+    while len(buf) < n:
+        d = c.recv(65536)
+        if not d:
+            raise EOFError("short body")
+        buf += d
+    return buf[:n], buf[n:]
+
+
+def read_line(c, buf):
+    while b"\r\n" not in buf:
+        d = c.recv(65536)
+        if not d:
+            raise EOFError("short chunk line")
+        buf += d
+    line, rest = buf.split(b"\r\n", 1)
+    return line, rest
+
+
+def read_chunked(c, buf):
+    """(body, trailer lines, rest)"""
+    body = b""
+    while True:
+        line, buf = read_line(c, buf)
+        n = int(line.split(b";")[0], 16)
+        if n == 0:
+            trailers = []
+            while True:
+                line, buf = read_line(c, buf)
+                if not line:
+                    return body, trailers, buf
+                trailers.append(line)
+        data, buf = read_exact(c, buf, n + 2)
+        body += data[:-2]
+
+
+def fields_of(head):
+    lines = head.split(b"\r\n")
+    fields = {}
+    for line in lines[1:]:
+        k, v = line.split(b":", 1)
+        fields.setdefault(k.strip().lower().decode(), []).append(v.strip().decode())
+    return lines[0].decode(), fields
+
+
+class Origin:
+    """The HTTP/1.1 server the pod calls. requests: (request line, fields,
+    body, trailers) in arrival order; conns: connections accepted."""
+
+    def __init__(self, net):
+        with netns.inside(net.node.netns):
+            self.srv = socket.create_server((EXT, PORT), backlog=64)
+        self.srv.settimeout(0.2)
+        self.conns = 0
+        self.requests = []
+        self.lock = threading.Lock()
+        self.stop = False
+        self.t = threading.Thread(target=self._accept, daemon=True)
+        self.t.start()
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self.lock:
+                self.conns += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.t.join(5)
+        self.srv.close()
+
+    def _serve(self, c):
+        c.settimeout(15)
+        buf = b""
+        try:
+            with c:
+                while True:
+                    head, buf = read_head(c, buf)
+                    if head is None:
+                        return
+                    line, f = fields_of(head)
+                    method, target, _ = line.split(" ")
+                    if f.get("expect") == ["100-continue"]:
+                        c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    trailers = []
+                    if "content-length" in f:
+                        body, buf = read_exact(c, buf, int(f["content-length"][0]))
+                    elif f.get("transfer-encoding") == ["chunked"]:
+                        body, trailers, buf = read_chunked(c, buf)
+                    else:
+                        body = b""
+                    with self.lock:
+                        self.requests.append((line, f, body, trailers))
+                    if not self._answer(c, method, target, f, body, buf):
+                        return
+        except (OSError, EOFError):
+            return
+
+    def _answer(self, c, method, target, f, body, rest):
+        path = target.split("?")[0]
+        if method == "CONNECT" or path == "/ws":
+            if method == "CONNECT":
+                c.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            else:
+                c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            c.sendall(b"tunnel-open:" + rest)
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return False
+                c.sendall(d)
+        if path == "/echo":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        elif path == "/chunked":
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n"
+                      b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+        elif path == "/head":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + (b"" if method == "HEAD" else b"hello"))
+        elif path == "/204":
+            c.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+        elif path == "/304":
+            c.sendall(b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n")
+        elif path == "/slowhead":
+            time.sleep(1.5)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+        elif path == "/slowbody":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst")
+            time.sleep(1.5)
+            c.sendall(b"later")
+        elif path == "/untilclose":
+            c.sendall(b"HTTP/1.1 200 OK\r\n\r\nall of it until the close")
+            return False
+        elif path == "/reset":
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            return False
+        elif path == "/garbage":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx")
+            return False
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\n"
+                      b"Keep-Alive: timeout=5\r\n\r\nhello")
+        return True
+
+
+def read_response(s, buf=b"", head_request=False):
+    """(status, fields, body, rest) of one response on s."""
+    head, buf = read_head(s, buf)
+    assert head is not None, f"closed before a response: {buf!r}"
+    line, f = fields_of(head)
+    status = int(line.split(" ")[1])
+    if head_request or status in (204, 304) or 100 <= status < 200:
+        return status, f, b"", buf
+    if "content-length" in f:
+        body, buf = read_exact(s, buf, int(f["content-length"][0]))
+    elif f.get("transfer-encoding") == ["chunked"]:
+        body, _, buf = read_chunked(s, buf)
+    else:
+        body = buf + pe.recv_all(s)
+        buf = b""
+    return status, f, body, buf
+
+
+@pytest.fixture
+def env():
+    with tempfile.TemporaryDirectory(prefix="weft-http1-test-") as d, netns.Network() as net:
+        origin = Origin(net)
+        try:
+            yield net, pe.CA(d), origin
+        finally:
+            origin.close()
+
+
+def pod(net, ca, **env):
+    return pe.MeshPod(net, "front", ca, "shop", "front", env={"WEFT_ACCESS_LOG": "1", **env})
+
+
+def errors(p, cause):
+    return p.metric(rf'http_upstream_errors_total\{{direction="outbound",cause="{cause}"\}}')
+
+
+def test_keep_alive_reuses_one_upstream_connection_and_drops_hop_by_hop_fields(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    r = a.pod.run(["curl", "-s", "-H", "Connection: x-secret", "-H", "X-Secret: s", "-H", "Keep-Alive: 1",
+                   "-H", "Proxy-Connection: keep-alive", "-H", "TE: trailers", "-H", "X-End: kept",
+                   "-w", "|%{num_connects}\n", f"http://{EXT}:{PORT}/a", f"http://{EXT}:{PORT}/b",
+                   f"http://{EXT}:{PORT}/c"])
+    assert r.stdout.split("\n")[:3] == ["hello|1", "hello|0", "hello|0"]
+    assert origin.conns == 1  # three requests, one upstream connection
+    assert [q[0] for q in origin.requests] == [f"GET /{p} HTTP/1.1" for p in "abc"]
+    for _, f, _, _ in origin.requests:
+        assert f["x-end"] == ["kept"] and f["host"] == [f"{EXT}:{PORT}"]
+        for hop in ("connection", "x-secret", "keep-alive", "proxy-connection", "te"):
+            assert hop not in f, hop
+    # The response's hop-by-hop fields do not reach the client either.
+    s = a.connect(EXT, PORT)
+    s.sendall(f"GET /d HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    st, f, body, _ = read_response(s)
+    s.close()
+    assert (st, body) == (200, b"hello") and "x-hop" not in f and "keep-alive" not in f
+    assert a.metric(r'protocol_detections_total\{direction="outbound",result="http1"\}') == 2
+
+
+def test_pipelined_requests_are_answered_in_order(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    s = a.connect(EXT, PORT)
+    s.sendall((f"GET /slowhead HTTP/1.1\r\nHost: {EXT}\r\n\r\n" f"HEAD /head HTTP/1.1\r\nHost: {EXT}\r\n\r\n"
+               f"GET /204 HTTP/1.1\r\nHost: {EXT}\r\n\r\n" f"GET /304 HTTP/1.1\r\nHost: {EXT}\r\n\r\n"
+               f"GET /head HTTP/1.1\r\nHost: {EXT}\r\n\r\n").encode())
+    st, _, body, rest = read_response(s)
+    assert (st, body) == (200, b"late")
+    st, f, body, rest = read_response(s, rest, head_request=True)
+    assert (st, body, f["content-length"]) == (200, b"", ["5"])  # HEAD: the length, no body
+    st, f, body, rest = read_response(s, rest)
+    assert (st, body) == (204, b"") and "content-length" not in f and "transfer-encoding" not in f
+    st, f, body, rest = read_response(s, rest)
+    assert (st, body, f["etag"]) == (304, b"", ['"e"'])
+    st, _, body, rest = read_response(s, rest)
+    assert (st, body, rest) == (200, b"hello", b"")
+    s.close()
+    assert origin.conns == 1
+
+
+def test_chunked_bodies_both_ways_with_trailers(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    s = a.connect(EXT, PORT)
+    s.sendall(f"POST /echo HTTP/1.1\r\nHost: {EXT}\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "4\r\nWeft\r\n3;ext=1\r\n rq\r\n0\r\nX-Sum: 7\r\n\r\n".encode())
+    st, _, body, rest = read_response(s)
+    assert (st, body) == (200, b"Weft rq")
+    line, f, got, trailers = origin.requests[-1]
+    assert f["transfer-encoding"] == ["chunked"] and got == b"Weft rq" and trailers == [b"X-Sum: 7"]
+    s.sendall(f"GET /chunked HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    head, rest = read_head(s, rest)
+    _, f = fields_of(head)
+    assert f["transfer-encoding"] == ["chunked"] and "keep-alive" not in f
+    body, trailers, rest = read_chunked(s, rest)
+    assert body == b"hello world" and trailers == [b"X-Trailer: t"]
+    s.close()
+    # An HTTP/1.0 client cannot read chunks: the body ends with the connection.
+    resp = pe.request(a.pod, EXT, PORT, b"GET /chunked HTTP/1.0\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in resp
+    assert resp.endswith(b"\r\n\r\nhello world") and b"Transfer-Encoding" not in resp
+    # A response that runs until the upstream closes reaches an HTTP/1.1 client chunked.
+    s = a.connect(EXT, PORT)
+    s.sendall(f"GET /untilclose HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    st, f, body, _ = read_response(s)
+    assert (st, body, f["transfer-encoding"]) == (200, b"all of it until the close", ["chunked"])
+    s.close()
+
+
+def test_expect_100_continue(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    s = a.connect(EXT, PORT)
+    s.sendall(f"POST /echo HTTP/1.1\r\nHost: {EXT}\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\r\n".encode())
+    st, _, _, rest = read_response(s)
+    assert st == 100  # before any body byte was sent
+    s.sendall(b"the body!")
+    st, _, body, _ = read_response(s, rest)
+    assert (st, body) == (200, b"the body!")
+    s.close()
+    # curl waits for the 100 (up to its 1 s) before sending: it came.
+    t0 = time.monotonic()
+    r = a.pod.run(["curl", "-s", "-H", "Expect: 100-continue", "--data-binary", "x" * 1000,
+                   f"http://{EXT}:{PORT}/echo"])
+    assert r.stdout == "x" * 1000 and time.monotonic() - t0 < 0.9
+
+
+def test_upgrade_and_connect_continue_as_tcp(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    s = a.connect(EXT, PORT)
+    s.sendall(f"GET /ws HTTP/1.1\r\nHost: {EXT}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".encode())
+    head, rest = read_head(s, b"")
+    line, f = fields_of(head)
+    assert line.startswith("HTTP/1.1 101") and f["upgrade"] == ["websocket"]
+    assert origin.requests[-1][1]["upgrade"] == ["websocket"]
+    got = rest
+    s.sendall(b"\x81\x04ping")
+    while len(got) < len(b"tunnel-open:\x81\x04ping"):
+        got += s.recv(100)
+    assert got == b"tunnel-open:\x81\x04ping"
+    s.close()
+    s = a.connect(EXT, PORT)
+    s.sendall(f"CONNECT {EXT}:{PORT} HTTP/1.1\r\nHost: {EXT}:{PORT}\r\n\r\n".encode())
+    head, rest = read_head(s, b"")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert origin.requests[-1][0] == f"CONNECT {EXT}:{PORT} HTTP/1.1"
+    s.sendall(b"raw bytes")
+    got = rest
+    while len(got) < len(b"tunnel-open:raw bytes"):
+        got += s.recv(100)
+    assert got == b"tunnel-open:raw bytes"
+    s.close()
+    assert a.metric(r'connections_opened_total\{direction="outbound"') == 2
+
+
+SMUGGLING = [
+    ("CL and TE", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("two CL", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+    ("CL list", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
+    ("bad CL", b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", 400),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
+    ("TE not chunked last", b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+    ("TE in 1.0", b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("no Host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    ("two Hosts", b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    ("space before colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    ("bad chunk size", b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+]
+
+
+def test_smuggling_attempts_are_refused_with_400_and_closed(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    for name, req, status in SMUGGLING:
+        resp = pe.request(a.pod, EXT, PORT, req)
+        assert resp.startswith(b"HTTP/1.1 %d " % status), (name, resp[:100])
+        assert b"Connection: close\r\n" in resp, name
+        assert b"weft-proxy: bad_request: " in resp, name
+    # None reached the origin; only the last one's head did (its error is in
+    # the body, after the head went on), and that connection was cut.
+    assert origin.requests == [] and origin.conns == 1
+    assert a.metric(r'http_bad_requests_total\{direction="outbound"\}') == len(SMUGGLING)
+    # A request after a refused one on the same connection is never read.
+    resp = pe.request(a.pod, EXT, PORT, SMUGGLING[0][1] + f"GET /x HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    assert resp.count(b"HTTP/1.1 ") == 1 and origin.requests == []
+
+
+def test_head_limits_at_the_limit_and_one_past(env):
+    net, ca, origin = env
+    a = pod(net, ca, WEFT_HTTP_MAX_HEAD_BYTES="2048", WEFT_HTTP_MAX_HEADERS="10")
+
+    def ask(req):
+        resp = pe.request(a.pod, EXT, PORT, req)
+        return int(resp.split(b" ", 2)[1]) if resp.startswith(b"HTTP/1.1 ") else resp
+
+    def with_fields(n):  # Host and n-1 others
+        return f"GET /x HTTP/1.1\r\nHost: {EXT}\r\n".encode() + b"".join(b"F%d: v\r\n" % i for i in range(n - 1)) + b"\r\n"
+
+    assert ask(with_fields(10)) == 200
+    assert ask(with_fields(11)) == 431
+
+    def sized(n):  # a head of exactly n bytes, the padding in one field
+        base = f"GET /x HTTP/1.1\r\nHost: {EXT}\r\nPad: \r\n\r\n".encode()
+        return base.replace(b"Pad: ", b"Pad: " + b"p" * (n - len(base)))
+
+    assert len(sized(2048)) == 2048
+    assert ask(sized(2048)) == 200
+    assert ask(sized(2049)) == 431
+    line = b"GET /" + b"a" * 2100 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert ask(line) == 414
+    assert a.metric(r'http_bad_requests_total\{direction="outbound"\}') == 3
+    assert len(origin.requests) == 2
+
+
+def test_timeouts_are_answered_504_and_counted(env):
+    net, ca, origin = env
+    # The response-header clock includes the connect: it is set longer than
+    # the connect timeout so that each cause shows on its own.
+    a = pod(net, ca, WEFT_HTTP_RESPONSE_HEADER_TIMEOUT_MS="700", WEFT_CONNECT_TIMEOUT_MS="300",
+            WEFT_HTTP_IDLE_TIMEOUT_MS="500")
+    t0 = time.monotonic()
+    resp = pe.request(a.pod, EXT, PORT, f"GET /slowhead HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    took = time.monotonic() - t0
+    assert resp.startswith(b"HTTP/1.1 504 ") and b"weft-proxy: response_header_timeout" in resp
+    assert 0.65 < took < 1.4
+    assert errors(a, "response_header_timeout") == 1
+    # The connect timeout, for a destination that never answers.
+    t0 = time.monotonic()
+    resp = pe.request(a.pod, BLACKHOLE, 80, b"GET / HTTP/1.1\r\nHost: b\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 504 ") and b"weft-proxy: connect_timeout" in resp
+    assert 0.25 < time.monotonic() - t0 < 3
+    assert errors(a, "connect_timeout") == 1
+    # The keep-alive idle timeout closes a quiet connection between requests.
+    s = a.connect(EXT, PORT)
+    s.sendall(f"GET /x HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    assert read_response(s)[:3:2] == (200, b"hello")
+    t0 = time.monotonic()
+    assert pe.recv_all(s) == b""
+    assert 0.4 < time.monotonic() - t0 < 2
+    s.close()
+    b = pe.MeshPod(net, "front2", ca, "shop", "front", env={"WEFT_HTTP_REQUEST_TIMEOUT_MS": "400"})
+    t0 = time.monotonic()
+    resp = pe.request(b.pod, EXT, PORT, f"GET /slowhead HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    assert resp.startswith(b"HTTP/1.1 504 ") and b"weft-proxy: request_timeout" in resp
+    assert 0.35 < time.monotonic() - t0 < 1.4
+    # Past the response head the answer cannot change: the response is cut.
+    resp = pe.request(b.pod, EXT, PORT, f"GET /slowbody HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    assert resp.startswith(b"HTTP/1.1 200 ") and resp.endswith(b"\r\n\r\nfirst")
+    assert errors(b, "request_timeout") == 2
+
+
+def test_failed_upstreams_are_answered_502_naming_the_cause(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    with pytest.raises(ConnectionRefusedError), netns.inside(net.node.netns):
+        socket.create_connection((EXT, CLOSED), timeout=2)
+    resp = pe.request(a.pod, EXT, CLOSED, f"GET /x HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    assert resp.startswith(b"HTTP/1.1 502 ") and b"\r\n\r\nweft-proxy: refused: Connection refused\n" in resp
+    assert errors(a, "refused") == 1
+    resp = pe.request(a.pod, EXT, PORT, f"GET /reset HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    assert resp.startswith(b"HTTP/1.1 502 ") and b"weft-proxy: reset" in resp
+    resp = pe.request(a.pod, EXT, PORT, f"GET /garbage HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    assert resp.startswith(b"HTTP/1.1 502 ") and b"weft-proxy: bad_response" in resp
+    assert errors(a, "reset") == 1 and errors(a, "bad_response") == 1
+
+
+def test_access_log_has_no_query_and_no_headers(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    r = a.pod.run(["curl", "-s", "-H", "Authorization: Bearer sekrit-token",
+                   f"http://{EXT}:{PORT}/items/7?token=sekrit-query"])
+    assert r.stdout == "hello"
+    assert pe.wait_for(lambda: 'msg="http request"' in a.log(), 5)
+    lines = [line for line in a.log().splitlines() if 'msg="http request"' in line]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert 'direction=outbound method="GET"' in line and f'authority="{EXT}:{PORT}"' in line
+    assert 'path="/items/7"' in line and "status=200" in line and "response_bytes=5" in line
+    assert f'dst="{EXT}:{PORT}"' in line and re.search(r"total_us=\d+", line)
+    assert "sekrit" not in a.log()
+    # Off by default.
+    b = pe.MeshPod(net, "quiet", ca, "shop", "front")
+    b.pod.run(["curl", "-s", f"http://{EXT}:{PORT}/x"])
+    assert 'msg="http request"' not in b.log()
