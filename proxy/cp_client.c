@@ -676,10 +676,11 @@ static long cpc_on_tick(struct ae_loop *loop, long long id, void *data)
     struct sockaddr_storage keys[64];
     size_t n;
     uint64_t now = clock_mono_ms();
-    while ((n = dest_store_expire(c->dest, now, c->idle_ms, keys, 64)) > 0)
+    /* Only while connected: during an outage the last good answers are
+     * all there is, and nothing could subscribe again. */
+    while (atomic_load(&c->connected) && (n = dest_store_expire(c->dest, now, c->idle_ms, keys, 64)) > 0)
         for (size_t i = 0; i < n; i++)
-            if (atomic_load(&c->connected))
-                cpc_send_subscribe(c, &keys[i], "unsubscribe");
+            cpc_send_subscribe(c, &keys[i], "unsubscribe");
     if (c->state == CPC_OPEN) {
         if (now - c->last_rx_ms > CPC_DEAD_MS) {
             cpc_down(c, "no answer to pings");

@@ -1,0 +1,322 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weft-proxy with a real weft-discovery (directory source) in network
+namespaces: outbound to a Service reaches its endpoints round robin, a
+meshed endpoint that presents another SPIFFE ID than discovery expects is
+refused, a non-meshed endpoint and an unknown destination (both inside
+WEFT_MESH_NETWORKS, where the proxy would otherwise insist on mTLS) are
+reached in plain TCP, an allow-from change reaches the next inbound
+connection without a restart, traffic goes on with discovery killed and the
+stream comes back when it returns, idle subscriptions are dropped, and a
+proxy started while discovery is unreachable is ready after CPC_READY_WAIT_MS with the environment's policy.
+
+Pods (198.18.0.0/24, in creation order): client, b1, b2 (shop/backend),
+impostor (proxy of shop/impostor; discovery says shop/backend), monitor
+(ops/monitor), plain and stray (no proxy; stray is in no object). weft-
+discovery runs in the node namespace on 198.18.0.1. Service VIPs are in
+198.19.0.0/24, where nothing answers: only a dial decided by discovery
+reaches a backend."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+import netns
+import procs
+from netns import Network
+from proxyenv import APP, CA, SLOW, MeshPod, recv_all, wait_for
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("WEFT_BIN", os.path.join(REPO, "build", "bin"))
+DISCOVERY = os.path.join(BIN, "weft-discovery")
+NODE = "198.18.0.1"
+PORT = 18445
+METRICS = 19090
+NAMES = ["client", "b1", "b2", "impostor", "monitor", "plain", "stray"]
+IP = {n: f"198.18.0.{i + 2}" for i, n in enumerate(NAMES)}  # netns.Network hands them out in this order
+VIP = {"backend": "198.19.0.10", "plain": "198.19.0.11", "impostor": "198.19.0.12"}
+STATUS = {"weft.dev/status": "{}"}
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, iptables)"),
+    pytest.mark.skipif(not os.access(DISCOVERY, os.X_OK), reason="weft-discovery not built"),
+]
+
+
+def pod_obj(name, ns, sa, annotations=None):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": name}, "annotations": annotations or {}},
+            "spec": {"serviceAccountName": sa, "nodeName": "node-a"},
+            "status": {"phase": "Running", "podIP": IP[name]}}
+
+
+def service_objs(name, vip, backends):
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "shop"},
+           "spec": {"clusterIP": vip, "ports": [{"name": "echo", "port": 80, "targetPort": 8080}]}}
+    eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"name": name + "-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": name}},
+           "addressType": "IPv4", "ports": [{"name": "echo", "port": 8080, "protocol": "TCP"}],
+           "endpoints": [{"addresses": [IP[b]], "conditions": {"ready": True},
+                          "targetRef": {"kind": "Pod", "namespace": "shop", "name": b}} for b in backends]}
+    return [svc, eps]
+
+
+def objects(b1_allow=None):
+    b1_ann = dict(STATUS, **({"weft.dev/allow-from": b1_allow} if b1_allow else {}))
+    items = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"weft.dev/inject": "enabled"}}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ops", "labels": {"weft.dev/inject": "enabled"}}},
+        pod_obj("client", "shop", "client", STATUS),
+        pod_obj("b1", "shop", "backend", b1_ann),
+        pod_obj("b2", "shop", "backend", STATUS),
+        pod_obj("impostor", "shop", "backend", STATUS),  # its proxy has shop/impostor's certificate
+        pod_obj("monitor", "ops", "monitor", STATUS),
+        pod_obj("plain", "shop", "plain"),  # no weft.dev/status: not meshed
+    ]
+    items += service_objs("backend", VIP["backend"], ["b1", "b2"])
+    items += service_objs("plain", VIP["plain"], ["plain"])
+    items += service_objs("impostor", VIP["impostor"], ["impostor"])
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def write_objects(d, obj):
+    tmp = os.path.join(d, ".cluster.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.rename(tmp, os.path.join(d, "cluster.json"))
+
+
+class Discovery:
+    def __init__(self, net, ca, workdir):
+        self.net, self.ca, self.dir = net, ca, workdir
+        self.objs = os.path.join(workdir, "objects")
+        os.makedirs(self.objs, exist_ok=True)
+        self.cert, self.key = self._server_cert()
+        self.p = None
+        self.log = os.path.join(workdir, "discovery.log")
+
+    def _server_cert(self):
+        """weft-discovery's serving certificate, for its IP (the proxies verify WEFT_DISCOVERY_SERVER_NAME)."""
+        base = os.path.join(self.ca.dir, "discovery")
+        with open(base + ".ext", "w") as f:
+            f.write(f"subjectAltName=IP:{NODE}\nextendedKeyUsage=serverAuth\n")
+        for argv in (["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+                      base + ".key"],
+                     ["openssl", "req", "-new", "-key", base + ".key", "-subj", "/CN=weft-discovery", "-out",
+                      base + ".csr"],
+                     ["openssl", "x509", "-req", "-in", base + ".csr", "-CA", self.ca.crt, "-CAkey", self.ca.key,
+                      "-CAcreateserial", "-days", "1", "-extfile", base + ".ext", "-out", base + ".crt"]):
+            subprocess.run(argv, check=True, capture_output=True)
+        return base + ".crt", base + ".key"
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.p = self.net.node.popen(
+                [DISCOVERY, "serve", "--trust-domain", "cluster.local", "--cert", self.cert, "--key", self.key,
+                 "--trust-bundle", self.ca.crt, "--config", os.path.join(REPO, "templates", "mesh.yaml"),
+                 "--listen", f"{NODE}:{PORT}", "--metrics-listen", f"{NODE}:{METRICS}", "--objects", self.objs],
+                stdout=log, stderr=subprocess.STDOUT, weft_log=self.log)
+        assert wait_for(self.ready, 20 * SLOW), open(self.log).read()[-3000:]
+
+    def ready(self):
+        assert self.p.poll() is None, open(self.log).read()[-3000:]
+        try:
+            with netns.inside(self.net.node.netns):
+                with urllib.request.urlopen(f"http://{NODE}:{METRICS}/readyz", timeout=2) as r:
+                    return r.status == 200
+        except OSError:
+            return False
+
+    def kill(self):
+        self.p.send_signal(signal.SIGKILL)
+        self.p.wait()
+        self.net.node.checked(self.p)  # killed on purpose: not held to a clean exit
+
+    def stop(self):
+        procs.stop_cleanly(self.p, self.log)
+        self.net.node.checked(self.p)
+
+
+def plain_pod(net, name, ca):
+    """A pod with the test app and no proxy (no capture rules either)."""
+    pod = net.add_pod(name)
+    applog = os.path.join(ca.dir, f"app-{net.id}-{name}.log")
+    open(applog, "w").close()
+    app = pod.popen([sys.executable, APP, name, "8080", "7000"], env={"PATH": "/usr/bin:/bin", "APP_LOG": applog},
+                    stderr=subprocess.DEVNULL)
+    assert app.stdout.readline().strip() == b"ready"
+    pod.applog = applog
+    return pod
+
+
+def disc_env(extra=None):
+    env = {"WEFT_DISCOVERY_ADDR": f"{NODE}:{PORT}", "WEFT_DISCOVERY_SERVER_NAME": NODE}
+    env.update(extra or {})
+    return env
+
+
+def who(pod, host, port=80, timeout=5):
+    """One WHO call from the pod's app: the answering app's name, or "" when the connection was cut."""
+    with pod.pod.inside():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect((host, port))
+        s.sendall(b"WHO\n")
+        return recv_all(s).decode().split(" ")[0].strip()
+    finally:
+        s.close()
+
+
+def sample(pod, series):
+    for line in pod.metrics().splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    # Under /tmp, not pytest's tmp_path: the proxies run as uid 15100 and read their certificates there.
+    with tempfile.TemporaryDirectory(prefix="weft-proxy-discovery-") as work, Network(prefix="wd") as net:
+        ca = CA(work)
+        disc = Discovery(net, ca, work)
+        write_objects(disc.objs, objects())
+        disc.start()
+        pods = {}
+        pods["client"] = MeshPod(net, "client", ca, "shop", "client", env=disc_env({"WEFT_DISCOVERY_IDLE_SECONDS": "3"}))
+        pods["b1"] = MeshPod(net, "b1", ca, "shop", "backend", env=disc_env())
+        pods["b2"] = MeshPod(net, "b2", ca, "shop", "backend", env=disc_env())
+        pods["impostor"] = MeshPod(net, "impostor", ca, "shop", "impostor", env=disc_env())
+        pods["monitor"] = MeshPod(net, "monitor", ca, "ops", "monitor", env=disc_env())
+        pods["plain"] = plain_pod(net, "plain", ca)
+        pods["stray"] = plain_pod(net, "stray", ca)
+        for n in NAMES:
+            assert pods[n].ip4 == IP[n], (n, pods[n].ip4)
+        yield {"net": net, "ca": ca, "disc": disc, "pods": pods, "work": work}
+
+
+def test_policy_from_discovery_at_start(mesh):
+    """Each meshed proxy subscribed to its own pod's policy and swapped it in."""
+    for n in ("client", "b1", "b2", "monitor"):
+        p = mesh["pods"][n]
+        assert wait_for(lambda: sample(p, "weft_proxy_discovery_connected") == 1, 5 * SLOW), p.log()
+        assert wait_for(lambda: sample(p, "weft_proxy_discovery_acks_total") >= 1, 5 * SLOW), p.log()
+
+
+def test_service_round_robin(mesh):
+    """Ten calls to the Service's VIP: five answered by each backend, over mTLS."""
+    client = mesh["pods"]["client"]
+    t0 = time.monotonic()
+    first = who(client, VIP["backend"])
+    first_s = time.monotonic() - t0
+    got = [first] + [who(client, VIP["backend"]) for _ in range(9)]
+    assert sorted(got) == ["b1"] * 5 + ["b2"] * 5, (got, client.log())
+    assert got[0] != got[1]  # alternating, not random
+    assert sample(client, 'weft_proxy_discovery_routes_total{route="mtls"}') >= 10
+    assert sample(client, 'weft_proxy_discovery_waits_total{result="answered"}') >= 1
+    assert sample(client, 'weft_proxy_tls_handshakes_total{side="client",result="success",reason=""}') >= 10
+    print(f"first call through discovery (subscribe, answer, dial, mTLS): {first_s * 1000:.1f} ms")
+
+
+def test_meshed_endpoint_with_wrong_identity_is_refused(mesh):
+    client, impostor = mesh["pods"]["client"], mesh["pods"]["impostor"]
+    before = sample(client, 'weft_proxy_tls_handshakes_total{side="client",result="failure",reason="unexpected_identity"}')
+    assert who(client, VIP["impostor"]) == ""
+    assert wait_for(lambda: sample(
+        client, 'weft_proxy_tls_handshakes_total{side="client",result="failure",reason="unexpected_identity"}')
+        == before + 1, 5)
+    assert impostor.app_conns() == 0  # refused before any byte reached its app
+
+
+def test_non_meshed_endpoint_is_plain_tcp(mesh):
+    """plain (198.18.0.7) is inside WEFT_MESH_NETWORKS; discovery says it is not meshed."""
+    client = mesh["pods"]["client"]
+    before = sample(client, 'weft_proxy_discovery_routes_total{route="plain"}')
+    assert who(client, VIP["plain"]) == "plain"
+    assert sample(client, 'weft_proxy_discovery_routes_total{route="plain"}') == before + 1
+
+
+def test_unknown_destination_is_plain_tcp(mesh):
+    """stray is in no object: discovery answers unknown, the proxy dials it in plain TCP."""
+    client = mesh["pods"]["client"]
+    assert who(client, IP["stray"], 7000) == "stray"
+    assert "spiffe" not in open(mesh["pods"]["stray"].applog).read()
+
+
+def test_allow_from_change_applies_without_restart(mesh):
+    monitor, b1 = mesh["pods"]["monitor"], mesh["pods"]["b1"]
+    pid, gen = b1.pid(), sample(b1, "weft_proxy_config_generation")
+    denied = 'weft_proxy_connections_opened_total{direction="inbound",tls="true",authz="denied",' \
+             'peer="spiffe://cluster.local/ns/ops/sa/monitor"}'
+    assert who(monitor, IP["b1"], 8080) == ""  # same-namespace: ops/monitor denied
+    assert wait_for(lambda: sample(b1, denied) == 1, 5)
+    write_objects(mesh["disc"].objs, objects(b1_allow="ops/monitor"))
+    assert wait_for(lambda: sample(b1, "weft_proxy_config_generation") == gen + 1, 10 * SLOW), b1.log()
+    assert who(monitor, IP["b1"], 8080) == "b1"
+    assert b1.pid() == pid and b1.proxy.poll() is None
+    write_objects(mesh["disc"].objs, objects())  # and back
+    assert wait_for(lambda: sample(b1, "weft_proxy_config_generation") == gen + 2, 10 * SLOW), b1.log()
+    assert who(monitor, IP["b1"], 8080) == ""
+
+
+def test_idle_subscriptions_are_dropped(mesh):
+    """The client's WEFT_DISCOVERY_IDLE_SECONDS is 3: unused destinations are unsubscribed, and used again later
+    they are subscribed again."""
+    client = mesh["pods"]["client"]
+    # backend, plain, impostor and stray's address were used by the tests before
+    assert wait_for(lambda: sample(client, "weft_proxy_discovery_subscriptions") == 1, 10)  # the own policy stays
+    assert sample(client, "weft_proxy_discovery_unsubscribes_total") == 4
+    assert who(client, VIP["backend"]) in ("b1", "b2")
+    assert sample(client, "weft_proxy_discovery_subscriptions") == 2
+
+
+def test_discovery_down_keeps_last_answers_then_reconnects(mesh):
+    client, disc = mesh["pods"]["client"], mesh["disc"]
+    assert who(client, VIP["backend"]) in ("b1", "b2")  # held before the outage
+    connects = sample(client, "weft_proxy_discovery_connects_total")
+    disc.kill()
+    assert wait_for(lambda: sample(client, "weft_proxy_discovery_connected") == 0, 5), client.log()
+    got = [who(client, VIP["backend"]) for _ in range(4)]
+    assert sorted(got) == ["b1", "b1", "b2", "b2"], (got, client.log())
+    time.sleep(4)  # longer than the idle timeout: nothing is dropped while the stream is down
+    assert who(client, VIP["backend"]) in ("b1", "b2")
+    assert "discovery stream lost; serving on the last answers" in client.log()
+    t0 = time.monotonic()
+    disc.start()
+    assert wait_for(lambda: sample(client, "weft_proxy_discovery_connects_total") == connects + 1, 40), client.log()
+    print(f"reconnected {time.monotonic() - t0:.1f} s after discovery was ready again")
+    assert sample(client, "weft_proxy_discovery_connected") == 1
+    assert sorted(who(client, VIP["backend"]) for _ in range(2)) == ["b1", "b2"]
+
+
+def test_started_while_discovery_unreachable(mesh):
+    """Nothing listens on the address: /ready answers 503 for CPC_READY_WAIT_MS (5 s), then 200 with the
+    environment's policy; a destination in WEFT_MESH_NETWORKS falls back to mTLS by network."""
+    net, ca = mesh["net"], mesh["ca"]
+    late = MeshPod(net, "late", ca, "shop", "client", env=disc_env({"WEFT_DISCOVERY_ADDR": f"{NODE}:{PORT + 1}"}),
+                   ready=False)
+    t0 = time.monotonic()
+
+    def ready():
+        try:
+            return late.admin("/ready")
+        except OSError:
+            return (0, "")
+    assert wait_for(lambda: ready()[0] == 503, 5), late.log()
+    status, text = ready()
+    assert "waiting for the inbound policy from discovery" in text
+    assert wait_for(lambda: ready()[0] == 200, 10 * SLOW), late.log()
+    waited = time.monotonic() - t0
+    assert 4.0 <= waited <= 7 * SLOW, waited
+    print(f"/ready 503 for {waited:.1f} s while discovery was unreachable")
+    assert sample(late, "weft_proxy_discovery_connected") == 0
+    assert sample(late, "weft_proxy_discovery_connect_failures_total") >= 2
+    assert who(late, IP["b2"], 8080) == "b2"  # the fallback: in the mesh networks, mTLS
+    assert sample(late, 'weft_proxy_discovery_routes_total{route="fallback"}') == 1
