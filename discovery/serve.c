@@ -73,6 +73,8 @@ static void serve_usage(FILE *f)
             "  --max-subscriptions N      per proxy stream (default 1000)\n"
             "  --max-message-bytes N      one proxy message (default 16384)\n"
             "  --max-connections N        (default 4096)\n"
+            "  --ping-interval-ms N       PING a connection quiet for this long (default 30000, 100-3600000)\n"
+            "  --ping-timeout-ms N        close it when the PING's ACK is this late (default 10000, 100-600000)\n"
             "  --log-level LEVEL          debug, info, warn, error\n");
 }
 
@@ -80,7 +82,7 @@ struct serve_opts {
     const char *objects, *api_server, *api_ca, *api_token, *trust_domain, *cert, *key, *bundle, *config;
     const char *listen, *metrics_listen;
     int kubernetes, routes;
-    long max_subs, max_msg, max_conns;
+    long max_subs, max_msg, max_conns, ping_interval, ping_timeout;
 };
 
 static int serve_num(const char *flag, const char *v, long min, long max, long *out)
@@ -99,7 +101,7 @@ static int serve_num(const char *flag, const char *v, long min, long max, long *
 static int serve_flags(int argc, char **argv, struct serve_opts *o)
 {
     enum { F_OBJECTS = 256, F_K8S, F_API, F_API_CA, F_API_TOKEN, F_NO_ROUTES, F_TD, F_CERT, F_KEY, F_BUNDLE,
-           F_CONFIG, F_LISTEN, F_METRICS, F_SUBS, F_MSG, F_CONNS, F_LOG, F_HELP };
+           F_CONFIG, F_LISTEN, F_METRICS, F_SUBS, F_MSG, F_CONNS, F_PING, F_PING_TIMEOUT, F_LOG, F_HELP };
     static const struct option flags[] = {
         {"objects", required_argument, NULL, F_OBJECTS}, {"kubernetes", no_argument, NULL, F_K8S},
         {"api-server", required_argument, NULL, F_API}, {"api-ca", required_argument, NULL, F_API_CA},
@@ -111,6 +113,8 @@ static int serve_flags(int argc, char **argv, struct serve_opts *o)
         {"max-subscriptions", required_argument, NULL, F_SUBS},
         {"max-message-bytes", required_argument, NULL, F_MSG},
         {"max-connections", required_argument, NULL, F_CONNS}, {"log-level", required_argument, NULL, F_LOG},
+        {"ping-interval-ms", required_argument, NULL, F_PING},
+        {"ping-timeout-ms", required_argument, NULL, F_PING_TIMEOUT},
         {"help", no_argument, NULL, F_HELP}, {NULL, 0, NULL, 0},
     };
     int c;
@@ -134,6 +138,14 @@ static int serve_flags(int argc, char **argv, struct serve_opts *o)
         case F_SUBS: if (serve_num("--max-subscriptions", optarg, 1, 1000000, &o->max_subs) < 0) return -EINVAL; break;
         case F_MSG: if (serve_num("--max-message-bytes", optarg, 64, 1 << 24, &o->max_msg) < 0) return -EINVAL; break;
         case F_CONNS: if (serve_num("--max-connections", optarg, 1, 60000, &o->max_conns) < 0) return -EINVAL; break;
+        case F_PING:
+            if (serve_num("--ping-interval-ms", optarg, 100, 3600000, &o->ping_interval) < 0)
+                return -EINVAL;
+            break;
+        case F_PING_TIMEOUT:
+            if (serve_num("--ping-timeout-ms", optarg, 100, 600000, &o->ping_timeout) < 0)
+                return -EINVAL;
+            break;
         case F_LOG:
             if (log_parse_level(optarg, &lvl) < 0) {
                 fprintf(stderr, "weft-discovery: --log-level \"%s\": expected debug, info, warn or error\n", optarg);
@@ -220,6 +232,10 @@ static enum MHD_Result serve_on_metrics(void *cls, struct MHD_Connection *conn, 
     metrics_counters(&out, "weft_discovery_nacks_total", "Answers proxies rejected (they keep their last good one).",
                      &m->nacks, 1);
     metrics_counters(&out, "weft_discovery_oneshot_requests_total", "GET /v1/answer requests.", &m->oneshot, 1);
+    metrics_counters(&out, "weft_discovery_pings_total", "HTTP/2 PINGs sent to connections quiet for the interval.",
+                     &m->pings, 1);
+    metrics_counters(&out, "weft_discovery_ping_timeouts_total",
+                     "Connections closed because a PING's ACK did not come within the timeout.", &m->ping_timeouts, 1);
     metrics_histogram_render(&out, "weft_discovery_push_latency_seconds",
                              "From receipt of a change to its answer queued for the proxy.", &m->push_latency);
     metrics_histogram_render(&out, "weft_discovery_ack_latency_seconds",
@@ -295,7 +311,8 @@ static struct MHD_Daemon *serve_metrics_start(struct serve *sv, const char *spec
 int serve_main(int argc, char **argv)
 {
     struct serve_opts o = {.routes = 1, .listen = "[::]:8445", .metrics_listen = "[::]:9090", .max_subs = 1000,
-                           .max_msg = PROTO_MAX_MESSAGE, .max_conns = 4096};
+                           .max_msg = PROTO_MAX_MESSAGE, .max_conns = 4096,
+                           .ping_interval = 30000, .ping_timeout = 10000};
     struct serve sv;
     char err[1024], host[256], port[8];
     json_t *mesh = NULL, *values = NULL;
@@ -344,7 +361,8 @@ int serve_main(int argc, char **argv)
                              .trust_bundle = o.bundle, .trust_domain = o.trust_domain, .mesh_values = values,
                              .max_subscriptions = (size_t)o.max_subs, .max_message = (size_t)o.max_msg,
                              .max_connections = (size_t)o.max_conns, .max_pending = 8u << 20,
-                             .handshake_ms = 10000, .coalesce_ms = 20};
+                             .handshake_ms = 10000, .coalesce_ms = 20, .ping_interval_ms = (int)o.ping_interval,
+                             .ping_timeout_ms = (int)o.ping_timeout};
     if (!sv.source)
         sv.source = source_k8s_new(sv.loop, sv.client, o.routes, serve_changed, &sv);
     sv.server = server_new(sv.loop, &so, source_store(sv.source), err, sizeof err);

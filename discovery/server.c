@@ -4,7 +4,11 @@
  * nghttp2 above, driven with mem_recv/mem_send so every socket write goes
  * through one place (server_flush), where SSL_ERROR_WANT_WRITE becomes write
  * interest. Closes are deferred to before_poll: a callback never frees the
- * connection it runs on. */
+ * connection it runs on. Keep-alive is HTTP/2 PING, as gRPC's is: a
+ * connection that sent nothing for ping_interval_ms gets a PING, and one
+ * whose ACK has not come within ping_timeout_ms is closed, so a proxy that
+ * vanished without a FIN (or hangs) does not hold its streams for the
+ * kernel's TCP keep-alive (hours). */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -94,6 +98,8 @@ struct server_conn {
     struct server_stream *watch;   /* the /v1/stream, if open */
     struct server_stream *streams; /* all, freed with the connection (nghttp2_session_del does not call back) */
     uint64_t accepted_ms;
+    uint64_t last_recv_ms; /* when bytes last came from the peer */
+    uint64_t ping_sent_ms; /* an unanswered PING went out then; 0: none */
     struct server_conn *next, *prev;
 };
 
@@ -112,6 +118,7 @@ struct server {
     long long push_timer;
     uint64_t pending_ns;       /* first unpushed change */
     long long sweep_timer;
+    long long ping_timer;
     /* Destination answers do not depend on who asks: each is computed once
      * per store change, however many streams hold it. id -> [text, answer]. */
     json_t *cache;
@@ -806,7 +813,11 @@ static void server_end_of_input(struct server_stream *st)
 
 static int server_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 {
-    (void)user;
+    struct server_conn *c = user;
+    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        c->ping_sent_ms = 0; /* nghttp2 answers the peer's own PINGs itself */
+        return 0;
+    }
     struct server_stream *st = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
     if (!st)
         return 0;
@@ -873,6 +884,7 @@ static void server_handshake_done(struct server_conn *c)
         return;
     }
     c->ready = 1;
+    c->last_recv_ms = ae_now_ms(s->loop);
     atomic_fetch_add(&s->m.connections, 1);
     nghttp2_option *opt = NULL;
     nghttp2_option_new(&opt);
@@ -931,6 +943,7 @@ static void server_conn_io(struct ae_loop *loop, int fd, void *data, int mask)
         ERR_clear_error();
         int n = SSL_read(c->ssl, in, sizeof in);
         if (n > 0) {
+            c->last_recv_ms = ae_now_ms(s->loop);
             ssize_t used = nghttp2_session_mem_recv(c->h2, (const uint8_t *)in, (size_t)n);
             if (used < 0) {
                 log_info("HTTP/2 error, connection closed", "identity=%s error=\"%s\"", c->id_uri,
@@ -1017,6 +1030,38 @@ static long server_sweep(struct ae_loop *loop, long long id, void *data)
     }
     server_reload_tls(s);
     return 1000;
+}
+
+/* PINGs connections that have been quiet for the interval and closes those
+ * whose ACK is overdue. Runs four times per the shorter of the two periods,
+ * so a close comes at most a quarter period late. */
+static long server_keepalive(struct ae_loop *loop, long long id, void *data)
+{
+    (void)id;
+    struct server *s = data;
+    uint64_t now = ae_now_ms(loop);
+    for (struct server_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->ready)
+            continue; /* the handshake timeout covers these */
+        if (c->ping_sent_ms) {
+            if (now - c->ping_sent_ms >= (uint64_t)s->o.ping_timeout_ms) {
+                metrics_inc(&s->m.ping_timeouts);
+                log_warn("connection closed: no answer to PING", "identity=%s peer=%s timeout_ms=%d streams=%d",
+                         c->id_uri, c->peer_ip, s->o.ping_timeout_ms, c->has_watch);
+                server_conn_close(c);
+            }
+            continue;
+        }
+        if (now - c->last_recv_ms >= (uint64_t)s->o.ping_interval_ms) {
+            nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL);
+            c->ping_sent_ms = now ? now : 1;
+            metrics_inc(&s->m.pings);
+            server_flush(c);
+        }
+    }
+    int shorter = s->o.ping_interval_ms < s->o.ping_timeout_ms ? s->o.ping_interval_ms : s->o.ping_timeout_ms;
+    return shorter / 4 > 10 ? shorter / 4 : 10;
 }
 
 /* ---------- pushes ---------- */
@@ -1115,6 +1160,7 @@ struct server *server_new(struct ae_loop *loop, const struct server_opts *o, str
         s->m.refused[i].labels = refusal_labels[i];
     s->m.accepted.labels = s->m.over_limit.labels = s->m.pushes.labels = s->m.acks.labels = "";
     s->m.acks_stale.labels = s->m.nacks.labels = s->m.oneshot.labels = "";
+    s->m.pings.labels = s->m.ping_timeouts.labels = "";
     if (!(s->ctx = server_ctx_new(o, err, errlen)))
         goto fail;
     stat(o->cert, &s->st_cert);
@@ -1128,6 +1174,7 @@ struct server *server_new(struct ae_loop *loop, const struct server_opts *o, str
     }
     ae_set_before_poll(loop, server_before_poll, s);
     s->sweep_timer = ae_timer_add(loop, 1000, server_sweep, s);
+    s->ping_timer = ae_timer_add(loop, 10, server_keepalive, s);
     return s;
 fail:
     server_free(s);
@@ -1149,6 +1196,8 @@ void server_free(struct server *s)
         ae_timer_del(s->loop, s->push_timer);
     if (s->sweep_timer)
         ae_timer_del(s->loop, s->sweep_timer);
+    if (s->ping_timer)
+        ae_timer_del(s->loop, s->ping_timer);
     SSL_CTX_free(s->ctx);
     json_decref(s->cache);
     free(s);

@@ -30,6 +30,8 @@ struct server_opts {
     size_t max_pending;               /* unsent bytes per stream before it is reset as too slow */
     int handshake_ms;                 /* a TLS handshake must finish within this */
     int coalesce_ms;                  /* changes within this window are pushed together */
+    int ping_interval_ms;             /* a connection that sent nothing for this long gets a PING */
+    int ping_timeout_ms;              /* and is closed when its ACK has not come within this */
 };
 
 enum server_refusal {
@@ -62,6 +64,7 @@ struct server_metrics {
     struct metrics_counter tls_fail[SERVER_TLS_FAILS];
     struct metrics_counter refused[SERVER_REFUSALS];
     struct metrics_counter pushes, acks, acks_stale, nacks, oneshot;
+    struct metrics_counter pings, ping_timeouts; /* PINGs sent; connections closed for no ACK */
     struct metrics_histogram push_latency; /* store change received -> answer queued */
     struct metrics_histogram ack_latency;  /* answer queued -> its ack received */
 };

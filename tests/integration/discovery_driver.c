@@ -11,7 +11,9 @@
  * stderr), 4 on another connection error. stdin's end ends the request body.
  * DRIVER_NO_WINDOW=1: never give HTTP/2 flow-control credit back for what
  * arrives (no WINDOW_UPDATE): a proxy that does not read its answers, seen
- * from the server, while it still reads frames and sends what stdin gives. */
+ * from the server, while it still reads frames and sends what stdin gives.
+ * DRIVER_NO_PING_ACK=1: never answer the server's HTTP/2 PINGs (a proxy that
+ * reads but hangs above the socket, seen from the server's keep-alive). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -122,6 +124,8 @@ int main(int argc, char **argv)
     nghttp2_option_new(&opt);
     if (getenv("DRIVER_NO_WINDOW"))
         nghttp2_option_set_no_auto_window_update(opt, 1);
+    if (getenv("DRIVER_NO_PING_ACK"))
+        nghttp2_option_set_no_auto_ping_ack(opt, 1);
     nghttp2_session_client_new2(&h2, cbs, NULL, opt);
     nghttp2_option_del(opt);
     nghttp2_submit_settings(h2, NGHTTP2_FLAG_NONE, NULL, 0);

@@ -746,6 +746,74 @@ def test_kubernetes_source_reference_grant(certs, tmp_path):
         fake.stop() if fake.thread.is_alive() else None
 
 
+PING_INTERVAL_MS = 100  # the flag's lower limit
+PING_TIMEOUT_MS = 1000
+
+
+def test_keepalive_ping_closes_silent_peers(certs, tmp_path):
+    """Connections quiet for the interval get an HTTP/2 PING; one that does
+    not ACK it within the timeout is closed and counted: a client that never
+    answers PINGs, and one stopped (SIGSTOP: it neither reads nor answers,
+    as a proxy that vanished without a FIN). A client that answers stays
+    connected through many intervals and keeps being served."""
+    d = Discovery(certs, str(tmp_path), ["--objects", CLUSTER],
+                  extra=["--ping-interval-ms", str(PING_INTERVAL_MS), "--ping-timeout-ms", str(PING_TIMEOUT_MS)])
+    good = mute = stopped = None
+    try:
+        good = Stream(d, certs)
+        assert good.subscribe("destination:10.96.10.10:80")["type"] == "answer"
+        mute = Stream(d, certs, env={"DRIVER_NO_PING_ACK": "1"})
+        stopped = Stream(d, certs)
+        t0 = time.monotonic()
+        os.kill(stopped.p.pid, signal.SIGSTOP)
+        assert d.metric("weft_discovery_streams") == 3
+        time.sleep(0.5)
+        m = d.metrics()
+        if time.monotonic() - t0 < (PING_INTERVAL_MS + PING_TIMEOUT_MS) / 1000 - 0.1:
+            # Pinged, but not closed before interval + timeout.
+            assert m["weft_discovery_pings_total"] >= 3, m
+            assert m["weft_discovery_ping_timeouts_total"] == 0, m
+            assert m["weft_discovery_streams"] == 3, m
+        end = time.monotonic() + 10
+        while d.metric("weft_discovery_ping_timeouts_total") < 2:
+            assert time.monotonic() < end, open(d.log).read()[-2000:]
+            time.sleep(0.05)
+        closed_after = time.monotonic() - t0
+        assert closed_after >= (PING_INTERVAL_MS + PING_TIMEOUT_MS) / 1000 - 0.15, closed_after
+        time.sleep(3 * PING_INTERVAL_MS / 1000)
+        m = d.metrics()
+        assert m["weft_discovery_ping_timeouts_total"] == 2, m  # the answering client is not closed
+        assert m["weft_discovery_streams"] == 1 and m["weft_discovery_connections"] == 1, m
+        assert m["weft_discovery_subscriptions"] == 1, m
+        # The stream that answered PINGs all along is still served.
+        assert good.subscribe("destination:10.96.10.20:5432")["type"] == "answer"
+        assert mute.p.wait(timeout=10) == 4  # it saw the connection closed
+        os.kill(stopped.p.pid, signal.SIGCONT)
+        assert stopped.p.wait(timeout=10) == 4
+        log = open(d.log).read()
+        assert log.count("connection closed: no answer to PING") == 2, log[-2000:]
+    finally:
+        if stopped and stopped.p.poll() is None:
+            os.kill(stopped.p.pid, signal.SIGCONT)
+        for st in (good, mute, stopped):
+            if st:
+                st.close()
+        d.stop()
+
+
+def test_keepalive_flag_limits_accepted(certs, tmp_path):
+    """--ping-interval-ms and --ping-timeout-ms at their limits start the
+    server (one past them is in test_bad_flags)."""
+    for interval, timeout in (("3600000", "100"), ("100", "600000")):
+        d = Discovery(certs, str(tmp_path), ["--objects", CLUSTER],
+                      extra=["--ping-interval-ms", interval, "--ping-timeout-ms", timeout])
+        try:
+            s = Stream(d, certs)
+            s.close()
+        finally:
+            d.stop()
+
+
 def test_bad_flags(certs, tmp_path):
     cert, key = certs["server"]
     base = [os.path.join(BIN, "weft-discovery"), "serve", "--trust-domain", "cluster.local", "--cert", cert,
@@ -755,6 +823,11 @@ def test_bad_flags(certs, tmp_path):
         (["--objects", str(tmp_path), "--max-subscriptions", "0"], '--max-subscriptions "0": expected an integer 1-1000000'),
         (["--objects", str(tmp_path / "missing")], "--objects %s: No such file or directory" % (tmp_path / "missing")),
         (["--objects", str(tmp_path), "--listen", "nowhere"], '--listen "nowhere": expected HOST:PORT'),
+        (["--objects", str(tmp_path), "--ping-interval-ms", "99"], '--ping-interval-ms "99": expected an integer 100-3600000'),
+        (["--objects", str(tmp_path), "--ping-interval-ms", "3600001"], '--ping-interval-ms "3600001": expected an integer 100-3600000'),
+        (["--objects", str(tmp_path), "--ping-timeout-ms", "99"], '--ping-timeout-ms "99": expected an integer 100-600000'),
+        (["--objects", str(tmp_path), "--ping-timeout-ms", "600001"], '--ping-timeout-ms "600001": expected an integer 100-600000'),
+        (["--objects", str(tmp_path), "--ping-timeout-ms", "10s"], '--ping-timeout-ms "10s": expected an integer 100-600000'),
     ]
     for args, msg in cases:
         p = subprocess.run(base + args, capture_output=True, text=True, timeout=30)
