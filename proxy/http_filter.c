@@ -364,6 +364,8 @@ void http_exchange_release(struct http_exchange *x)
     http_timeout_disarm(x, &x->hdr_timer);
     if (x->up_ops && x->up_ops->release)
         x->up_ops->release(x);
+    if (x->down_ops && x->down_ops->release)
+        x->down_ops->release(x);
 }
 
 const char *http_filter_name(size_t i)
