@@ -99,7 +99,7 @@ int cpc_lines_feed(struct cpc_lines *l, const char *data, size_t len, cpc_line_f
     while (len) {
         const char *nl = memchr(data, '\n', len);
         size_t take = nl ? (size_t)(nl - data) : len;
-        if (l->line.len + take > l->max + (nl ? 0 : 1)) /* one past max may be a "\r" still */
+        if (l->line.len + take > l->max + 1) /* the one past max may be a "\r", dropped below */
             return -E2BIG;
         if (take && buf_append(&l->line, data, take) < 0)
             return -E2BIG;
