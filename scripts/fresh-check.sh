@@ -6,10 +6,11 @@
 # (`make demo`, then `make test`; FRESH_CHECK_CMDS="cmd;cmd..." for others)
 # takes its own fresh copy of that root, puts a clean `git clone` of the
 # repository's committed HEAD at /root/weft and runs the command there as a
-# new user would: `cd /root/weft && <command>`, as root, in a chroot inside
-# new mount, PID, IPC and UTS namespaces with their own /proc, /sys, /dev
-# (a tmpfs with the few standard nodes), /run and /tmp (tmpfs). The network
-# namespace is this machine's: apt and the Go module proxy must be reachable.
+# new user would: `cd /root/weft && <command>`, as root, with the root as
+# the / (pivot_root, not chroot) of new mount, PID, IPC and UTS namespaces
+# with their own /proc, /sys, /dev (a tmpfs with the few standard nodes),
+# /run and /tmp (tmpfs). The network namespace is this machine's: apt and
+# the Go module proxy must be reachable.
 #
 #   scripts/fresh-check.sh [--repo DIR] [--cache DIR]
 #     --repo   the repository to test, its committed HEAD (default: this
@@ -84,8 +85,8 @@ unmount_under() {
 
 # ---------------------------------------------------------------------------
 # Inside: PID 1 of the new namespaces. Mounts the root's file systems,
-# runs the command chrooted, then kills what is left, unmounts in reverse
-# order and exits with the command's status.
+# runs the command with the root as its / (pivot_root), then kills what is
+# left, unmounts in reverse order and exits with the command's status.
 if [ "${1:-}" = "--inside" ]; then
   root=$2 cmd=$3
   mounts=()
@@ -134,9 +135,21 @@ if [ "${1:-}" = "--inside" ]; then
   mount -o remount,bind,ro "$root$GO_ROOT"
 
   set +e
-  chroot "$root" /usr/bin/env -i HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb \
-    PATH="$ROOT_PATH" /bin/bash -c "cd /root/weft && $cmd" </dev/null
+  # The root becomes the root of a mount namespace of its own (pivot_root,
+  # then the old root detached), not a chroot: a chroot leaves this
+  # machine's / as the namespace's root, and setns(2) into a mount
+  # namespace sets the root to that namespace's root. So a container the
+  # e2e node's runc starts below a chroot runs in its image, but `kubectl
+  # exec` (runc exec, setns) into it lands in this machine's / instead:
+  # "client" not found, this machine's GNU wget. A namespace nested in this
+  # one, so that this PID 1 keeps seeing the mounts it unmounts below.
+  unshare --mount --propagation private -- /bin/sh -c '
+    cd "$1" && pivot_root . . && umount -l . && cd / || exit 125
+    shift
+    exec /usr/bin/env -i HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb \
+      PATH="$1" /bin/bash -c "cd /root/weft && $2"' sh "$root" "$ROOT_PATH" "$cmd" </dev/null
   rc=$?
+  [ "$rc" -ne 125 ] || log "cannot make $root the root of a mount namespace (pivot_root)"
   kill -KILL -1 2>/dev/null     # whatever the command left running here
   sleep 1
   # What the command mounted itself (ip netns's /run/netns/*) goes first.
@@ -347,10 +360,12 @@ for cmd in "${cmds[@]}"; do
     log "[$i] mounts of '$cmd' leaked into this machine's namespace:"; mounts_under "$root" >&2
     [ "$rc" -ne 0 ] || rc=1
   fi
-  for p in /proc/[0-9]*; do
-    case "$(readlink "$p/root" 2>/dev/null)" in "$root"|"$root"/*)
-      log "[$i] process ${p#/proc/} still runs in the root"; [ "$rc" -ne 0 ] || rc=1 ;; esac
-  done
+  # No process of the command outlives it: all ran in its PID namespace,
+  # whose PID 1 (--inside) has exited, and the kernel kills and reaps every
+  # other process of a PID namespace before its PID 1 is reaped. (A check
+  # by /proc/*/root cannot see them: the root is the / of their own mount
+  # namespace; one by PID-namespace inode would be wrong, as a dead
+  # namespace's inode number is reused.)
   line=$(printf "'%s': exit %d, %d s (%dm%02ds)" "$cmd" "$rc" "$secs" $((secs / 60)) $((secs % 60)))
   log "[$i] $line"
   results+=("$line")
