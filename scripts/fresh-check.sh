@@ -335,6 +335,8 @@ host_net_state() {
 }
 
 # --- each command in its own copy -------------------------------------------
+# One commit for every command, though others may commit meanwhile.
+full_commit=$(git -C "$repo" rev-parse HEAD)
 commit=$(git -C "$repo" rev-parse --short HEAD)
 results=() failed=0 i=0
 for cmd in "${cmds[@]}"; do
@@ -344,6 +346,7 @@ for cmd in "${cmds[@]}"; do
   root=$work/root$i
   cp -a "$base" "$root"
   git clone -q --no-hardlinks "$repo" "$root/root/weft"
+  git -C "$root/root/weft" reset -q --hard "$full_commit"
   before=$(host_net_state)
   log "[$i] '$cmd' in a fresh root ($SUITE, clone of $commit)"
   start=$EPOCHREALTIME
