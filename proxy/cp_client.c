@@ -890,8 +890,9 @@ int cp_client_render_metrics(struct cp_client *c, struct buf *out)
     rc |= metrics_header(out, "weft_proxy_discovery_routes_total", "counter",
                          "Outbound connections by how discovery's answers routed them.");
     for (int r = 0; r < 5; r++)
-        rc |= buf_appendf(out, "weft_proxy_discovery_routes_total{route=\"%s\"} %llu\n",
-                          dest_route_name((enum dest_route)r), CPC_LOAD(c->routes[r]));
+        if (r != DEST_ROUTE_WAIT) /* a wait ends in one of the others */
+            rc |= buf_appendf(out, "weft_proxy_discovery_routes_total{route=\"%s\"} %llu\n",
+                              dest_route_name((enum dest_route)r), CPC_LOAD(c->routes[r]));
     rc |= metrics_header(out, "weft_proxy_discovery_waits_total", "counter",
                          "First connections that waited for an answer, by outcome.");
     rc |= buf_appendf(out, "weft_proxy_discovery_waits_total{result=\"answered\"} %llu\n", CPC_LOAD(c->waits[0]));
