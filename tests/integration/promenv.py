@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The real Prometheus from Debian's `prometheus` package, for tests:
+promtool's check of an exposition, and a server with its own configuration
+and data directory in a temporary directory, listening on loopback of the
+host (network namespace) it runs in, scraping the given targets every
+second. Stopped with SIGTERM and checked to exit 0 (procs.stop_cleanly),
+also when the test fails.
+
+    with promenv.Prometheus(net.node, ["198.18.0.2:15020"], workdir) as prom:
+        prom.wait_scraped()
+        prom.value('sum(weft_proxy_ready)')   # a float, or None: no sample
+"""
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import netns
+import procs
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+PORT = 19090  # inside the host's namespace; each test has its own
+
+
+def available():
+    return os.access(PROMETHEUS, os.X_OK) and os.access(PROMTOOL, os.X_OK)
+
+
+def check_metrics(text):
+    """promtool check metrics over an exposition: (ok, what it said)."""
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    return r.returncode == 0, (r.stdout + r.stderr).strip()
+
+
+class Prometheus:
+    def __init__(self, host, targets, workdir, interval="1s", job="weft-proxy"):
+        self.host, self.job = host, job
+        self.dir = os.path.join(workdir, f"prometheus-{host.name}")
+        os.makedirs(os.path.join(self.dir, "data"))
+        self.config = os.path.join(self.dir, "prometheus.yml")
+        with open(self.config, "w") as f:
+            json.dump({"global": {"scrape_interval": interval, "scrape_timeout": interval,
+                                  "evaluation_interval": interval},
+                       "scrape_configs": [{"job_name": job, "metrics_path": "/metrics",
+                                           "static_configs": [{"targets": list(targets)}]}]}, f)
+        self.log = os.path.join(self.dir, "prometheus.log")
+        self.proc = None
+
+    def __enter__(self):
+        with open(self.log, "wb") as log:
+            self.proc = self.host.popen([PROMETHEUS, f"--config.file={self.config}",
+                                         f"--storage.tsdb.path={self.dir}/data",
+                                         f"--web.listen-address=127.0.0.1:{PORT}",
+                                         "--storage.tsdb.retention.time=1h"],
+                                        stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            self._wait(lambda: self._get("/-/ready")[0] == 200, 30, "ready")
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc:
+            self.host.checked(self.proc)
+            proc, self.proc = self.proc, None
+            procs.stop_cleanly(proc, self.log, timeout=30)
+
+    def _get(self, path):
+        with netns.inside(self.host.netns):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=5) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+            except OSError as e:
+                return 0, str(e)
+
+    def _wait(self, cond, timeout, what):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"prometheus exited {self.proc.returncode}:\n" + procs.read_log(self.log)[-3000:])
+            if cond():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"prometheus not {what} after {timeout}s:\n" + procs.read_log(self.log)[-3000:])
+
+    def query(self, promql):
+        """The result list of an instant query (/api/v1/query)."""
+        status, body = self._get("/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+        assert status == 200, f"{promql}: HTTP {status}: {body[:500]}"
+        doc = json.loads(body)
+        assert doc["status"] == "success", doc
+        return doc["data"]["result"]
+
+    def value(self, promql):
+        """The single sample's value of an instant query, None without one."""
+        res = self.query(promql)
+        assert len(res) <= 1, f"{promql}: {len(res)} series: {res}"
+        return float(res[0]["value"][1]) if res else None
+
+    def wait_value(self, promql, want, timeout=15):
+        """value(promql) once it equals `want` (a scrape or two later), or
+        its last value after `timeout` seconds."""
+        end = time.monotonic() + timeout
+        v = self.value(promql)
+        while v != want and time.monotonic() < end:
+            time.sleep(0.25)
+            v = self.value(promql)
+        return v
+
+    def wait_scraped(self, timeout=15):
+        """Until every target has been scraped successfully once."""
+        self._wait(lambda: self.value(f'count(up{{job="{self.job}"}} == 1) == bool count(up{{job="{self.job}"}})') == 1,
+                   timeout, "scraping its targets")
+
+    def url(self):
+        return f"http://127.0.0.1:{PORT}"
