@@ -379,8 +379,16 @@ static enum http_rc h1_out(struct http_h1 *h, struct h1_io *io, int r)
 static enum http_rc h1_up_head(struct http_exchange *x, const struct http_head *hd)
 {
     struct http_h1 *h = h1_of(x);
+    struct http_head with_host;
     if (h->up_state == H1_UP_NONE && h1_up_dial(h) < 0)
         return HTTP_FAIL;
+    if (!hd->authority.len) {
+        /* HTTP/1.0 without Host: HTTP/1.1 needs one, and the original
+         * destination is what the caller dialled. */
+        with_host = *hd;
+        with_host.authority = (struct http_span){h->dst, strlen(h->dst)};
+        hd = &with_host;
+    }
     int r = http_h1_write_request(&h->out_up.b, hd);
     h->req_chunked = r == 1;
     h->up_head_sent = 1;
@@ -568,8 +576,10 @@ static long h1_idle_timeout(struct ae_loop *loop, long long id, void *data)
     struct http_h1 *h = data;
     struct session *s = h->s;
     h->idle_timer = 0;
-    if (h->x_live || h1_io_len(&h->in_down))
-        return -1; /* a request is being read: its own clocks run */
+    if (h->x_live)
+        return -1; /* a request is under way: its own clocks run */
+    /* Also a head that never completes (slowloris): the clock runs until a
+     * request's head is whole. */
     pm_add(&s->w->px->metrics.timeouts[s->dir], 1);
     session_close(s, "http idle timeout");
     return -1;
@@ -789,9 +799,11 @@ static int h1_read(struct http_h1 *h, struct conn *c, struct h1_io *io, atomic_u
     return 0;
 }
 
-/* Writes what io holds to c: 0 (all out or blocked), or -errno. */
+/* Writes what io holds to c: 1 when bytes went out (the parser that
+ * stopped at H1_OUT_HIGH may go on), 0 (nothing out or blocked), -errno. */
 static int h1_flush(struct conn *c, struct h1_io *io)
 {
+    size_t before = h1_io_len(io);
     if (conn_out_pending(c)) {
         int r = conn_flush(c);
         if (r < 0 && r != -EAGAIN)
@@ -805,7 +817,7 @@ static int h1_flush(struct conn *c, struct h1_io *io)
             return (int)n;
         h1_io_consumed(io, (size_t)n);
     }
-    return 0;
+    return h1_io_len(io) != before;
 }
 
 static void h1_set_masks(struct http_h1 *h)
@@ -890,10 +902,10 @@ static int proto_h1_pump(struct session *s)
         }
         if (h->up_state == H1_UP_OPEN) {
             int r = h1_flush(&s->up, &h->out_up);
-            if (r < 0) {
+            if (r < 0)
                 h1_up_ended(h, r);
+            if (r != 0)
                 progress = 1;
-            }
         }
         if (h->up_state == H1_UP_OPEN && !h->up_eof) {
             size_t before = h1_io_len(&h->in_up);
@@ -916,8 +928,11 @@ static int proto_h1_pump(struct session *s)
             return 0;
         }
         /* The caller's side. */
-        if (h1_flush(&s->down, &h->out_down) < 0)
+        int fr = h1_flush(&s->down, &h->out_down);
+        if (fr < 0)
             return -1;
+        if (fr > 0)
+            progress = 1;
         if (!h->down_eof) {
             size_t before = h1_io_len(&h->in_down);
             int r = h1_read(h, &s->down, &h->in_down, &ser->bytes_in);
@@ -981,6 +996,8 @@ static int proto_h1_pump(struct session *s)
         }
         if (!progress)
             break;
+        if (round == 7 && !h->kick_timer) /* fair to other sessions: go on next round, not on an event */
+            h->kick_timer = ae_timer_add(s->w->loop, 0, h1_kick, h);
     }
     h1_set_masks(h);
     return 0;
@@ -1025,8 +1042,11 @@ void http_h1_start(struct session *s)
     buf_init(&h->out_down.b, H1_OUT_MAX);
     buf_init(&h->out_up.b, H1_OUT_MAX);
     session_addr(&s->dst, h->dst, sizeof h->dst);
-    ae_timer_del(s->w->loop, s->timer); /* the detection deadline: the exchange's clocks take over */
-    s->timer = 0;
+    /* The session's own timer becomes the connection's idle check (as in
+     * the TCP relay: WEFT_IDLE_TIMEOUT_SECONDS since the last bytes read),
+     * the backstop under the exchange's clocks, which are all optional. */
+    session_deadline(s, (unsigned long)s->cfg->idle_timeout_s * 1000u);
+    h->idle_timer = ae_timer_add(s->w->loop, (long)s->cfg->http_idle_timeout_ms, h1_idle_timeout, h);
     if (s->dir == PM_OUTBOUND)
         session_count(s, 0, PM_AUTHZ_NONE, 0);
     s->h1 = h;

@@ -8,7 +8,8 @@
  *   HTTP/1, HTTP/2 or opaque as soon as the bytes tell, "timeout" when the
  *   client has not said enough by WEFT_DETECT_TIMEOUT_MS (a server-speaks-
  *   first protocol), and no wait at all on WEFT_OPAQUE_PORTS. Every outcome
- *   is counted; every connection is relayed as TCP for now. */
+ *   is counted; HTTP/1 towards a plain upstream goes to proxy/http_h1.c,
+ *   everything else is relayed as TCP. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
@@ -16,6 +17,7 @@
 
 #include "classify.h"
 #include "detect.h"
+#include "http_h1.h"
 #include "log.h"
 #include "session.h"
 
@@ -118,7 +120,19 @@ static void session_detected(struct session *s, enum detect_result r)
         log_debug("protocol detected", "direction=%s dst=%s protocol=%s", session_dir_name(s),
                   session_addr(&s->dst, dst, sizeof dst), detect_name(r));
     }
-    session_connect(s); /* an HTTP stage would start here for http1 and h2 */
+    /* HTTP/1 is terminated here where the upstream is plain (outbound
+     * outside the mesh, inbound plaintext under PERMISSIVE: the app). A
+     * meshed destination stays the opaque weft/1 relay until HTTP travels
+     * between proxies as weft/h2; h2 is relayed as TCP for now. */
+    /* With discovery, an outbound destination's route (endpoint, plain or
+     * mTLS) is decided in session_connect and does not reach the HTTP stage
+     * yet: such connections stay opaque rather than risk plaintext to a
+     * meshed Service. */
+    if (r == DETECT_HTTP1 && !s->tls_up && (s->dir == PM_INBOUND || !s->w->px->dest)) {
+        http_h1_start(s);
+        return;
+    }
+    session_connect(s);
 }
 
 static long session_detect_retry(struct ae_loop *loop, long long id, void *data)

@@ -30,6 +30,7 @@ EXT = netns.EXTERNAL4
 PORT = 9080          # the origin
 CLOSED = 9081        # nothing listens: refused
 BLACKHOLE = "198.18.2.250"  # routed to the node, which does not forward: the connect times out
+BIG = 32 << 20       # /big's body
 
 
 def read_head(c, buf):
@@ -176,6 +177,14 @@ class Origin:
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst")
             time.sleep(1.5)
             c.sendall(b"later")
+        elif path == "/big":
+            n = BIG
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+            piece = b"b" * (1 << 20)
+            while n:
+                k = min(n, len(piece))
+                c.sendall(piece[:k])
+                n -= k
         elif path == "/untilclose":
             c.sendall(b"HTTP/1.1 200 OK\r\n\r\nall of it until the close")
             return False
@@ -292,6 +301,7 @@ def test_chunked_bodies_both_ways_with_trailers(env):
     resp = pe.request(a.pod, EXT, PORT, b"GET /chunked HTTP/1.0\r\n\r\n")
     assert resp.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in resp
     assert resp.endswith(b"\r\n\r\nhello world") and b"Transfer-Encoding" not in resp
+    assert origin.requests[-1][1]["host"] == [f"{EXT}:{PORT}"]  # HTTP/1.1 upstream: Host from the destination
     # A response that runs until the upstream closes reaches an HTTP/1.1 client chunked.
     s = a.connect(EXT, PORT)
     s.sendall(f"GET /untilclose HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
@@ -432,6 +442,13 @@ def test_timeouts_are_answered_504_and_counted(env):
     assert pe.recv_all(s) == b""
     assert 0.4 < time.monotonic() - t0 < 2
     s.close()
+    # So does a head that never completes.
+    s = a.connect(EXT, PORT)
+    s.sendall(f"GET /x HTTP/1.1\r\nHost: {EXT}\r\n".encode())
+    t0 = time.monotonic()
+    assert pe.recv_all(s) == b""
+    assert 0.4 < time.monotonic() - t0 < 2
+    s.close()
     b = pe.MeshPod(net, "front2", ca, "shop", "front", env={"WEFT_HTTP_REQUEST_TIMEOUT_MS": "400"})
     t0 = time.monotonic()
     resp = pe.request(b.pod, EXT, PORT, f"GET /slowhead HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
@@ -476,3 +493,47 @@ def test_access_log_has_no_query_and_no_headers(env):
     b = pe.MeshPod(net, "quiet", ca, "shop", "front")
     b.pod.run(["curl", "-s", f"http://{EXT}:{PORT}/x"])
     assert 'msg="http request"' not in b.log()
+
+
+def test_inbound_plaintext_under_permissive_is_terminated_too(env):
+    net, ca, origin = env
+    c = pe.MeshPod(net, "legacy", ca, "shop", "legacy",
+                   env={"WEFT_MTLS_MODE": "PERMISSIVE", "WEFT_ACCESS_LOG": "1"})
+    before = c.app_conns()
+    r = net.node.run(["curl", "-s", "-w", "|%{num_connects}\n", f"http://{c.ip4}:8080/healthz",
+                      f"http://{c.ip4}:8080/bytes/3"])
+    assert r.stdout == "ok\n|1\nxxx|0\n"
+    assert c.app_conns() == before + 1  # both requests on one connection to the app
+    assert pe.wait_for(lambda: c.log().count('msg="http request" direction=inbound') == 2, 5)
+    assert c.metric(r'protocol_detections_total\{direction="inbound",result="http1"\}') == 1
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def test_backpressure_keeps_memory_bounded_both_ways(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    base = rss_kib(a.pid())
+    s = a.connect(EXT, PORT, timeout=30)
+    s.sendall(f"GET /big HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    time.sleep(1.5)  # the origin sends 32 MiB; nobody reads
+    held = rss_kib(a.pid()) - base
+    got = 0
+    head, rest = read_head(s, b"")
+    got = len(rest)
+    while got < BIG:
+        d = s.recv(1 << 20)
+        assert d
+        got += len(d)
+    assert got == BIG
+    # An upload the origin reads only after its head: the same bound.
+    body = b"u" * BIG
+    s.sendall(f"POST /echo HTTP/1.1\r\nHost: {EXT}\r\nContent-Length: {BIG}\r\n\r\n".encode() + body[: 1 << 20])
+    s.sendall(body[1 << 20:])
+    st, _, echoed, _ = read_response(s)
+    s.close()
+    assert st == 200 and echoed == body
+    assert held < 4096, f"the proxy held {held} KiB of a response nobody read"
