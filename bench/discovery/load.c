@@ -9,6 +9,11 @@
  * One process, poll(), non-blocking sockets, at most 128 handshakes in
  * flight. Prints one JSON line.
  *
+ * With LOAD_CHANGE_FIFO set, the change is made by whoever reads that FIFO
+ * (bench/discovery/apiserver.py writes it to the API server): load writes
+ * one line to it instead of rewriting CHANGE_FILE, and the latency counts
+ * from that write.
+ *
  * Then, with LOAD_HOLD_S set, keeps every stream open (reading, acking) that
  * many seconds more, so the server can be measured idle with them.
  *
@@ -290,7 +295,18 @@ int main(int argc, char **argv)
             int all = 1;
             for (int i = 0; i < nconns && all; i++)
                 all = cs[i].answers >= subs;
-            if (all) {
+            if (all && getenv("LOAD_CHANGE_FIFO")) {
+                t_synced = now() - t0;
+                FILE *fifo = fopen(getenv("LOAD_CHANGE_FIFO"), "w");
+                if (!fifo) {
+                    fprintf(stderr, "%s: %s\n", getenv("LOAD_CHANGE_FIFO"), strerror(errno));
+                    return 1;
+                }
+                phase = 2;
+                t_change = now();
+                fputs("change\n", fifo);
+                fclose(fifo);
+            } else if (all) {
                 t_synced = now() - t0;
                 /* the change: FROM -> TO in CHANGE_FILE, written aside then renamed */
                 FILE *in = fopen(argv[8], "r");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# weft-discovery benchmark, from a directory of manifests (the API-server
-# version of issue 13's benchmark is not built; see docs/discovery.md):
+# weft-discovery benchmark, from a directory of manifests (against the
+# real kube-apiserver, with this directory source as its baseline:
+# bench/discovery/apiserver.py):
 # a cluster of 500 namespaces, 10,000 pods, 1,000 Services with their
 # EndpointSlices and 1,000 HTTPRoutes (gen.py), and CONNS simulated proxies
 # (load.c, at most 128 handshakes in flight) each subscribed to SUBS

@@ -1,0 +1,393 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weft-discovery against the real kube-apiserver of the e2e suite, with the
+directory source on the same objects in the same run as the baseline.
+
+Starts the pinned etcd + kube-apiserver of tests/e2e (cluster.py, no
+controller-manager, no node: pods are API objects only, their status
+patched to Running with an IP, as a kubelet would report), installs the
+Gateway API standard-channel CRDs of the pinned release (HTTPRoute,
+GRPCRoute, ReferenceGrant) and the ClusterRole of manifests/discovery/
+for a service account, and creates through the API: NS namespaces, 3
+service accounts in each, PODS meshed pods (in batches of 100), SVCS
+Services (ClusterIPs allocated by the API server), one EndpointSlice of 10
+pods and one HTTPRoute per Service. The same objects, read back from the
+API, become a directory of manifests. Then, ROUNDS times, alternating:
+
+  dir:  weft-discovery serve --objects DIR; the change rewrites Service 0's
+        EndpointSlice file (the directory is re-read whole);
+  api:  weft-discovery serve --kubernetes with that service account's token;
+        the change is one PUT of Service 0's EndpointSlice to the API server;
+
+each with CONNS simulated proxies (load.c) subscribed to SUBS destinations
+(Service 0's on every stream). Measured: the time to /readyz (every
+resource listed, or the directory loaded), the time until every stream
+holds its first answers, the change's arrival at every stream (p50, p99,
+max: from the file's rename, or from the PUT being sent), RSS after the
+load and with every stream open, CPU over 10 s idle. Prints one JSON line
+per round and the ratios api/dir of the medians.
+
+Only the API server and etcd run: the e2e node (node.py, its lock
+/run/weft-e2e-node.lock) is neither started nor taken.
+
+    BENCH_NS=50 BENCH_PODS=1000 BENCH_SVCS=100 BENCH_CONNS=500 BENCH_SUBS=20 \\
+    BENCH_ROUNDS=2 WEFT_BIN=build/bin /usr/bin/python3 bench/discovery/apiserver.py
+"""
+import concurrent.futures
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import cluster as cl  # noqa: E402
+
+GATEWAY_API = "sigs.k8s.io/gateway-api@v1.6.3"  # the release the e2e conformance apps come from
+CRDS = ("httproutes", "grpcroutes", "referencegrants")
+N_NS = int(os.environ.get("BENCH_NS", "50"))
+N_PODS = int(os.environ.get("BENCH_PODS", "1000"))
+N_SVCS = int(os.environ.get("BENCH_SVCS", "100"))
+CONNS = int(os.environ.get("BENCH_CONNS", "500"))
+SUBS = int(os.environ.get("BENCH_SUBS", "20"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+BIN = os.environ.get("WEFT_BIN", os.path.join(ROOT, "build", "bin"))
+BATCH = 100
+for name, v, lo, hi in (("BENCH_NS", N_NS, 1, 500), ("BENCH_PODS", N_PODS, 10, 10000),
+                        ("BENCH_SVCS", N_SVCS, 1, 1000), ("BENCH_CONNS", CONNS, 1, 2000),
+                        ("BENCH_SUBS", SUBS, 1, 100), ("BENCH_ROUNDS", ROUNDS, 1, 5)):
+    if not lo <= v <= hi:
+        raise SystemExit("bench/discovery/apiserver.py: %s=%d: expected %d-%d" % (name, v, lo, hi))
+
+
+def log(msg):
+    print("apiserver bench: " + msg, file=sys.stderr, flush=True)
+
+
+class Api:
+    """The API server over one keep-alive HTTPS connection per thread, as
+    the cluster's admin (a client certificate of system:masters)."""
+
+    def __init__(self, c):
+        self.port = c.port
+        self.ctx = ssl.create_default_context(cafile=c.ca_crt)
+        self.ctx.load_cert_chain(os.path.join(c.dir, "pki", "admin.crt"), os.path.join(c.dir, "pki", "admin.key"))
+        self.local = threading.local()
+
+    def req(self, method, path, body=None, ctype="application/json", ok=(200, 201)):
+        for attempt in range(20):  # a dropped kept-alive connection, or a 429 (a new CRD's storage starting)
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
+                                                                     timeout=30)
+            try:
+                data = json.dumps(body).encode() if body is not None else None
+                conn.request(method, path, body=data, headers={"Content-Type": ctype} if data else {})
+                r = conn.getresponse()
+                text = r.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt >= 2:
+                    raise
+                continue
+            if r.status == 429 and attempt < 19:
+                time.sleep(0.5)
+                continue
+            if r.status not in ok:
+                raise RuntimeError("%s %s: %d %s" % (method, path, r.status, text[:500]))
+            return json.loads(text) if text else None
+
+
+def ip(base, i):
+    return "%d.%d.%d.%d" % (base, (i >> 16) & 255, (i >> 8) & 255, i & 255)
+
+
+def in_batches(pool, fn, items):
+    """fn over items, BATCH at a time; the first failure ends the bench."""
+    for k in range(0, len(items), BATCH):
+        for f in [pool.submit(fn, it) for it in items[k:k + BATCH]]:
+            f.result()
+
+
+def install(c, api, pool, work):
+    gw = json.loads(subprocess.run(["go", "mod", "download", "-json", GATEWAY_API], check=True,
+                                   capture_output=True, text=True).stdout)["Dir"]
+    for crd in CRDS:
+        c.kubectl("apply", "--server-side", "-f",
+                  os.path.join(gw, "config", "crd", "standard", "gateway.networking.k8s.io_%s.yaml" % crd))
+    c.kubectl("wait", "--for", "condition=established", "--timeout=60s",
+              *["crd/%s.gateway.networking.k8s.io" % crd for crd in CRDS])
+    # The shipped RBAC, as shipped: a watch it does not allow fails the api round.
+    api.req("POST", "/api/v1/namespaces", {"metadata": {"name": "weft-system"}})
+    with open(os.path.join(ROOT, "manifests", "discovery", "discovery.yaml")) as f:
+        for doc in yaml.safe_load_all(f):
+            if doc and doc["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
+                c.apply_json(doc)
+    token = os.path.join(work, "token")
+    with open(token, "w") as f:
+        f.write(c.token("weft-discovery", "weft-system", duration="2h") + "\n")
+
+    namespaces = ["ns-%d" % i for i in range(N_NS)]
+    in_batches(pool, lambda n: api.req("POST", "/api/v1/namespaces", {"metadata": {"name": n}}), namespaces)
+    in_batches(pool, lambda a: api.req("POST", "/api/v1/namespaces/%s/serviceaccounts" % a[0],
+                                       {"metadata": {"name": a[1]}}),
+               [(n, "sa-%d" % k) for n in namespaces for k in range(3)])
+    pods, by_ns = [], {n: [] for n in namespaces}
+    for i in range(N_PODS):
+        n = namespaces[i % N_NS]
+        by_ns[n].append(("pod-%d" % i, ip(10, i + 1)))
+        pods.append((n, "pod-%d" % i, ip(10, i + 1), i))
+
+    def create_pod(p):
+        n, name, addr, i = p
+        api.req("POST", "/api/v1/namespaces/%s/pods" % n, {
+            "metadata": {"name": name, "labels": {"app": "app-%d" % (i % 7)},
+                         "annotations": {"weft.dev/status": "{}"}},
+            "spec": {"serviceAccountName": "sa-%d" % (i % 3), "nodeName": "node-%d" % (i % 50),
+                     "automountServiceAccountToken": False,
+                     "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}})
+        # What a kubelet reports once the pod runs.
+        api.req("PATCH", "/api/v1/namespaces/%s/pods/%s/status" % (n, name),
+                {"status": {"phase": "Running", "podIP": addr, "podIPs": [{"ip": addr}]}},
+                ctype="application/merge-patch+json")
+    t = time.monotonic()
+    in_batches(pool, create_pod, pods)
+    log("%d pods created and running in %.1f s" % (N_PODS, time.monotonic() - t))
+
+    def create_service(i):
+        n, name = namespaces[i % N_NS], "svc-%d" % i
+        svc = api.req("POST", "/api/v1/namespaces/%s/services" % n, {
+            "metadata": {"name": name},
+            "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "protocol": "TCP",
+                                                     "targetPort": 8080, "appProtocol": "http"}]}})
+        members = by_ns[n][(i // N_NS) * 10 % max(1, len(by_ns[n])):][:10] or by_ns[n][:10]
+        api.req("POST", "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices" % n, {
+            "metadata": {"name": name + "-abcde", "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [a], "conditions": {"ready": True, "serving": True, "terminating": False},
+                           "nodeName": "node-1", "targetRef": {"kind": "Pod", "namespace": n, "name": p}}
+                          for p, a in members]})
+        api.req("POST", "/apis/gateway.networking.k8s.io/v1/namespaces/%s/httproutes" % n, {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": name},
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": name, "port": 80}],
+                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                "backendRefs": [{"name": name, "port": 80}]}]}})
+        return "destination:%s:80" % svc["spec"]["clusterIP"]
+    ids = [None] * N_SVCS
+    for k in range(0, N_SVCS, BATCH):
+        futs = {pool.submit(create_service, i): i for i in range(k, min(N_SVCS, k + BATCH))}
+        for f, i in futs.items():
+            ids[i] = f.result()
+    with open(os.path.join(work, "ids.txt"), "w") as f:
+        f.write("\n".join(ids) + "\n")
+    log("%d Services, EndpointSlices and HTTPRoutes created" % N_SVCS)
+
+
+COLLECTIONS = (("/api/v1/namespaces", "v1", "Namespace"), ("/api/v1/services", "v1", "Service"),
+               ("/apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1", "EndpointSlice"),
+               ("/api/v1/pods", "v1", "Pod"),
+               ("/apis/gateway.networking.k8s.io/v1/httproutes", "gateway.networking.k8s.io/v1", "HTTPRoute"),
+               ("/apis/gateway.networking.k8s.io/v1/grpcroutes", "gateway.networking.k8s.io/v1", "GRPCRoute"),
+               ("/apis/gateway.networking.k8s.io/v1beta1/referencegrants", "gateway.networking.k8s.io/v1beta1",
+                "ReferenceGrant"))
+SLICE0 = ("ns-0", "svc-0-abcde")
+
+
+def dump_directory(api, d):
+    """Every watched object as the API server serves it, as Lists of at most
+    100 items (a manifest may hold 1 MiB); Service 0's slice in its own file."""
+    os.makedirs(d)
+    for k, (path, av, kind) in enumerate(COLLECTIONS):
+        items = api.req("GET", path)["items"]
+        for it in items:
+            it["apiVersion"], it["kind"] = av, kind
+        if kind == "EndpointSlice":
+            with open(os.path.join(d, "25-bench-slice.json"), "w") as f:
+                json.dump([it for it in items if (it["metadata"]["namespace"], it["metadata"]["name"]) == SLICE0][0], f)
+            items = [it for it in items if (it["metadata"]["namespace"], it["metadata"]["name"]) != SLICE0]
+        for j in range(0, len(items), 100):
+            with open(os.path.join(d, "%02d-%s-%03d.json" % (k, kind.lower(), j // 100)), "w") as f:
+                json.dump({"apiVersion": "v1", "kind": "List", "items": items[j:j + 100]}, f)
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def credentials(work):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.crt", "-days", "1", "-subj", "/CN=bench-ca", cwd=work)
+    for name, san in (("server", "IP:127.0.0.1"), ("proxy", "URI:spiffe://cluster.local/ns/ns-0/sa/sa-0")):
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", name + ".key",
+                "-out", name + ".csr", "-subj", "/CN=" + name, cwd=work)
+        with open(os.path.join(work, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\n" % san)
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", name + ".crt", "-days", "1", "-extfile", name + ".ext", cwd=work)
+
+
+def port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return -1
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_round(mode, rnd, c, api, work):
+    """One weft-discovery process under load; returns the round's figures."""
+    d = os.path.join(work, "round-%d-%s" % (rnd, mode))
+    os.makedirs(d)
+    lport, mport = port(), port()
+    src = ["--objects", os.path.join(work, "objects-%d" % rnd)] if mode == "dir" else \
+        ["--kubernetes", "--api-server", "127.0.0.1:%d" % c.port, "--api-ca", c.ca_crt,
+         "--api-token", os.path.join(work, "token")]
+    if mode == "dir":
+        subprocess.run(["cp", "-a", os.path.join(work, "objects"), src[1]], check=True)
+    t0 = time.monotonic()
+    dlog = open(os.path.join(d, "discovery.log"), "w")
+    p = subprocess.Popen(["taskset", "-c", "0", os.path.join(BIN, "weft-discovery"), "serve", *src,
+                          "--trust-domain", "cluster.local", "--cert", os.path.join(work, "server.crt"),
+                          "--key", os.path.join(work, "server.key"), "--trust-bundle", os.path.join(work, "ca.crt"),
+                          "--config", os.path.join(ROOT, "templates", "mesh.yaml"), "--listen", "127.0.0.1:%d" % lport,
+                          "--metrics-listen", "127.0.0.1:%d" % mport, "--max-connections", str(CONNS + 100),
+                          "--log-level", "warn"], stdout=dlog, stderr=subprocess.STDOUT)
+    lp = changer = None
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if p.poll() is not None:
+                raise RuntimeError("weft-discovery exited: " + open(dlog.name).read()[-2000:])
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % mport, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("not ready in 120 s: " + open(dlog.name).read()[-2000:])
+            time.sleep(0.02)
+        ready_s = time.monotonic() - t0
+        rss_loaded = rss_mib(p.pid)
+        env = dict(os.environ, LOAD_HOLD_S="15")
+        if mode == "api":
+            fifo = os.path.join(d, "change")
+            os.mkfifo(fifo)
+            env["LOAD_CHANGE_FIFO"] = fifo
+
+            path = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices/%s" % SLICE0
+            s = api.req("GET", path)
+            s["endpoints"][0]["addresses"] = [ip(10, (9 << 16) + rnd + 1)]  # as the file's 10.0. -> 10.9.
+
+            def change():
+                with open(fifo) as f:
+                    if f.readline():
+                        api.req("PUT", path, s)
+            changer = threading.Thread(target=change, daemon=True)
+            changer.start()
+        out = open(os.path.join(d, "load.json"), "w")
+        lp = subprocess.Popen(["taskset", "-c", "1", os.path.join(work, "load"), str(lport),
+                               os.path.join(work, "ca.crt"), os.path.join(work, "proxy.crt"),
+                               os.path.join(work, "proxy.key"), str(CONNS), str(SUBS), os.path.join(work, "ids.txt"),
+                               os.path.join(src[1] if mode == "dir" else d, "25-bench-slice.json"),
+                               '"10.0.', '"10.9.', "120"], stdout=out, stderr=subprocess.PIPE, env=env)
+        deadline = time.monotonic() + 180
+        while os.path.getsize(out.name) == 0:
+            if lp.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("load: %s %s" % (lp.stderr.read().decode()[-2000:], open(dlog.name).read()[-2000:]))
+            time.sleep(0.1)
+        result = json.loads(open(out.name).read())
+        time.sleep(1)
+        rss_streams = rss_mib(p.pid)
+        c0 = cpu_s(p.pid)
+        time.sleep(10)
+        idle = (cpu_s(p.pid) - c0) / 10
+        metrics = {}
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line and not line.startswith("#"):
+                    name, value = line.rsplit(" ", 1)
+                    metrics[name] = float(value)
+        objects = int(sum(v for k, v in metrics.items() if k.startswith("weft_discovery_store_objects{")))
+        errors = int(sum(v for k, v in metrics.items() if k.startswith("weft_discovery_watch_errors_total{")))
+        if lp.wait(timeout=60) != 0:
+            raise RuntimeError("not every proxy got the change: %s" % result)
+        result.update(mode=mode, round=rnd, objects=objects, watch_errors=errors, ready_s=round(ready_s, 3), rss_loaded_mib=round(rss_loaded, 1),
+                      rss_streams_mib=round(rss_streams, 1), cpu_idle_core=round(idle, 4),
+                      cpu_total_s=round(cpu_s(p.pid), 2), load_avg=os.getloadavg()[0])
+        return result
+    finally:
+        for proc in (lp, p):
+            if proc and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        dlog.close()
+
+
+def main():
+    bindir = cl.control_plane_bin(build=False)
+    if not bindir:
+        raise SystemExit("bench/discovery/apiserver.py: the e2e control plane is not built: "
+                         "run tests/e2e/setup-control-plane.sh")
+    if not os.access(os.path.join(BIN, "weft-discovery"), os.X_OK):
+        raise SystemExit("bench/discovery/apiserver.py: build first (make)")
+    work = tempfile.mkdtemp(prefix="weft-bench-discovery-")
+    c = cl.Cluster(bindir, controller_manager=False)
+    try:
+        c.start()
+        api = Api(c)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            install(c, api, pool, work)
+        dump_directory(api, os.path.join(work, "objects"))
+        credentials(work)
+        subprocess.run(["cc", "-O2", "-o", os.path.join(work, "load"), os.path.join(ROOT, "bench", "discovery", "load.c"),
+                        *subprocess.run(["pkg-config", "--cflags", "--libs", "jansson", "openssl", "libnghttp2"],
+                                        check=True, capture_output=True, text=True).stdout.split()], check=True)
+        results = []
+        for rnd in range(ROUNDS):
+            for mode in ("dir", "api"):
+                r = one_round(mode, rnd, c, api, work)
+                print(json.dumps(r), flush=True)
+                results.append(r)
+        ratios = {}
+        for key in ("ready_s", "synced_s", "push_p50_ms", "push_p99_ms", "push_max_ms", "rss_loaded_mib",
+                    "rss_streams_mib", "cpu_total_s"):
+            med = {m: statistics.median(r[key] for r in results if r["mode"] == m) for m in ("dir", "api")}
+            ratios[key] = {"dir": med["dir"], "api": med["api"],
+                           "api/dir": round(med["api"] / med["dir"], 3) if med["dir"] else None}
+        print(json.dumps({"pods": N_PODS, "namespaces": N_NS, "services": N_SVCS, "conns": CONNS, "subs": SUBS,
+                          "rounds": ROUNDS, "medians": ratios}), flush=True)
+    finally:
+        c.stop()
+        subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()
