@@ -24,8 +24,10 @@ struct fz {
     unsigned heads;
 };
 
-static void fz_headers(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n)
+static void fz_headers(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n,
+                       int end)
 {
+    (void)end;
     struct fz *z = ctx;
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)

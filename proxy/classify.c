@@ -72,8 +72,9 @@ static int alpn_offers_weft(struct cur *ext)
     while (list.p < list.end) {
         if (cur_u8(&list, &l) < 0 || l == 0 || cur_take(&list, l, &name) < 0)
             return 0;
-        if (l == strlen(CREDS_ALPN) && memcmp(name, CREDS_ALPN, l) == 0)
-            return 1;
+        if ((l == strlen(CREDS_ALPN) && memcmp(name, CREDS_ALPN, l) == 0) ||
+            (l == strlen(CREDS_ALPN_H2) && memcmp(name, CREDS_ALPN_H2, l) == 0))
+            return 1; /* either of the proxies' own protocols */
     }
     return 0;
 }

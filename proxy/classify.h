@@ -11,8 +11,8 @@
 
 enum classify_result {
     CLASSIFY_NEED_MORE,  /* could still be a weft ClientHello: wait for more */
-    CLASSIFY_WEFT_TLS,   /* ClientHello offering weft/1 */
-    CLASSIFY_OTHER_TLS,  /* a ClientHello without weft/1 */
+    CLASSIFY_WEFT_TLS,   /* ClientHello offering weft/1 or weft/h2 */
+    CLASSIFY_OTHER_TLS,  /* a ClientHello offering neither */
     CLASSIFY_PLAINTEXT,  /* anything else */
 };
 

@@ -136,7 +136,7 @@ static int creds_alpn_select(SSL *ssl, const unsigned char **out, unsigned char 
                              unsigned int inlen, void *arg)
 {
     (void)arg;
-    static const unsigned char want[] = "\x06" CREDS_ALPN;
+    static const unsigned char want[] = "\x06" CREDS_ALPN "\x07" CREDS_ALPN_H2;
     unsigned char *sel = NULL;
     if (SSL_select_next_proto(&sel, outlen, want, sizeof want - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
         *out = sel;
@@ -638,12 +638,20 @@ int creds_peer_finish(SSL *ssl, struct creds_peer *peer, const char *trust_domai
     const unsigned char *alpn = NULL;
     unsigned alen = 0;
     SSL_get0_alpn_selected(ssl, &alpn, &alen);
-    if (alen != strlen(CREDS_ALPN) || memcmp(alpn, CREDS_ALPN, alen) != 0) {
+    if ((alen != strlen(CREDS_ALPN) || memcmp(alpn, CREDS_ALPN, alen) != 0) && !creds_alpn_is_h2(ssl)) {
         peer->fail = CREDS_FAIL_ALPN;
         return -EPERM;
     }
     peer->id = id;
     return 0;
+}
+
+int creds_alpn_is_h2(const SSL *ssl)
+{
+    const unsigned char *alpn = NULL;
+    unsigned alen = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alen);
+    return alen == strlen(CREDS_ALPN_H2) && memcmp(alpn, CREDS_ALPN_H2, alen) == 0;
 }
 
 enum creds_fail creds_classify_failure(SSL *ssl, struct creds_peer *peer, int ssl_err)

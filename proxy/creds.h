@@ -20,7 +20,8 @@
 
 #include "spiffe.h"
 
-#define CREDS_ALPN "weft/1"
+#define CREDS_ALPN "weft/1"     /* opaque TCP between proxies */
+#define CREDS_ALPN_H2 "weft/h2" /* HTTP requests as streams of one HTTP/2 connection (upstream_pool.h) */
 #define CREDS_MAX_PEM (1024 * 1024) /* a chain or bundle larger than this is refused */
 
 struct creds;
@@ -67,10 +68,14 @@ unsigned long creds_generation(struct creds *c);
 /* A new reference to the current generation's context (SSL_CTX_free it when
  * done; an SSL made from it holds its own reference), or NULL when not ready.
  * Server contexts require and verify a client certificate and select ALPN
- * weft/1; client contexts present the identity, offer weft/1 and verify the
+ * weft/1 or weft/h2; client contexts present the identity, offer weft/1 and verify the
  * server. Both are TLS 1.3 only. */
 SSL_CTX *creds_server_ctx(struct creds *c);
 SSL_CTX *creds_client_ctx(struct creds *c);
+/* Whether the handshake settled on ALPN weft/h2 (servers select it or
+ * weft/1, whichever the client offers; a pooled HTTP/2 client offers it
+ * alone with SSL_set_alpn_protos). */
+int creds_alpn_is_h2(const SSL *ssl);
 
 /* A new client context (SSL_CTX_free it) for a control-plane server such
  * as weft-discovery: the current identity as the client certificate, the

@@ -37,9 +37,10 @@ struct h2_stream {
     size_t nidx, idxcap;
     size_t hbytes;          /* RFC 9113 6.5.2 size of the block so far */
     uint32_t reset_code;    /* what we reset it with */
+    uint32_t reset_later;   /* h2_reset_flushed's code, sent once out drains; 0: none */
     unsigned head_sent : 1, out_eof : 1, deferred : 1, reset : 1;
     unsigned head_seen : 1, block_too_large : 1, too_large : 1, internal : 1;
-    unsigned full : 1, notify : 1;
+    unsigned full : 1, notify : 1, reset_pending : 1;
     h2_stream *prev, *next;
 };
 
@@ -201,7 +202,7 @@ static void h2_answer_431(h2_conn *h, h2_stream *st)
     nghttp2_submit_response(h->s, st->id, &nv, 1, NULL);
 }
 
-static void h2_deliver_block(h2_conn *h, h2_stream *st)
+static void h2_deliver_block(h2_conn *h, h2_stream *st, int end)
 {
     struct h2_field fields[H2_MAX_FIELDS];
     for (size_t i = 0; i < st->nidx; i++) {
@@ -222,7 +223,7 @@ static void h2_deliver_block(h2_conn *h, h2_stream *st)
             st->head_seen = 1;
     }
     if (h->ev.on_headers)
-        h->ev.on_headers(h->ctx, st, kind, fields, st->nidx);
+        h->ev.on_headers(h->ctx, st, kind, fields, st->nidx, end);
     /* Fields are valid during the call only: idle streams keep no block. */
     free(st->hb.mem);
     free(st->idx);
@@ -268,7 +269,7 @@ static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
                 h2_reset(h, st, H2_INTERNAL_ERROR);
             return 0;
         }
-        h2_deliver_block(h, st);
+        h2_deliver_block(h, st, (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0);
         break;
     case NGHTTP2_DATA:
         if (!st || st->internal)
@@ -388,6 +389,15 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
         st->full = 0;
         st->notify = 1; /* told after mem_send returns, not from inside it */
         h->notify = 1;
+    }
+    if (h2_stream_queued(st) == 0 && st->reset_pending) {
+        if (n)
+            return (ssize_t)n; /* these bytes first, the reset on the next call */
+        st->reset_pending = 0;
+        st->reset = 1;
+        st->reset_code = st->reset_later;
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, st->reset_later);
+        return NGHTTP2_ERR_DEFERRED;
     }
     if (h2_stream_queued(st) == 0 && st->out_eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -551,6 +561,23 @@ int h2_reset(h2_conn *h, h2_stream *st, uint32_t code)
     st->reset_code = code;
     st->out_eof = 1;
     return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, code) == 0 ? 0 : -EINVAL;
+}
+
+int h2_reset_flushed(h2_conn *h, h2_stream *st, uint32_t code)
+{
+    /* Only a body still to be framed by h2_read_body can go first; a head
+     * submitted with END_STREAM has nothing left to lose. */
+    if (st->reset || st->reset_pending || !st->head_sent || (st->out_eof && !h2_stream_queued(st) && !st->trailers))
+        return h2_reset(h, st, code);
+    st->reset_pending = 1;
+    st->reset_later = code;
+    st->out_eof = 1; /* nothing more may be queued */
+    free(st->trailers);
+    free(st->tr_mem);
+    st->trailers = NULL;
+    st->tr_mem = NULL;
+    h2_resume(h, st);
+    return 0;
 }
 
 void h2_consume(h2_conn *h, h2_stream *st, size_t len)

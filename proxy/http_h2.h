@@ -71,7 +71,8 @@ typedef struct h2_stream h2_stream;
 
 /* What the consumer hears. Fields and data are valid during the call only. */
 struct h2_events {
-    void (*on_headers)(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n);
+    /* end: the block came with END_STREAM (on_end follows as well). */
+    void (*on_headers)(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n, int end);
     /* Give the window back with h2_consume once len bytes were passed on. */
     void (*on_data)(void *ctx, h2_stream *st, const uint8_t *p, size_t len);
     /* The peer finished sending (END_STREAM), after its last head, data or trailers. */
@@ -131,6 +132,10 @@ int h2_submit_data(h2_conn *h, h2_stream *st, const void *p, size_t len, int end
 int h2_submit_trailers(h2_conn *h, h2_stream *st, const struct h2_field *f, size_t n);
 /* RST_STREAM with code; on_close follows. */
 int h2_reset(h2_conn *h, h2_stream *st, uint32_t code);
+/* The same once the head and body already queued on the stream went out:
+ * how a proxy passes on an upstream's reset without losing the bytes that
+ * came before it (nghttp2 would drop them for an immediate reset). */
+int h2_reset_flushed(h2_conn *h, h2_stream *st, uint32_t code);
 /* The consumer passed len received bytes on: the stream's window grows back. */
 void h2_consume(h2_conn *h, h2_stream *st, size_t len);
 /* Graceful drain: no new streams; those in flight finish. */

@@ -2,7 +2,8 @@
 /* The accept stage: the original destination (SO_ORIGINAL_DST), the caller,
  * the session with its pinned snapshot, then the first stage by direction;
  * and, inbound, the mTLS accept and the authorization of the caller's
- * verified identity. */
+ * verified identity, then by ALPN the opaque relay (weft/1) or the HTTP/2
+ * server (weft/h2). */
 #include <arpa/inet.h> /* before the linux/ headers, which would define in_addr again */
 #include <errno.h>
 #include <linux/netfilter_ipv4.h>
@@ -14,6 +15,7 @@
 
 #include "authz.h"
 #include "handoff.h"
+#include "http_h2_server.h"
 #include "log.h"
 #include "session.h"
 
@@ -142,9 +144,15 @@ void session_tls_accept(struct session *s)
         return;
     }
     log_debug("connection authorized", "caller=%s reason=%s", uri, d.reason);
+    /* ALPN weft/h2: HTTP requests as streams of one connection from the
+     * client proxy (proxy/http_h2_server.c). */
+    if (creds_alpn_is_h2(conn_ssl(&s->down))) {
+        http_h2_start(s);
+        return;
+    }
     /* ALPN weft/1 is opaque TCP by contract: the client proxy detected
      * already, and waiting again would double a server-first protocol's
-     * delay. HTTP between proxies will come under its own ALPN. */
+     * delay. */
     pm_add(&px->metrics.detect_skipped[PM_INBOUND][PM_SKIP_MESH], 1);
     session_connect(s);
 }

@@ -18,6 +18,7 @@
 #include "classify.h"
 #include "detect.h"
 #include "http_h1.h"
+#include "http_h2_server.h"
 #include "log.h"
 #include "session.h"
 
@@ -122,8 +123,16 @@ static void session_detected(struct session *s, enum detect_result r)
     }
     /* HTTP/1 is terminated here where the upstream is plain (outbound
      * outside the mesh, inbound plaintext under PERMISSIVE: the app). A
-     * meshed destination stays the opaque weft/1 relay until HTTP travels
-     * between proxies as weft/h2; h2 is relayed as TCP for now. */
+     * meshed destination stays the opaque weft/1 relay until HTTP/1 travels
+     * between proxies as weft/h2. Prior-knowledge h2c is terminated either
+     * way (proxy/http_h2_server.c): each stream is a request, to a meshed
+     * destination on the pooled weft/h2 connection to its proxy. With
+     * discovery, whose route is decided in session_connect only, both stay
+     * opaque for now (see below). */
+    if (r == DETECT_H2 && (s->dir == PM_INBOUND || !s->w->px->dest)) {
+        http_h2_start(s);
+        return;
+    }
     /* With discovery, an outbound destination's route (endpoint, plain or
      * mTLS) is decided in session_connect and does not reach the HTTP stage
      * yet: such connections stay opaque rather than risk plaintext to a

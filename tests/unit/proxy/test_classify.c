@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of proxy/classify.c on real ClientHellos made by OpenSSL (with
- * weft/1, with other ALPNs, without ALPN), every prefix of them, and
+ * weft/1 or weft/h2, with other ALPNs, without ALPN), every prefix of them, and
  * plaintext. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,7 +35,7 @@ static void test_hellos(void **state)
     (void)state;
     unsigned char buf[4096];
     static const unsigned char weft[] = "\x06weft/1", both[] = "\x02h2\x06weft/1", h2[] = "\x02h2\x08http/1.1",
-                               near[] = "\x06weft/2";
+                               near[] = "\x06weft/2", wh2[] = "\x07weft/h2", nearh2[] = "\x07weft/h3";
     struct {
         const unsigned char *alpn;
         size_t len;
@@ -45,6 +45,8 @@ static void test_hellos(void **state)
         {both, sizeof both - 1, CLASSIFY_WEFT_TLS},
         {h2, sizeof h2 - 1, CLASSIFY_OTHER_TLS},
         {near, sizeof near - 1, CLASSIFY_OTHER_TLS},
+        {wh2, sizeof wh2 - 1, CLASSIFY_WEFT_TLS}, /* a pooled HTTP/2 connection between proxies */
+        {nearh2, sizeof nearh2 - 1, CLASSIFY_OTHER_TLS},
         {NULL, 0, CLASSIFY_OTHER_TLS},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

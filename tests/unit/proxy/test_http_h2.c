@@ -27,7 +27,7 @@ struct rec {                 /* what one stream's consumer heard */
     int32_t id;
     char head_status[4];
     char path[64];
-    int heads, infos, trailers, ended, closed, writable;
+    int heads, infos, trailers, ended, closed, writable, head_end;
     uint32_t close_code;
     char grpc_status[8];
     unsigned char *body;
@@ -71,11 +71,13 @@ static void copy_field(char *dst, size_t cap, const struct h2_field *f)
     dst[n] = 0;
 }
 
-static void ev_headers(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n)
+static void ev_headers(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n,
+                       int end)
 {
     struct side *sd = ctx;
     struct rec *r = rec_of(sd, st);
     const struct h2_field *x;
+    r->head_end += end;
     if (kind == H2_BLOCK_INFO) {
         r->infos++;
         return;
@@ -438,6 +440,7 @@ static void test_trailers(void **state)
             c2 = &cli.recs[i];
     assert_non_null(c2);
     assert_string_equal(c2->grpc_status, "14");
+    assert_int_equal(c2->head_end, 1); /* trailers-only: the head carried END_STREAM */
     assert_int_equal(c2->trailers, 0);
     assert_int_equal(c2->ended, 1);
     unpair();
@@ -491,6 +494,39 @@ static void test_reset(void **state)
     assert_int_equal(cc->closed, 1);
     assert_int_equal(cc->close_code, H2_INTERNAL_ERROR);
     assert_int_equal(h2_open_streams(cli.h), 0);
+
+    /* A reset passed on from an upstream: what was queued before it goes
+     * out first (an immediate reset would drop the head and the body). */
+    get("/d", 1, NULL);
+    pump();
+    struct rec *sd = find(&srv, "/d");
+    assert_int_equal(h2_submit_response(srv.h, sd->st, f, 1, 0), 0);
+    assert_int_equal(h2_submit_data(srv.h, sd->st, "before", 6, 0), 0);
+    assert_int_equal(h2_reset_flushed(srv.h, sd->st, H2_INTERNAL_ERROR), 0);
+    assert_int_equal(h2_submit_data(srv.h, sd->st, "x", 1, 0), -EPIPE);
+    pump();
+    struct rec *cd = NULL;
+    for (int i = 0; i < cli.nrecs; i++)
+        if (cli.recs[i].id == sd->id)
+            cd = &cli.recs[i];
+    assert_string_equal(cd->head_status, "200");
+    assert_int_equal(cd->blen, 6);
+    assert_memory_equal(cd->body, "before", 6);
+    assert_int_equal(cd->ended, 0);
+    assert_int_equal(cd->close_code, H2_INTERNAL_ERROR);
+    /* ... and with only the head queued. */
+    get("/e", 1, NULL);
+    pump();
+    struct rec *se = find(&srv, "/e");
+    assert_int_equal(h2_submit_response(srv.h, se->st, f, 1, 0), 0);
+    assert_int_equal(h2_reset_flushed(srv.h, se->st, H2_CANCEL), 0);
+    pump();
+    struct rec *ce = NULL;
+    for (int i = 0; i < cli.nrecs; i++)
+        if (cli.recs[i].id == se->id)
+            ce = &cli.recs[i];
+    assert_string_equal(ce->head_status, "200");
+    assert_int_equal(ce->close_code, H2_CANCEL);
     unpair();
 }
 

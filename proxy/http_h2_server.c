@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The HTTP/2 server stage of a session (see http_h2_server.h): bytes of the
+ * downstream connection through proxy/http_h2.c, each stream an exchange
+ * with its downstream side here and its upstream side in the pool. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_h2.h"
+#include "http_h2_map.h"
+#include "http_h2_server.h"
+#include "http_msg.h"
+#include "log.h"
+#include "session.h"
+#include "xalloc.h"
+
+#define H2S_TICK_MS 250 /* how soon a drain or an idle connection is noticed */
+
+struct h2s_stream;
+
+struct http_h2s {
+    struct session *s;
+    h2_conn *h;
+    struct h2s_stream *streams;
+    char dst[80];
+    char peer[SPIFFE_MAX_ID];   /* inbound: the caller's SPIFFE ID */
+    long long tick;
+    uint64_t idle_since_ms;     /* no stream open since; 0 while some are */
+    unsigned drained : 1;
+};
+
+struct h2s_stream {
+    struct http_h2s *c;
+    h2_stream *st;
+    struct http_exchange x;
+    size_t withheld;            /* request bytes received, not yet given back (PAUSE) */
+    unsigned x_live : 1, req_ended : 1, resp_started : 1;
+    struct h2s_stream *prev, *next;
+};
+
+static _Thread_local struct h2map_out h2s_out;
+static _Thread_local struct http_field h2s_fields[HTTP_MSG_MAX_FIELDS];
+
+static struct h2s_stream *h2s_of(struct http_exchange *x)
+{
+    return x->down;
+}
+
+/* Frames were queued: the loop calls back to send them. */
+static void h2s_kick(struct http_h2s *c)
+{
+    struct session *s = c->s;
+    session_set_mask(s, &s->down, s->down.mask | AE_WRITABLE);
+}
+
+/* ---- the downstream side's ops: the response travels to the caller ---- */
+
+static enum http_rc h2s_down_head(struct http_exchange *x, const struct http_head *h)
+{
+    struct h2s_stream *ss = h2s_of(x);
+    if (!ss->st)
+        return HTTP_FAIL;
+    if (h->status < 200 && h->status != 100 && h->status != 103)
+        return HTTP_OK; /* 101 and other interim answers have no HTTP/2 form */
+    if (h2map_block(h, 0, NULL, &h2s_out) < 0 ||
+        h2_submit_response(ss->c->h, ss->st, h2s_out.f, h2s_out.n, h->end_stream) < 0) {
+        h2_reset(ss->c->h, ss->st, H2_INTERNAL_ERROR);
+        h2s_kick(ss->c);
+        return HTTP_FAIL;
+    }
+    if (h->status >= 200)
+        ss->resp_started = 1;
+    h2s_kick(ss->c);
+    return HTTP_OK;
+}
+
+static enum http_rc h2s_down_data(struct http_exchange *x, const char *p, size_t len, int end_stream)
+{
+    struct h2s_stream *ss = h2s_of(x);
+    if (!ss->st || h2_submit_data(ss->c->h, ss->st, p, len, end_stream) < 0)
+        return HTTP_FAIL;
+    h2s_kick(ss->c);
+    return h2_stream_queued(ss->st) >= H2_STREAM_OUT_HIGH ? HTTP_PAUSE : HTTP_OK;
+}
+
+static enum http_rc h2s_down_trailers(struct http_exchange *x, const struct http_head *t)
+{
+    struct h2s_stream *ss = h2s_of(x);
+    if (!ss->st)
+        return HTTP_FAIL;
+    if (h2map_block(t, 0, NULL, &h2s_out) < 0 || h2_submit_trailers(ss->c->h, ss->st, h2s_out.f, h2s_out.n) < 0) {
+        h2_reset(ss->c->h, ss->st, H2_INTERNAL_ERROR);
+        h2s_kick(ss->c);
+        return HTTP_FAIL;
+    }
+    h2s_kick(ss->c);
+    return HTTP_OK;
+}
+
+static void h2s_down_resume(struct http_exchange *x)
+{
+    struct h2s_stream *ss = h2s_of(x);
+    if (ss->st && ss->withheld) {
+        h2_consume(ss->c->h, ss->st, ss->withheld);
+        ss->withheld = 0;
+        h2s_kick(ss->c);
+    }
+}
+
+static void h2s_down_abort(struct http_exchange *x, enum http_cause cause)
+{
+    (void)cause;
+    struct h2s_stream *ss = h2s_of(x);
+    if (ss->st) {
+        /* The upstream reset or failed mid-response: so does this stream,
+         * after what came before it. */
+        h2_reset_flushed(ss->c->h, ss->st, H2_INTERNAL_ERROR);
+        h2s_kick(ss->c);
+    }
+}
+
+static const struct http_side_ops h2s_down_ops = {
+    .name = "h2-server",
+    .head = h2s_down_head,
+    .data = h2s_down_data,
+    .trailers = h2s_down_trailers,
+    .resume = h2s_down_resume,
+    .abort = h2s_down_abort,
+};
+
+/* ---- the connection's events: the request side of each stream ---- */
+
+static void h2s_refuse(struct http_h2s *c, h2_stream *st, int status, const char *why)
+{
+    char body[128];
+    char num[8];
+    int n = snprintf(body, sizeof body, "weft-proxy: %s\n", why);
+    snprintf(num, sizeof num, "%d", status);
+    struct h2_field f[] = {{":status", 7, num, strlen(num)}, {"content-type", 12, "text/plain", 10}};
+    if (h2_submit_response(c->h, st, f, 2, 0) == 0)
+        h2_submit_data(c->h, st, body, (size_t)n, 1);
+    h2s_kick(c);
+}
+
+static struct h2s_stream *h2s_stream_new(struct http_h2s *c, h2_stream *st)
+{
+    struct session *s = c->s;
+    struct h2s_stream *ss = xcalloc(1, sizeof *ss);
+    ss->c = c;
+    ss->st = st;
+    ss->x.w = s->w;
+    ss->x.cfg = s->cfg;
+    ss->x.dir = s->dir;
+    ss->x.down_ops = &h2s_down_ops;
+    ss->x.down = ss;
+    ss->x.peer = c->peer;
+    ss->x.dst = c->dst;
+    ss->next = c->streams;
+    if (c->streams)
+        c->streams->prev = ss;
+    c->streams = ss;
+    h2_stream_set_user(st, ss);
+    c->idle_since_ms = 0;
+    return ss;
+}
+
+static void h2s_stream_free(struct h2s_stream *ss)
+{
+    struct http_h2s *c = ss->c;
+    if (ss->x_live) {
+        if (!ss->x.finished)
+            http_exchange_abort(&ss->x, HTTP_CAUSE_DOWNSTREAM_GONE, 0);
+        http_exchange_release(&ss->x);
+    }
+    if (ss->prev)
+        ss->prev->next = ss->next;
+    else
+        c->streams = ss->next;
+    if (ss->next)
+        ss->next->prev = ss->prev;
+    if (ss->st)
+        h2_stream_set_user(ss->st, NULL);
+    free(ss);
+    if (!c->streams)
+        c->idle_since_ms = ae_now_ms(c->s->w->loop);
+}
+
+/* Where the request goes, by direction and what the client proxy said. */
+static int h2s_route(struct http_h2s *c, struct h2s_stream *ss, const struct http_span *proto)
+{
+    struct session *s = c->s;
+    struct upstream_req req = {.dst = s->dst};
+    if (s->dir == PM_OUTBOUND) {
+        int fam = s->dst.ss_family;
+        const void *addr = fam == AF_INET ? (const void *)&((struct sockaddr_in *)&s->dst)->sin_addr
+                                          : (const void *)&((struct sockaddr_in6 *)&s->dst)->sin6_addr;
+        req.tls = s->tls_up;
+        req.expect_id = s->expect_id ? s->expect_id : config_expected_id(s->cfg, fam, addr);
+        upstream_pool_h2_attach(s->w, &req, "h2", &ss->x);
+        return 0;
+    }
+    /* Inbound: the app, from the passthrough source, as HTTP/2 when the
+     * caller spoke it; a plaintext h2c caller (PERMISSIVE) spoke h2. */
+    if (s->tls_down && !(proto->len == 2 && memcmp(proto->p, "h2", 2) == 0))
+        return -1;
+    req.passthrough = 1;
+    upstream_pool_h2_attach(s->w, &req, NULL, &ss->x);
+    return 0;
+}
+
+static void h2s_on_headers(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n, int end)
+{
+    struct http_h2s *c = ctx;
+    struct h2s_stream *ss = h2_stream_user(st);
+    struct http_head h;
+    struct http_span proto;
+    if (kind == H2_BLOCK_TRAILERS) {
+        if (!ss || !ss->x_live || ss->req_ended)
+            return;
+        if (h2map_head_from(f, n, 0, &h, h2s_fields, HTTP_MSG_MAX_FIELDS, NULL) < 0) {
+            h2_reset(c->h, st, H2_PROTOCOL_ERROR);
+            h2s_kick(c);
+            return;
+        }
+        ss->req_ended = 1;
+        http_exchange_request_trailers(&ss->x, &h);
+        return;
+    }
+    if (kind != H2_BLOCK_HEAD || ss)
+        return;
+    int r = h2map_head_from(f, n, 1, &h, h2s_fields, HTTP_MSG_MAX_FIELDS, &proto);
+    if (r < 0) {
+        h2s_refuse(c, st, r == -E2BIG ? 431 : 400, r == -E2BIG ? "request head too large" : "bad request head");
+        return;
+    }
+    ss = h2s_stream_new(c, st);
+    if (h2s_route(c, ss, &proto) < 0) {
+        h2s_stream_free(ss);
+        h2s_refuse(c, st, 502, "HTTP/1 to the app is not carried over weft/h2 yet");
+        return;
+    }
+    h.end_stream = end ? 1 : 0;
+    ss->req_ended = h.end_stream;
+    ss->x_live = 1;
+    http_exchange_begin(&ss->x);
+    http_exchange_request_head(&ss->x, &h);
+}
+
+static void h2s_on_data(void *ctx, h2_stream *st, const uint8_t *p, size_t len)
+{
+    struct http_h2s *c = ctx;
+    struct h2s_stream *ss = h2_stream_user(st);
+    if (!ss || !ss->x_live || ss->x.finished) {
+        h2_consume(c->h, st, len);
+        return;
+    }
+    if (http_exchange_request_data(&ss->x, (const char *)p, len, 0) == HTTP_PAUSE)
+        ss->withheld += len;
+    else
+        h2_consume(c->h, st, len);
+}
+
+static void h2s_on_end(void *ctx, h2_stream *st)
+{
+    (void)ctx;
+    struct h2s_stream *ss = h2_stream_user(st);
+    if (!ss || !ss->x_live || ss->req_ended)
+        return;
+    ss->req_ended = 1;
+    http_exchange_request_data(&ss->x, NULL, 0, 1);
+}
+
+static void h2s_on_close(void *ctx, h2_stream *st, uint32_t code)
+{
+    (void)ctx;
+    (void)code;
+    struct h2s_stream *ss = h2_stream_user(st);
+    if (!ss)
+        return;
+    ss->st = NULL;
+    h2s_stream_free(ss); /* a reset by the caller aborts the exchange, which resets upstream */
+}
+
+static void h2s_on_writable(void *ctx, h2_stream *st)
+{
+    (void)ctx;
+    struct h2s_stream *ss = h2_stream_user(st);
+    if (ss && ss->x_live)
+        http_exchange_resume_downstream(&ss->x);
+}
+
+static void h2s_on_goaway(void *ctx, int32_t last, uint32_t code)
+{
+    (void)ctx;
+    (void)last;
+    (void)code;
+}
+
+static const struct h2_events h2s_events = {h2s_on_headers, h2s_on_data,     h2s_on_end,
+                                           h2s_on_close,   h2s_on_writable, h2s_on_goaway};
+
+/* ---- the session's I/O ---- */
+
+static int h2s_out_waiting(struct http_h2s *c)
+{
+    const uint8_t *p;
+    size_t n = 0;
+    return conn_out_pending(&c->s->down) || (h2_output(c->h, &p, &n) == 0 && n > 0);
+}
+
+static int h2s_flush(struct http_h2s *c)
+{
+    struct conn *d = &c->s->down;
+    for (;;) {
+        if (conn_out_pending(d)) {
+            int r = conn_flush(d);
+            if (r == -EAGAIN)
+                return 0;
+            if (r < 0)
+                return -1;
+        }
+        const uint8_t *p;
+        size_t n;
+        if (h2_output(c->h, &p, &n) < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        ssize_t wr = conn_can_write(d) ? conn_write(d, p, n) : -EAGAIN;
+        if (wr == -EAGAIN)
+            return 0;
+        if (wr < 0)
+            return -1;
+        pm_add(&c->s->series->bytes_out, (uint64_t)wr);
+        h2_sent(c->h, (size_t)wr);
+    }
+}
+
+static int proto_h2_pump(struct session *s)
+{
+    struct http_h2s *c = s->h2;
+    struct conn *d = &s->down;
+    if (h2s_flush(c) < 0)
+        return -1;
+    while (h2_wants_input(c->h) && conn_can_read(d) && !conn_out_pending(d)) {
+        ssize_t n = conn_read(d, s->w->scratch, PROXY_SCRATCH);
+        if (n == -EAGAIN)
+            break;
+        if (n <= 0)
+            return n == 0 && !c->streams ? 1 : -1; /* the caller left: streams in flight die with it */
+        s->last_active_ms = ae_now_ms(s->w->loop);
+        pm_add(&s->series->bytes_in, (uint64_t)n);
+        int r = h2_input(c->h, (const uint8_t *)s->w->scratch, (size_t)n);
+        if (h2s_flush(c) < 0)
+            return -1;
+        if (r < 0) {
+            char src[80];
+            log_info("http2 connection error", "direction=%s src=%s error=\"%s\"", session_dir_name(s),
+                     session_addr(&s->src, src, sizeof src), h2_strerror(r));
+            return -1;
+        }
+        if (d->type == &conn_plain && (size_t)n < PROXY_SCRATCH)
+            break;
+    }
+    if (h2_done(c->h) && !conn_out_pending(d))
+        return 1;
+    int mask = 0;
+    if (h2_wants_input(c->h) && !conn_out_pending(d))
+        mask |= d->rd_wait ? d->rd_wait : AE_READABLE;
+    if (h2s_out_waiting(c))
+        mask |= AE_WRITABLE;
+    session_set_mask(s, d, mask);
+    return 0;
+}
+
+static long h2s_tick(struct ae_loop *loop, long long id, void *data)
+{
+    (void)id;
+    struct http_h2s *c = data;
+    struct session *s = c->s;
+    uint64_t now = ae_now_ms(loop);
+    int drain = atomic_load(&s->w->px->draining);
+    if (!drain && c->idle_since_ms && s->cfg->http_idle_timeout_ms &&
+        now - c->idle_since_ms >= s->cfg->http_idle_timeout_ms)
+        drain = 1;
+    if (drain && !c->drained) {
+        c->drained = 1;
+        h2_drain(c->h); /* GOAWAY: streams in flight finish */
+        h2s_kick(c);
+    }
+    return H2S_TICK_MS;
+}
+
+static void proto_h2_close(struct session *s)
+{
+    struct http_h2s *c = s->h2;
+    if (!c)
+        return;
+    ae_timer_del(s->w->loop, c->tick);
+    while (c->streams)
+        h2s_stream_free(c->streams);
+    h2_free(c->h);
+    free(c);
+    s->h2 = NULL;
+}
+
+const struct proxy_proto proto_h2 = {"h2", proto_h2_pump, proto_h2_close};
+
+void http_h2_start(struct session *s)
+{
+    struct http_h2s *c = xcalloc(1, sizeof *c);
+    struct h2_limits lim;
+    h2_limits_default(&lim);
+    /* The model's bounds (http_msg.h), in HTTP/2's accounting: names and
+     * values plus 32 per field, pseudo-headers included. */
+    lim.max_header_list = HTTP_MSG_MAX_HEAD + 32 * (HTTP_MSG_MAX_FIELDS + 8);
+    c->s = s;
+    c->h = h2_new(H2_SERVER, &lim, &h2s_events, c);
+    session_addr(&s->dst, c->dst, sizeof c->dst);
+    if (s->dir == PM_INBOUND && s->tls_down)
+        spiffe_format(s->peer.id.trust_domain, s->peer.id.ns, s->peer.id.sa, c->peer, sizeof c->peer);
+    ae_timer_del(s->w->loop, s->timer); /* the stage's deadline: the streams' clocks take over */
+    s->timer = 0;
+    if (s->dir == PM_OUTBOUND)
+        session_count(s, 0, PM_AUTHZ_NONE, 0);
+    c->idle_since_ms = ae_now_ms(s->w->loop);
+    c->tick = ae_timer_add(s->w->loop, H2S_TICK_MS, h2s_tick, c);
+    s->h2 = c;
+    s->stage = STAGE_RELAY;
+    s->proto = &proto_h2;
+    s->last_active_ms = ae_now_ms(s->w->loop);
+    s->down.rd_wait = s->down.wr_wait = 0;
+    session_step(s);
+}
