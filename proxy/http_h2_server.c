@@ -4,6 +4,7 @@
  * with its downstream side here and its upstream side in the pool. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ struct http_h2s {
     struct h2s_stream *streams;
     char dst[80];
     char peer[SPIFFE_MAX_ID];   /* inbound: the caller's SPIFFE ID */
+    const char *denied;         /* inbound: the caller is not authorized (authz's static reason): 403 each */
     long long tick;
     uint64_t idle_since_ms;     /* no stream open since; 0 while some are */
     unsigned drained : 1;
@@ -133,9 +135,11 @@ static const struct http_side_ops h2s_down_ops = {
 
 static void h2s_refuse(struct http_h2s *c, h2_stream *st, int status, const char *why)
 {
-    char body[128];
+    char body[SPIFFE_MAX_ID + 160];
     char num[8];
     int n = snprintf(body, sizeof body, "weft-proxy: %s\n", why);
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = (int)sizeof body - 1;
     snprintf(num, sizeof num, "%d", status);
     struct h2_field f[] = {{":status", 7, num, strlen(num)}, {"content-type", 12, "text/plain", 10}};
     if (h2_submit_response(c->h, st, f, 2, 0) == 0)
@@ -229,6 +233,12 @@ static void h2s_on_headers(void *ctx, h2_stream *st, enum h2_block kind, const s
     }
     if (kind != H2_BLOCK_HEAD || ss)
         return;
+    if (c->denied) {
+        char why[SPIFFE_MAX_ID + 128];
+        snprintf(why, sizeof why, "caller %s not allowed: %s", c->peer, c->denied);
+        h2s_refuse(c, st, 403, why);
+        return;
+    }
     int r = h2map_head_from(f, n, 1, &h, h2s_fields, HTTP_MSG_MAX_FIELDS, &proto);
     if (r < 0) {
         h2s_refuse(c, st, r == -E2BIG ? 431 : 400, r == -E2BIG ? "request head too large" : "bad request head");
@@ -406,7 +416,19 @@ static void proto_h2_close(struct session *s)
 
 const struct proxy_proto proto_h2 = {"h2", proto_h2_pump, proto_h2_close};
 
+static void h2s_start(struct session *s, const char *denied);
+
 void http_h2_start(struct session *s)
+{
+    h2s_start(s, NULL);
+}
+
+void http_h2_start_denied(struct session *s, const char *reason)
+{
+    h2s_start(s, reason);
+}
+
+static void h2s_start(struct session *s, const char *denied)
 {
     struct http_h2s *c = xcalloc(1, sizeof *c);
     struct h2_limits lim;
@@ -415,6 +437,7 @@ void http_h2_start(struct session *s)
      * values plus 32 per field, pseudo-headers included. */
     lim.max_header_list = HTTP_MSG_MAX_HEAD + 32 * (HTTP_MSG_MAX_FIELDS + 8);
     c->s = s;
+    c->denied = denied;
     c->h = h2_new(H2_SERVER, &lim, &h2s_events, c);
     session_addr(&s->dst, c->dst, sizeof c->dst);
     if (s->dir == PM_INBOUND && s->tls_down)

@@ -11,7 +11,9 @@
  *   h2 as h2c over a pooled connection to the app; h1 is not carried yet and
  *   is answered 502.
  * On the worker's drain each connection is drained with GOAWAY: streams in
- * flight finish, new ones go elsewhere. */
+ * flight finish, new ones go elsewhere. With discovery (WEFT_DISCOVERY_ADDR)
+ * outbound h2c stays the opaque relay for now: discovery's route is decided
+ * in session_connect only. */
 #ifndef WEFT_PROXY_HTTP_H2_SERVER_H
 #define WEFT_PROXY_HTTP_H2_SERVER_H
 
@@ -19,6 +21,10 @@ struct session;
 
 /* From detection (h2) or the inbound TLS accept (ALPN weft/h2). */
 void http_h2_start(struct session *s);
+/* Inbound weft/h2 from a caller the policy denies: every request on it is
+ * answered 403 naming the caller and reason (static), so an HTTP client
+ * sees an answer, not a cut connection; nothing reaches the app. */
+void http_h2_start_denied(struct session *s, const char *reason);
 extern const struct proxy_proto proto_h2;
 
 #endif

@@ -140,6 +140,10 @@ void session_tls_accept(struct session *s)
     if (!d.allowed) {
         log_warn("connection denied", "caller=%s src=%s policy=%s reason=%s", uri,
                  session_addr(&s->src, src, sizeof src), authz_policy_name(s->cfg->authz.policy), d.reason);
+        if (creds_alpn_is_h2(conn_ssl(&s->down))) {
+            http_h2_start_denied(s, d.reason); /* HTTP callers get 403 per request */
+            return;
+        }
         session_close(s, "denied");
         return;
     }

@@ -172,3 +172,16 @@ def test_grpc_unary_ok_and_error_status(pair):
                         % d, m)
         assert ok and bad, m
     assert pair.front.metric(HS_CLIENT) == 1
+
+
+def test_denied_caller_gets_403_per_request(pair):
+    # same-namespace policy: a caller from another namespace is authorized
+    # per connection, as over weft/1, but an HTTP caller gets an answer.
+    other = pe.MeshPod(pair.net, "other", pair.ca, "ops", "monitor")
+    before = pair.app_conns()
+    r = other.pod.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", "-w", " %{http_code}",
+                       pair.url + "/secret"], timeout=20)
+    assert r.stdout == ("weft-proxy: caller spiffe://cluster.local/ns/ops/sa/monitor not allowed: "
+                        "cross-namespace\n 403"), r.stdout
+    assert pair.app_conns() == before
+    assert pair.back.metric(r'connections_opened_total\{direction="inbound",tls="true",authz="denied"') == 1
