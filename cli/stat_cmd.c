@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `weftctl stat`: reads each meshed pod's weft-proxy /metrics through the
  * API server's pod proxy (GET .../pods/<name>:<weft-admin port>/proxy/metrics),
- * so it needs no Prometheus and no route to the pods, and prints stat.c's
- * table. */
+ * so it needs no Prometheus and no route to the pods, or, with --prometheus,
+ * the per-pod sums over a window from a Prometheus (stat_prom.c), and prints
+ * stat.c's table. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -25,11 +26,13 @@ static void usage(FILE *f)
             "usage: weftctl stat pod|deploy|ns [-n NS | -A] [flags]\n"
             "\n"
             "Reads the /metrics of every meshed pod's weft-proxy through the API server's pod\n"
-            "proxy and prints, per pod, Deployment or namespace: meshed and ready proxies,\n"
-            "connections accepted inbound and outbound, their share over mTLS, inbound connections\n"
-            "denied by policy, plaintext refused under STRICT, bytes, and the soonest workload\n"
-            "certificate expiry. Totals since each proxy started. Request and success rates and\n"
-            "latency are not shown: weft-proxy does not export per-request metrics yet.\n"
+            "proxy (or, with --prometheus, what a Prometheus scraped of them) and prints, per pod,\n"
+            "Deployment or namespace: meshed and ready proxies, connections accepted inbound and\n"
+            "outbound, their share over mTLS, inbound connections denied by policy, plaintext\n"
+            "refused under STRICT, bytes, the soonest workload certificate expiry, and of the HTTP\n"
+            "requests received: success rate, requests, p50/p95/p99 latency and their share over\n"
+            "mTLS. Totals since each proxy started; per second with -w (from the second table on)\n"
+            "and with --prometheus (over --window).\n"
             "\n"
             "  -A, --all-namespaces         every namespace (default: -n's, else the context's)\n"
             "  -w, --watch SECONDS          read again every SECONDS (1-3600) and print rates since the\n"
@@ -37,7 +40,10 @@ static void usage(FILE *f)
             "      --count N                with -w: stop after N tables\n"
             "      --snapshot FILE          print the table of a snapshot (JSON) instead of a cluster\n"
             "      --previous FILE          with --snapshot: rates since this earlier snapshot\n"
-            "      --dump-snapshot          print the snapshot read from the cluster\n" CLUSTER_USAGE
+            "      --dump-snapshot          print the snapshot read from the cluster\n"
+            "      --prometheus URL         http://host[:port][/prefix] of a Prometheus scraping the proxies\n"
+            "                               (series labelled namespace and pod) instead of reading them\n"
+            "      --window SECONDS         with --prometheus: the range of increase() (1-86400, default 60)\n" CLUSTER_USAGE
             "  -h, --help\n"
             "\n"
             "Exit status: 0 done, 1 a proxy's metrics could not be read (the table says which),\n"
@@ -57,7 +63,10 @@ static const char *kind_of(const char *arg)
     return NULL;
 }
 
-static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int all, char *err, size_t errlen)
+/* With prom (the Prometheus' texts by "ns/pod") the proxies are not read:
+ * each pod gets its text from there. */
+static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int all, const json_t *prom,
+                     char *err, size_t errlen)
 {
     char path[512];
     long status;
@@ -82,8 +91,15 @@ static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int
         json_object_del(json_object_get(copy, "metadata"), "managedFields");
         if (json_object_get(json_object_get(meta, "annotations"), "weft.dev/status")) {
             json_t *m;
+            char key[320];
+            snprintf(key, sizeof key, "%s/%s", json_string_value(json_object_get(meta, "namespace")),
+                     json_string_value(json_object_get(meta, "name")));
             if (!phase || strcmp(phase, "Running") != 0)
                 m = json_null();
+            else if (prom && json_object_get(prom, key))
+                m = json_deep_copy(json_object_get(prom, key));
+            else if (prom)
+                m = json_pack("{s:s}", "fetchError", "the Prometheus has no series of this pod's proxy");
             else if (scraped++ >= MAX_SCRAPED)
                 m = json_pack("{s:s}", "fetchError", "not read: more than 200 meshed pods");
             else
@@ -98,7 +114,7 @@ static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int
 
 int cmd_stat(int argc, char **argv)
 {
-    enum { F_SNAPSHOT = 256, F_DUMP, F_COUNT, F_PREVIOUS };
+    enum { F_SNAPSHOT = 256, F_DUMP, F_COUNT, F_PREVIOUS, F_PROMETHEUS, F_WINDOW };
     static const struct option flags[] = {
         CLUSTER_LONG_OPTIONS,
         {"all-namespaces", no_argument, NULL, 'A'},
@@ -107,13 +123,15 @@ int cmd_stat(int argc, char **argv)
         {"watch", required_argument, NULL, 'w'},
         {"count", required_argument, NULL, F_COUNT},
         {"previous", required_argument, NULL, F_PREVIOUS},
+        {"prometheus", required_argument, NULL, F_PROMETHEUS},
+        {"window", required_argument, NULL, F_WINDOW},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct kubeconfig_options ko = {0};
-    const char *snapshot = NULL, *kind = NULL, *previous = NULL;
+    const char *snapshot = NULL, *kind = NULL, *previous = NULL, *prometheus = NULL;
     int all = 0, dump = 0, c;
-    long watch = 0, count = 0;
+    long watch = 0, count = 0, window = 0;
     char err[2048];
     opterr = 0;
     optind = 1;
@@ -125,17 +143,21 @@ int cmd_stat(int argc, char **argv)
         case F_SNAPSHOT: snapshot = optarg; break;
         case F_DUMP: dump = 1; break;
         case F_PREVIOUS: previous = optarg; break;
+        case F_PROMETHEUS: prometheus = optarg; break;
         case 'w':
+        case F_WINDOW:
         case F_COUNT: {
             char *end;
             errno = 0;
             long v = strtol(optarg, &end, 10);
-            if (errno || *end || !*optarg || v < 1 || v > (c == 'w' ? 3600 : 1000000)) {
-                fprintf(stderr, "weftctl stat: %s \"%s\": expected a whole number from 1 to %d\n",
-                        c == 'w' ? "--watch" : "--count", optarg, c == 'w' ? 3600 : 1000000);
+            long max = c == 'w' ? 3600 : c == F_WINDOW ? 86400 : 1000000;
+            const char *flag = c == 'w' ? "--watch" : c == F_WINDOW ? "--window" : "--count";
+            if (errno || *end || !*optarg || v < 1 || v > max) {
+                fprintf(stderr, "weftctl stat: %s \"%s\": expected a whole number from 1 to %ld\n", flag, optarg,
+                        max);
                 return 2;
             }
-            *(c == 'w' ? &watch : &count) = v;
+            *(c == 'w' ? &watch : c == F_WINDOW ? &window : &count) = v;
             break;
         }
         case 'h': usage(stdout); return 0;
@@ -159,6 +181,19 @@ int cmd_stat(int argc, char **argv)
         fprintf(stderr, "weftctl stat: --count needs -w, --previous needs --snapshot, -w excludes --snapshot "
                         "and --dump-snapshot\n");
         return 2;
+    }
+    if ((window && !prometheus) || (prometheus && snapshot)) {
+        fprintf(stderr, "weftctl stat: --window needs --prometheus, --prometheus excludes --snapshot\n");
+        return 2;
+    }
+    if (prometheus) {
+        char h[256], po[8], pre[512];
+        if (stat_prom_url(prometheus, h, sizeof h, po, sizeof po, pre, sizeof pre, err, sizeof err) < 0) {
+            fprintf(stderr, "weftctl stat: %s\n", err);
+            return 2;
+        }
+        if (!window)
+            window = 60;
     }
     if (all && ko.ns) {
         fprintf(stderr, "weftctl stat: -A and -n exclude each other\n");
@@ -190,12 +225,22 @@ int cmd_stat(int argc, char **argv)
         goto out;
     }
     for (long n = 0;; n++) {
-        json_t *cur = fetch(kc, kind, t.ns, all, err, sizeof err);
+        json_t *prom = NULL, *cur = NULL;
+        if (prometheus && !(prom = stat_prom_fetch(prometheus, (unsigned)window, err, sizeof err))) {
+            fprintf(stderr, "weftctl stat: %s\n", err);
+            rc = 2;
+            break;
+        }
+        cur = fetch(kc, kind, t.ns, all, prom, err, sizeof err);
+        json_decref(prom);
         if (!cur) {
             fprintf(stderr, "weftctl stat: %s\n", err);
             rc = 2;
             break;
         }
+        /* A Prometheus gives rates over its window: each table stands alone. */
+        if (prometheus)
+            json_object_set_new(cur, "window", json_integer(window));
         if (dump) {
             char *text = json_dumps(cur, JSON_INDENT(2) | JSON_SORT_KEYS);
             printf("%s\n", text);
@@ -206,7 +251,7 @@ int cmd_stat(int argc, char **argv)
         }
         buf_reset(&out);
         /* -w: the first table is totals, each next one rates since the one before */
-        rc = stat_render(cur, prev, &out, err, sizeof err);
+        rc = stat_render(cur, prometheus ? NULL : prev, &out, err, sizeof err);
         if (rc < 0) {
             fprintf(stderr, "weftctl stat: %s\n", err);
             json_decref(cur);

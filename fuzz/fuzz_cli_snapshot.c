@@ -2,13 +2,15 @@
 /* libFuzzer target for cli/check.c, cli/authz.c and cli/stat.c: the input
  * is read as Prometheus text (stat's parser) and as a snapshot (JSON, as
  * --snapshot reads it), evaluated by weftctl check, with and without --pre,
- * judged by authz why and tabled by stat. Whatever the objects
+ * judged by authz why, tabled by stat and read as a Prometheus answer to
+ * each of stat's queries. Whatever the objects
  * hold (certificates that do not parse, wrong types, missing keys), nothing
  * may crash or leak, check must give at least one result, and authz why
  * must answer 0, 1 or -1 with a message. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "authz.h"
 #include "buf.h"
@@ -55,6 +57,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc < -1 || rc > 1)
         abort();
     buf_free(&out);
+    /* The same JSON as a Prometheus answer to each of stat's queries: what
+     * it builds must read back through the sums. */
+    json_t *texts = json_object();
+    for (int i = 0; i < STAT_NQUERIES; i++)
+        if (stat_prom_text(i, snap, texts, err, sizeof err) < 0 && !err[0])
+            abort();
+    const char *key;
+    json_t *t;
+    json_object_foreach(texts, key, t) {
+        struct stat_row pr = {0};
+        const char *tx = json_string_value(t);
+        if (tx && stat_add_metrics(&pr, tx, strlen(tx), perr, sizeof perr) < 0)
+            abort();
+    }
+    json_decref(texts);
     json_decref(snap);
     return 0;
 }

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of cli/stat.c's Prometheus text parser and sums: labels with
  * escapes, timestamps, comments, a line at the limit and one byte over, and
- * all-or-nothing sums (a proxy whose text breaks halfway adds nothing). */
+ * all-or-nothing sums (a proxy whose text breaks halfway adds nothing);
+ * quantiles from buckets as Prometheus' histogram_quantile() computes them
+ * (no requests, one bucket, +Inf, non-monotonic counts, the bound limit),
+ * the request sums (inbound only, overflow set, success), the per-pod text
+ * built from Prometheus answers, and --prometheus URLs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,12 +105,173 @@ static void test_sums_all_or_nothing(void **state)
     assert_true(r.cert_expiry == 400);
 }
 
+
+static struct stat_hist hist(const double *le, const double *cum, size_t n)
+{
+    struct stat_hist h = {0};
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(stat_hist_add(&h, le[i], cum[i]), 0);
+    return h;
+}
+
+static void test_quantiles(void **state)
+{
+    (void)state;
+    const double le[] = {0.05, 0.25, 0.5, INFINITY};
+    /* 90 at or under 0.05, 10 in (0.25, 0.5]: test_proxy_red's load. */
+    const double cum[] = {90, 90, 100, 100};
+    struct stat_hist h = hist(le, cum, 4);
+    assert_true(fabs(stat_quantile(&h, 0.99) - 0.475) < 1e-12);   /* 0.25 + 0.25 * 9/10 */
+    assert_true(fabs(stat_quantile(&h, 0.5) - 0.05 * 50 / 90) < 1e-12); /* first bucket starts at 0 */
+    assert_true(fabs(stat_quantile(&h, 0.9) - 0.05) < 1e-12);
+    assert_true(fabs(stat_quantile(&h, 1) - 0.5) < 1e-12);
+    assert_true(stat_quantile(&h, 0) == 0);
+    assert_true(isnan(stat_quantile(&h, 1.5)) && isnan(stat_quantile(&h, -0.1)));
+    /* No requests: no quantile. */
+    const double zero[] = {0, 0, 0, 0};
+    h = hist(le, zero, 4);
+    assert_true(isnan(stat_quantile(&h, 0.5)));
+    /* Observations past the last finite bound: that bound. */
+    const double high[] = {0, 0, 0, 10};
+    h = hist(le, high, 4);
+    assert_true(stat_quantile(&h, 0.5) == 0.5);
+    /* Without a +Inf bucket, or with only one bucket: none (as Prometheus). */
+    h = hist(le, cum, 3);
+    assert_true(isnan(stat_quantile(&h, 0.5)));
+    h = hist(&le[3], &cum[3], 1);
+    assert_true(isnan(stat_quantile(&h, 0.5)));
+    /* Counts that fall with the bound are evened out upward first. */
+    const double bumpy[] = {90, 80, 100, 100};
+    h = hist(le, bumpy, 4);
+    assert_true(fabs(stat_quantile(&h, 0.95) - 0.375) < 1e-12);
+    /* Series merge by bound, in any order. */
+    struct stat_hist m = {0};
+    stat_hist_add(&m, INFINITY, 3);
+    stat_hist_add(&m, 0.1, 1);
+    stat_hist_add(&m, 0.1, 1);
+    stat_hist_add(&m, INFINITY, 1);
+    assert_int_equal(m.n, 2);
+    assert_true(m.le[0] == 0.1 && m.count[0] == 2 && m.count[1] == 4);
+    /* STAT_MAX_BUCKETS bounds fit; one more is refused and marks the row. */
+    struct stat_hist big = {0};
+    for (int i = 0; i < STAT_MAX_BUCKETS; i++)
+        assert_int_equal(stat_hist_add(&big, i + 1, i), 0);
+    assert_int_equal(stat_hist_add(&big, 1000, 1), -1);
+    assert_true(big.overflow && isnan(stat_quantile(&big, 0.5)));
+}
+
+static void test_request_sums(void **state)
+{
+    (void)state;
+    struct stat_row r = {0};
+    char err[128];
+    const char *text =
+        "weft_proxy_http_requests_total{direction=\"inbound\",peer=\"spiffe://cluster.local/ns/a/sa/b\",method=\"GET\"} 6\n"
+        "weft_proxy_http_requests_total{direction=\"inbound\",peer=\"\",method=\"GET\"} 2\n"
+        "weft_proxy_http_requests_total{direction=\"inbound\",peer=\"overflow\",method=\"overflow\"} 4\n"
+        "weft_proxy_http_requests_total{direction=\"outbound\",dst=\"x:80\",method=\"GET\"} 100\n"
+        "weft_proxy_http_responses_total{direction=\"inbound\",peer=\"\",method=\"GET\",status=\"200\",grpc_status=\"\","
+        "classification=\"success\",origin=\"upstream\"} 7\n"
+        "weft_proxy_http_responses_total{direction=\"inbound\",peer=\"\",method=\"GET\",status=\"503\",grpc_status=\"\","
+        "classification=\"failure\",origin=\"proxy\"} 3\n"
+        "weft_proxy_http_request_duration_seconds_bucket{direction=\"inbound\",le=\"0.1\"} 5\n"
+        "weft_proxy_http_request_duration_seconds_bucket{direction=\"inbound\",le=\"+Inf\"} 10\n"
+        "weft_proxy_http_request_duration_seconds_bucket{direction=\"inbound\",le=\"bogus\"} 10\n"
+        "weft_proxy_http_request_duration_seconds_bucket{direction=\"outbound\",le=\"0.1\"} 99\n";
+    assert_int_equal(stat_add_metrics(&r, text, strlen(text), err, sizeof err), 0);
+    assert_true(r.requests == 12 && r.req_mtls == 6 && r.req_overflow == 4 && r.success == 7);
+    assert_int_equal(r.latency.n, 2); /* the bogus bound and the outbound series are left out */
+    assert_true(r.latency.count[0] == 5 && r.latency.count[1] == 10);
+}
+
+static void test_prom_text(void **state)
+{
+    (void)state;
+    json_t *texts = json_object();
+    char err[512] = "", q[1024];
+    stat_prom_query(9, 60, q, sizeof q);
+    assert_string_equal(q, "sum by (namespace, pod, le) (increase(weft_proxy_http_request_duration_seconds_bucket"
+                           "{direction=\"inbound\"}[60s]))");
+    json_t *a = json_loads("{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":["
+                           "{\"metric\":{\"namespace\":\"shop\",\"pod\":\"web-0\",\"peer\":\"a\\\"b\"},\"value\":[1,\"2.5\"]},"
+                           "{\"metric\":{\"namespace\":\"shop\",\"pod\":\"web-0\",\"peer\":\"\"},\"value\":[1,\"NaN\"]},"
+                           "{\"metric\":{\"namespace\":\"shop\",\"pod\":\"db-0\",\"peer\":\"overflow\"},\"value\":[1,\"1\"]}]}}",
+                           0, NULL);
+    assert_int_equal(stat_prom_text(7, a, texts, err, sizeof err), 0);
+    assert_string_equal(json_string_value(json_object_get(texts, "shop/web-0")),
+                        "weft_proxy_http_requests_total{direction=\"inbound\",peer=\"a\\\"b\"} 2.5\n"
+                        "weft_proxy_http_requests_total{direction=\"inbound\",peer=\"\"} NaN\n");
+    /* What it built reads back through the sums: NaN is left out. */
+    struct stat_row r = {0};
+    const char *t = json_string_value(json_object_get(texts, "shop/web-0"));
+    assert_int_equal(stat_add_metrics(&r, t, strlen(t), err, sizeof err), 0);
+    assert_true(r.requests == 2.5 && r.req_mtls == 2.5);
+    json_decref(a);
+    static const struct {
+        const char *answer, *must;
+    } bad[] = {
+        {"{\"status\":\"error\",\"error\":\"parse error\"}", "Prometheus answered error: parse error"},
+        {"{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[]}}", "not an instant vector"},
+        {"{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"pod\":\"x\"},"
+         "\"value\":[1,\"1\"]}]}}", "no namespace and pod labels"},
+        {"{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"pod\":\"x\","
+         "\"namespace\":\"y\"},\"value\":[1,\"one\"]}]}}", "for y/x has no numeric value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *b = json_loads(bad[i].answer, 0, NULL);
+        err[0] = '\0';
+        assert_int_equal(stat_prom_text(7, b, texts, err, sizeof err), -1);
+        if (!strstr(err, bad[i].must))
+            fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].answer, err, bad[i].must);
+        json_decref(b);
+    }
+    assert_int_equal(stat_prom_text(STAT_NQUERIES, NULL, texts, err, sizeof err), -1);
+    json_decref(texts);
+}
+
+static void test_prom_url(void **state)
+{
+    (void)state;
+    char host[256], port[8], prefix[64], err[256];
+    assert_int_equal(stat_prom_url("http://127.0.0.1:9090", host, sizeof host, port, sizeof port, prefix,
+                                   sizeof prefix, err, sizeof err), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_string_equal(port, "9090");
+    assert_string_equal(prefix, "");
+    assert_int_equal(stat_prom_url("http://prom.monitoring/prometheus/", host, sizeof host, port, sizeof port, prefix,
+                                   sizeof prefix, err, sizeof err), 0);
+    assert_string_equal(host, "prom.monitoring");
+    assert_string_equal(port, "80");
+    assert_string_equal(prefix, "/prometheus");
+    assert_int_equal(stat_prom_url("http://[::1]:9090/", host, sizeof host, port, sizeof port, prefix, sizeof prefix,
+                                   err, sizeof err), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(stat_prom_url("http://[::1]", host, sizeof host, port, sizeof port, prefix, sizeof prefix, err,
+                                   sizeof err), 0);
+    assert_string_equal(port, "80");
+    static const char *const bad[] = {"https://p:9090", "ftp://p", "p:9090", "http://", "http://p:0",
+                                      "http://p:65536", "http://p:9090/?q", "http://u@p:9090", "http://p:x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (stat_prom_url(bad[i], host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err) == 0)
+            fail_msg("accepted %s", bad[i]);
+    /* The prefix at its limit (63 bytes) and one past it. */
+    char url[128];
+    snprintf(url, sizeof url, "http://p/%062d", 0);
+    assert_int_equal(stat_prom_url(url, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err), 0);
+    snprintf(url, sizeof url, "http://p/%063d", 0);
+    assert_int_equal(stat_prom_url(url, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_samples),
         cmocka_unit_test(test_line_limit),
         cmocka_unit_test(test_sums_all_or_nothing),
+        cmocka_unit_test(test_quantiles),
+        cmocka_unit_test(test_request_sums),
+        cmocka_unit_test(test_prom_text),
+        cmocka_unit_test(test_prom_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

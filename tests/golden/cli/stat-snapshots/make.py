@@ -94,3 +94,69 @@ def later(d):
 later_d = copy.deepcopy(json.load(open("deploy.json")))
 later(later_d)
 write("deploy-later", later_d)
+
+# Per-request metrics (docs/proxy.md "Per-request metrics"), in weft-proxy's
+# rendering: requests_total by peer, responses_total by classification and
+# the request_duration histogram with its 14 fixed bounds.
+BOUNDS = ["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+          "10", "+Inf"]
+
+
+def http(peer, method, status, n, per_bucket, failure=False, origin="upstream", direction="inbound"):
+    """Lines of one label set: n requests, per_bucket {bound: count} (not
+    cumulative; what is not given is 0)."""
+    who = ('peer="%s"' % peer) if direction == "inbound" else ('dst="%s"' % peer)
+    route = 'direction="%s",%s,method="%s"' % (direction, who, method)
+    resp = route + ',status="%s",grpc_status="",classification="%s",origin="%s"' % (
+        status, "failure" if failure else "success", origin)
+    lines = ["weft_proxy_http_requests_total{%s} %d" % (route, n)]
+    if status == "overflow":
+        resp = route + ',status="overflow",grpc_status="overflow",classification="%s",origin="%s"' % (
+            "failure" if failure else "success", origin)
+    lines.append("weft_proxy_http_responses_total{%s} %d" % (resp, n))
+    cum = 0
+    for b in BOUNDS:
+        cum += per_bucket.get(b, 0)
+        lines.append('weft_proxy_http_request_duration_seconds_bucket{%s,le="%s"} %d' % (resp, b, cum))
+    lines.append("weft_proxy_http_request_duration_seconds_count{%s} %d" % (resp, cum))
+    return lines
+
+
+FRONT = "spiffe://cluster.local/ns/front/sa/web"
+# Pod a: 90 fast GETs from front over mTLS, 10 slow ones (in 0.25-0.5 s),
+# 5 answered 503 by the app; an outbound call that the row leaves out.
+HTTP_A = (http(FRONT, "GET", "200", 100, {"0.005": 90, "0.5": 10}) +
+          http(FRONT, "GET", "503", 5, {"0.01": 5}, failure=True) +
+          http("db.cli-stat.svc:5432", "POST", "200", 7, {"0.001": 7}, direction="outbound"))
+# Pod b: 20 plaintext requests (no SPIFFE ID), 1 answered 504 by the proxy.
+HTTP_B = (http("", "POST", "201", 20, {"0.025": 20}) +
+          http("", "POST", "504", 1, {"10": 1}, failure=True, origin="proxy"))
+hpods = [
+    pod("web-5d8f7c9b4-abcde", web, metrics(HTTP_A)),
+    pod("web-5d8f7c9b4-fghij", web, metrics(HTTP_B)),
+    pod("api-0", None, metrics()),  # meshed, no HTTP traffic: no request figures
+]
+write("http", snap("deploy", hpods))
+write("http-pods", snap("pod", hpods))
+# 10 s on: pod a served 50 more (40 fast, 10 more 503s); pod b restarted.
+hl = copy.deepcopy(snap("deploy", hpods))
+hl["now"] = base["now"] + 10
+hl["pods"][0]["weftctlMetrics"] = metrics(http(FRONT, "GET", "200", 140, {"0.005": 130, "0.5": 10}) +
+                                          http(FRONT, "GET", "503", 15, {"0.01": 15}, failure=True))
+hl["pods"][1]["weftctlMetrics"] = metrics(http("", "POST", "201", 3, {"0.025": 3}))
+write("http-later", hl)
+# Every request failed.
+write("http-all-failures", snap("pod", [pod("down-0", None, metrics(
+    http(FRONT, "GET", "503", 40, {"0.001": 40}, failure=True) +
+    http(FRONT, "GET", "502", 2, {"0.005": 2}, failure=True, origin="proxy")))]))
+# Past the proxy's budget: the overflow set's callers are not known, so the
+# mTLS share counts only the 30 known requests.
+write("http-overflow", snap("pod", [pod("busy-0", None, metrics(
+    http(FRONT, "GET", "200", 30, {"0.05": 30}) +
+    http("overflow", "overflow", "overflow", 70, {"0.1": 70})))]))
+# What --prometheus builds: per-pod increases over a 60 s window.
+pw = snap("pod", [pod("web-5d8f7c9b4-abcde", web, "\n".join(HTTP_A[:1] + HTTP_A[1:17]) + "\n"
+                      + 'weft_proxy_ready{} 1\nweft_proxy_connections_opened_total{direction="inbound",tls="true",'
+                      'authz="allowed"} 120\n')])
+pw["window"] = 60
+write("prom-window", pw)
