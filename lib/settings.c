@@ -27,6 +27,7 @@ enum kind {
     K_PORT,      /* one port */
     K_DOMAIN,    /* SPIFFE trust domain */
     K_ADDR,      /* host:port */
+    K_ADDR_OPT,  /* host:port, or empty (also when missing) for none */
 };
 
 struct setting {
@@ -60,6 +61,7 @@ static const struct setting settings[] = {
     {"skip_outbound_cidrs", "defaults.skipOutboundCIDRs", "skip-outbound-cidrs", K_CIDRS},
     {"trust_domain", "trustDomain", NULL, K_DOMAIN},
     {"identity_addr", "identity.address", NULL, K_ADDR},
+    {"discovery_addr", "discovery.address", NULL, K_ADDR_OPT},
     {"mesh_networks", "meshNetworks", NULL, K_CIDRS},
 };
 #define NSETTINGS (sizeof settings / sizeof *settings)
@@ -142,6 +144,7 @@ static const char *expectation(enum kind kind)
     case K_PORT: return "a port 1-65535";
     case K_DOMAIN: return "a trust domain of lower-case letters, digits, '.', '-' and '_'";
     case K_ADDR: return "host:port";
+    case K_ADDR_OPT: return "host:port or empty";
     }
     return "a valid value";
 }
@@ -173,6 +176,7 @@ static json_t *normalize(enum kind kind, const char *text)
     case K_PORT: out = parse_uint(text, 1, 65535, &v) == 0 ? json_integer((json_int_t)v) : NULL; break;
     case K_DOMAIN: out = spiffe_valid_trust_domain(text, strlen(text)) ? json_string(text) : NULL; break;
     case K_ADDR: out = valid_addr(text) ? json_string(text) : NULL; break;
+    case K_ADDR_OPT: out = !*text || valid_addr(text) ? json_string(text) : NULL; break;
     case K_PORTS: {
         uint16_t ports[PARSE_MAX_LIST];
         if (parse_port_list(text, ports, &n) < 0)
@@ -236,6 +240,11 @@ json_t *settings_from_mesh(json_t *mesh, char *err, size_t errlen)
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
         json_t *raw = lookup_path(mesh, s->mesh_path);
+        if (!raw && s->kind == K_ADDR_OPT) {
+            /* Optional: a mesh config written before the key existed means none. */
+            json_object_set_new(values, s->value, json_string("")); /* steals the string */
+            continue;
+        }
         if (!raw) {
             snprintf(err, errlen, "mesh.yaml: %s is missing (%s)", s->mesh_path, expectation(s->kind));
             goto fail;

@@ -166,10 +166,13 @@ def who(pod, host, port=80, timeout=5):
     with pod.pod.inside():
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        s.settimeout(timeout)
+        s.settimeout(timeout * SLOW)
         s.connect((host, port))
         s.sendall(b"WHO\n")
         return recv_all(s).decode().split(" ")[0].strip()
+    except socket.timeout:
+        raise AssertionError(f"no answer from {host}:{port} in {timeout * SLOW} s; the proxy logged:\n"
+                             + pod.log()[-4000:]) from None
     finally:
         s.close()
 
@@ -190,7 +193,11 @@ def mesh():
         write_objects(disc.objs, objects())
         disc.start()
         pods = {}
-        pods["client"] = MeshPod(net, "client", ca, "shop", "client", env=disc_env({"WEFT_DISCOVERY_IDLE_SECONDS": "3"}))
+        pods["client"] = MeshPod(net, "client", ca, "shop", "client",
+                                 env=disc_env({"WEFT_DISCOVERY_IDLE_SECONDS": "3", "WEFT_LOG_LEVEL": "debug",
+                                               # a loaded machine or a sanitizer build may answer slower than the
+                                               # 500 ms default, and a VIP here black-holes the fallback
+                                               "WEFT_DISCOVERY_WAIT_MS": "3000"}))
         pods["b1"] = MeshPod(net, "b1", ca, "shop", "backend", env=disc_env())
         pods["b2"] = MeshPod(net, "b2", ca, "shop", "backend", env=disc_env())
         pods["impostor"] = MeshPod(net, "impostor", ca, "shop", "impostor", env=disc_env())
