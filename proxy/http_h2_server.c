@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_h1.h"
 #include "http_h2.h"
 #include "http_h2_map.h"
 #include "http_h2_server.h"
@@ -204,13 +205,19 @@ static int h2s_route(struct http_h2s *c, struct h2s_stream *ss, const struct htt
         upstream_pool_h2_attach(s->w, &req, "h2", &ss->x);
         return 0;
     }
-    /* Inbound: the app, from the passthrough source, as HTTP/2 when the
-     * caller spoke it; a plaintext h2c caller (PERMISSIVE) spoke h2. */
-    if (s->tls_down && !(proto->len == 2 && memcmp(proto->p, "h2", 2) == 0))
-        return -1;
+    /* Inbound: the app, from the passthrough source, in the version the
+     * client proxy says the caller spoke (weft-proto); a plaintext h2c
+     * caller (PERMISSIVE) spoke h2. */
     req.passthrough = 1;
-    upstream_pool_h2_attach(s->w, &req, NULL, &ss->x);
-    return 0;
+    if (!s->tls_down || (proto->len == 2 && memcmp(proto->p, "h2", 2) == 0)) {
+        upstream_pool_h2_attach(s->w, &req, NULL, &ss->x);
+        return 0;
+    }
+    if (proto->len == 2 && memcmp(proto->p, "h1", 2) == 0) {
+        http_h1_client_attach(s->w, &req, &ss->x); /* proxy/http_h1_client.c */
+        return 0;
+    }
+    return -1;
 }
 
 static void h2s_on_headers(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n, int end)
@@ -247,7 +254,7 @@ static void h2s_on_headers(void *ctx, h2_stream *st, enum h2_block kind, const s
     ss = h2s_stream_new(c, st);
     if (h2s_route(c, ss, &proto) < 0) {
         h2s_stream_free(ss);
-        h2s_refuse(c, st, 502, "HTTP/1 to the app is not carried over weft/h2 yet");
+        h2s_refuse(c, st, 400, "weft-proto missing or not h1 or h2");
         return;
     }
     h.end_stream = end ? 1 : 0;

@@ -8,8 +8,8 @@
  *   weft-proto: h2; elsewhere as h2c to the destination;
  * - inbound, a client proxy's weft/h2 connection (ALPN): the request goes to
  *   the app in the version the client proxy names in weft-proto (stripped):
- *   h2 as h2c over a pooled connection to the app; h1 is not carried yet and
- *   is answered 502.
+ *   h2 as h2c over a pooled connection to the app, h1 over the HTTP/1.1
+ *   client side (proxy/http_h1_client.c); anything else is answered 400.
  * On the worker's drain each connection is drained with GOAWAY: streams in
  * flight finish, new ones go elsewhere. With discovery (WEFT_DISCOVERY_ADDR)
  * outbound h2c stays the opaque relay for now: discovery's route is decided

@@ -185,3 +185,27 @@ def test_denied_caller_gets_403_per_request(pair):
                         "cross-namespace\n 403"), r.stdout
     assert pair.app_conns() == before
     assert pair.back.metric(r'connections_opened_total\{direction="inbound",tls="true",authz="denied"') == 1
+
+
+@pytest.fixture(scope="module")
+def weft_h2_client(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("h2client") / "weft_h2_client")
+    kubefake.build_c(os.path.join(HERE, "weft_h2_client.c"), out, part="proxy")
+    return out
+
+
+def test_server_proxy_hands_the_app_the_version_the_caller_spoke(pair, weft_h2_client):
+    """A client proxy's side of weft/h2 (weft_h2_client.c, with a workload
+    certificate): weft-proto h1 reaches the HTTP/1.1 app (proxy_app.py on
+    8080) over the server proxy's HTTP/1.1 client side, h2 the h2c app;
+    without it the request is refused."""
+    cert, key = pair.ca.issue("shop", "front")
+
+    def call(port, path, proto):
+        return pair.net.node.run([weft_h2_client, pair.back.ip4, str(port), pair.ca.crt, cert, key, path, proto],
+                                 timeout=20).stdout
+
+    assert call(8080, "/h1-app", "h1") == "200 hello from back peer=127.0.0.6\n"  # from the passthrough source
+    assert call(H2_PORT, "/h2-app", "h2") == "200 h2 back path=/h2-app weft-proto=-\n"
+    assert call(8080, "/none", "-").startswith("400 weft-proxy: weft-proto missing")
+    assert pair.back.metric(HS_SERVER) == 3
