@@ -187,6 +187,7 @@ static void cpc_send_subscribe(struct cp_client *c, const struct sockaddr_storag
     cpc_queue(c, cpc_msg_subscribe(&c->outq, type, id));
     if (strcmp(type, "unsubscribe") == 0)
         atomic_fetch_add(&c->unsubscribes, 1);
+    log_debug("discovery subscription", "type=%s id=%s", type, id);
 }
 
 /* Subscriptions this stream may still open (the policy's included). */
@@ -341,6 +342,7 @@ static int cpc_on_line(void *arg, const char *line, size_t len)
         }
         cpc_queue(c, cpc_msg_ack(&c->outq, m.id, m.version));
         atomic_fetch_add(&c->acks, 1);
+        log_debug("discovery answer applied", "id=%s version=%llu", m.id, (unsigned long long)m.version);
         break;
     }
     dest_msg_clear(&m);

@@ -40,6 +40,7 @@ PORT = 18445
 METRICS = 19090
 NAMES = ["client", "b1", "b2", "impostor", "monitor", "plain", "stray"]
 IP = {n: f"198.18.0.{i + 2}" for i, n in enumerate(NAMES)}  # netns.Network hands them out in this order
+IP6 = {n: f"2001:2::{i + 2:x}" for i, n in enumerate(NAMES)}
 VIP = {"backend": "198.19.0.10", "plain": "198.19.0.11", "impostor": "198.19.0.12"}
 STATUS = {"weft.dev/status": "{}"}
 
@@ -53,7 +54,7 @@ def pod_obj(name, ns, sa, annotations=None):
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns, "labels": {"app": name}, "annotations": annotations or {}},
             "spec": {"serviceAccountName": sa, "nodeName": "node-a"},
-            "status": {"phase": "Running", "podIP": IP[name]}}
+            "status": {"phase": "Running", "podIP": IP[name], "podIPs": [{"ip": IP[name]}, {"ip": IP6[name]}]}}
 
 
 def service_objs(name, vip, backends):
@@ -164,7 +165,7 @@ def disc_env(extra=None):
 def who(pod, host, port=80, timeout=5):
     """One WHO call from the pod's app: the answering app's name, or "" when the connection was cut."""
     with pod.pod.inside():
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.settimeout(timeout * SLOW)
         s.connect((host, port))
@@ -205,7 +206,7 @@ def mesh():
         pods["plain"] = plain_pod(net, "plain", ca)
         pods["stray"] = plain_pod(net, "stray", ca)
         for n in NAMES:
-            assert pods[n].ip4 == IP[n], (n, pods[n].ip4)
+            assert pods[n].ip4 == IP[n] and pods[n].ip6 == IP6[n], (n, pods[n].ip4, pods[n].ip6)
         yield {"net": net, "ca": ca, "disc": disc, "pods": pods, "work": work}
 
 
@@ -257,6 +258,16 @@ def test_unknown_destination_is_plain_tcp(mesh):
     assert "spiffe" not in open(mesh["pods"]["stray"].applog).read()
 
 
+def test_meshed_pod_over_ipv6(mesh):
+    """b2's own IPv6 address: discovery answers kind pod (destination:[2001:2::4]:8080), the proxy dials it over
+    mTLS requiring shop/backend."""
+    client = mesh["pods"]["client"]
+    before = sample(client, 'weft_proxy_discovery_routes_total{route="mtls"}')
+    assert who(client, IP6["b2"], 8080) == "b2"
+    assert sample(client, 'weft_proxy_discovery_routes_total{route="mtls"}') == before + 1
+    assert "destination:[2001:2::4]:8080" in client.log()  # the canonical id, logged at debug on subscribe
+
+
 def test_allow_from_change_applies_without_restart(mesh):
     monitor, b1 = mesh["pods"]["monitor"], mesh["pods"]["b1"]
     pid, gen = b1.pid(), sample(b1, "weft_proxy_config_generation")
@@ -277,9 +288,9 @@ def test_idle_subscriptions_are_dropped(mesh):
     """The client's WEFT_DISCOVERY_IDLE_SECONDS is 3: unused destinations are unsubscribed, and used again later
     they are subscribed again."""
     client = mesh["pods"]["client"]
-    # backend, plain, impostor and stray's address were used by the tests before
+    # backend, plain, impostor, stray and b2 over IPv6 were used by the tests before
     assert wait_for(lambda: sample(client, "weft_proxy_discovery_subscriptions") == 1, 10)  # the own policy stays
-    assert sample(client, "weft_proxy_discovery_unsubscribes_total") == 4
+    assert sample(client, "weft_proxy_discovery_unsubscribes_total") == 5
     assert who(client, VIP["backend"]) in ("b1", "b2")
     assert sample(client, "weft_proxy_discovery_subscriptions") == 2
 
