@@ -20,11 +20,65 @@
 #include "http_msg.h"
 
 struct session;
+struct worker;
+struct upstream_req;
+struct conn;
+struct pending;
+
+/* Bytes with a read offset, shared by the HTTP/1 server and client sides:
+ * input not yet parsed, output not yet sent. Freed whenever fully used, so
+ * an idle connection holds no buffer. */
+struct http_h1_io {
+    struct buf b;
+    size_t off;
+};
+static inline size_t http_h1_io_len(const struct http_h1_io *io)
+{
+    return io->b.len - io->off;
+}
+static inline void http_h1_io_free(struct http_h1_io *io)
+{
+    buf_free(&io->b);
+    io->off = 0;
+}
+/* Parsed input is advanced first and settled (freed when all used) once
+ * nothing points into it any more (lib/http1's body spans do). */
+static inline void http_h1_io_settle(struct http_h1_io *io)
+{
+    if (io->off == io->b.len)
+        http_h1_io_free(io);
+}
+#define HTTP_H1_IN_MAX (64 * 1024)        /* unparsed input held per side before reading stops */
+#define HTTP_H1_OUT_HIGH (64 * 1024)      /* output waiting for a socket: past it, the producer is paused */
+#define HTTP_H1_OUT_MAX (4 * 1024 * 1024) /* safety net: output exceeds HIGH by one read and its framing only */
 
 /* After detection said http1 (outbound to a plain destination, inbound
  * plaintext under PERMISSIVE): the session relays HTTP/1 from now on. */
 void http_h1_start(struct session *s);
 extern const struct proxy_proto proto_h1;
+
+/* The HTTP/1.1 client side (proxy/http_h1_client.c): makes x's upstream
+ * side an HTTP/1.1 connection towards req->dst (inbound: the app, from the
+ * passthrough source when req->passthrough), dialed when the request head
+ * comes, or an idle one to the same place kept from an earlier exchange of
+ * this worker (at most HTTP_H1_CLIENT_IDLE_MAX, each for at most
+ * HTTP_H1_CLIENT_IDLE_MS). Failures answer x with 502/503/504 by cause. The
+ * downstream side calls http_exchange_release before it frees x. */
+#define HTTP_H1_CLIENT_IDLE_MAX 64
+/* Below the 5 s keep-alive timeout of Node.js's server (the shortest of the
+ * common ones: Go 90 s... nginx 75 s), so an idle connection is dropped
+ * here before the app closes it under a request. */
+#define HTTP_H1_CLIENT_IDLE_MS 4000
+void http_h1_client_attach(struct worker *w, const struct upstream_req *req, struct http_exchange *x);
+/* After a 101 or a 2xx to CONNECT reached the downstream side: moves the
+ * connection into `into` (deregistered: the caller registers it) and the
+ * bytes read past the response into *rest (malloc'd, may be empty). 0, or
+ * -1 when there is no open connection. */
+int http_h1_client_take_tunnel(struct http_exchange *x, struct conn *into, struct pending *rest);
+/* Worker thread, before it exits: closes the idle connections. */
+void http_h1_client_thread_cleanup(void);
+/* Idle connections kept now (this thread), for tests. */
+unsigned http_h1_client_idle_count(void);
 
 /* The head a parser just read, as the version-independent model: fields
  * without the connection-specific ones (http_field_is_hop_by_hop), Host

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http_h1.h"
 #include "listen.h"
 #include "errbuf.h"
 #include "log.h"
@@ -193,6 +194,7 @@ static void *worker_main(void *arg)
     while (w->sessions)
         session_close(w->sessions, "exit");
     session_free_dead(w);
+    http_h1_client_thread_cleanup(); /* its idle upstream connections */
     conn_thread_cleanup();
     return NULL;
 }
