@@ -30,7 +30,7 @@
 #define DEST_MAX_ENDPOINTS 4096          /* endpoints kept of one Service port */
 #define DEST_MAX_LINE (4 * 1024 * 1024)  /* one server message, newline excluded */
 #define DEST_MAX_ID 400                  /* a subscription id (the server's limit) */
-#define DEST_MAX_APP_PROTOCOL 63         /* a Service port's appProtocol */
+#define DEST_MAX_APP_PROTOCOL 317        /* a Service port's appProtocol: a 253-byte prefix, "/", a 63-byte name */
 #define DEST_MAX_WANTS 256               /* subscriptions asked for by workers, not yet taken */
 #define DEST_MAX_ENTRIES 4096            /* destinations held; the server allows fewer (hello) */
 

@@ -351,6 +351,34 @@ static void test_parse_limits(void **state)
     }
 }
 
+/* appProtocol of DEST_MAX_APP_PROTOCOL bytes (the API's longest: a
+ * 253-byte prefix, "/", a 63-byte name) is kept, one more refused. */
+static void test_app_protocol_limit(void **state)
+{
+    (void)state;
+    for (size_t n = DEST_MAX_APP_PROTOCOL; n <= DEST_MAX_APP_PROTOCOL + 1; n++) {
+        char ap[DEST_MAX_APP_PROTOCOL + 2], line[1024];
+        memset(ap, 'a', n);
+        ap[n] = '\0';
+        snprintf(line, sizeof line,
+                 "{\"type\":\"answer\",\"id\":\"destination:10.0.0.1:80\",\"version\":1,\"answer\":"
+                 "{\"version\":1,\"kind\":\"service\",\"destination\":\"10.0.0.1:80\",\"service\":{\"port\":"
+                 "{\"appProtocol\":\"%s\"},\"endpoints\":[]}}}",
+                 ap);
+        struct dest_msg m;
+        char err[256] = "";
+        int r = parse(line, &m, err, sizeof err);
+        if (n == DEST_MAX_APP_PROTOCOL) {
+            assert_int_equal(r, 0);
+            assert_int_equal(strlen(m.answer->app_protocol), n);
+        } else {
+            assert_int_equal(r, -EINVAL);
+            assert_non_null(strstr(err, "appProtocol"));
+        }
+        dest_msg_clear(&m);
+    }
+}
+
 static void test_store_versions(void **state)
 {
     (void)state;
@@ -633,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_parse_pod_unknown_policy),
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_parse_limits),
+        cmocka_unit_test(test_app_protocol_limit),
         cmocka_unit_test(test_store_versions),
         cmocka_unit_test(test_store_keeps_last_good),
         cmocka_unit_test(test_store_expire_and_wants),
