@@ -209,3 +209,15 @@ def test_server_proxy_hands_the_app_the_version_the_caller_spoke(pair, weft_h2_c
     assert call(H2_PORT, "/h2-app", "h2") == "200 h2 back path=/h2-app weft-proto=-\n"
     assert call(8080, "/none", "-").startswith("400 weft-proxy: weft-proto missing")
     assert pair.back.metric(HS_SERVER) == 3
+
+
+def test_a_full_pooled_connection_makes_the_pool_dial_another(pair):
+    # 2 client connections x 100 streams held 500 ms by the app: 200 at once
+    # against the server proxy's 100 concurrent streams per connection.
+    h = pair.front.pod.run(["h2load", "-n", "200", "-c", "2", "-m", "100", pair.url + "/slow/500"],
+                           timeout=60).stdout
+    assert "200 succeeded" in h, h
+    assert pair.front.metric(HS_CLIENT) == 2
+    assert pair.back.metric(HS_SERVER) == 2
+    # The server proxy's h2c connections to the app spill the same way.
+    assert pair.app_conns() == 2
