@@ -247,7 +247,7 @@ static const struct config_setting config_settings[] = {
     {"WEFT_OUTBOUND_IDENTITIES", NULL, "", "comma list of <cidr>=<spiffe id>: server identity required there", set_expect},
     {"WEFT_DISCOVERY_ADDR", NULL, "", "host:port of weft-discovery (empty: WEFT_MESH_NETWORKS decides mTLS, policy from the environment)", set_discovery_addr},
     {"WEFT_DISCOVERY_SERVER_NAME", NULL, "weft-discovery.weft-system.svc", "name (or IP) verified on the discovery server's certificate", set_discovery_server_name},
-    {"WEFT_DISCOVERY_WAIT_MS", "discovery-wait-ms", "500", "a first connection to a destination waits this long for discovery's answer, then falls back to WEFT_MESH_NETWORKS", set_discovery_wait_ms},
+    {"WEFT_DISCOVERY_WAIT_MS", "discovery-wait-ms", "1000", "a first connection to a destination waits this long for discovery's answer, then falls back to WEFT_MESH_NETWORKS", set_discovery_wait_ms},
     {"WEFT_DISCOVERY_IDLE_SECONDS", "discovery-idle-seconds", "600", "a destination with no new connection this long is unsubscribed", set_discovery_idle_s},
     {"WEFT_IDENTITY_ADDR", NULL, "", "host:port of weft-identity (empty: static --cert/--key)", set_identity_addr},
     {"WEFT_IDENTITY_SERVER_NAME", NULL, "weft-identity.weft-system.svc", "name verified on the identity server", set_identity_server_name},

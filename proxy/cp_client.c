@@ -8,6 +8,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -608,6 +610,8 @@ static void cpc_connect(struct cp_client *c)
         cpc_down(c, why);
         return;
     }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* small messages, each awaited */
     memset(&c->conn, 0, sizeof c->conn);
     r = conn_tcp_connect(&c->conn, fd, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);

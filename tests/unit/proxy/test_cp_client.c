@@ -171,7 +171,7 @@ static void test_settings(void **state)
     assert_int_equal(load(&cfg, "WEFT_LOG_LEVEL=info", err, sizeof err), 0);
     assert_string_equal(cfg.discovery_addr, "");
     assert_string_equal(cfg.discovery_server_name, "weft-discovery.weft-system.svc");
-    assert_int_equal(cfg.discovery_wait_ms, 500);
+    assert_int_equal(cfg.discovery_wait_ms, 1000);
     assert_int_equal(cfg.discovery_idle_s, 600);
     config_free(&cfg);
     assert_int_equal(load(&cfg, "WEFT_DISCOVERY_ADDR=[fd00::1]:8445", err, sizeof err), 0);
