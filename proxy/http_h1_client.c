@@ -197,10 +197,6 @@ static long h1c_connect_timeout(struct ae_loop *loop, long long id, void *data)
 static int h1c_dial(struct h1c *k)
 {
     struct http_exchange *x = k->x;
-    if (atomic_load(&k->w->px->draining)) {
-        http_exchange_local_reply(x, HTTP_CAUSE_DRAINING, 0, "the proxy is shutting down");
-        return -1;
-    }
     struct upstream_req req = {.dst = k->dst, .passthrough = k->passthrough};
     int r = upstream_pool_acquire(&k->w->pool, &req, &k->c);
     if (r < 0) {

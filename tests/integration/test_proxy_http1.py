@@ -551,3 +551,25 @@ def test_backpressure_keeps_memory_bounded_both_ways(env):
     s.close()
     assert st == 200 and echoed == body
     assert held < 4096, f"the proxy held {held} KiB of a response nobody read"
+
+
+def test_draining_serves_the_next_request_and_closes(env):
+    net, ca, origin = env
+    a = pod(net, ca)
+    s = a.connect(EXT, PORT, timeout=10)
+    s.sendall(f"GET /x HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    st, f, body, rest = read_response(s)
+    assert (st, body) == (200, b"hello") and "connection" not in f
+    a.proxy.send_signal(15)
+    assert pe.wait_for(lambda: 'msg="draining"' in a.log(), 5 * pe.SLOW)
+    # A drain lets what is under way finish: a request on an open caller
+    # connection is still served, with Connection: close so the caller
+    # goes elsewhere, and the connection ends after it.
+    s.sendall(f"GET /y HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    st, f, body, rest = read_response(s, rest)
+    assert (st, body, f["connection"]) == (200, b"hello", ["close"])
+    assert pe.recv_all(s) == b""
+    s.close()
+    log = a.stop_proxy(sig=None)
+    assert 'msg="drained, exiting"' in log and "drain deadline reached" not in log
+    assert [q[0] for q in origin.requests] == ["GET /x HTTP/1.1", "GET /y HTTP/1.1"]
