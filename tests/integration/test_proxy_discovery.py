@@ -5,9 +5,10 @@ meshed endpoint that presents another SPIFFE ID than discovery expects is
 refused, a non-meshed endpoint and an unknown destination (both inside
 WEFT_MESH_NETWORKS, where the proxy would otherwise insist on mTLS) are
 reached in plain TCP, an allow-from change reaches the next inbound
-connection without a restart, traffic goes on with discovery killed and the
-stream comes back when it returns, idle subscriptions are dropped, and a
-proxy started while discovery is unreachable is ready after CPC_READY_WAIT_MS with the environment's policy.
+connection without a restart (and survives a SIGHUP reload), traffic goes
+on with discovery killed and the stream comes back when it returns, idle subscriptions are dropped, the
+server's subscription limit is kept, and a proxy started while discovery is
+unreachable is ready after CPC_READY_WAIT_MS with the environment's policy.
 
 Pods (198.18.0.0/24, in creation order): client, b1, b2 (shop/backend),
 impostor (proxy of shop/impostor; discovery says shop/backend), monitor
@@ -94,17 +95,17 @@ def write_objects(d, obj):
 
 
 class Discovery:
-    def __init__(self, net, ca, workdir):
+    def __init__(self, net, ca, workdir, name="discovery", objs=None):
         self.net, self.ca, self.dir = net, ca, workdir
-        self.objs = os.path.join(workdir, "objects")
+        self.objs = objs or os.path.join(workdir, "objects")
         os.makedirs(self.objs, exist_ok=True)
-        self.cert, self.key = self._server_cert()
+        self.cert, self.key = self._server_cert(name)
         self.p = None
-        self.log = os.path.join(workdir, "discovery.log")
+        self.log = os.path.join(workdir, f"{name}.log")
 
-    def _server_cert(self):
+    def _server_cert(self, name):
         """weft-discovery's serving certificate, for its IP (the proxies verify WEFT_DISCOVERY_SERVER_NAME)."""
-        base = os.path.join(self.ca.dir, "discovery")
+        base = os.path.join(self.ca.dir, name)
         with open(base + ".ext", "w") as f:
             f.write(f"subjectAltName=IP:{NODE}\nextendedKeyUsage=serverAuth\n")
         for argv in (["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
@@ -116,20 +117,21 @@ class Discovery:
             subprocess.run(argv, check=True, capture_output=True)
         return base + ".crt", base + ".key"
 
-    def start(self):
+    def start(self, port=PORT, metrics=METRICS, extra=()):
+        self.port, self.metrics_port = port, metrics
         with open(self.log, "ab") as log:
             self.p = self.net.node.popen(
                 [DISCOVERY, "serve", "--trust-domain", "cluster.local", "--cert", self.cert, "--key", self.key,
                  "--trust-bundle", self.ca.crt, "--config", os.path.join(REPO, "templates", "mesh.yaml"),
-                 "--listen", f"{NODE}:{PORT}", "--metrics-listen", f"{NODE}:{METRICS}", "--objects", self.objs],
-                stdout=log, stderr=subprocess.STDOUT, weft_log=self.log)
+                 "--listen", f"{NODE}:{port}", "--metrics-listen", f"{NODE}:{metrics}", "--objects", self.objs]
+                + list(extra), stdout=log, stderr=subprocess.STDOUT, weft_log=self.log)
         assert wait_for(self.ready, 20 * SLOW), open(self.log).read()[-3000:]
 
     def ready(self):
         assert self.p.poll() is None, open(self.log).read()[-3000:]
         try:
             with netns.inside(self.net.node.netns):
-                with urllib.request.urlopen(f"http://{NODE}:{METRICS}/readyz", timeout=2) as r:
+                with urllib.request.urlopen(f"http://{NODE}:{self.metrics_port}/readyz", timeout=2) as r:
                     return r.status == 200
         except OSError:
             return False
@@ -286,8 +288,12 @@ def test_allow_from_change_applies_without_restart(mesh):
     assert wait_for(lambda: sample(b1, "weft_proxy_config_generation") == gen + 1, 10 * SLOW), b1.log()
     assert who(monitor, IP["b1"], 8080) == "b1"
     assert b1.pid() == pid and b1.proxy.poll() is None
+    # SIGHUP re-reads the environment (no allow-from) but keeps discovery's policy over it.
+    b1.proxy.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: sample(b1, "weft_proxy_config_generation") == gen + 2, 5 * SLOW), b1.log()
+    assert who(monitor, IP["b1"], 8080) == "b1"
     write_objects(mesh["disc"].objs, objects())  # and back
-    assert wait_for(lambda: sample(b1, "weft_proxy_config_generation") == gen + 2, 10 * SLOW), b1.log()
+    assert wait_for(lambda: sample(b1, "weft_proxy_config_generation") == gen + 3, 10 * SLOW), b1.log()
     assert who(monitor, IP["b1"], 8080) == ""
 
 
@@ -345,3 +351,24 @@ def test_started_while_discovery_unreachable(mesh):
     assert sample(late, "weft_proxy_discovery_connect_failures_total") >= 2
     assert who(late, IP["b2"], 8080) == "b2"  # the fallback: in the mesh networks, mTLS
     assert sample(late, 'weft_proxy_discovery_routes_total{route="fallback"}') == 1
+
+
+def test_subscription_limit(mesh):
+    """A second weft-discovery allowing 2 subscriptions a stream: the policy and one destination are subscribed, the
+    next destination is not (counted), and goes by WEFT_MESH_NETWORKS; the first is still answered."""
+    net, ca, work = mesh["net"], mesh["ca"], mesh["work"]
+    small = Discovery(net, ca, work, name="discovery-small", objs=mesh["disc"].objs)
+    small.start(port=PORT + 2, metrics=METRICS + 2, extra=["--max-subscriptions", "2"])
+    try:
+        pod = MeshPod(net, "limited", ca, "shop", "client", env=disc_env({"WEFT_DISCOVERY_ADDR": f"{NODE}:{PORT + 2}"}))
+        assert wait_for(lambda: sample(pod, "weft_proxy_discovery_connected") == 1, 5 * SLOW), pod.log()
+        assert who(pod, VIP["backend"]) in ("b1", "b2")  # subscription 2 of 2
+        assert who(pod, IP["b2"], 8080) == "b2"  # one past: not subscribed; in the mesh networks, mTLS by network
+        assert sample(pod, "weft_proxy_discovery_over_limit_total") == 1
+        assert sample(pod, 'weft_proxy_discovery_routes_total{route="fallback"}') == 1
+        assert sample(pod, "weft_proxy_discovery_refusals_total") == 0  # the client kept within the server's limit
+        assert "discovery subscription limit reached" in pod.log()
+        assert who(pod, VIP["backend"]) in ("b1", "b2")
+        pod.stop_proxy()
+    finally:
+        small.stop()
