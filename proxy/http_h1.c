@@ -23,7 +23,7 @@
 void http_h1_head_from(const struct http1_parser *p, struct http_head *h, struct http_field **fields, size_t *cap)
 {
     const struct http1_msg *m = &p->msg;
-    size_t conn_len = 0, up_len = 0;
+    size_t conn_len = 0;
     const char *conn = http1_get(p, "connection", &conn_len);
     memset(h, 0, sizeof *h);
     size_t n = 0;
@@ -48,7 +48,6 @@ void http_h1_head_from(const struct http1_parser *p, struct http_head *h, struct
         }
         (*fields)[n++] = (struct http_field){{name, nl}, {value, vl}};
     }
-    (void)up_len;
     h->fields = *fields;
     h->nfields = n;
     /* A lone Upgrade (no "Connection: upgrade") asks for nothing: drop it. */
@@ -721,6 +720,19 @@ static void h1_free(struct session *s)
 }
 
 const struct proxy_proto proto_h1 = {"http1", proto_h1_pump, h1_free};
+
+void http_h1_drain(struct worker *w)
+{
+    struct session *next;
+    for (struct session *s = w->sessions; s; s = next) {
+        next = s->next;
+        struct http_h1 *h = s->h1;
+        if (s->proto != &proto_h1 || !h || h->x_live || http_h1_io_len(&h->in_down) ||
+            http_h1_io_len(&h->out_down) || conn_out_pending(&s->down))
+            continue;
+        session_close(s, "drain"); /* between requests: nothing is lost */
+    }
+}
 
 void http_h1_start(struct session *s)
 {

@@ -56,6 +56,10 @@ static inline void http_h1_io_settle(struct http_h1_io *io)
  * plaintext under PERMISSIVE): the session relays HTTP/1 from now on. */
 void http_h1_start(struct session *s);
 extern const struct proxy_proto proto_h1;
+/* The worker starts draining: its HTTP/1 connections between requests are
+ * closed now (a caller reconnects elsewhere), those with a request under way
+ * close after its response. */
+void http_h1_drain(struct worker *w);
 
 /* The HTTP/1.1 client side (proxy/http_h1_client.c): makes x's upstream
  * side an HTTP/1.1 connection towards req->dst (inbound: the app, from the

@@ -140,6 +140,7 @@ static void worker_on_wakeup(struct ae_loop *loop, void *data)
         }
     log_info("draining", "worker=%u open_connections=%zu drain_seconds=%u", w->idx, w->nsessions,
              w->px->cfg->drain_seconds);
+    http_h1_drain(w);
     if (w->nsessions == 0)
         ae_stop(loop);
 }
