@@ -632,6 +632,9 @@ h2_conn *h2_new(enum h2_role role, const struct h2_limits *limits, const struct 
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, h2_on_frame_not_send);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_peer_max_concurrent_streams(opt, H2_DEFAULT_MAX_STREAMS);
+    /* Explicit, as Debian's 1.52.0-1+deb12u1 backport and upstream 1.57 set
+     * by default: the library ends the connection (GOAWAY INTERNAL_ERROR). */
+    nghttp2_option_set_stream_reset_rate_limit(opt, H2_RESET_BURST, H2_RESET_PER_SEC);
     if (role == H2_CLIENT)
         nghttp2_option_set_max_reserved_remote_streams(opt, 0);
     int r = role == H2_SERVER ? nghttp2_session_server_new2(&h->s, cb, h, opt)

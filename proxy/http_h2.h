@@ -36,6 +36,12 @@
 #define H2_STREAM_OUT_HIGH (64 * 1024)      /* queued on a stream: stop feeding it */
 #define H2_STREAM_OUT_MAX (4 * H2_STREAM_OUT_HIGH) /* h2_submit_data refuses past this */
 #define H2_OUT_CHUNK (64 * 1024)            /* h2_output gathers frames up to about this much */
+/* Streams the peer may reset (server role): a burst, then so many a second,
+ * past which libnghttp2 ends the connection with GOAWAY(INTERNAL_ERROR):
+ * its rapid-reset limit (CVE-2023-44487; upstream 1.57, and Debian's
+ * 1.52.0-1+deb12u1 backport), set explicitly with these, its defaults. */
+#define H2_RESET_BURST 1000
+#define H2_RESET_PER_SEC 33
 
 /* HTTP/2 error codes (RFC 9113 7) the proxy uses by name. */
 #define H2_NO_ERROR 0x0u

@@ -19,7 +19,7 @@
 
 #include "http_h2.h"
 
-#define MAXS 320
+#define MAXS 1200
 
 struct rec {                 /* what one stream's consumer heard */
     int used;
@@ -733,6 +733,31 @@ static void test_header_list_size(void **state)
     unpair();
 }
 
+/* Rapid reset (CVE-2023-44487): a client that opens and resets streams
+ * gets H2_RESET_BURST of them (plus the little the rate refills while the
+ * test runs), then libnghttp2's limit ends the connection. */
+static void test_rapid_reset(void **state)
+{
+    (void)state;
+    pair(NULL, NULL);
+    srv.auto_respond = 0;
+    pump();
+    int n = 0;
+    for (; n < H2_RESET_BURST + 100 && cli.goaways == 0; n++) {
+        h2_stream *st = get("/r", 1, NULL);
+        assert_non_null(st);
+        pump(); /* the HEADERS went out: a reset now reaches the server */
+        assert_int_equal(h2_reset(cli.h, st, H2_CANCEL), 0);
+        pump();
+    }
+    assert_int_equal(cli.goaways, 1);
+    assert_int_equal(cli.goaway_code, H2_INTERNAL_ERROR);
+    assert_true(n > H2_RESET_BURST);
+    assert_true(n < H2_RESET_BURST + 100);
+    assert_true(h2_done(srv.h));
+    unpair();
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -771,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_goaway_refuses_queued),
         cmocka_unit_test(test_max_streams),
         cmocka_unit_test(test_header_list_size),
+        cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests_name("proxy/http_h2", tests, NULL, NULL);
