@@ -101,7 +101,8 @@ void stat_prom_query(int i, unsigned window, char *out, size_t outlen);
  * pod, a value that is not a number). */
 int stat_prom_text(int i, const json_t *answer, json_t *texts, char *err, size_t errlen);
 /* stat_prom.c (I/O): every query against the Prometheus at url, over window
- * seconds: the texts object above, or NULL with err. */
-json_t *stat_prom_fetch(const char *url, unsigned window, char *err, size_t errlen);
+ * seconds, evaluated at Unix time at (0: now): the texts object above, or
+ * NULL with err. */
+json_t *stat_prom_fetch(const char *url, unsigned window, long long at, char *err, size_t errlen);
 
 #endif

@@ -43,7 +43,8 @@ static void usage(FILE *f)
             "      --dump-snapshot          print the snapshot read from the cluster\n"
             "      --prometheus URL         http://host[:port][/prefix] of a Prometheus scraping the proxies\n"
             "                               (series labelled namespace and pod) instead of reading them\n"
-            "      --window SECONDS         with --prometheus: the range of increase() (1-86400, default 60)\n" CLUSTER_USAGE
+            "      --window SECONDS         with --prometheus: the range of increase() (1-86400, default 60)\n"
+            "      --at UNIX-SECONDS        with --prometheus: evaluate at that time instead of now\n" CLUSTER_USAGE
             "  -h, --help\n"
             "\n"
             "Exit status: 0 done, 1 a proxy's metrics could not be read (the table says which),\n"
@@ -114,7 +115,7 @@ static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int
 
 int cmd_stat(int argc, char **argv)
 {
-    enum { F_SNAPSHOT = 256, F_DUMP, F_COUNT, F_PREVIOUS, F_PROMETHEUS, F_WINDOW };
+    enum { F_SNAPSHOT = 256, F_DUMP, F_COUNT, F_PREVIOUS, F_PROMETHEUS, F_WINDOW, F_AT };
     static const struct option flags[] = {
         CLUSTER_LONG_OPTIONS,
         {"all-namespaces", no_argument, NULL, 'A'},
@@ -125,6 +126,7 @@ int cmd_stat(int argc, char **argv)
         {"previous", required_argument, NULL, F_PREVIOUS},
         {"prometheus", required_argument, NULL, F_PROMETHEUS},
         {"window", required_argument, NULL, F_WINDOW},
+        {"at", required_argument, NULL, F_AT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -132,6 +134,7 @@ int cmd_stat(int argc, char **argv)
     const char *snapshot = NULL, *kind = NULL, *previous = NULL, *prometheus = NULL;
     int all = 0, dump = 0, c;
     long watch = 0, count = 0, window = 0;
+    long long at = 0;
     char err[2048];
     opterr = 0;
     optind = 1;
@@ -144,6 +147,17 @@ int cmd_stat(int argc, char **argv)
         case F_DUMP: dump = 1; break;
         case F_PREVIOUS: previous = optarg; break;
         case F_PROMETHEUS: prometheus = optarg; break;
+        case F_AT: {
+            char *end;
+            errno = 0;
+            at = strtoll(optarg, &end, 10);
+            /* 2001-09-09 to 2286: a Unix time in seconds, not milliseconds */
+            if (errno || *end || !*optarg || at < 1000000000LL || at > 9999999999LL) {
+                fprintf(stderr, "weftctl stat: --at \"%s\": expected Unix seconds (10 digits)\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'w':
         case F_WINDOW:
         case F_COUNT: {
@@ -182,8 +196,9 @@ int cmd_stat(int argc, char **argv)
                         "and --dump-snapshot\n");
         return 2;
     }
-    if ((window && !prometheus) || (prometheus && snapshot)) {
-        fprintf(stderr, "weftctl stat: --window needs --prometheus, --prometheus excludes --snapshot\n");
+    if (((window || at) && !prometheus) || (prometheus && snapshot) || (at && watch)) {
+        fprintf(stderr, "weftctl stat: --window and --at need --prometheus, --prometheus excludes --snapshot, "
+                        "--at excludes -w\n");
         return 2;
     }
     if (prometheus) {
@@ -226,7 +241,7 @@ int cmd_stat(int argc, char **argv)
     }
     for (long n = 0;; n++) {
         json_t *prom = NULL, *cur = NULL;
-        if (prometheus && !(prom = stat_prom_fetch(prometheus, (unsigned)window, err, sizeof err))) {
+        if (prometheus && !(prom = stat_prom_fetch(prometheus, (unsigned)window, at, err, sizeof err))) {
             fprintf(stderr, "weftctl stat: %s\n", err);
             rc = 2;
             break;
@@ -238,9 +253,12 @@ int cmd_stat(int argc, char **argv)
             rc = 2;
             break;
         }
-        /* A Prometheus gives rates over its window: each table stands alone. */
+        /* A Prometheus gives rates over its window: each table stands alone;
+         * at --at, certificate lifetimes count from then. */
         if (prometheus)
             json_object_set_new(cur, "window", json_integer(window));
+        if (at)
+            json_object_set_new(cur, "now", json_integer(at));
         if (dump) {
             char *text = json_dumps(cur, JSON_INDENT(2) | JSON_SORT_KEYS);
             printf("%s\n", text);

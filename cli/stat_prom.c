@@ -124,7 +124,7 @@ out:
     return rc;
 }
 
-json_t *stat_prom_fetch(const char *url, unsigned window, char *err, size_t errlen)
+json_t *stat_prom_fetch(const char *url, unsigned window, long long at, char *err, size_t errlen)
 {
     char host[256], port[8], prefix[512], q[1024];
     if (stat_prom_url(url, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, errlen) < 0)
@@ -137,6 +137,8 @@ json_t *stat_prom_fetch(const char *url, unsigned window, char *err, size_t errl
         buf_reset(&path);
         buf_appendf(&path, "%s/api/v1/query?query=", prefix);
         stat_prom_encode(&path, q);
+        if (at)
+            buf_appendf(&path, "&time=%lld", at);
         json_t *answer = NULL;
         char qerr[1024] = "";
         if (stat_prom_get(host, port, buf_cstr(&path), url, &answer, err, errlen) < 0 ||

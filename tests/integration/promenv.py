@@ -7,6 +7,7 @@ second. Stopped with SIGTERM and checked to exit 0 (procs.stop_cleanly),
 also when the test fails.
 
     with promenv.Prometheus(net.node, ["198.18.0.2:15020"], workdir) as prom:
+    # or targets with labels: [("198.18.0.2:15020", {"namespace": "shop", "pod": "web-0"})]
         prom.wait_scraped()
         prom.value('sum(weft_proxy_ready)')   # a float, or None: no sample
 """
@@ -46,9 +47,18 @@ class Prometheus:
             json.dump({"global": {"scrape_interval": interval, "scrape_timeout": interval,
                                   "evaluation_interval": interval},
                        "scrape_configs": [{"job_name": job, "metrics_path": "/metrics",
-                                           "static_configs": [{"targets": list(targets)}]}]}, f)
+                                           "static_configs": [self._static(t) for t in targets]}]}, f)
         self.log = os.path.join(self.dir, "prometheus.log")
         self.proc = None
+
+    @staticmethod
+    def _static(target):
+        """ "host:port", or ("host:port", {label: value}): labels Prometheus
+        attaches to every series of that target (as relabelled Kubernetes
+        pod discovery gives namespace and pod)."""
+        if isinstance(target, str):
+            return {"targets": [target]}
+        return {"targets": [target[0]], "labels": dict(target[1])}
 
     def __enter__(self):
         with open(self.log, "wb") as log:
@@ -90,17 +100,19 @@ class Prometheus:
             time.sleep(0.2)
         raise AssertionError(f"prometheus not {what} after {timeout}s:\n" + procs.read_log(self.log)[-3000:])
 
-    def query(self, promql):
-        """The result list of an instant query (/api/v1/query)."""
-        status, body = self._get("/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+    def query(self, promql, at=None):
+        """The result list of an instant query (/api/v1/query), at Unix
+        time `at` (default now)."""
+        args = {"query": promql, **({"time": str(at)} if at is not None else {})}
+        status, body = self._get("/api/v1/query?" + urllib.parse.urlencode(args))
         assert status == 200, f"{promql}: HTTP {status}: {body[:500]}"
         doc = json.loads(body)
         assert doc["status"] == "success", doc
         return doc["data"]["result"]
 
-    def value(self, promql):
+    def value(self, promql, at=None):
         """The single sample's value of an instant query, None without one."""
-        res = self.query(promql)
+        res = self.query(promql, at)
         assert len(res) <= 1, f"{promql}: {len(res)} series: {res}"
         return float(res[0]["value"][1]) if res else None
 
