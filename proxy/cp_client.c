@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -153,6 +154,9 @@ struct cp_client {
     uint64_t epoch;          /* streams established so far: versions are per stream */
     unsigned long max_subs;  /* the server's, from hello */
     uint64_t last_rx_ms;
+    unsigned long creds_gen;  /* the credentials' generation the connection presented */
+    time_t cert_not_after;    /* and its certificate's end */
+    int rotating;             /* going down on purpose: a new certificate to present */
     atomic_int connected;
 
     pthread_mutex_t policy_mu; /* orders the policy swaps against SIGHUP's */
@@ -163,7 +167,7 @@ struct cp_client {
 
     /* metrics */
     atomic_uint_fast64_t connects, connect_failures, disconnects, updates, acks, nacks, refusals, stale,
-        unsubscribes, over_limit, policy_swaps, routes[5], waits[2];
+        unsubscribes, over_limit, policy_swaps, rotations, routes[5], waits[2];
     atomic_uint_fast64_t last_update_ms; /* 0: none yet */
 };
 
@@ -522,6 +526,8 @@ static void cpc_step(struct cp_client *c)
             cpc_down(c, why);
             return;
         }
+        c->creds_gen = creds_generation(c->creds);
+        c->cert_not_after = creds_not_after(c->creds);
         SSL_CTX *ctx = creds_control_ctx(c->creds, (const unsigned char *)"\x02h2", 3);
         if (!ctx) {
             cpc_down(c, "no certificate yet");
@@ -650,7 +656,10 @@ static void cpc_down(struct cp_client *c, const char *why)
     uint32_t delay = k8s_backoff_next(&c->backoff);
     char reason[300];
     snprintf(reason, sizeof reason, "%s", why);
-    if (was) {
+    if (was && c->rotating) {
+        log_info("discovery stream reconnecting with the renewed certificate", "addr=%s retry_in_ms=%u", c->addr,
+                 delay);
+    } else if (was) {
         atomic_fetch_add(&c->disconnects, 1);
         log_warn("discovery stream lost; serving on the last answers", "addr=%s reason=\"%s\" retry_in_ms=%u",
                  c->addr, log_clean(reason), delay);
@@ -660,6 +669,7 @@ static void cpc_down(struct cp_client *c, const char *why)
         log_event(c->failures == 1 || c->failures % 10 == 0 ? LOG_WARN : LOG_DEBUG, "discovery not reachable",
                   "addr=%s reason=\"%s\" failures=%u retry_in_ms=%u", c->addr, log_clean(reason), c->failures, delay);
     }
+    c->rotating = 0;
     ae_timer_del(c->loop, c->retry_timer);
     c->retry_timer = ae_timer_add(c->loop, (long)delay, cpc_on_retry, c);
 }
@@ -688,7 +698,15 @@ static long cpc_on_tick(struct ae_loop *loop, long long id, void *data)
         for (size_t i = 0; i < n; i++)
             cpc_send_subscribe(c, &keys[i], "unsubscribe");
     if (c->state == CPC_OPEN) {
-        if (now - c->last_rx_ms > CPC_DEAD_MS) {
+        /* discovery checked the certificate at the handshake only: present
+         * each renewed one, and go when the one presented expires (an
+         * identity no longer renewed must not keep its stream forever). */
+        int renewed = creds_generation(c->creds) != c->creds_gen;
+        if ((renewed || (c->cert_not_after && time(NULL) >= c->cert_not_after)) && atomic_load(&c->connected)) {
+            c->rotating = 1;
+            atomic_fetch_add(&c->rotations, 1);
+            cpc_down(c, renewed ? "workload certificate renewed" : "the certificate presented has expired");
+        } else if (now - c->last_rx_ms > CPC_DEAD_MS) {
             cpc_down(c, "no answer to pings");
         } else {
             nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL);
@@ -874,6 +892,8 @@ int cp_client_render_metrics(struct cp_client *c, struct buf *out)
                       "Connection attempts that failed before a hello.", CPC_LOAD(c->connect_failures));
     rc |= cpc_counter(out, "weft_proxy_discovery_disconnects_total", "Established streams that were lost.",
                       CPC_LOAD(c->disconnects));
+    rc |= cpc_counter(out, "weft_proxy_discovery_rotations_total",
+                      "Streams reopened to present a renewed workload certificate.", CPC_LOAD(c->rotations));
     rc |= cpc_counter(out, "weft_proxy_discovery_updates_total", "Answers received.", CPC_LOAD(c->updates));
     rc |= cpc_counter(out, "weft_proxy_discovery_acks_total", "Answers applied and acknowledged.", CPC_LOAD(c->acks));
     rc |= cpc_counter(out, "weft_proxy_discovery_nacks_total", "Answers rejected (the last good one kept).",

@@ -386,3 +386,23 @@ def test_server_certificate_must_name_the_server(mesh):
     assert sample(pod, "weft_proxy_discovery_connect_failures_total") >= 1
     assert sample(pod, "weft_proxy_discovery_connects_total") == 0
     pod.stop_proxy()
+
+
+def test_renewed_certificate_reopens_the_stream(mesh):
+    """discovery checks a proxy's certificate at the handshake: when the workload certificate is renewed the
+    client reopens its stream with the new one (counted as a rotation, not a loss) and goes on."""
+    client, ca = mesh["pods"]["client"], mesh["ca"]
+    connects = sample(client, "weft_proxy_discovery_connects_total")
+    lost = sample(client, "weft_proxy_discovery_disconnects_total")
+    crt, key = ca.issue("shop", "client")
+    for src, dst in ((key, client.key), (crt, client.cert)):  # the proxy re-reads changed files every second
+        tmp = dst + ".new"
+        with open(src, "rb") as f, open(tmp, "wb") as g:
+            g.write(f.read())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    assert wait_for(lambda: sample(client, "weft_proxy_discovery_rotations_total") == 1, 10 * SLOW), client.log()
+    assert wait_for(lambda: sample(client, "weft_proxy_discovery_connects_total") == connects + 1, 10 * SLOW)
+    assert sample(client, "weft_proxy_discovery_disconnects_total") == lost
+    assert "discovery stream reconnecting with the renewed certificate" in client.log()
+    assert who(client, VIP["backend"]) in ("b1", "b2")
