@@ -279,6 +279,15 @@ static int uph2_tls_setup(SSL *ssl, void *arg)
 }
 
 /* Connect, handshake: 0 when open (or still on the way), -1 when closed. */
+/* Open now: the dial's deadline gives way to the idle close when no
+ * request is left on it (its first one may have failed meanwhile). */
+static void uph2_opened(struct uph2 *c)
+{
+    c->state = UPH2_OPEN;
+    ae_timer_del(c->w->loop, c->timer);
+    c->timer = c->nstreams ? 0 : ae_timer_add(c->w->loop, UPSTREAM_H2_IDLE_MS, uph2_idle, c);
+}
+
 static int uph2_establish(struct uph2 *c)
 {
     struct proxy *px = c->w->px;
@@ -295,9 +304,7 @@ static int uph2_establish(struct uph2 *c)
             return -1;
         }
         if (!c->tls) {
-            c->state = UPH2_OPEN;
-            ae_timer_del(c->w->loop, c->timer);
-            c->timer = 0;
+            uph2_opened(c);
             return 0;
         }
         SSL_CTX *ctx = creds_client_ctx(px->creds);
@@ -337,9 +344,7 @@ static int uph2_establish(struct uph2 *c)
             return -1;
         }
         pm_add(&px->metrics.handshakes[PM_CLIENT][CREDS_FAIL_NONE], 1);
-        c->state = UPH2_OPEN;
-        ae_timer_del(c->w->loop, c->timer);
-        c->timer = 0;
+        uph2_opened(c);
     }
     return 0;
 }
