@@ -10,6 +10,7 @@ Needs root; every namespace, process and socket is removed by the fixtures,
 also on failure."""
 import os
 import re
+import resource
 import socket
 import tempfile
 import threading
@@ -577,3 +578,27 @@ def test_draining_closes_idle_connections_and_finishes_requests_under_way(env):
     log = a.stop_proxy(sig=None)
     assert 'msg="drained, exiting"' in log and "drain deadline reached" not in log
     assert time.monotonic() - t0 < 5
+
+
+def test_1000_idle_keep_alive_callers_cost_little_memory_and_one_upstream(env):
+    net, ca, origin = env
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    a = pod(net, ca)
+    base = rss_kib(a.pid())
+    socks = []
+    try:
+        for _ in range(1000):
+            s = a.connect(EXT, PORT, timeout=10)
+            socks.append(s)
+            s.sendall(f"GET /x HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+            assert read_response(s)[:3:2] == (200, b"hello")
+        held = rss_kib(a.pid()) - base
+        # One after the other, so each new caller takes the one idle upstream connection.
+        assert origin.conns == 1
+        # Measured 3.0 MiB (7.3 -> 10.3 MiB); the issue's budget is 48 MiB.
+        assert held < 8 * 1024, f"1000 idle HTTP/1.1 connections hold {held} KiB"
+    finally:
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
