@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Destination, policy and authorization answers; see answer.h. Lookups scan
- * the store's tables (an index by address comes with the server, when the
- * benchmark shows where it is needed). Ties are broken by key, so an answer
- * never depends on the order events arrived in. */
+/* Destination, policy and authorization answers; see answer.h. Lookups go
+ * through the store's indexes and store_get only, never a table of their
+ * own: the server records those reads to know which answers a change
+ * touches (store.h). Ties are broken by key, so an answer never depends on
+ * the order events arrived in. */
 #include "answer.h"
 
 #include <errno.h>

@@ -232,6 +232,9 @@ static enum MHD_Result serve_on_metrics(void *cls, struct MHD_Connection *conn, 
     metrics_counters(&out, "weft_discovery_nacks_total", "Answers proxies rejected (they keep their last good one).",
                      &m->nacks, 1);
     metrics_counters(&out, "weft_discovery_oneshot_requests_total", "GET /v1/answer requests.", &m->oneshot, 1);
+    metrics_counters(&out, "weft_discovery_answers_computed_total",
+                     "Answers computed: once per distinct subscription, again when a change touches what it read.",
+                     &m->computed, 1);
     metrics_counters(&out, "weft_discovery_pings_total", "HTTP/2 PINGs sent to connections quiet for the interval.",
                      &m->pings, 1);
     metrics_counters(&out, "weft_discovery_ping_timeouts_total",

@@ -119,9 +119,17 @@ struct server {
     uint64_t pending_ns;       /* first unpushed change */
     long long sweep_timer;
     long long ping_timer;
-    /* Destination answers do not depend on who asks: each is computed once
-     * per store change, however many streams hold it. id -> [text, answer]. */
-    json_t *cache;
+    /* Each distinct answer is computed once, however many streams hold it,
+     * and again only when a store change touches a key it read (store.h):
+     * cache key -> [text, [dependency keys]]. A destination's cache key is
+     * its id (its answer does not depend on who asks); a policy's is
+     * "<id>|<caller's SPIFFE ID>|<caller's IP>". deps: dependency key ->
+     * {cache key: true}, the reverse. dirty: cache keys dropped since the
+     * last push, whose subscriptions the next push recomputes; full: the
+     * store was replaced, every subscription is. */
+    json_t *cache, *deps, *dirty;
+    json_t *holders; /* cache key -> subscriptions holding it: the entry goes with the last */
+    int full;
     struct server_metrics m;
 };
 
@@ -279,13 +287,17 @@ static void server_conn_close(struct server_conn *c)
     atomic_fetch_sub(&c->s->m.connections, c->ready ? 1 : 0);
 }
 
+static void server_hold(struct server *s, struct server_conn *c, const char *id, int delta);
+
 static void server_stream_free(struct server_stream *st)
 {
     if (!st)
         return;
     struct server *s = st->conn->s;
-    for (size_t i = 0; i < st->nsubs; i++)
+    for (size_t i = 0; i < st->nsubs; i++) {
+        server_hold(s, st->conn, st->subs[i].id, -1);
         free(st->subs[i].id);
+    }
     atomic_fetch_sub(&s->m.subscriptions, (long)st->nsubs);
     if (st->kind == STREAM_WATCH) {
         atomic_fetch_sub(&s->m.streams, 1);
@@ -488,28 +500,83 @@ static int server_may_subscribe(struct server_conn *c, const struct proto_msg *q
     return 0;
 }
 
-/* sub's answer (a new reference) and its compact sorted text (borrowed from
- * the cache, or a new string in *owned). */
-static json_t *server_answer_text(struct server *s, struct server_conn *c, const struct proto_msg *q,
-                                  const char **text, char **owned)
+#define SERVER_MAX_CACHE_KEY (PROTO_MAX_ID + SPIFFE_MAX_ID + ADDR_MAX_TEXT + 3)
+
+static void server_cache_key(struct server_conn *c, const char *id, int policy, char *out, size_t outlen)
 {
-    *owned = NULL;
-    if (q->sub == PROTO_SUB_DESTINATION) {
-        json_t *hit = json_object_get(s->cache, q->id);
-        if (!hit) {
-            json_t *a = server_answer(s, c, q);
-            char *t = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
-            hit = json_pack("[s, o]", t, a); /* steals a */
-            free(t);
-            json_object_set_new(s->cache, q->id, hit);
+    if (policy)
+        snprintf(out, outlen, "%s|%s|%s", id, c->id_uri, c->peer_ip);
+    else
+        snprintf(out, outlen, "%s", id);
+}
+
+/* The compact sorted text of q's answer for c, borrowed from the cache
+ * (valid until the next store change), computed on a miss with the keys it
+ * read recorded. */
+static const char *server_answer_text(struct server *s, struct server_conn *c, const struct proto_msg *q)
+{
+    char ckey[SERVER_MAX_CACHE_KEY];
+    server_cache_key(c, q->id, q->sub == PROTO_SUB_POLICY, ckey, sizeof ckey);
+    json_t *hit = json_object_get(s->cache, ckey);
+    if (!hit) {
+        json_t *reads = json_object(), *list = json_array(), *v;
+        const char *dep;
+        store_record_reads(s->store, reads);
+        metrics_inc(&s->m.computed);
+        json_t *a = server_answer(s, c, q);
+        store_record_reads(s->store, NULL);
+        char *t = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(a);
+        json_object_foreach(reads, dep, v) {
+            json_t *set = json_object_get(s->deps, dep);
+            if (!set) {
+                set = json_object();
+                json_object_set_new(s->deps, dep, set);
+            }
+            json_object_set_new(set, ckey, json_true());
+            json_array_append_new(list, json_string(dep));
         }
-        *text = json_string_value(json_array_get(hit, 0));
-        return json_incref(json_array_get(hit, 1));
+        json_decref(reads);
+        hit = json_pack("[s, o]", t, list); /* steals list */
+        free(t);
+        json_object_set_new(s->cache, ckey, hit);
     }
-    json_t *a = server_answer(s, c, q);
-    *owned = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
-    *text = *owned;
-    return a;
+    return json_string_value(json_array_get(hit, 0));
+}
+
+/* Drops a cached answer (its text and its reverse dependencies) and marks
+ * its subscriptions for the next push. */
+static void server_cache_drop(struct server *s, const char *ckey)
+{
+    json_t *hit = json_object_get(s->cache, ckey), *dep;
+    size_t i;
+    if (!hit)
+        return;
+    json_array_foreach(json_array_get(hit, 1), i, dep) {
+        json_t *set = json_object_get(s->deps, json_string_value(dep));
+        json_object_del(set, ckey);
+        if (set && json_object_size(set) == 0)
+            json_object_del(s->deps, json_string_value(dep));
+    }
+    json_object_set_new(s->dirty, ckey, json_true());
+    json_object_del(s->cache, ckey);
+}
+
+/* One more (delta 1) or one fewer (-1) subscription holds sub's answer.
+ * With none left its cache entry goes, so the cache holds what is
+ * subscribed now, not every id ever asked for. */
+static void server_hold(struct server *s, struct server_conn *c, const char *id, int delta)
+{
+    char ckey[SERVER_MAX_CACHE_KEY];
+    server_cache_key(c, id, strncmp(id, "policy:", 7) == 0, ckey, sizeof ckey);
+    json_int_t n = json_integer_value(json_object_get(s->holders, ckey)) + delta;
+    if (n > 0) {
+        json_object_set_new(s->holders, ckey, json_integer(n));
+        return;
+    }
+    json_object_del(s->holders, ckey);
+    server_cache_drop(s, ckey);
+    json_object_del(s->dirty, ckey);
 }
 
 static uint64_t server_hash(const char *text)
@@ -524,29 +591,33 @@ static uint64_t server_hash(const char *text)
 static void server_push_sub(struct server_stream *st, struct server_sub *sub, int force, uint64_t received_ns)
 {
     struct server *s = st->conn->s;
-    const char *text;
-    char *owned;
     struct proto_msg q;
     char err[256];
     memset(&q, 0, sizeof q);
     proto_parse_id(sub->id, strlen(sub->id), &q, err, sizeof err); /* canonical: cannot fail */
-    json_t *a = server_answer_text(s, st->conn, &q, &text, &owned);
+    const char *text = server_answer_text(s, st->conn, &q);
     uint64_t h = server_hash(text);
-    free(owned);
     int same = sub->sent && sub->last == h;
-    if (!force && same) {
-        json_decref(a);
+    if (!force && same)
         return;
-    }
     if (!same) {
         sub->version = ++s->next_version;
         sub->last = h;
         sub->sent = 1;
     }
     sub->sent_ns = metrics_now_ns();
-    json_t *m = json_pack("{s:s, s:s, s:I, s:o}", "type", "answer", "id", sub->id, "version",
-                          (json_int_t)sub->version, "answer", a); /* steals a */
-    server_stream_send(st, proto_line(m));
+    /* The line proto_line would make of {type, id, version, answer}, keys
+     * sorted, around the cached text: the answer is not parsed or dumped
+     * again per stream. */
+    json_t *jid = json_string(sub->id);
+    char *id = json_dumps(jid, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(jid);
+    size_t n = strlen(text) + strlen(id) + 64;
+    char *line = xmalloc(n);
+    snprintf(line, n, "{\"answer\":%s,\"id\":%s,\"type\":\"answer\",\"version\":%llu}\n", text, id,
+             (unsigned long long)sub->version);
+    free(id);
+    server_stream_send(st, line);
     metrics_inc(&s->m.pushes);
     if (received_ns)
         metrics_observe_ns(&s->m.push_latency, sub->sent_ns - received_ns);
@@ -589,6 +660,7 @@ static void server_handle_msg(struct server_stream *st, const struct proto_msg *
         sub = &st->subs[st->nsubs++];
         memset(sub, 0, sizeof *sub);
         sub->id = xstrdup(q->id);
+        server_hold(s, st->conn, sub->id, 1);
         atomic_fetch_add(&s->m.subscriptions, 1);
         server_push_sub(st, sub, 1, 0);
         return;
@@ -597,6 +669,7 @@ static void server_handle_msg(struct server_stream *st, const struct proto_msg *
             server_send_error(st, SERVER_REFUSE_UNKNOWN_SUB, q->id, "not subscribed");
             return;
         }
+        server_hold(s, st->conn, sub->id, -1);
         free(sub->id);
         *sub = st->subs[--st->nsubs];
         atomic_fetch_sub(&s->m.subscriptions, 1);
@@ -1072,24 +1145,57 @@ static long server_push_all(struct ae_loop *loop, long long id, void *data)
     (void)id;
     struct server *s = data;
     uint64_t received = s->pending_ns;
+    int full = s->full;
     s->push_timer = 0;
     s->pending_ns = 0;
+    s->full = 0;
+    if (!full && json_object_size(s->dirty) == 0)
+        return -1; /* the changes touched no answer held */
     for (struct server_conn *c = s->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->ready)
+        if (!c->ready || !c->watch)
             continue;
         struct server_stream *st = c->watch;
-        for (size_t i = 0; st && i < st->nsubs; i++)
-            server_push_sub(st, &st->subs[i], 0, received);
-        server_flush(c);
+        int any = 0;
+        for (size_t i = 0; i < st->nsubs; i++) {
+            char ckey[SERVER_MAX_CACHE_KEY];
+            server_cache_key(c, st->subs[i].id, strncmp(st->subs[i].id, "policy:", 7) == 0, ckey, sizeof ckey);
+            if (full || json_object_get(s->dirty, ckey)) {
+                server_push_sub(st, &st->subs[i], 0, received);
+                any = 1;
+            }
+        }
+        if (any)
+            server_flush(c);
     }
+    json_object_clear(s->dirty);
     return -1;
 }
 
 void server_store_changed(struct server *s, struct store *store, uint64_t received_ns)
 {
-    s->store = store;
-    json_object_clear(s->cache);
+    json_t *touched = store_take_touched(store), *set, *v;
+    const char *dep, *ckey;
+    size_t i;
+    if (store != s->store) {
+        /* Another store (a source that replaced its own): nothing cached is
+         * known to hold. The old store is still alive here, so the two
+         * cannot share an address. */
+        s->store = store;
+        s->full = 1;
+        json_object_clear(s->cache);
+        json_object_clear(s->deps);
+    } else {
+        json_t *drop = json_array();
+        json_t *t;
+        json_object_foreach(touched, dep, v) {
+            set = json_object_get(s->deps, dep);
+            json_object_foreach(set, ckey, t) json_array_append_new(drop, json_string(ckey));
+        }
+        json_array_foreach(drop, i, v) server_cache_drop(s, json_string_value(v));
+        json_decref(drop);
+    }
+    json_decref(touched);
     if (!s->pending_ns || (received_ns && received_ns < s->pending_ns))
         s->pending_ns = received_ns ? received_ns : metrics_now_ns();
     if (!s->push_timer)
@@ -1141,8 +1247,12 @@ struct server *server_new(struct ae_loop *loop, const struct server_opts *o, str
     s->loop = loop;
     s->o = *o;
     s->store = store;
+    json_decref(store_take_touched(store)); /* from now on; no answer was computed from what came before */
     s->lfd = -1;
     s->cache = json_object();
+    s->deps = json_object();
+    s->dirty = json_object();
+    s->holders = json_object();
     s->m.push_latency.bounds = latency_bounds;
     s->m.push_latency.nbounds = sizeof latency_bounds / sizeof *latency_bounds;
     s->m.ack_latency.bounds = latency_bounds;
@@ -1160,7 +1270,7 @@ struct server *server_new(struct ae_loop *loop, const struct server_opts *o, str
         s->m.refused[i].labels = refusal_labels[i];
     s->m.accepted.labels = s->m.over_limit.labels = s->m.pushes.labels = s->m.acks.labels = "";
     s->m.acks_stale.labels = s->m.nacks.labels = s->m.oneshot.labels = "";
-    s->m.pings.labels = s->m.ping_timeouts.labels = "";
+    s->m.pings.labels = s->m.ping_timeouts.labels = s->m.computed.labels = "";
     if (!(s->ctx = server_ctx_new(o, err, errlen)))
         goto fail;
     stat(o->cert, &s->st_cert);
@@ -1200,6 +1310,9 @@ void server_free(struct server *s)
         ae_timer_del(s->loop, s->ping_timer);
     SSL_CTX_free(s->ctx);
     json_decref(s->cache);
+    json_decref(s->deps);
+    json_decref(s->dirty);
+    json_decref(s->holders);
     free(s);
 }
 

@@ -65,6 +65,7 @@ struct server_metrics {
     struct metrics_counter refused[SERVER_REFUSALS];
     struct metrics_counter pushes, acks, acks_stale, nacks, oneshot;
     struct metrics_counter pings, ping_timeouts; /* PINGs sent; connections closed for no ACK */
+    struct metrics_counter computed;             /* answers computed (cache misses) */
     struct metrics_histogram push_latency; /* store change received -> answer queued */
     struct metrics_histogram ack_latency;  /* answer queued -> its ack received */
 };

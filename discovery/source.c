@@ -140,14 +140,23 @@ static int source_dir_reload(struct source *s, char *err, size_t errlen)
         metrics_inc(&s->reloads[1]);
         return -EINVAL;
     }
-    struct store *old = s->store;
-    s->store = fresh;
     metrics_inc(&s->reloads[0]);
-    atomic_store(&s->last_change_ms, k8s_monotonic_ms());
-    if (old && s->fn)
-        s->fn(s->arg, fresh, metrics_now_ns());
-    store_free(old);
-    malloc_trim(0); /* two stores were alive for a moment: give the old one's pages back */
+    if (!s->store) {
+        s->store = fresh;
+        atomic_store(&s->last_change_ms, k8s_monotonic_ms());
+        return 0;
+    }
+    /* Into the store in force, object by object: only what changed in the
+     * directory is touched, so only the answers it affects are recomputed. */
+    unsigned long before = store_revision(s->store);
+    store_sync(s->store, fresh);
+    store_free(fresh);
+    malloc_trim(0); /* two stores were alive for a moment: give the fresh one's pages back */
+    if (store_revision(s->store) != before) {
+        atomic_store(&s->last_change_ms, k8s_monotonic_ms());
+        if (s->fn)
+            s->fn(s->arg, s->store, metrics_now_ns());
+    }
     return 0;
 }
 

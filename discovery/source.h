@@ -5,8 +5,9 @@
  *     receipt into the store;
  *   - a directory of manifests (objdir.h), re-read into a fresh store when
  *     inotify (or a file-changed check every few seconds, for file systems
- *     inotify does not see) reports a change; a directory that does not load
- *     leaves the last good store in force.
+ *     inotify does not see) reports a change, then synced into the store in
+ *     force (store_sync: only what differs changes); a directory that does
+ *     not load leaves the last good objects in force.
  * After a batch of changes the source calls changed() with the store in force. */
 #ifndef WEFT_DISCOVERY_SOURCE_H
 #define WEFT_DISCOVERY_SOURCE_H

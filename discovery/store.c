@@ -20,7 +20,12 @@ struct store {
     unsigned long revision;
     json_t *index[STORE_INDEXES];  /* a cache of the tables: see store_index */
     unsigned long index_revision;  /* revision the indexes were built at; 0: never */
+    json_t *touched;               /* dependency keys changed since store_take_touched; NULL: none */
+    int tracking;                  /* touched is kept: someone took it once */
+    json_t *reads;                 /* while recording: dependency keys read (borrowed) */
 };
+
+#define DEP_MAX (KEY_MAX + 16)
 
 void store_default_limits(struct store_limits *l)
 {
@@ -54,7 +59,97 @@ void store_free(struct store *s)
         json_decref(s->objects[i]);
     for (int i = 0; i < STORE_INDEXES; i++)
         json_decref(s->index[i]);
+    json_decref(s->touched);
     free(s);
+}
+
+/* ---- dependency keys: "k<kind>:<key>" for an object, "i<index>:<key>" for one index set ---- */
+
+static void store_dep_object(char *out, enum reduce_kind kind, const char *key)
+{
+    snprintf(out, DEP_MAX, "k%d:%s", (int)kind, key);
+}
+
+static void store_dep_index(char *out, enum store_index which, const char *by)
+{
+    snprintf(out, DEP_MAX, "i%d:%s", (int)which, by);
+}
+
+typedef void store_index_fn(void *arg, enum store_index which, const char *by);
+
+/* Every index set obj belongs to. The one definition of the indexes: they
+ * are built from it, and a change touches what it yields for the object's
+ * old and new versions, so an index read can never miss a change. */
+static void store_index_keys(enum reduce_kind kind, json_t *obj, store_index_fn *fn, void *arg)
+{
+    char by[KEY_MAX];
+    size_t i;
+    json_t *v;
+    switch (kind) {
+    case REDUCE_SERVICE:
+        json_array_foreach(json_object_get(obj, "clusterIPs"), i, v) fn(arg, STORE_INDEX_SERVICE_IP, json_string_value(v));
+        break;
+    case REDUCE_POD:
+        json_array_foreach(json_object_get(obj, "ips"), i, v) fn(arg, STORE_INDEX_POD_IP, json_string_value(v));
+        break;
+    case REDUCE_SLICE:
+        snprintf(by, sizeof by, "%s/%s", json_string_value(json_object_get(obj, "namespace")),
+                 json_string_value(json_object_get(obj, "service")));
+        fn(arg, STORE_INDEX_SLICE_SERVICE, by);
+        break;
+    case REDUCE_HTTPROUTE:
+    case REDUCE_GRPCROUTE:
+        json_array_foreach(json_object_get(obj, "parents"), i, v) {
+            snprintf(by, sizeof by, "%s/%s", json_string_value(json_object_get(v, "namespace")),
+                     json_string_value(json_object_get(v, "name")));
+            fn(arg, kind == REDUCE_HTTPROUTE ? STORE_INDEX_HTTPROUTE_PARENT : STORE_INDEX_GRPCROUTE_PARENT, by);
+        }
+        break;
+    case REDUCE_REFGRANT:
+        fn(arg, STORE_INDEX_GRANT_NAMESPACE, json_string_value(json_object_get(obj, "namespace")));
+        break;
+    case REDUCE_NAMESPACE:
+    case REDUCE_KINDS:
+        break;
+    }
+}
+
+static void store_touch_index(void *arg, enum store_index which, const char *by)
+{
+    char dep[DEP_MAX];
+    store_dep_index(dep, which, by);
+    json_object_set_new(arg, dep, json_true());
+}
+
+/* Object kind/key changed from old to new (either NULL): notes what that changes. */
+static void store_touch(struct store *s, enum reduce_kind kind, const char *key, json_t *old, json_t *new)
+{
+    char dep[DEP_MAX];
+    if (!s->tracking)
+        return; /* a store no one asks (a directory's fresh copy, `answer`) keeps no set */
+    if (!s->touched)
+        s->touched = json_object();
+    store_dep_object(dep, kind, key);
+    json_object_set_new(s->touched, dep, json_true());
+    store_dep_object(dep, kind, "*");
+    json_object_set_new(s->touched, dep, json_true());
+    if (old)
+        store_index_keys(kind, old, store_touch_index, s->touched);
+    if (new)
+        store_index_keys(kind, new, store_touch_index, s->touched);
+}
+
+json_t *store_take_touched(struct store *s)
+{
+    json_t *t = s->touched;
+    s->touched = NULL;
+    s->tracking = 1;
+    return t;
+}
+
+void store_record_reads(struct store *s, json_t *reads)
+{
+    s->reads = reads;
 }
 
 static void note_resource_version(struct store *s, enum reduce_kind kind, json_t *obj)
@@ -79,19 +174,25 @@ int store_apply(struct store *s, enum store_event type, json_t *obj, char *err, 
         errbuf_set(err, errlen, "%s %s: %s", reduce_kind_name(kind), key, why);
         return rc;
     }
+    json_t *old = json_incref(json_object_get(table, key));
     if (!reduced) { /* deleted, or no longer of interest */
-        if (json_object_del(table, key) == 0)
+        if (old && json_object_del(table, key) == 0) {
             s->revision++;
+            store_touch(s, kind, key, old, NULL);
+        }
+        json_decref(old);
         note_resource_version(s, kind, obj);
         return 0;
     }
-    if (!json_object_get(table, key) && json_object_size(table) >= s->limits.max_objects[kind]) {
+    if (!old && json_object_size(table) >= s->limits.max_objects[kind]) {
         errbuf_set(err, errlen, "%s %s: refused: the store holds at most %zu objects of kind %s",
                    reduce_kind_name(kind), key, s->limits.max_objects[kind], reduce_kind_name(kind));
         json_decref(reduced);
         return -ENOSPC;
     }
+    store_touch(s, kind, key, old, reduced);
     json_object_set_new(table, key, reduced); /* steals reduced */
+    json_decref(old);
     s->revision++;
     note_resource_version(s, kind, obj);
     return 0;
@@ -150,19 +251,56 @@ out:
 
 int store_delete_key(struct store *s, enum reduce_kind kind, const char *key)
 {
-    if (json_object_del(s->objects[kind], key) != 0)
+    json_t *old = json_incref(json_object_get(s->objects[kind], key));
+    if (!old)
         return 0;
+    store_touch(s, kind, key, old, NULL); /* first: key may be the table's own, freed by the delete */
+    json_object_del(s->objects[kind], key);
+    json_decref(old);
     s->revision++;
     return 1;
 }
 
+void store_sync(struct store *dst, const struct store *src)
+{
+    for (int k = 0; k < REDUCE_KINDS; k++) {
+        json_t *have = dst->objects[k], *want = src->objects[k], *obj, *mine, *gone = json_array(), *v;
+        const char *key;
+        size_t i;
+        json_object_foreach(have, key, obj)
+            if (!json_object_get(want, key))
+                json_array_append_new(gone, json_string(key));
+        json_array_foreach(gone, i, v) store_delete_key(dst, (enum reduce_kind)k, json_string_value(v));
+        json_decref(gone);
+        json_object_foreach(want, key, obj) {
+            mine = json_object_get(have, key);
+            if (mine && json_equal(mine, obj))
+                continue;
+            /* Shared, not copied: reduced objects are never changed in place. */
+            store_touch(dst, (enum reduce_kind)k, key, mine, obj);
+            json_object_set(have, key, obj);
+            dst->revision++;
+        }
+    }
+}
+
 json_t *store_objects(const struct store *s, enum reduce_kind kind)
 {
+    if (s->reads) { /* a scan of the table depends on every object of the kind */
+        char dep[DEP_MAX];
+        store_dep_object(dep, kind, "*");
+        json_object_set_new(s->reads, dep, json_true());
+    }
     return s->objects[kind];
 }
 
 json_t *store_get(const struct store *s, enum reduce_kind kind, const char *key)
 {
+    if (s->reads) {
+        char dep[DEP_MAX];
+        store_dep_object(dep, kind, key);
+        json_object_set_new(s->reads, dep, json_true());
+    }
     return json_object_get(s->objects[kind], key);
 }
 
@@ -176,52 +314,20 @@ unsigned long store_revision(const struct store *s)
     return s->revision;
 }
 
-static void store_index_add(json_t *index, const char *by, const char *key)
+struct store_index_build {
+    json_t **index;
+    const char *key;
+};
+
+static void store_index_put(void *arg, enum store_index which, const char *by)
 {
-    json_t *set = json_object_get(index, by);
+    struct store_index_build *b = arg;
+    json_t *set = json_object_get(b->index[which], by);
     if (!set) {
         set = json_object();
-        json_object_set_new(index, by, set);
+        json_object_set_new(b->index[which], by, set);
     }
-    json_object_set_new(set, key, json_true());
-}
-
-static void store_index_ips(json_t *index, json_t *table, const char *field)
-{
-    const char *key;
-    json_t *obj, *ip;
-    size_t i;
-    json_object_foreach(table, key, obj) {
-        json_array_foreach(json_object_get(obj, field), i, ip) store_index_add(index, json_string_value(ip), key);
-    }
-}
-
-static void store_index_by_service(json_t *index, json_t *table, const char *list, const char *field)
-{
-    char by[KEY_MAX];
-    const char *key;
-    json_t *obj, *parent;
-    size_t i;
-    json_object_foreach(table, key, obj) {
-        if (!list) {
-            snprintf(by, sizeof by, "%s/%s", json_string_value(json_object_get(obj, "namespace")),
-                     json_string_value(json_object_get(obj, field)));
-            store_index_add(index, by, key);
-            continue;
-        }
-        json_array_foreach(json_object_get(obj, list), i, parent) {
-            snprintf(by, sizeof by, "%s/%s", json_string_value(json_object_get(parent, "namespace")),
-                     json_string_value(json_object_get(parent, field)));
-            store_index_add(index, by, key);
-        }
-    }
-}
-
-static void store_index_by_namespace(json_t *index, json_t *table)
-{
-    const char *key;
-    json_t *obj;
-    json_object_foreach(table, key, obj) store_index_add(index, json_string_value(json_object_get(obj, "namespace")), key);
+    json_object_set_new(set, b->key, json_true());
 }
 
 json_t *store_index(const struct store *cs, enum store_index which, const char *key)
@@ -234,15 +340,20 @@ json_t *store_index(const struct store *cs, enum store_index which, const char *
             json_decref(s->index[i]);
             s->index[i] = json_object();
         }
-        store_index_ips(s->index[STORE_INDEX_SERVICE_IP], s->objects[REDUCE_SERVICE], "clusterIPs");
-        store_index_ips(s->index[STORE_INDEX_POD_IP], s->objects[REDUCE_POD], "ips");
-        store_index_by_service(s->index[STORE_INDEX_SLICE_SERVICE], s->objects[REDUCE_SLICE], NULL, "service");
-        store_index_by_service(s->index[STORE_INDEX_HTTPROUTE_PARENT], s->objects[REDUCE_HTTPROUTE], "parents",
-                               "name");
-        store_index_by_service(s->index[STORE_INDEX_GRPCROUTE_PARENT], s->objects[REDUCE_GRPCROUTE], "parents",
-                               "name");
-        store_index_by_namespace(s->index[STORE_INDEX_GRANT_NAMESPACE], s->objects[REDUCE_REFGRANT]);
+        for (int k = 0; k < REDUCE_KINDS; k++) {
+            const char *okey;
+            json_t *obj;
+            json_object_foreach(s->objects[k], okey, obj) {
+                struct store_index_build b = {s->index, okey};
+                store_index_keys((enum reduce_kind)k, obj, store_index_put, &b);
+            }
+        }
         s->index_revision = s->revision + 1;
+    }
+    if (s->reads) {
+        char dep[DEP_MAX];
+        store_dep_index(dep, which, key);
+        json_object_set_new(s->reads, dep, json_true());
     }
     return json_object_get(s->index[which], key);
 }

@@ -76,4 +76,23 @@ json_t *store_index(const struct store *s, enum store_index which, const char *k
 /* Counts every change; an answer computed at one revision is current until it moves. */
 unsigned long store_revision(const struct store *s);
 
+/* What a change can affect, so only the answers it touches are recomputed.
+ * Both sides speak "dependency keys" (strings): one object of a kind by its
+ * key (present or not), every object of a kind (a table scan), one set of
+ * an index. While a set is given to store_record_reads, store_get,
+ * store_index and store_objects add the keys they read to it (borrowed;
+ * NULL stops). Every change adds the keys it changes (the object, its kind,
+ * and each index set its old and new versions are in) to the store's
+ * touched set. An answer is a function of the store read through those
+ * calls, so it can only differ when a key it read was touched. */
+void store_record_reads(struct store *s, json_t *reads);
+/* The keys touched since the last call (new reference), or NULL when none.
+ * A store keeps them only from its first call on. */
+json_t *store_take_touched(struct store *s);
+
+/* Makes dst hold exactly src's objects (shared, not copied), deleting and
+ * replacing only those that differ, each a change as an event would make:
+ * a re-read directory then touches only what changed in it. */
+void store_sync(struct store *dst, const struct store *src);
+
 #endif

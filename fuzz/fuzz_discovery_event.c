@@ -7,7 +7,10 @@
  * input gets a new store holding at most 8 objects of a kind, so one input
  * reaches the limits; every third document is applied as DELETED. Seeds
  * of fuzz/corpus/fuzz_discovery_event/ put a route and the ReferenceGrant
- * that permits its backends in one input. */
+ * that permits its backends in one input. Then the change tracking the
+ * server relies on is checked: with the answers' reads recorded, every
+ * other document is deleted again, and an answer that changed must have
+ * read a touched key (else abort). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +40,55 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort(); /* run from the repository root */
     json_decref(mesh);
     return 0;
+}
+
+#define QUESTIONS 5
+
+/* Destination answers as text; with reads[i], the keys each read. */
+static void answers(struct store *store, char *texts[QUESTIONS], json_t *reads[QUESTIONS])
+{
+    static const char *const dests[QUESTIONS] = {"10.96.10.10:80", "10.1.1.10:8080", "[fd00:96::10]:80",
+                                                 "10.96.10.20:5432", "10.96.40.1:80"};
+    for (int i = 0; i < QUESTIONS; i++) {
+        struct addr_dest d;
+        if (addr_parse_dest(dests[i], &d) < 0)
+            abort();
+        store_record_reads(store, reads ? reads[i] : NULL);
+        json_t *a = answer_destination(store, "cluster.local", &d);
+        store_record_reads(store, NULL);
+        texts[i] = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(a);
+    }
+}
+
+static void check_tracking(struct store *store, json_t *docs)
+{
+    char *before[QUESTIONS], *after[QUESTIONS], err[1024];
+    json_t *reads[QUESTIONS], *doc;
+    size_t i;
+    json_decref(store_take_touched(store));
+    for (int q = 0; q < QUESTIONS; q++)
+        reads[q] = json_object();
+    answers(store, before, reads);
+    json_array_foreach(docs, i, doc)
+        if (i % 2 == 0)
+            store_apply(store, STORE_DELETED, doc, err, sizeof err);
+    json_t *touched = store_take_touched(store);
+    answers(store, after, NULL);
+    for (int q = 0; q < QUESTIONS; q++) {
+        if (strcmp(before[q], after[q]) != 0) {
+            const char *k;
+            json_t *v;
+            int met = 0;
+            json_object_foreach(reads[q], k, v) met |= touched && json_object_get(touched, k) != NULL;
+            if (!met)
+                abort(); /* an answer changed that no touched key could have told the server about */
+        }
+        free(before[q]);
+        free(after[q]);
+        json_decref(reads[q]);
+    }
+    json_decref(touched);
 }
 
 static void ask(const struct store *store)
@@ -90,9 +142,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 store_apply(store, i % 3 == 2 ? STORE_DELETED : STORE_ADDED, doc, err, sizeof err);
             }
         }
+        ask(store);
+        check_tracking(store, docs);
         json_decref(docs);
+    } else {
+        ask(store);
     }
-    ask(store);
     store_free(store);
     return 0;
 }

@@ -264,6 +264,54 @@ def test_change_in_directory_is_pushed_with_a_new_version(served, certs):
         s.close()
 
 
+def test_a_change_recomputes_only_the_answers_it_touches(certs, tmp_path):
+    """Each answer is computed once however many streams hold it, and again
+    only when a change touches what it read: a slice of Service web changed
+    in the directory recomputes web's answer alone (not kubernetes.default's,
+    db's, a pod's or an unknown address's), and a re-read directory that
+    changed nothing recomputes and pushes nothing."""
+    objs = str(tmp_path / "objects")
+    shutil.copytree(CLUSTER, objs)
+    d = Discovery(certs, str(tmp_path), ["--objects", objs])
+    ids = ["destination:10.96.10.10:80", "destination:10.96.0.1:443", "destination:10.96.10.20:5432",
+           "destination:203.0.113.1:80"]
+    streams = []
+    try:
+        for _ in range(2):
+            s = Stream(d, certs)
+            streams.append(s)
+            for i in ids:
+                assert s.subscribe(i)["type"] == "answer"
+        assert d.metric("weft_discovery_answers_computed_total") == len(ids)  # shared by both streams
+        path = os.path.join(objs, "20-endpointslices.yaml")
+        text = open(path).read()
+        computed = d.metric("weft_discovery_answers_computed_total")
+        with open(path + ".tmp", "w") as f:
+            f.write(text.replace("10.1.1.10", "10.1.1.77"))
+        os.rename(path + ".tmp", path)
+        for s in streams:
+            b = s.next(timeout=10)
+            assert b["id"] == ids[0] and "10.1.1.77" in json.dumps(b["answer"]), b
+        for s in streams:
+            s.quiet(1.0)
+        assert d.metric("weft_discovery_answers_computed_total") == computed + 1
+        reloads = d.metric('weft_discovery_source_reloads_total{result="ok"}')
+        with open(path + ".tmp", "w") as f:  # the same bytes again: a new file, nothing changed in it
+            f.write(text.replace("10.1.1.10", "10.1.1.77"))
+        os.rename(path + ".tmp", path)
+        end = time.monotonic() + 10
+        while d.metric('weft_discovery_source_reloads_total{result="ok"}') == reloads:
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        for s in streams:
+            s.quiet(0.5)
+        assert d.metric("weft_discovery_answers_computed_total") == computed + 1
+    finally:
+        for s in streams:
+            s.close()
+        d.stop()
+
+
 def test_broken_directory_keeps_the_last_good_objects(served, certs):
     s = Stream(served, certs)
     try:
