@@ -70,6 +70,22 @@ void http_h1_head_from(const struct http1_parser *p, struct http_head *h, struct
     }
 }
 
+int http_h1_request_ok(const struct http_head *h)
+{
+    if (!(h->method.len == 7 && memcmp(h->method.p, "CONNECT", 7) == 0))
+        return 1;
+    /* lib/http1 takes any authority-form host but "/?#@"; it is written
+     * again as Host, so it must be what a Host may hold (RFC 3986 reg-name,
+     * IP-literal), or the next parser reads another request. */
+    for (size_t i = 0; i < h->authority.len; i++) {
+        unsigned char c = (unsigned char)h->authority.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("-._~%!$&'()*+,;=:[]", c)))
+            return 0;
+    }
+    return 1;
+}
+
 static int h1_put(struct buf *b, const struct http_span *s)
 {
     return s->len ? buf_append(b, s->p, s->len) : 0;
@@ -411,9 +427,8 @@ static long h1_idle_timeout(struct ae_loop *loop, long long id, void *data)
 
 /* ---------- parsing ---------- */
 
-static void h1_bad_request(struct http_h1 *h)
+static void h1_refuse(struct http_h1 *h, int status, const char *name, const char *why)
 {
-    enum http1_error e = h->rq.error;
     h->bad_request = 1;
     h->down_close = 1;
     if (!h->x_live)
@@ -421,9 +436,15 @@ static void h1_bad_request(struct http_h1 *h)
     if (log_enabled(LOG_DEBUG)) {
         char src[80];
         log_debug("http request refused", "direction=%s src=%s error=%s", session_dir_name(h->s),
-                  session_addr(&h->s->src, src, sizeof src), http1_error_name(e));
+                  session_addr(&h->s->src, src, sizeof src), name);
     }
-    http_exchange_local_reply(&h->x, HTTP_CAUSE_BAD_REQUEST, http1_error_status(e), http1_strerror(e));
+    http_exchange_local_reply(&h->x, HTTP_CAUSE_BAD_REQUEST, status, why);
+}
+
+static void h1_bad_request(struct http_h1 *h)
+{
+    enum http1_error e = h->rq.error;
+    h1_refuse(h, http1_error_status(e), http1_error_name(e), http1_strerror(e));
 }
 
 static void h1_trailers_in(struct http_h1 *h, struct http_head *t)
@@ -468,6 +489,11 @@ static void h1_parse_down(struct http_h1 *h)
             h->minor = h->rq.msg.version_minor;
             h->keep_alive = h->rq.msg.keep_alive;
             http_h1_head_from(&h->rq, &hd, &h->fields, &h->fields_cap);
+            if (!http_h1_request_ok(&hd)) {
+                http_h1_io_settle(&h->in_down);
+                h1_refuse(h, 400, "CONNECT_TARGET", "CONNECT target is not a host:port a Host field may hold");
+                return;
+            }
             rc = http_exchange_request_head(&h->x, &hd);
             break;
         }

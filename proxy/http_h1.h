@@ -89,6 +89,9 @@ unsigned http_h1_client_idle_count(void);
  * (into authority) and Content-Length (into content_length). *fields is
  * grown as needed (the caller frees it). */
 void http_h1_head_from(const struct http1_parser *p, struct http_head *h, struct http_field **fields, size_t *cap);
+/* 0 when the proxy must refuse the request head with 400 although lib/http1
+ * read it: a CONNECT target that is no valid Host value. */
+int http_h1_request_ok(const struct http_head *h);
 /* The wire form of a request head towards an HTTP/1.1 server: 1 when the
  * body follows chunked, 0 when not; -E2BIG past the buffer's max. */
 int http_h1_write_request(struct buf *out, const struct http_head *h);

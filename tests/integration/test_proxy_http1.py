@@ -380,6 +380,7 @@ SMUGGLING = [
     ("no Host", b"GET / HTTP/1.1\r\n\r\n", 400),
     ("two Hosts", b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
     ("space before colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    ("CONNECT target no Host may hold", b"CONNECT >>db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n", 400),
     ("bad chunk size", b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
 ]
 

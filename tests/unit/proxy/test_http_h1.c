@@ -111,6 +111,10 @@ static void test_request_rewrite(void **state)
     assert_int_equal(http_h1_write_request(&out, &h), 0);
     assert_string_equal(buf_cstr(&out), "CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n");
     buf_free(&out);
+    assert_true(http_h1_request_ok(&h));
+    struct http_head bad = h;
+    bad.authority = (struct http_span){">>db:5432", 9}; /* lib/http1 reads it; no Host may hold it */
+    assert_false(http_h1_request_ok(&bad));
     /* Past the buffer's bound: -E2BIG, not a cut head. */
     buf_init(&out, 20);
     assert_int_equal(http_h1_write_request(&out, &h), -E2BIG);
