@@ -4,7 +4,10 @@
  * or as fast as they go, bounded by a request count and a duration. At a
  * fixed rate a request's latency is counted from when it was due, not from
  * when it was sent, so a stalled server cannot hide its queueing
- * (coordinated omission). Prints one JSON line of results.
+ * (coordinated omission). With --new-connection every request opens its
+ * own connection (sent with Connection: close, closed after the response),
+ * the connect and handshake inside its latency. Prints one JSON line of
+ * results.
  *
  *   loadgen --url https://127.0.0.1:8443/inject --cacert ca.crt --body pod.json \
  *           --connections 8 --rate 1000 --duration 10 --requests 100000
@@ -38,6 +41,7 @@ struct config {
     char *body;
     size_t body_len;
     int connections;
+    int new_connection;
     double rate, duration;
     long max_requests;
 };
@@ -166,8 +170,9 @@ static void *run(void *arg)
     const struct config *cfg = w->cfg;
     char head[2048];
     int hlen = snprintf(head, sizeof head,
-                        "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-                        cfg->method, cfg->path, cfg->server_name, cfg->content_type, cfg->body_len);
+                        "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
+                        cfg->method, cfg->path, cfg->server_name, cfg->content_type, cfg->body_len,
+                        cfg->new_connection ? "Connection: close\r\n" : "");
     char *req = malloc((size_t)hlen + cfg->body_len), *resp = malloc(MAX_RESPONSE);
     memcpy(req, head, (size_t)hlen);
     memcpy(req + hlen, cfg->body, cfg->body_len);
@@ -197,6 +202,10 @@ static void *run(void *arg)
             continue;
         }
         record(w, now_ns() - due);
+        if (cfg->new_connection) {
+            conn_close(&c);
+            open = 0;
+        }
     }
     if (open)
         conn_close(&c);
@@ -238,7 +247,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"url", 1, 0, 'u'}, {"cacert", 1, 0, 'c'}, {"body", 1, 0, 'b'}, {"connections", 1, 0, 'n'},
         {"rate", 1, 0, 'r'}, {"duration", 1, 0, 'd'}, {"requests", 1, 0, 'N'}, {"method", 1, 0, 'm'},
-        {"content-type", 1, 0, 't'}, {"server-name", 1, 0, 's'}, {0, 0, 0, 0},
+        {"content-type", 1, 0, 't'}, {"server-name", 1, 0, 's'}, {"new-connection", 0, 0, 'C'}, {0, 0, 0, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -253,6 +262,7 @@ int main(int argc, char **argv)
         case 'm': cfg.method = optarg; break;
         case 't': cfg.content_type = optarg; break;
         case 's': cfg.server_name = optarg; break;
+        case 'C': cfg.new_connection = 1; break;
         default: return 2;
         }
     }
