@@ -31,6 +31,10 @@ struct hm_key {
     char target[HTTP_METRICS_TARGET_MAX];
 };
 
+/* The fixed fields pack without padding, so hashing and comparing them as
+ * bytes never reads an indeterminate byte. */
+_Static_assert(offsetof(struct hm_key, target) == 10, "struct hm_key's fixed fields must have no padding");
+
 struct hm_series {
     struct hm_key key;   /* fixed once published */
     uint64_t hash;
@@ -115,7 +119,8 @@ void http_metrics_free(struct http_metrics *hm)
  * render alike). Quotes and backslashes are escaped at render time. */
 static void hm_key_make(struct hm_key *k, const struct http_outcome *o)
 {
-    memset(k, 0, sizeof *k);
+    /* No memset: hashing and comparing read the fixed fields (no padding
+     * between them) and the target's used bytes only. */
     k->dir = o->dir == PM_OUTBOUND ? PM_OUTBOUND : PM_INBOUND;
     k->method = (uint8_t)http_metrics_method(o->method ? o->method : "", o->method ? o->method_len : 0);
     k->cls = (uint8_t)http_metrics_failure(o);
