@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """`make demo`: a whole Weft mesh on one machine, in network namespaces.
 
-Starts weft-identity and weft-webhook (real TLS) beside a fake Kubernetes
-API, creates the namespaces shop (opted in, STRICT, same-namespace), ops
-(opted in) and legacy (not opted in), sends each pod to the webhook, runs
-what comes back with demo/podrunner.py and prints what happened. The pod
-specs and the checks are shared with tests/integration/test_mesh.py.
+Starts weft-identity, weft-discovery and weft-webhook (real TLS) beside a
+fake Kubernetes API, creates the namespaces shop (opted in, STRICT,
+same-namespace), ops (opted in) and legacy (not opted in), sends each pod to
+the webhook, runs what comes back with demo/podrunner.py (which writes the
+Namespaces, Pods, Services and EndpointSlices into the directory
+weft-discovery watches) and prints what happened. The pod specs and the
+checks are shared with tests/integration/test_mesh.py.
 """
 import os
 import signal
@@ -17,6 +19,9 @@ sys.path.insert(0, HERE)
 import podrunner  # noqa: E402
 
 APP_IMAGE = podrunner.DEMO_IMAGE + ":0.1.0"
+BACKEND_ID = "spiffe://cluster.local/ns/shop/sa/backend"
+FRONTEND_ID = "spiffe://cluster.local/ns/shop/sa/frontend"
+MONITOR_ID = "spiffe://cluster.local/ns/ops/sa/monitor"
 
 
 def app_pod(ns, name, sa, uid, serve=True, annotations=None, labels=None):
@@ -98,13 +103,69 @@ def peers(metrics, direction):
     return out
 
 
-def wait_namespace_refresh(cl, ns, fresh=10.6, budget=12.0):
-    """The webhook caches namespace annotations for 10 s (webhook/nscache.h):
-    wait until its last read of `ns` is older than that. Bounded."""
-    wait = min(budget, max(0.0, cl.last_namespace_read(ns) + fresh - time.monotonic()))
-    if wait > 0:
-        time.sleep(wait)
-    return wait
+def sample(metrics, series):
+    """The value of one series (name and labels exactly); 0 when absent."""
+    for line in metrics.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def route_count(metrics, route):
+    """Outbound connections the proxy dialled as discovery decided: plain, mtls, fallback, no_endpoint."""
+    return sample(metrics, 'weft_proxy_discovery_routes_total{route="%s"}' % route)
+
+
+def peer_counts(metrics, direction):
+    """(peer, authz) -> mTLS connections opened in this direction so far."""
+    out = {}
+    for line in metrics.splitlines():
+        if line.startswith("weft_proxy_connections_opened_total{") and 'direction="%s"' % direction in line \
+                and 'tls="true"' in line:
+            peer = line.split('peer="', 1)[1].split('"', 1)[0]
+            authz = line.split('authz="', 1)[1].split('"', 1)[0]
+            out[(peer, authz)] = out.get((peer, authz), 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+class Call:
+    """One `demo-app get` from a pod, with what the proxies on both ends
+    counted for it: the verified SPIFFE IDs of its mTLS connection (client
+    side: the server's certificate, checked against the identity discovery
+    named; server side: the caller's, with the authorization verdict) and
+    how the client's proxy routed it."""
+
+    def __init__(self, cl, client, server, url):
+        c0 = proxy_metrics(cl, client) if has_proxy(client) else ""
+        s0 = proxy_metrics(cl, server) if server is not None and has_proxy(server) else ""
+        self.ok, self.line = call(cl, client, client.name, url)
+        c1 = proxy_metrics(cl, client) if c0 else ""
+        s1 = proxy_metrics(cl, server) if s0 else ""
+        self.routes = {r: route_count(c1, r) - route_count(c0, r) for r in ("plain", "mtls", "fallback", "no_endpoint")}
+        self.server_ids = _new(peer_counts(c0, "outbound"), peer_counts(c1, "outbound"))
+        self.client_ids = _new(peer_counts(s0, "inbound"), peer_counts(s1, "inbound"))
+
+    def route(self):
+        return ",".join("%s" % r for r, n in self.routes.items() if n) or "none"
+
+
+def _new(before, after):
+    return [pa for pa, n in sorted(after.items()) if n > before.get(pa, 0)]
+
+
+def has_proxy(pod):
+    return any(c.name == "weft-proxy" for c in pod.containers)
+
+
+def wait_policy_update(cl, pod, before, t0, seconds=5.0):
+    """Waits until the pod's proxy swapped in a new policy from discovery
+    (weft_proxy_discovery_policy_updates_total past `before`). Returns the
+    seconds since t0 it took, or None. Bounded."""
+    while time.monotonic() - t0 < seconds:
+        if sample(proxy_metrics(cl, pod), "weft_proxy_discovery_policy_updates_total") > before:
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    return None
 
 
 class Report:
@@ -128,11 +189,15 @@ class Report:
 
 def run_demo(bindir, rep):
     with podrunner.Cluster(bindir, log=lambda m: rep.line("  " + m)) as cl:
-        rep.head("control plane: fake Kubernetes API, weft-identity, weft-webhook (TLS, node netns)")
+        rep.head("control plane: fake Kubernetes API, weft-identity, weft-discovery, weft-webhook (TLS, node netns)")
         cl.start()
         setup_namespaces(cl)
-        rep.line("  mesh.yaml: templates/mesh.yaml with identity.address=%s:%d, meshNetworks=%s,%s" % (
-            podrunner.NODE_IP, podrunner.IDENTITY_PORT, podrunner.POD_NET, podrunner.SERVICE_NET))
+        rep.line("  mesh.yaml: templates/mesh.yaml with identity.address=%s:%d, discovery.address=%s:%d, "
+                 "meshNetworks=%s,%s" % (podrunner.NODE_IP, podrunner.IDENTITY_PORT, podrunner.NODE_IP,
+                                         podrunner.DISCOVERY_PORT, podrunner.POD_NET, podrunner.SERVICE_NET))
+        rep.line("  weft-discovery serve --objects %s: the runner writes there the Namespaces, Pods, Services and"
+                 % cl.objects_dir)
+        rep.line("    EndpointSlices an API server would hold; discovery re-reads it on every change (inotify)")
         rep.line("  namespaces: shop (inject=enabled, STRICT, same-namespace), ops (inject=enabled), "
                  "legacy (not opted in)")
 
@@ -140,7 +205,8 @@ def run_demo(bindir, rep):
         pods = {}
         specs = [app_pod("shop", "backend", "backend", 1000), app_pod("shop", "frontend", "frontend", 1001),
                  app_pod("ops", "monitor", "monitor", 1002, serve=False),
-                 app_pod("legacy", "client", "client", 1003, serve=False)]
+                 app_pod("legacy", "client", "client", 1003, serve=False),
+                 app_pod("legacy", "web", "web", 1009)]
         for spec in specs:
             t = time.monotonic()
             adm, pod = admit_and_run(cl, spec)
@@ -149,39 +215,59 @@ def run_demo(bindir, rep):
             what = "%d patch ops" % len(adm.patch) if adm.sent else "not sent: " + adm.message
             rep.line("  %-15s %-11s %s; containers %s; ready in %.2fs" % (
                 pod.key, pod.ip, what, " -> ".join(names), time.monotonic() - t))
-        backend = pods["shop/backend"]
+        backend, frontend, monitor, web = (pods[k] for k in ("shop/backend", "shop/frontend", "ops/monitor",
+                                                                "legacy/web"))
         ran = backend.container("weft-init")
         sc = ran.spec.get("securityContext") or {}
         rep.line("  weft-init ran as in the spec (uid %s, capabilities %s): weft-init %s -> exit %d" % (
             sc.get("runAsUser", 0), "+".join((sc.get("capabilities") or {}).get("add", [])) or "none",
             " ".join(ran.spec["args"]), ran.exit_code))
+        env = {e["name"]: e.get("value") for e in backend.container("weft-proxy").spec["env"]}
+        rep.check(env.get("WEFT_DISCOVERY_ADDR") == "%s:%d" % (podrunner.NODE_IP, podrunner.DISCOVERY_PORT),
+                  "the webhook stamped WEFT_DISCOVERY_ADDR=%s from mesh.yaml's discovery.address"
+                  % env.get("WEFT_DISCOVERY_ADDR"))
         vip = cl.add_service("shop", "backend", 80, 8080, [backend])
-        url = "http://%s/" % vip
-        rep.line("  service shop/backend: %s:80 -> DNAT %s:8080 (node netns, nat PREROUTING/OUTPUT)" % (
-            vip, backend.ip))
+        web_vip = cl.add_service("legacy", "web", 80, 8080, [web])
+        url, web_url = "http://%s/" % vip, "http://%s/" % web_vip
+        rep.line("  service shop/backend: %s:80 -> %s:8080; legacy/web: %s:80 -> %s:8080 (a Service and its"
+                 % (vip, backend.ip, web_vip, web.ip))
+        rep.line("    EndpointSlice in discovery's directory, and DNAT in the node netns for pods without a proxy)")
         for pod in pods.values():
-            if any(c.name == "weft-proxy" for c in pod.containers):
-                rep.line("  %-15s %s" % (pod.key, certificate_line(proxy_metrics(cl, pod))))
+            if has_proxy(pod):
+                m = proxy_metrics(cl, pod)
+                rep.line("  %-15s %s" % (pod.key, certificate_line(m)))
+                # The policy answer is acknowledged once applied; it moves the config generation only
+                # when it differs from what the webhook stamped into the environment (not here).
+                rep.check(sample(m, "weft_proxy_discovery_connected") == 1 and
+                          sample(m, "weft_proxy_discovery_acks_total") >= 1,
+                          "%-15s weft-proxy's stream to weft-discovery is up (%d answer(s) applied and acknowledged: "
+                          "its inbound policy)" % (pod.key, sample(m, "weft_proxy_discovery_acks_total")))
 
-        rep.head("traffic (kubectl exec <pod> -- demo-app get %s)" % url)
-        ok, line = call(cl, pods["shop/frontend"], "frontend", url)
-        rep.check(ok, "shop/frontend -> shop/backend: %s" % line)
-        fm, bm = proxy_metrics(cl, pods["shop/frontend"]), proxy_metrics(cl, backend)
-        rep.check(any(p == "spiffe://cluster.local/ns/shop/sa/backend" for p, _ in peers(fm, "outbound")),
-                  "  frontend's proxy saw the server over mTLS as %s" % ", ".join(p for p, _ in peers(fm, "outbound")))
-        rep.check(("spiffe://cluster.local/ns/shop/sa/frontend", "allowed") in peers(bm, "inbound"),
-                  "  backend's proxy saw the caller over mTLS as %s" % ", ".join(
-                      "%s (authz %s)" % pa for pa in peers(bm, "inbound")))
+        rep.head("traffic (kubectl exec <pod> -- demo-app get URL; verified SPIFFE IDs from both proxies' metrics)")
+        c = Call(cl, frontend, backend, url)
+        rep.check(c.ok, "shop/frontend -> shop/backend (%s): %s" % (url, c.line))
+        rep.check(c.routes["mtls"] == 1 and c.server_ids == [(BACKEND_ID, "none")],
+                  "  mTLS to the endpoint discovery named (route %s); the server verified as %s, the identity "
+                  "discovery said it must present" % (c.route(), ", ".join(p for p, _ in c.server_ids) or "nobody"))
+        rep.check(c.client_ids == [(FRONTEND_ID, "allowed")],
+                  "  backend's proxy verified the caller as %s" % ", ".join("%s (authz %s)" % pa for pa in c.client_ids))
 
-        ok, line = call(cl, pods["legacy/client"], "client", url)
-        rep.check(not ok, "legacy/client -> shop/backend refused (STRICT, plaintext): %s" % line)
+        c = Call(cl, frontend, None, web_url)
+        rep.check(c.ok and '"pod": "legacy/web"' in c.line and '"from": "%s"' % frontend.ip in c.line,
+                  "shop/frontend -> legacy/web (%s, no proxy there): %s" % (web_url, c.line))
+        rep.check(c.routes["plain"] == 1 and not c.server_ids,
+                  "  plain TCP (route %s): discovery says the endpoint is not meshed, although %s is inside "
+                  "meshNetworks" % (c.route(), web_vip))
+
+        c = Call(cl, pods["legacy/client"], backend, url)
+        rep.check(not c.ok, "legacy/client -> shop/backend refused (STRICT, plaintext): %s" % c.line)
         bm = proxy_metrics(cl, backend)
         rep.line("       backend's proxy: %s" % "; ".join(podrunner.metrics_lines(bm, ("weft_proxy_inbound_refused_total",))))
-        ok, line = call(cl, pods["ops/monitor"], "monitor", url)
-        rep.check(not ok, "ops/monitor -> shop/backend denied (same-namespace): %s" % line)
-        bm = proxy_metrics(cl, backend)
-        rep.line("       backend's proxy: %s" % "; ".join(
-            "%s authz=%s" % pa for pa in peers(bm, "inbound") if "ops" in pa[0]))
+        c = Call(cl, monitor, backend, url)
+        rep.check(not c.ok and c.client_ids == [(MONITOR_ID, "denied")],
+                  "ops/monitor -> shop/backend denied (same-namespace): %s" % c.line)
+        rep.line("       backend's proxy verified the caller as %s; monitor's proxy the server as %s" % (
+            ", ".join("%s (authz %s)" % pa for pa in c.client_ids), ", ".join(p for p, _ in c.server_ids)))
 
         spec = app_pod("shop", "batch", "batch", 1004, annotations={"weft.dev/inject": "disabled"})
         adm = cl.admit(spec)
@@ -193,24 +279,27 @@ def run_demo(bindir, rep):
         rep.check(not adm.allowed and "mtls-mode" in adm.message,
                   "shop/bad (weft.dev/mtls-mode: OFF) refused: %s" % adm.message)
 
-        rep.head("shop names ops/monitor in weft.dev/allow-from; shop/backend is re-admitted")
-        cl.annotate_namespace("shop", "weft.dev/allow-from", "ops/monitor")
-        waited = wait_namespace_refresh(cl, "shop")
-        if waited:
-            rep.line("  waited %.1fs for the webhook's 10 s namespace cache" % waited)
-        spec2 = app_pod("shop", "backend", "backend", 1000)
-        adm, new_backend = admit_and_run(cl, spec2)
-        env = {e["name"]: e.get("value") for c in adm.pod["spec"]["initContainers"] if c["name"] == "weft-proxy"
-               for e in c["env"]}
-        rep.line("  new pod %s: WEFT_ALLOW_FROM=%r" % (new_backend.ip, env.get("WEFT_ALLOW_FROM")))
-        cl.set_endpoints("shop", "backend", [new_backend])
-        cl.delete_pod(backend, grace=2)
-        backend = new_backend
-        ok, line = call(cl, pods["ops/monitor"], "monitor", url)
-        rep.check(ok, "ops/monitor -> shop/backend allowed: %s" % line)
-        ok, line = call(cl, pods["shop/frontend"], "frontend", url)
-        rep.check(ok, "shop/frontend -> shop/backend still works: %s" % line)
-        pods["shop/backend"] = backend
+        rep.head("shop names ops/monitor in weft.dev/allow-from: the Namespace in discovery's directory changes, "
+                 "no pod restarts")
+        pid = backend.pid("weft-proxy")
+        for value, allowed in (("ops/monitor", True), (None, False)):
+            before = sample(proxy_metrics(cl, backend), "weft_proxy_discovery_policy_updates_total")
+            t0 = time.monotonic()
+            cl.annotate_namespace("shop", "weft.dev/allow-from", value)
+            took = wait_policy_update(cl, backend, before, t0)
+            what = "set to %s" % value if value else "removed"
+            rep.check(took is not None, "weft.dev/allow-from %s: backend's proxy swapped in discovery's new policy "
+                      "%s" % (what, "%.0f ms after the write" % (took * 1000) if took is not None else "(not within 5 s)"))
+            c = Call(cl, monitor, backend, url)
+            verdict = "allowed" if allowed else "denied"
+            rep.check(c.ok == allowed and c.client_ids == [(MONITOR_ID, verdict)],
+                      "ops/monitor -> shop/backend %s: %s" % (verdict, c.line))
+            c = Call(cl, frontend, backend, url)
+            rep.check(c.ok and c.client_ids == [(FRONTEND_ID, "allowed")],
+                      "shop/frontend -> shop/backend still allowed: %s" % c.line)
+            rep.check(backend.pid("weft-proxy") == pid,
+                      "shop/backend's weft-proxy is the same process (pid %s -> %s), never restarted" % (
+                          pid, backend.pid("weft-proxy")))
 
         rep.head("probes now (kubelet-style: from the node netns to the pod IP)")
         for pod in pods.values():
@@ -232,7 +321,7 @@ def run_demo(bindir, rep):
 
         rep.head("proxy metrics (a few lines each)")
         for pod in pods.values():
-            if not any(c.name == "weft-proxy" for c in pod.containers):
+            if not has_proxy(pod):
                 rep.line("  %s: no proxy (namespace not opted in)" % pod.key)
                 continue
             m = proxy_metrics(cl, pod)
@@ -241,10 +330,18 @@ def run_demo(bindir, rep):
                                                     "weft_proxy_inbound_refused_total",
                                                     "weft_proxy_tls_handshakes_total"), limit=4):
                 rep.line("    " + line)
+            for line in podrunner.metrics_lines(m, ("weft_proxy_discovery_routes_total",
+                                                    "weft_proxy_discovery_policy_updates_total")):
+                rep.line("    " + line)
+        rep.line("  weft-discovery:")
+        for line in podrunner.metrics_lines(cl.discovery_metrics(), (
+                "weft_discovery_streams", "weft_discovery_subscriptions", "weft_discovery_pushes_total",
+                "weft_discovery_acks_total", "weft_discovery_nacks_total", "weft_discovery_source_reloads_total")):
+            rep.line("    " + line)
 
         rep.head("per-pod overhead")
         for pod in pods.values():
-            if not any(c.name == "weft-proxy" for c in pod.containers):
+            if not has_proxy(pod):
                 continue
             rss = pod.rss_kib("weft-proxy")
             rep.line("  %-15s weft-proxy RSS %s KiB; weft-init ran %.0f ms; init containers + proxy "

@@ -19,6 +19,11 @@ machine, with network namespaces instead of a cluster.
   spec's env (downward API filled in) and volumes as real files, bind-mounted
   at their mountPath in a private mount namespace per container. Mount
   points missing on this machine are created empty and removed at close().
+- weft-discovery (198.18.0.1:8445) runs there too, reading the cluster from
+  a directory it watches: the runner writes into it the Namespaces, the Pods
+  it runs (once they have an IP), the Services and their EndpointSlices, and
+  waits for each re-read. The mesh config's discovery.address points the
+  proxies at it.
 - Probes run from the node namespace against the pod IP, as the kubelet's.
 - Services: a virtual IP (198.19.0.N) in the node namespace with DNAT rules
   to the backend pods, in the nat PREROUTING and OUTPUT chains (kube-proxy's
@@ -75,8 +80,11 @@ POD_NET = "198.18.1.0/24"
 SERVICE_NET = "198.19.0.0/24"
 IDENTITY_PORT = 8444
 WEBHOOK_PORT = 8443
+DISCOVERY_PORT = 8445
+DISCOVERY_METRICS_PORT = 9092
 WEBHOOK_NAME = "weft-webhook.weft-system.svc"
 IDENTITY_NAME = "weft-identity.weft-system.svc"
+DISCOVERY_NAME = "weft-discovery.weft-system.svc"   # weft-proxy's default WEFT_DISCOVERY_SERVER_NAME
 DEMO_IMAGE = "weft-demo/app"
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_PODS = 200
@@ -242,7 +250,7 @@ class Cluster:
         os.makedirs(self.bindir)
         os.chmod(self.bindir, 0o755)
         try:
-            for b in ("weft-webhook", "weft-identity", "weft-proxy", "weft-init"):
+            for b in ("weft-webhook", "weft-identity", "weft-discovery", "weft-proxy", "weft-init"):
                 shutil.copy2(os.path.join(bindir, b), os.path.join(self.bindir, b))
             shutil.copy(os.path.join(HERE, "app.py"), os.path.join(self.bindir, "app.py"))
             os.chmod(os.path.join(self.bindir, "app.py"), 0o644)
@@ -276,8 +284,8 @@ class Cluster:
         t0 = time.monotonic()
         self._start_node()
         self._start_control_plane()
-        self.log("control plane up in %.1fs (node %s, identity %s:%d, webhook :%d)" % (
-            time.monotonic() - t0, NODE_IP, NODE_IP, IDENTITY_PORT, WEBHOOK_PORT))
+        self.log("control plane up in %.1fs (node %s, identity %s:%d, discovery %s:%d, webhook :%d)" % (
+            time.monotonic() - t0, NODE_IP, NODE_IP, IDENTITY_PORT, NODE_IP, DISCOVERY_PORT, WEBHOOK_PORT))
         return self
 
     def close(self):
@@ -361,7 +369,6 @@ class Cluster:
             self.fake = kubefake.KubeFake(kcrt, kkey, host="127.0.0.1", port=0)
         api_token = secrets.token_urlsafe(24)
         self.fake.client_tokens = {api_token}
-        self.fake.requests = _TimedList()
         self.fake.start()
         tokfile = os.path.join(kdir, "token")
         with open(tokfile, "w") as f:
@@ -372,6 +379,7 @@ class Cluster:
             mesh = yaml.safe_load(f)
         mesh["identity"]["address"] = "%s:%d" % (NODE_IP, IDENTITY_PORT)
         mesh["meshNetworks"] = "%s,%s" % (POD_NET, SERVICE_NET)
+        mesh.setdefault("discovery", {})["address"] = "%s:%d" % (NODE_IP, DISCOVERY_PORT)
         self.mesh_path = os.path.join(self.tmp, "mesh.yaml")
         with open(self.mesh_path, "w") as f:
             yaml.safe_dump(mesh, f, sort_keys=False)
@@ -396,10 +404,103 @@ class Cluster:
             out.close()
             self.procs.append(p)
         self.identity_proc, self.webhook_proc = self.procs[-2], self.procs[-1]
+        self._start_discovery(ca, logs)
         self._wait_http(self.node_ns, "127.0.0.1", 9091, "/readyz", self.identity_proc, self.identity_log, 10)
         self._wait_http(self.node_ns, "127.0.0.1", 9090, "/readyz", self.webhook_proc, self.webhook_log, 10)
+        self._wait_http(self.node_ns, "127.0.0.1", DISCOVERY_METRICS_PORT, "/readyz", self.discovery_proc,
+                        self.discovery_log, 10)
         self.webhook_tls = ssl.create_default_context(cafile=self.webhook_ca)
         self.identity_tls = ssl.create_default_context(cafile=os.path.join(ca, "ca.crt"))
+
+    def _start_discovery(self, ca, logs):
+        """weft-discovery reading the cluster's objects from a directory it
+        watches (docs/discovery.md, `serve --objects`): the runner writes
+        there what an API server would hold (Namespaces, Pods, Services and
+        their EndpointSlices). Its serving certificate is signed by the
+        mesh's issuer for the name the proxies expect by default, as
+        manifests/discovery/gen-discovery-cert.sh makes it in a cluster."""
+        base = os.path.join(ca, "discovery")
+        with open(base + ".ext", "w") as f:
+            f.write("subjectAltName=DNS:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
+                    "keyUsage=critical,digitalSignature\n" % (DISCOVERY_NAME, NODE_IP))
+        sh([OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            base + ".key", "-out", base + ".csr", "-subj", "/CN=" + DISCOVERY_NAME])
+        sh([OPENSSL, "x509", "-req", "-in", base + ".csr", "-CA", os.path.join(ca, "intermediate.crt"),
+            "-CAkey", os.path.join(ca, "intermediate.key"), "-CAcreateserial", "-CAserial", base + ".srl",
+            "-days", "2", "-extfile", base + ".ext", "-out", base + ".leaf"])
+        with open(base + ".crt", "w") as out:
+            for part in (base + ".leaf", os.path.join(ca, "intermediate.crt")):
+                with open(part) as f:
+                    out.write(f.read())
+        self.objects_dir = os.path.join(self.tmp, "objects")
+        os.makedirs(self.objects_dir)
+        self.objects = {}         # file name -> the object written there
+        for name in self.namespaces:
+            self._put_object(self._namespace_object(name), wait=False)
+        self.discovery_log = os.path.join(logs, "weft-discovery.log")
+        argv = [os.path.join(self.bindir, "weft-discovery"), "serve", "--trust-domain", "cluster.local",
+                "--cert", base + ".crt", "--key", base + ".key", "--trust-bundle", os.path.join(ca, "ca.crt"),
+                "--config", self.mesh_path, "--listen", "%s:%d" % (NODE_IP, DISCOVERY_PORT),
+                "--metrics-listen", "127.0.0.1:%d" % DISCOVERY_METRICS_PORT, "--objects", self.objects_dir]
+        out = open(self.discovery_log, "w")
+        self.discovery_proc = subprocess.Popen(self._ns_exec(self.node_ns, argv), stdout=out,
+                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                               start_new_session=True)
+        out.close()
+        self.procs.append(self.discovery_proc)
+
+    def discovery_metrics(self):
+        st, body = http_get(self.node_ns, "127.0.0.1", DISCOVERY_METRICS_PORT, "/metrics")
+        if st != 200:
+            raise RunnerError("weft-discovery /metrics: HTTP %d" % st)
+        return body
+
+    def _reloads(self):
+        """weft-discovery's directory reloads so far: (ok, error)."""
+        text = self.discovery_metrics()
+        return tuple(int(float(_sample(text, 'weft_discovery_source_reloads_total{result="%s"}' % r) or 0))
+                     for r in ("ok", "error"))
+
+    def _put_object(self, obj, wait=True):
+        """Writes one API object into discovery's directory (a rename, so it
+        never reads half a file) and waits until discovery has re-read it."""
+        meta = obj["metadata"]
+        fname = "%s_%s_%s.json" % (obj["kind"].lower(), meta.get("namespace", ""), meta["name"])
+        before = self._reloads() if wait else None
+        tmp = os.path.join(self.objects_dir, "." + fname + ".tmp")   # hidden files are not read
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+        os.rename(tmp, os.path.join(self.objects_dir, fname))
+        self.objects[fname] = obj
+        if wait:
+            self._wait_reload(before, fname)
+
+    def _drop_object(self, kind, ns, name):
+        fname = "%s_%s_%s.json" % (kind.lower(), ns, name)
+        if fname not in self.objects:
+            return
+        before = self._reloads()
+        os.unlink(os.path.join(self.objects_dir, fname))
+        del self.objects[fname]
+        self._wait_reload(before, fname)
+
+    def _wait_reload(self, before, fname, seconds=5.0):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            now = self._reloads()
+            if now[1] > before[1]:
+                raise RunnerError("weft-discovery refused the objects directory after %s: %s" % (
+                    fname, _tail(self.discovery_log)))
+            if now[0] > before[0]:
+                return
+            time.sleep(0.01)
+        raise RunnerError("weft-discovery did not re-read %s within %.0fs: %s" % (
+            fname, seconds, _tail(self.discovery_log)))
+
+    def _namespace_object(self, name):
+        n = self.namespaces[name]
+        return {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": dict(n["labels"]), "annotations": dict(n["annotations"])}}
 
     def _wait_http(self, netns, host, port, path, proc, logf, seconds):
         deadline = time.monotonic() + seconds
@@ -423,16 +524,16 @@ class Cluster:
         labels["kubernetes.io/metadata.name"] = name
         self.namespaces[name] = {"labels": labels, "annotations": dict(annotations or {})}
         self.fake.namespaces[name] = self.namespaces[name]
+        self._put_object(self._namespace_object(name))
 
     def annotate_namespace(self, name, key, value):
-        self.namespaces[name]["annotations"][key] = value
-
-    def last_namespace_read(self, name):
-        """When the API was last asked for this Namespace (monotonic), or 0."""
-        with self.fake.lock:
-            reads = [r["t"] for r in self.fake.requests
-                     if r["method"] == "GET" and r["path"].split("?")[0] == "/api/v1/namespaces/" + name]
-        return max(reads) if reads else 0.0
+        """Sets (value None: removes) an annotation, in the API the webhook
+        reads and in discovery's directory."""
+        if value is None:
+            self.namespaces[name]["annotations"].pop(key, None)
+        else:
+            self.namespaces[name]["annotations"][key] = value
+        self._put_object(self._namespace_object(name))
 
     def admit(self, pod):
         """Sends the pod to the webhook as the API server would and applies
@@ -481,6 +582,10 @@ class Cluster:
         self._node_iptables(["-N", svc["chain"]])
         self._node_iptables(["-A", "WEFT-SERVICES", "-d", vip + "/32", "-p", "tcp", "--dport", str(port),
                              "-j", svc["chain"]])
+        self._put_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+                          "spec": {"type": "ClusterIP", "clusterIP": vip, "clusterIPs": [vip],
+                                   "ports": [{"name": "http", "port": port, "targetPort": target_port,
+                                              "protocol": "TCP"}]}})
         self.set_endpoints(ns, name, backends)
         return vip
 
@@ -497,6 +602,14 @@ class Cluster:
             rule += ["-j", "DNAT", "--to-destination", "%s:%d" % (pod.ip, svc["target_port"])]
             self._node_iptables(rule)
         svc["backends"] = [p.key for p in backends]
+        # The EndpointSlice the endpointslice controller would write for these pods.
+        self._put_object({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name + "-demo", "namespace": ns, "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": svc["target_port"], "protocol": "TCP"}],
+            "endpoints": [{"addresses": [p.ip], "conditions": {"ready": True, "serving": True, "terminating": False},
+                           "nodeName": self.node_ns, "targetRef": {"kind": "Pod", "namespace": p.ns, "name": p.name}}
+                          for p in backends]})
 
     # --- pods --------------------------------------------------------------------
     def run_pod(self, spec, timeout=20.0):
@@ -518,6 +631,7 @@ class Cluster:
         os.chmod(pod.dir, 0o755)
         deadline = time.monotonic() + timeout
         self._pod_network(pod)
+        self._put_object(self._pod_object(pod))   # what the API holds once the pod has its IP
         self._pod_checks(pod)
         self._pod_volumes(pod)
         self._pod_containers(pod, deadline)
@@ -526,6 +640,8 @@ class Cluster:
     def delete_pod(self, pod, grace=5.0):
         """Stops the pod (SIGTERM, then SIGKILL after `grace`) and removes
         its namespace and files."""
+        if self.pods.get(pod.key) is pod:   # a newer pod of the same name owns the object otherwise
+            self._drop_object("Pod", pod.ns, pod.name)
         self._stop_pod_processes(pod, grace)
         if pod.token and self.fake:
             self.fake.reviews.pop(pod.token, None)
@@ -544,6 +660,16 @@ class Cluster:
         for c in sorted(pod.containers, key=lambda c: 0 if c.kind == "app" else 1):
             if c.proc:
                 _kill(c.proc, grace)
+
+    def _pod_object(self, pod):
+        obj = copy.deepcopy(pod.spec)
+        obj.setdefault("apiVersion", "v1")
+        obj.setdefault("kind", "Pod")
+        obj["metadata"].setdefault("uid", "uid-" + pod.id)
+        obj["spec"]["nodeName"] = self.node_ns
+        obj["spec"].setdefault("serviceAccountName", pod.sa)
+        obj["status"] = {"phase": "Running", "hostIP": NODE_IP, "podIP": pod.ip, "podIPs": [{"ip": pod.ip}]}
+        return obj
 
     def _pod_network(self, pod):
         self._add_netns(pod.netns)
@@ -935,14 +1061,6 @@ def mount_points_release(runner_id):
     return removed
 
 
-class _TimedList(list):
-    """kubefake's request log with the time of each request (monotonic)."""
-
-    def append(self, item):
-        item["t"] = time.monotonic()
-        super().append(item)
-
-
 def _port(c, port):
     if isinstance(port, int):
         return port
@@ -986,6 +1104,14 @@ def _kill(p, grace):
             os.killpg(p.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             p.wait(timeout=5)
+
+
+def _sample(text, series):
+    """The value of one series (name and labels exactly) in Prometheus text, or None."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def metrics_lines(text, prefixes, limit=8):

@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """End to end: the whole mesh on one machine with demo/podrunner.py.
 
-weft-webhook and weft-identity run as real processes with real TLS beside a
-fake Kubernetes API; pods are sent to the webhook as AdmissionReviews and run
+weft-webhook, weft-identity and weft-discovery (reading the objects the
+runner writes into its directory) run as real processes with real TLS beside
+a fake Kubernetes API; pods are sent to the webhook as AdmissionReviews and run
 as the webhook returned them (weft-init, the native weft-proxy sidecar, the
 demo app) in network namespaces. Namespaces: shop (opted in, STRICT,
-same-namespace), ops (opted in), legacy (not opted in). Also: a pod that opts
-out runs without a proxy, a pod with an invalid override is refused with its
-message, and the runner (and `make demo` on SIGTERM) leaves nothing behind.
+same-namespace), ops (opted in), legacy (not opted in). Also: a meshed pod
+reaches a pod without a proxy in plain TCP, an allow-from change reaches the
+running proxy through discovery with no restart, a pod that opts out runs
+without a proxy, a pod with an invalid override is refused with its message,
+and the runner (and `make demo` on SIGTERM) leaves nothing behind.
 """
 import os
 import signal
@@ -25,7 +28,7 @@ import podrunner  # noqa: E402
 import procs  # noqa: E402
 
 BIN = os.environ.get("WEFT_BIN") or os.path.join(REPO, "build", "bin")
-NEEDED = ("weft-webhook", "weft-identity", "weft-proxy", "weft-init")
+NEEDED = ("weft-webhook", "weft-identity", "weft-discovery", "weft-proxy", "weft-init")
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, iptables)"),
@@ -50,11 +53,13 @@ class Mesh:
         self.pods = {}
         for spec in (demo.app_pod("shop", "backend", "backend", 1000), demo.app_pod("shop", "frontend", "frontend", 1001),
                      demo.app_pod("ops", "monitor", "monitor", 1002, serve=False),
-                     demo.app_pod("legacy", "client", "client", 1003, serve=False)):
+                     demo.app_pod("legacy", "client", "client", 1003, serve=False),
+                     demo.app_pod("legacy", "web", "web", 1009)):
             adm, pod = demo.admit_and_run(cl, spec)
             self.adm[pod.key], self.pods[pod.key] = adm, pod
         self.vip = cl.add_service("shop", "backend", 80, 8080, [self.pods["shop/backend"]])
         self.url = "http://%s/" % self.vip
+        self.web_url = "http://%s/" % cl.add_service("legacy", "web", 80, 8080, [self.pods["legacy/web"]])
 
     def call(self, key, url=None):
         pod = self.pods[key]
@@ -219,6 +224,7 @@ def mesh():
         # So are the control plane's weft-identity and weft-webhook (the
         # runner's own close gives them only a second before SIGKILL).
         for name, proc, log in (("weft-identity", cl.identity_proc, cl.identity_log),
+                                ("weft-discovery", cl.discovery_proc, cl.discovery_log),
                                 ("weft-webhook", cl.webhook_proc, cl.webhook_log)):
             try:
                 procs.stop_cleanly(proc, log)
@@ -276,13 +282,23 @@ def test_injected_pods_run_as_the_webhook_returned_them(mesh):
 
 
 def test_frontend_to_backend_over_mtls_with_identities_on_both_sides(mesh):
-    ok, line = mesh.call("shop/frontend")
-    assert ok, line
-    assert '"pod": "shop/backend"' in line and '"from": "127.0.0.6"' in line   # delivered by the backend's proxy, from the passthrough source
-    out = demo.peers(mesh.metrics("shop/frontend"), "outbound")
-    assert (BACKEND_ID, "none") in out
-    inb = demo.peers(mesh.metrics("shop/backend"), "inbound")
-    assert (FRONTEND_ID, "allowed") in inb
+    c = demo.Call(mesh.cl, mesh.pods["shop/frontend"], mesh.pods["shop/backend"], mesh.url)
+    assert c.ok, c.line
+    assert '"pod": "shop/backend"' in c.line and '"from": "127.0.0.6"' in c.line   # delivered by the backend's proxy, from the passthrough source
+    # Dialled as discovery decided (the endpoint, mTLS), the server verified as the identity discovery named.
+    assert c.routes == {"plain": 0, "mtls": 1, "fallback": 0, "no_endpoint": 0}, c.routes
+    assert c.server_ids == [(BACKEND_ID, "none")]
+    assert c.client_ids == [(FRONTEND_ID, "allowed")]
+
+
+def test_meshed_pod_reaches_a_pod_without_a_proxy_in_plain_tcp(mesh):
+    """legacy/web has no proxy and its VIP is inside meshNetworks, where a
+    proxy without discovery would insist on mTLS (and fail)."""
+    frontend = mesh.pods["shop/frontend"]
+    c = demo.Call(mesh.cl, frontend, None, mesh.web_url)
+    assert c.ok and '"pod": "legacy/web"' in c.line, c.line
+    assert '"from": "%s"' % frontend.ip in c.line   # straight from the frontend pod: nothing in between
+    assert c.routes["plain"] == 1 and c.server_ids == [], (c.routes, c.server_ids)
 
 
 def test_legacy_plaintext_is_refused_by_strict(mesh):
@@ -408,20 +424,27 @@ def test_invalid_override_is_refused_with_its_message(mesh):
 
 
 def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
-    before = mesh.sample("shop/backend", denied(MONITOR_ID))
-    ok, line = mesh.call("ops/monitor")
-    assert not ok and line in CUT, line
-    assert mesh.sample("shop/backend", denied(MONITOR_ID)) == before + 1  # denied by the policy, after mTLS
-    mesh.cl.annotate_namespace("shop", "weft.dev/allow-from", "ops/monitor")
-    demo.wait_namespace_refresh(mesh.cl, "shop")
-    adm, new = demo.admit_and_run(mesh.cl, demo.app_pod("shop", "backend", "backend", 1000))
-    env = {e["name"]: e.get("value") for e in adm.pod["spec"]["initContainers"][1]["env"]}
-    assert env["WEFT_ALLOW_FROM"] == "ops/monitor"
-    mesh.cl.set_endpoints("shop", "backend", [new])
-    delete_pod_cleanly(mesh.cl, mesh.pods["shop/backend"])
-    mesh.pods["shop/backend"] = new
-    ok, line = mesh.call("ops/monitor")
-    assert ok, line
-    assert (MONITOR_ID, "allowed") in demo.peers(mesh.metrics("shop/backend"), "inbound")
-    ok, line = mesh.call("shop/frontend")
-    assert ok, line
+    """The namespace's allow-from changes in discovery's directory; the
+    running backend proxy takes it on its next connection, no restart."""
+    cl, backend, monitor = mesh.cl, mesh.pods["shop/backend"], mesh.pods["ops/monitor"]
+    pid = backend.pid("weft-proxy")
+    c = demo.Call(cl, monitor, backend, mesh.url)
+    assert not c.ok and c.line in CUT, c.line
+    assert c.client_ids == [(MONITOR_ID, "denied")]   # denied by the policy, after mTLS
+    try:
+        before = mesh.sample("shop/backend", "weft_proxy_discovery_policy_updates_total")
+        t0 = time.monotonic()
+        cl.annotate_namespace("shop", "weft.dev/allow-from", "ops/monitor")
+        assert demo.wait_policy_update(cl, backend, before, t0) is not None, backend.container("weft-proxy").log
+        c = demo.Call(cl, monitor, backend, mesh.url)
+        assert c.ok and c.client_ids == [(MONITOR_ID, "allowed")], (c.line, c.client_ids)
+        ok, line = mesh.call("shop/frontend")
+        assert ok, line
+    finally:
+        before = mesh.sample("shop/backend", "weft_proxy_discovery_policy_updates_total")
+        t0 = time.monotonic()
+        cl.annotate_namespace("shop", "weft.dev/allow-from", None)
+    assert demo.wait_policy_update(cl, backend, before, t0) is not None
+    c = demo.Call(cl, monitor, backend, mesh.url)
+    assert not c.ok and c.client_ids == [(MONITOR_ID, "denied")], (c.line, c.client_ids)
+    assert backend.pid("weft-proxy") == pid   # the same proxy process throughout
