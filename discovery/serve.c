@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -333,6 +334,11 @@ int serve_main(int argc, char **argv)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* One malloc arena: the watch threads allocate the objects the loop
+     * thread frees, and an arena per thread kept about 20 MiB more resident
+     * with 500 streams (bench/RESULTS.md); the threads mostly wait on their
+     * sockets, so sharing the lock costs nothing measurable. */
+    mallopt(M_ARENA_MAX, 1);
     sv.loop = ae_loop_new((int)o.max_conns + 64);
     if (!sv.loop) {
         fprintf(stderr, "weft-discovery: cannot create the event loop\n");
