@@ -78,7 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (http_h1_write_request(&out, &h) < 0)
             abort();
     }
-    http1_init(&q, response ? HTTP1_RESPONSE : HTTP1_REQUEST, &(struct http1_limits){.max_head = 1 << 20});
+    /* The proxy adds at most four fields of its own (Host, Connection,
+     * Upgrade, the framing) to what the input had. */
+    http1_init(&q, response ? HTTP1_RESPONSE : HTTP1_REQUEST,
+               &(struct http1_limits){.max_head = 1 << 20, .max_fields = HTTP1_MAX_FIELDS_DEFAULT + 4});
     if (response)
         http1_response_to(&q, method, strlen(method));
     size_t used2 = 0;
