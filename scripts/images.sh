@@ -9,6 +9,7 @@
 #   weft-proxy     the binary and its libraries, user 15100 (proxyUID)
 #   weft-webhook   the binary and its libraries, user 65532
 #   weft-identity  the binary and its libraries, user 65532
+#   weft-discovery the binary and its libraries, user 65532
 #   pause          images/pause/pause.c built static: the e2e node's sandbox image
 #   busybox        Debian's busybox-static: the e2e suite's test app (--test)
 #
@@ -52,7 +53,7 @@ mkdir -p "$OUT"
 
 rev=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 if [ "$rev" != unknown ] &&
-   [ -n "$(git -C "$ROOT" status --porcelain -- lib proxy init webhook identity images 2>/dev/null)" ]; then
+   [ -n "$(git -C "$ROOT" status --porcelain -- lib proxy init webhook identity discovery images 2>/dev/null)" ]; then
   rev="$rev-dirty"
 fi
 labels=(--label "org.opencontainers.image.version=$VERSION"
@@ -65,7 +66,7 @@ passwd() {  # /etc/passwd and /etc/group naming uid $1 as $2
 }
 
 if [ "$weft" = 1 ]; then
-  for b in weft-init weft-proxy weft-webhook weft-identity; do
+  for b in weft-init weft-proxy weft-webhook weft-identity weft-discovery; do
     [ -x "$BIN/$b" ] || { echo "images: $BIN/$b not built (run make)" >&2; exit 1; }
   done
 
@@ -92,7 +93,7 @@ if [ "$weft" = 1 ]; then
       --file "$BIN/weft-proxy:/usr/local/bin/weft-proxy" $(passwd 15100 weft-proxy) \
       --user 15100:15100 --entrypoint /usr/local/bin/weft-proxy \
       --label org.opencontainers.image.title=weft-proxy "${labels[@]}"
-  for b in weft-webhook weft-identity; do
+  for b in weft-webhook weft-identity weft-discovery; do
     # shellcheck disable=SC2046
     img --name "$REGISTRY/$b:$VERSION" --out "$OUT/$b.tar" \
         --file "$BIN/$b:/usr/local/bin/$b" $(passwd 65532 nonroot) \

@@ -95,7 +95,7 @@ def weft_bin():
     d = cl.make_tempdir("bin")
     os.chmod(d, 0o755)
     try:
-        for b in ("weft-webhook", "weft-identity", "weft-proxy", "weft-init"):
+        for b in ("weft-webhook", "weft-identity", "weft-discovery", "weft-proxy", "weft-init"):
             if os.access(os.path.join(src, b), os.X_OK):
                 shutil.copy2(os.path.join(src, b), os.path.join(d, b))
         yield d

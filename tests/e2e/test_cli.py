@@ -272,7 +272,8 @@ def test_check_installed(cluster, weftctl, mesh, identity, tmp):
         assert r.returncode == 1 and doc["status"] == "fail"
         assert by["weft-webhook-ready"]["status"] == "fail"
         assert by["weft-webhook-ready"]["message"].startswith("weft-webhook: 0 of 2 replicas ready")
-        assert "weft-discovery-ready" not in by  # its Deployment does not exist
+        assert by["weft-discovery-ready"]["status"] == "fail"  # manifests/ has it since discovery joined base/
+        assert by["weft-discovery-ready"]["message"].startswith("weft-discovery: 0 of 2 replicas ready")
         assert by["webhook-configuration"]["status"] == "ok", by["webhook-configuration"]
         # the caBundle against what the running weft-webhook serves, for the URL's host
         assert by["webhook-ca-bundle"]["status"] == "ok", by["webhook-ca-bundle"]

@@ -17,7 +17,7 @@ import cluster as cl
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGES_SH = os.path.join(REPO, "scripts", "images.sh")
 VERSION = open(os.path.join(REPO, "VERSION")).read().strip()
-PARTS = ("weft-init", "weft-proxy", "weft-webhook", "weft-identity", "pause")
+PARTS = ("weft-init", "weft-proxy", "weft-webhook", "weft-identity", "weft-discovery", "pause")
 
 
 def read_image(path):
@@ -65,12 +65,13 @@ def test_images_are_named_as_the_manifests_name_them(built):
              ["annotations"]["io.containerd.image.name"] for p in PARTS}
     mesh = yaml.safe_load(open(os.path.join(REPO, "templates", "mesh.yaml")))
     wanted = {mesh["images"]["proxy"], mesh["images"]["init"]}
-    for f, c in (("webhook.yaml", "weft-webhook"), ("identity.yaml", "weft-identity")):
-        for doc in yaml.safe_load_all(open(os.path.join(REPO, "manifests", "base", f))):
+    for f, c in (("base/webhook.yaml", "weft-webhook"), ("base/identity.yaml", "weft-identity"),
+                 ("discovery/discovery.yaml", "weft-discovery")):
+        for doc in yaml.safe_load_all(open(os.path.join(REPO, "manifests", f))):
             if doc and doc.get("kind") == "Deployment":
                 wanted |= {x["image"] for x in doc["spec"]["template"]["spec"]["containers"]
                            if x["name"] == c}
-    assert len(wanted) == 4
+    assert len(wanted) == 5
     assert wanted <= names
     assert "ghcr.io/weft-mesh/pause:" + VERSION in names
 

@@ -141,6 +141,58 @@ def test_base_renders_what_issue_7_lists():
     assert sorted(exprs["kubernetes.io/metadata.name"]["values"]) == ["kube-system", "weft-system"]
 
 
+def test_base_renders_weft_discovery():
+    """weft-discovery is part of manifests/ (issue 13): 2 stateless replicas
+    with a PodDisruptionBudget, probes, the restricted Pod Security profile,
+    and list/watch on exactly what it watches; mesh.yaml points the proxies
+    at its Service (design.md's weft-discovery.weft-system.svc:8445)."""
+    objs = render(MANIFESTS)
+    for overlay in ("e2e", "cert-manager"):   # they build on base/, so they have it too
+        assert ("Deployment", "weft-discovery") in render(os.path.join(MANIFESTS, "overlays", overlay))
+    assert objs[("ServiceAccount", "weft-discovery")]["metadata"]["namespace"] == "weft-system"
+    assert objs[("ClusterRole", "weft-discovery")]["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces", "services", "pods"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes", "grpcroutes", "referencegrants"],
+         "verbs": ["list", "watch"]}]
+    b = objs[("ClusterRoleBinding", "weft-discovery")]
+    assert b["roleRef"]["name"] == "weft-discovery"
+    assert b["subjects"] == [{"kind": "ServiceAccount", "name": "weft-discovery", "namespace": "weft-system"}]
+    dep = objs[("Deployment", "weft-discovery")]
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "weft-discovery"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = pod["containers"][0]
+    assert c["image"] == "ghcr.io/weft-mesh/weft-discovery:" + open(os.path.join(REPO, "VERSION")).read().strip()
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    for flag in ("--kubernetes", "--trust-domain=cluster.local", "--listen=[::]:8445", "--config="):
+        assert any(a.startswith(flag) for a in c["args"]), flag
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["tls"]["secret"]["secretName"] == "weft-discovery-tls"
+    assert vols["trust"]["configMap"]["name"] == "weft-trust-bundle"
+    assert vols["config"]["configMap"]["name"] == "weft-config"
+    pdb = objs[("PodDisruptionBudget", "weft-discovery")]
+    assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"] == dep["spec"]["selector"]
+    svc = objs[("Service", "weft-discovery")]["spec"]
+    assert svc["ports"] == [{"name": "https", "port": 8445, "targetPort": 8445, "protocol": "TCP",
+                             "appProtocol": "http2"}]
+    assert svc["selector"] == dep["spec"]["selector"]["matchLabels"]
+    mesh = yaml.safe_load(objs[("ConfigMap", "weft-config")]["data"]["mesh.yaml"])
+    assert mesh["discovery"]["address"] == "weft-discovery.weft-system.svc:8445"
+    # Still applicable alone, with the same objects.
+    alone = render(os.path.join(MANIFESTS, "discovery"))
+    for key, obj in alone.items():
+        assert objs[key] == obj, key
+
+
 def test_overlays_render():
     e2e = render(os.path.join(MANIFESTS, "overlays", "e2e"))
     cc = e2e[("MutatingWebhookConfiguration", "weft-webhook")]["webhooks"][0]["clientConfig"]
@@ -195,6 +247,12 @@ def test_apply_base_and_enforce(cluster):
     assert can("weft-identity", "create", "tokenreviews.authentication.k8s.io")
     assert not can("weft-identity", "get", "namespaces")
     assert not can("weft-identity", "get", "secrets", "-n", "weft-system")
+    for what in ("pods", "services", "namespaces", "endpointslices.discovery.k8s.io",
+                 "httproutes.gateway.networking.k8s.io"):
+        assert can("weft-discovery", "watch", what, "-A"), what
+    assert not can("weft-discovery", "get", "pods", "-A")   # list and watch only: the informer pattern
+    assert not can("weft-discovery", "list", "secrets", "-A")
+    assert not can("weft-discovery", "list", "configmaps", "-A")
 
     env = dict(os.environ, KUBECTL=cluster.kubectl_bin, KUBECONFIG=cluster.kubeconfig)
     with tempfile.TemporaryDirectory() as d:

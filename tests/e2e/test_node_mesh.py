@@ -24,12 +24,15 @@ SPIFFE = "spiffe://cluster.local/ns/%s/sa/%s"
 def install_weft(n):
     """manifests/ with the mesh config for the node's ranges (a kustomization
     on top: meshNetworks is the node's 198.18.0.0/15), then the scripts that
-    make the webhook's and identity's certificates."""
+    make the webhook's and identity's certificates. The proxies are not
+    pointed at weft-discovery (discovery.address empty): these tests are
+    of the mesh without it; its Deployment waits for its certificate."""
     d = os.path.join(n.dir, "weft-overlay")
     os.makedirs(d)
     with open(os.path.join(REPO, "templates", "mesh.yaml")) as f:
         mesh = yaml.safe_load(f)
     mesh["meshNetworks"] = "198.18.0.0/15"
+    mesh["discovery"]["address"] = ""
     with open(os.path.join(d, "mesh.yaml"), "w") as f:
         yaml.safe_dump(mesh, f, sort_keys=False)
     with open(os.path.join(d, "kustomization.yaml"), "w") as f:

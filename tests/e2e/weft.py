@@ -144,6 +144,9 @@ class Webhook:
             mesh = yaml.safe_load(f)
         mesh["meshNetworks"] = "198.18.0.0/15"
         mesh["identity"]["address"] = IDENTITY_ADDR
+        # No weft-discovery runs here (no kubelet runs its Deployment): the
+        # proxies decide mTLS by meshNetworks, as without discovery.
+        mesh["discovery"]["address"] = ""
         self.config = os.path.join(self.dir, "mesh.yaml")
         with open(self.config, "w") as f:
             yaml.safe_dump(mesh, f, sort_keys=False)
