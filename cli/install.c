@@ -194,20 +194,23 @@ static int render_mesh(json_t *out, const struct install_settings *s, char *err,
     if (yamlout_write(docs, &b, err, errlen) < 0)
         goto out;
     json_object_set_new(json_object_get(cm, "data"), "mesh.yaml", json_string(buf_cstr(&b)));
-    /* weft-identity takes the trust domain as a flag: keep it in step */
+    /* weft-identity and weft-discovery take the trust domain as a flag: keep it in step */
     const char *td = json_string_value(json_object_get(vals, "trust_domain"));
-    json_t *dep = find(out, "Deployment", "weft-identity");
-    json_t *args = json_object_get(json_array_get(json_object_get(json_object_get(json_object_get(
-                                                      json_object_get(dep, "spec"), "template"), "spec"),
-                                                  "containers"), 0), "args");
-    size_t i;
-    json_t *a;
-    json_array_foreach(args, i, a) {
-        const char *t = json_string_value(a);
-        if (t && td && strncmp(t, "--trust-domain=", 15) == 0) {
-            char *flag = xasprintf("--trust-domain=%s", td);
-            json_array_set_new(args, i, json_string(flag));
-            free(flag);
+    static const char *const takes_td[] = {"weft-identity", "weft-discovery"};
+    for (size_t d = 0; d < sizeof takes_td / sizeof *takes_td; d++) {
+        json_t *dep = find(out, "Deployment", takes_td[d]);
+        json_t *args = json_object_get(json_array_get(json_object_get(json_object_get(json_object_get(
+                                                          json_object_get(dep, "spec"), "template"), "spec"),
+                                                      "containers"), 0), "args");
+        size_t i;
+        json_t *a;
+        json_array_foreach(args, i, a) {
+            const char *t = json_string_value(a);
+            if (t && td && strncmp(t, "--trust-domain=", 15) == 0) {
+                char *flag = xasprintf("--trust-domain=%s", td);
+                json_array_set_new(args, i, json_string(flag));
+                free(flag);
+            }
         }
     }
     rc = 0;
@@ -259,6 +262,14 @@ json_t *install_render(json_t *docs, const struct install_certs *c, const struct
     json_array_append_new(out, tls_secret("weft-identity-tls", c->identity_crt, c->identity_key));
     if (!s->cert_manager)
         json_array_append_new(out, tls_secret("weft-webhook-tls", c->webhook_crt, c->webhook_key));
+    /* only where the manifests run weft-discovery (a manifests/ from before it has none to serve) */
+    if (find(out, "Deployment", "weft-discovery")) {
+        if (!c->discovery_crt || !c->discovery_key) {
+            errbuf_set(err, errlen, "the manifests run weft-discovery but no certificate was given for it");
+            goto fail;
+        }
+        json_array_append_new(out, tls_secret("weft-discovery-tls", c->discovery_crt, c->discovery_key));
+    }
     return out;
 fail:
     json_decref(out);

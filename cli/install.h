@@ -3,8 +3,9 @@
  * (parsed documents) plus certificates and --set values in, the manifests to
  * apply out: ConfigMap weft-trust-bundle holding the trust anchor, the
  * MutatingWebhookConfiguration's caBundle, the Secrets weft-identity-issuer,
- * weft-identity-tls and weft-webhook-tls (as manifests/gen-identity-ca.sh
- * and gen-webhook-cert.sh would create them), and the --set values. */
+ * weft-identity-tls, weft-webhook-tls and weft-discovery-tls (as
+ * manifests/gen-identity-ca.sh, gen-webhook-cert.sh and
+ * discovery/gen-discovery-cert.sh would create them), and the --set values. */
 #ifndef WEFT_CLI_INSTALL_H
 #define WEFT_CLI_INSTALL_H
 #include <jansson.h>
@@ -19,6 +20,7 @@ struct install_certs {
     const char *issuer_crt, *issuer_key;      /* weft-identity's signing intermediate */
     const char *identity_crt, *identity_key;  /* weft-identity's serving chain and key */
     const char *webhook_ca, *webhook_crt, *webhook_key;
+    const char *discovery_crt, *discovery_key; /* weft-discovery's serving chain (leaf + issuer) and key */
 };
 
 struct install_settings {

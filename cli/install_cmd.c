@@ -2,7 +2,8 @@
 /* `weftctl install`: the shell around install.c. It runs `kubectl kustomize`
  * on manifests/ (the same output `kubectl apply -k` applies) and the
  * project's certificate scripts (scripts/make-ca.sh, manifests/
- * gen-webhook-cert.sh --no-apply) in a private temporary directory that is
+ * gen-webhook-cert.sh --no-apply, manifests/discovery/gen-discovery-cert.sh
+ * --no-apply) in a private temporary directory that is
  * removed before weftctl exits, then prints everything at once: nothing is
  * printed unless every step worked. */
 #define _XOPEN_SOURCE 700
@@ -31,10 +32,11 @@ static void usage(FILE *f)
             "usage: weftctl install [--set key=value]... [flags] | kubectl apply -f -\n"
             "\n"
             "Prints Weft's control plane: the kustomize output of manifests/ (what kubectl apply -k\n"
-            "applies) with certificates made by scripts/make-ca.sh and manifests/gen-webhook-cert.sh:\n"
-            "the Secrets weft-identity-issuer, weft-identity-tls and weft-webhook-tls, the trust\n"
-            "anchor in ConfigMap weft-trust-bundle and the webhook's caBundle. The private keys are\n"
-            "in the output (for kubectl apply) and nowhere else: the files are removed.\n"
+            "applies) with certificates made by scripts/make-ca.sh, manifests/gen-webhook-cert.sh and\n"
+            "manifests/discovery/gen-discovery-cert.sh: the Secrets weft-identity-issuer,\n"
+            "weft-identity-tls, weft-webhook-tls and weft-discovery-tls, the trust anchor in ConfigMap\n"
+            "weft-trust-bundle and the webhook's caBundle. The private keys are in the output (for\n"
+            "kubectl apply) and nowhere else: the files are removed.\n"
             "\n"
             "      --set KEY=VALUE          certificates.days=N  lifetime of the issuer and serving\n"
             "                                                    certificates (default 365; the root 10x)\n"
@@ -50,7 +52,9 @@ static void usage(FILE *f)
             "      --certs-dir DIR          take the certificates from DIR instead of making them:\n"
             "                               DIR/identity/ as make-ca.sh writes it (root.crt,\n"
             "                               intermediate.crt/.key, identity.crt/.key), DIR/webhook/ as\n"
-            "                               gen-webhook-cert.sh --out writes it (ca.crt, tls.crt/.key)\n"
+            "                               gen-webhook-cert.sh --out writes it (ca.crt, tls.crt/.key),\n"
+            "                               DIR/discovery/ as gen-discovery-cert.sh --out writes it\n"
+            "                               (tls.crt/.key, signed by DIR/identity's intermediate)\n"
             "  -h, --help\n"
             "\n"
             "KUBECTL (default kubectl) names the kubectl to run.\n"
@@ -113,7 +117,7 @@ int cmd_install(int argc, char **argv)
     char err[4096], tmp[64] = "";
     int rc = 2, c, days_set = 0;
     json_t *docs = NULL, *out = NULL;
-    char *files[8] = {0};
+    char *files[10] = {0};
     struct buf kout, yout;
     buf_init(&kout, MAX_OUTPUT);
     buf_init(&yout, MAX_OUTPUT);
@@ -173,7 +177,7 @@ int cmd_install(int argc, char **argv)
     }
     /* the certificates */
     const char *dir = certs_dir;
-    char idir[128], wdir[128], days[16];
+    char idir[128], wdir[128], ddir[128], days[16];
     if (!dir) {
         snprintf(tmp, sizeof tmp, "%s/weftctl-install-XXXXXX", getenv("TMPDIR") && *getenv("TMPDIR") &&
                  strlen(getenv("TMPDIR")) < 32 ? getenv("TMPDIR") : "/tmp");
@@ -185,17 +189,22 @@ int cmd_install(int argc, char **argv)
         dir = tmp;
         snprintf(idir, sizeof idir, "%s/identity", tmp);
         snprintf(wdir, sizeof wdir, "%s/webhook", tmp);
+        snprintf(ddir, sizeof ddir, "%s/discovery", tmp);
         snprintf(days, sizeof days, "%d", s.days);
-        char makeca[4200], genweb[4200];
+        char makeca[4200], genweb[4200], gendisc[4200];
         snprintf(makeca, sizeof makeca, "%s/../scripts/make-ca.sh", manifests);
         snprintf(genweb, sizeof genweb, "%s/gen-webhook-cert.sh", manifests);
+        snprintf(gendisc, sizeof gendisc, "%s/discovery/gen-discovery-cert.sh", manifests);
         char *a1[] = {"bash", makeca, idir, "--days", days, NULL};
         char *a2[] = {"bash", genweb, "--out", wdir, "--no-apply", "--days", days, NULL};
+        char *a3[] = {"bash", gendisc, "--ca-dir", idir, "--out", ddir, "--no-apply", "--days", days, NULL};
         struct buf ignored;
         buf_init(&ignored, 64 * 1024);
         int h = helper(a1, &ignored, err, sizeof err);
         if (h == 0 && !s.cert_manager)
             h = helper(a2, &ignored, err, sizeof err);
+        if (h == 0)
+            h = helper(a3, &ignored, err, sizeof err);
         buf_free(&ignored);
         if (h != 0) {
             fprintf(stderr, "weftctl install: %s\n", err);
@@ -203,16 +212,21 @@ int cmd_install(int argc, char **argv)
             goto out;
         }
     }
-    static const char *const names[8] = {"identity/root.crt",     "identity/intermediate.crt",
-                                         "identity/intermediate.key", "identity/identity.crt",
-                                         "identity/identity.key", "webhook/ca.crt",
-                                         "webhook/tls.crt",       "webhook/tls.key"};
-    for (int i = 0; i < (s.cert_manager ? 5 : 8); i++)
+    static const char *const names[10] = {"identity/root.crt",     "identity/intermediate.crt",
+                                          "identity/intermediate.key", "identity/identity.crt",
+                                          "identity/identity.key", "webhook/ca.crt",
+                                          "webhook/tls.crt",       "webhook/tls.key",
+                                          "discovery/tls.crt",     "discovery/tls.key"};
+    for (int i = 0; i < 10; i++) {
+        if (s.cert_manager && i >= 5 && i < 8) /* cert-manager makes the webhook's */
+            continue;
         if (!(files[i] = read_text(dir, names[i], err, sizeof err))) {
             fprintf(stderr, "weftctl install: %s\n", err);
             goto out;
         }
-    struct install_certs certs = {files[0], files[1], files[2], files[3], files[4], files[5], files[6], files[7]};
+    }
+    struct install_certs certs = {files[0], files[1], files[2], files[3], files[4],
+                                  files[5], files[6], files[7], files[8], files[9]};
     if (!(out = install_render(docs, &certs, &s, err, sizeof err))) {
         fprintf(stderr, "weftctl install: %s\n", err);
         goto out;
@@ -229,7 +243,7 @@ int cmd_install(int argc, char **argv)
 out:
     if (tmp[0])
         nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 10; i++) {
         if (files[i]) {
             explicit_bzero(files[i], strlen(files[i]));
             free(files[i]);

@@ -322,6 +322,7 @@ def test_install_applies_and_checks(cluster, weftctl):
     docs = list(yaml.safe_load_all(r.stdout))
     kinds = sorted("%s/%s" % (d["kind"], d["metadata"]["name"]) for d in docs)
     for want in ("Secret/weft-identity-issuer", "Secret/weft-identity-tls", "Secret/weft-webhook-tls",
+                 "Secret/weft-discovery-tls", "Deployment/weft-discovery",
                  "ConfigMap/weft-trust-bundle", "MutatingWebhookConfiguration/weft-webhook"):
         assert want in kinds
     # nothing of the temporary certificate directory is left behind

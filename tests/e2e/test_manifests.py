@@ -223,6 +223,28 @@ def test_gen_webhook_cert_offline():
         assert oct(os.stat(os.path.join(d, "tls.key")).st_mode & 0o777) == "0o600"
 
 
+def test_gen_discovery_cert_offline():
+    """weft-discovery's serving certificate, signed by the identity issuer
+    for the name the proxies check (WEFT_DISCOVERY_SERVER_NAME's default)."""
+    with tempfile.TemporaryDirectory() as d:
+        ca, out = os.path.join(d, "ca"), os.path.join(d, "out")
+        subprocess.run(["bash", os.path.join(REPO, "scripts", "make-ca.sh"), ca, "--days", "2"], check=True,
+                       timeout=60, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gen = os.path.join(MANIFESTS, "discovery", "gen-discovery-cert.sh")
+        r = subprocess.run(["bash", gen, "--ca-dir", ca, "--no-apply"], stderr=subprocess.PIPE, text=True)
+        assert r.returncode == 2 and "--no-apply needs --out" in r.stderr
+        subprocess.run(["bash", gen, "--ca-dir", ca, "--out", out, "--no-apply", "--days", "2"], check=True,
+                       timeout=60, stderr=subprocess.DEVNULL)
+        crt = os.path.join(out, "tls.crt")
+        r = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(ca, "ca.crt"), "-untrusted", crt, crt],
+                           stdout=subprocess.PIPE, text=True)
+        assert r.returncode == 0, r.stdout
+        r = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", crt],
+                           stdout=subprocess.PIPE, text=True, check=True)
+        assert "DNS:weft-discovery.weft-system.svc" in r.stdout
+        assert oct(os.stat(os.path.join(out, "tls.key")).st_mode & 0o777) == "0o600"
+
+
 # --- against the real API server ----------------------------------------------
 
 def test_apply_base_and_enforce(cluster):
