@@ -29,9 +29,10 @@ static void usage(FILE *f)
             "\n"
             "      --from NS/SA             the caller's namespace and service account\n"
             "      --to SERVICE[.NS]:PORT   the Service (in -n's namespace unless .NS is given)\n"
-            "      --method M, --path P     the request (both, or either with GET and / for the\n"
-            "                               other); Weft authorizes per connection today, so the\n"
-            "                               answer says so and the verdict is the connection's\n"
+            "      --method M               a request's method (GET when only --path is given);\n"
+            "                               Weft authorizes per connection today, so the answer\n"
+            "                               says so and the verdict is the connection's\n"
+            "      --path P                 a request's path (/ when only --method is given)\n"
             "      --snapshot FILE          judge a snapshot (JSON, - for stdin) instead of a cluster\n"
             "      --dump-snapshot          print the snapshot fetched from the cluster\n" CLUSTER_USAGE
             "  -h, --help\n"
