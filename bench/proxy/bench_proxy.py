@@ -34,6 +34,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../../tests/integration"))
+# proxyenv takes weft-init from WEFT_BIN: the same build as the proxies.
+os.environ["WEFT_BIN"] = os.path.abspath(sys.argv[1])
 import netns  # noqa: E402
 import proxyenv as pe  # noqa: E402
 
