@@ -10,8 +10,8 @@ requests/s (bench/loadgen.c, latency from the scheduled send time) and at
 maximum rate; a new connection for every request (loadgen
 --new-connection, at maximum rate); a bulk transfer (curl, 1 GiB, best of
 3) on the opaque setups; h2c unary requests with h2load (latency from its
-per-request log); the proxies' RSS idle and with 1,000 open HTTP/1.1
-keep-alive connections. The weft pair is measured twice on the same two
+per-request log); the proxies' RSS idle after start, idle again after the
+load runs, and with 1,000 open HTTP/1.1 keep-alive connections. The weft pair is measured twice on the same two
 proxies: port 8080 (protocol detection: HTTP as the proxy handles it
 today) and port 8081 (in WEFT_OPAQUE_PORTS: the opaque weft/1 relay); which
 path the HTTP/1.1 requests took is read from the client proxy's metrics.
@@ -153,7 +153,8 @@ def measure_h2(res, pod, url, logdir):
 
 
 def measure_rss(res, pod, host, port, pids):
-    res["idle_rss"] = [rss_kib(p) for p in pids]
+    # Idle again, but after the load runs: what the allocator kept.
+    res["after_rss"] = [rss_kib(p) for p in pids]
     socks = hold_open(pod, host, port)
     time.sleep(0.5)
     res["rss_1000"] = [rss_kib(p) for p in pids]
@@ -352,16 +353,17 @@ def report(results, elapsed):
     print(f"{os.cpu_count()} cores; {ROUNDS} interleaved rounds of {SECS} s per load run ({elapsed:.0f} s in all); "
           f"medians over rounds; 1 KB bodies; bulk {BULK >> 20} MiB (best of 3 per round)\n")
     print("| setup | 1000/s p50 µs | p99 µs | p99.9 µs | max req/s | new conn/request req/s | its p50 µs | p99 µs "
-          "| errors | bulk MB/s | RSS idle KiB | RSS 1000 conns KiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| errors | bulk MB/s | RSS idle KiB | idle after the runs | RSS 1000 conns KiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         errors = sum(x["errors"] for k in ("fixed", "max", "newconn") for x in r.get(k, []))
         rss_i = " + ".join(str(x) for x in r["idle_rss"]) or "-"
         rss_k = " + ".join(str(x) for x in r.get("rss_1000", [])) or "-"
+        rss_a = " + ".join(str(x) for x in r.get("after_rss", [])) or "-"
         print(f"| {r['name']} | {fmt(r, 'fixed', 'p50_us')} | {fmt(r, 'fixed', 'p99_us')} | "
               f"{fmt(r, 'fixed', 'p999_us')} | {fmt(r, 'max', 'rps')} | {fmt(r, 'newconn', 'rps')} | "
               f"{fmt(r, 'newconn', 'p50_us')} | {fmt(r, 'newconn', 'p99_us')} | {errors} | "
-              f"{fmt(r, 'bulk', scale=1e6)} | {rss_i} | {rss_k} |")
+              f"{fmt(r, 'bulk', scale=1e6)} | {rss_i} | {rss_a} | {rss_k} |")
     print()
     for r in (hat, hah, wh, wo):
         print(f"- {r['name']}: added at 1000/s p50 {med(r, 'fixed', 'p50_us') - med(d, 'fixed', 'p50_us'):+.0f} µs, "
