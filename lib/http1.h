@@ -175,6 +175,9 @@ const char *http1_get(const struct http1_parser *p, const char *name, size_t *va
  * server answers a request with this error (400, 413, 414, 431, 501, 505). */
 /* Whether s[0..len) is a non-empty token (RFC 9110 5.6.2): a method, a field name. */
 int http1_is_token(const char *s, size_t len);
+/* The reason phrase a response of this status carries (RFC 9110 15); "" for
+ * a status without a registered one here ("OK" below 300). */
+const char *http1_reason(int status);
 const char *http1_error_name(enum http1_error e);
 const char *http1_strerror(enum http1_error e);
 int http1_error_status(enum http1_error e);

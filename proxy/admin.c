@@ -135,24 +135,6 @@ void admin_route(struct proxy *px, const char *method, const char *path, int fro
 }
 #undef REPLY
 
-static const char *admin_reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 505: return "HTTP Version Not Supported";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
-    }
-}
-
 static void admin_send_all(int fd, const char *p, size_t len)
 {
     while (len) {
@@ -226,7 +208,7 @@ static void *admin_serve(void *arg)
     char head[256];
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                      res.status, admin_reason(res.status), res.type, res.body.len);
+                      res.status, http1_reason(res.status), res.type, res.body.len);
     admin_send_all(rq->fd, head, (size_t)hl);
     if (strcmp(method, "HEAD") != 0 && res.body.len)
         admin_send_all(rq->fd, res.body.data, res.body.len);

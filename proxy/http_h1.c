@@ -137,41 +137,11 @@ int http_h1_write_request(struct buf *out, const struct http_head *h)
     return r ? -E2BIG : chunked;
 }
 
-static const char *h1_reason(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return status < 300 ? "OK" : "";
-    }
-}
-
 int http_h1_write_response(struct buf *out, const struct http_head *h, int minor, int keep_alive_10,
                            int bodiless, int *close_after)
 {
     int chunked = 0, r = 0, st = h->status;
-    const char *reason = h1_reason(st);
+    const char *reason = http1_reason(st);
     r |= buf_appendf(out, "HTTP/1.1 %d %s\r\n", st, reason);
     r |= h1_put_fields(out, h->fields, h->nfields);
     if (st >= 100 && st < 200 && st != 101) {

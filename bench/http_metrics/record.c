@@ -69,9 +69,12 @@ static double measure(int threads, int store)
 
 int main(int argc, char **argv)
 {
-    int threads = argc > 1 ? atoi(argv[1]) : 4; /* bench input, not project code */
-    if (threads < 1 || threads > 64)
-        threads = 4;
+    char *end = NULL;
+    long threads = argc > 1 ? strtol(argv[1], &end, 10) : 4;
+    if (argc > 1 && (*end || threads < 1 || threads > 64)) {
+        fprintf(stderr, "usage: record [threads 1-64]\n");
+        return 2;
+    }
     for (int k = 0; k < TARGETS; k++)
         lens[k] = (size_t)snprintf(names[k], sizeof names[k], "svc-%d.shop.svc:8080", k);
     for (int n = 1; n <= threads; n = n == threads ? threads + 1 : (n * 2 > threads ? threads : n * 2)) {
