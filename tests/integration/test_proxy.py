@@ -814,17 +814,34 @@ def test_admin_request_threads_at_the_limit_and_one_past(env):
     # main, one worker, admin: once the readiness checks' request threads are gone.
     assert pe.wait_for(lambda: threads() == 3, 5 * pe.SLOW), threads()
     base = 3
-    held = []
+    held, sent = [], []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def feed():
+        """One more byte of its request line to every stalled caller each
+        half second: each admin thread waits 5 s per read, so a slow run
+        (a sanitizer build connecting 32 callers one by one) cannot let a
+        caller time out and free its thread before the probes ran."""
+        line = b"GET /" + b"a" * 1000
+        while not done.wait(0.5):
+            with lock:
+                for i, s in enumerate(held):
+                    s.sendall(line[sent[i]:sent[i] + 1])
+                    sent[i] += 1
 
     def stall(n):
         for _ in range(n):
             with netns.inside(net.node.netns):
                 s = socket.create_connection((b.ip4, pe.ADMIN), timeout=10)
-            held.append(s)
-        assert pe.wait_for(lambda: threads() == base + len(held), 5 * pe.SLOW), (threads(), base, len(held))
-        for s in held:  # part of a request line: each thread waits again (5 s per read)
             s.sendall(b"G")
+            with lock:
+                held.append(s)
+                sent.append(1)
+        assert pe.wait_for(lambda: threads() == base + len(held), 5 * pe.SLOW), (threads(), base, len(held))
 
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
     try:
         stall(31)
         assert b.admin("/live") == (200, "live\n")  # the 32nd
@@ -832,6 +849,8 @@ def test_admin_request_threads_at_the_limit_and_one_past(env):
         assert b.admin("/live") == (503, "busy\n")  # the 33rd
         assert b.admin("/ready") == (503, "busy\n")
     finally:
+        done.set()
+        feeder.join()
         for s in held:
             s.close()
     assert pe.wait_for(lambda: threads() == base, 5 * pe.SLOW)
