@@ -218,6 +218,7 @@ struct http_h1 {
     unsigned lingering : 1;            /* our side is shut: drain input until EOF or the linger timer */
     unsigned fatal : 1;                /* close now */
     unsigned switch_tunnel : 1;        /* continue as a TCP relay */
+    unsigned switch_weft1 : 1;         /* continue as the opaque weft/1 relay (h1_weft1_head) */
 };
 
 static struct http_h1 *h1_of(struct http_exchange *x)
@@ -344,7 +345,23 @@ static const struct http_side_ops h1_downstream_ops = {
 
 static long h1_idle_timeout(struct ae_loop *loop, long long id, void *data);
 
-static void h1_exchange_new(struct http_h1 *h)
+/* Outbound over mTLS to the destination's proxy (WEFT_MESH_NETWORKS). */
+static int h1_meshed(const struct session *s)
+{
+    return s->dir == PM_OUTBOUND && s->tls_up;
+}
+
+/* An Upgrade (a WebSocket) or a CONNECT continues as bytes after its
+ * response, which a weft/h2 stream cannot carry as HTTP/1 does: such a
+ * request to a meshed destination gets a weft/1 connection of its own. */
+static int h1_needs_own_conn(const struct http_head *hd)
+{
+    return hd->upgrade.len || (hd->method.len == 7 && memcmp(hd->method.p, "CONNECT", 7) == 0);
+}
+
+/* hd: the request head the exchange is for (its upstream side is chosen by
+ * it), NULL when the proxy answers without one. */
+static void h1_exchange_new(struct http_h1 *h, const struct http_head *hd)
 {
     struct session *s = h->s;
     ae_timer_del(s->w->loop, h->idle_timer);
@@ -358,7 +375,18 @@ static void h1_exchange_new(struct http_h1 *h)
     h->x.peer = "";
     h->x.dst = h->dst;
     struct upstream_req req = {.dst = s->dst, .passthrough = s->dir == PM_INBOUND};
-    http_h1_client_attach(s->w, &req, &h->x);
+    if (h1_meshed(s) && hd) {
+        /* Towards a meshed destination: a stream of the pooled weft/h2
+         * connection to its proxy, which hands the app HTTP/1.1 again. */
+        int fam = s->dst.ss_family;
+        const void *addr = fam == AF_INET ? (const void *)&((struct sockaddr_in *)&s->dst)->sin_addr
+                                          : (const void *)&((struct sockaddr_in6 *)&s->dst)->sin6_addr;
+        req.tls = 1;
+        req.expect_id = s->expect_id ? s->expect_id : config_expected_id(s->cfg, fam, addr);
+        upstream_pool_h2_attach(s->w, &req, "h1", &h->x);
+    } else {
+        http_h1_client_attach(s->w, &req, &h->x);
+    }
     h->x_live = 1;
     h->req_parsed = h->up_paused = h->resp_chunked = 0;
     http_exchange_begin(&h->x);
@@ -402,7 +430,7 @@ static void h1_refuse(struct http_h1 *h, int status, const char *name, const cha
     h->bad_request = 1;
     h->down_close = 1;
     if (!h->x_live)
-        h1_exchange_new(h);
+        h1_exchange_new(h, NULL);
     if (log_enabled(LOG_DEBUG)) {
         char src[80];
         log_debug("http request refused", "direction=%s src=%s error=%s", session_dir_name(h->s),
@@ -437,10 +465,34 @@ static void h1_trailers_in(struct http_h1 *h, struct http_head *t)
     t->end_stream = 1;
 }
 
+/* An Upgrade or CONNECT to a meshed destination (h1_needs_own_conn): the
+ * rewritten head and what the caller sent after it become the first bytes
+ * of a weft/1 connection of its own (session_connect dials it, as for
+ * opaque TCP); the server proxy relays them to the app, whose answer (a
+ * 101, a 2xx to CONNECT, or any other response) comes back as bytes. The
+ * caller's connection stays that relay to its end, as after any tunnel. */
+static void h1_weft1_head(struct http_h1 *h, const struct http_head *hd)
+{
+    struct session *s = h->s;
+    struct buf b;
+    buf_init(&b, HTTP_H1_OUT_MAX);
+    size_t rest = http_h1_io_len(&h->in_down);
+    if (http_h1_write_request(&b, hd) < 0 || (rest && buf_append(&b, h->in_down.b.data + h->in_down.off, rest) < 0)) {
+        buf_free(&b);
+        h->fatal = 1;
+        return;
+    }
+    h->in_down.off += rest;
+    s->to_up.data = buf_steal(&b, &s->to_up.len);
+    s->to_up.off = 0;
+    h->switch_weft1 = 1;
+}
+
 /* Feeds what the caller sent to the request parser, one exchange at a time. */
 static void h1_parse_down(struct http_h1 *h)
 {
-    while (!h->bad_request && !h->fatal && !h->switch_tunnel && !(h->x_live && h->req_parsed) && !h->up_paused) {
+    while (!h->bad_request && !h->fatal && !h->switch_tunnel && !h->switch_weft1 && !(h->x_live && h->req_parsed) &&
+           !h->up_paused) {
         if (h->x_live && h->x.finished)
             return; /* answered before it was read whole: h1_exchange_end decides */
         const char *in = h->in_down.b.data ? h->in_down.b.data + h->in_down.off : "";
@@ -455,15 +507,27 @@ static void h1_parse_down(struct http_h1 *h)
         case HTTP1_NEED_MORE: http_h1_io_settle(&h->in_down); return;
         case HTTP1_HEAD: {
             struct http_head hd;
-            h1_exchange_new(h);
+            http_h1_head_from(&h->rq, &hd, &h->fields, &h->fields_cap);
             h->minor = h->rq.msg.version_minor;
             h->keep_alive = h->rq.msg.keep_alive;
-            http_h1_head_from(&h->rq, &hd, &h->fields, &h->fields_cap);
             if (!http_h1_request_ok(&hd)) {
-                http_h1_io_settle(&h->in_down);
+                http_h1_io_settle(&h->in_down); /* h1_refuse opens the exchange it answers */
                 h1_refuse(h, 400, "CONNECT_TARGET", "CONNECT target is not a host:port a Host field may hold");
                 return;
             }
+            char host[80];
+            if (h1_meshed(h->s) && !hd.authority.len) {
+                /* HTTP/1.0 without Host: HTTP/2 needs an authority (and so
+                 * does the app's HTTP/1.1), the destination the caller
+                 * dialled, as the HTTP/1.1 client side writes it. */
+                session_addr(&h->s->dst, host, sizeof host);
+                hd.authority = (struct http_span){host, strlen(host)};
+            }
+            if (h1_meshed(h->s) && h1_needs_own_conn(&hd)) {
+                h1_weft1_head(h, &hd); /* the pump hands the session to a weft/1 connection */
+                return;
+            }
+            h1_exchange_new(h, &hd);
             rc = http_exchange_request_head(&h->x, &hd);
             break;
         }
@@ -646,6 +710,12 @@ static int proto_h1_pump(struct session *s)
         size_t pending = http_h1_io_len(&h->in_down);
         int had_x = h->x_live;
         h1_parse_down(h);
+        if (h->switch_weft1) {
+            h1_free(s);
+            s->proto = NULL;
+            session_connect(s);
+            return 0; /* h is gone; the session dials */
+        }
         if (http_h1_io_len(&h->in_down) != pending || h->x_live != had_x)
             progress = 1;
         if (h->down_eof && !http_h1_io_len(&h->in_down) && !h->bad_request) {

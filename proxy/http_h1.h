@@ -52,8 +52,10 @@ static inline void http_h1_io_settle(struct http_h1_io *io)
 #define HTTP_H1_OUT_HIGH (64 * 1024)      /* output waiting for a socket: past it, the producer is paused */
 #define HTTP_H1_OUT_MAX (4 * 1024 * 1024) /* safety net: output exceeds HIGH by one read and its framing only */
 
-/* After detection said http1 (outbound to a plain destination, inbound
- * plaintext under PERMISSIVE): the session relays HTTP/1 from now on. */
+/* After detection said http1 (outbound without discovery, inbound
+ * plaintext under PERMISSIVE): the session relays HTTP/1 from now on; to a
+ * meshed destination each request is a weft/h2 stream (an Upgrade or a
+ * CONNECT: a weft/1 connection of its own, see http_h1.c). */
 void http_h1_start(struct session *s);
 extern const struct proxy_proto proto_h1;
 /* The worker starts draining: its HTTP/1 connections between requests are

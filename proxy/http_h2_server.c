@@ -174,6 +174,9 @@ static void h2s_stream_free(struct h2s_stream *ss)
 {
     struct http_h2s *c = ss->c;
     if (ss->x_live) {
+        /* Both halves through: done, not gone (an HTTP/1.1 client side then
+         * keeps its connection to the app for the next stream). */
+        http_exchange_maybe_done(&ss->x);
         if (!ss->x.finished)
             http_exchange_abort(&ss->x, HTTP_CAUSE_DOWNSTREAM_GONE, 0);
         http_exchange_release(&ss->x);

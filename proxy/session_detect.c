@@ -8,8 +8,8 @@
  *   HTTP/1, HTTP/2 or opaque as soon as the bytes tell, "timeout" when the
  *   client has not said enough by WEFT_DETECT_TIMEOUT_MS (a server-speaks-
  *   first protocol), and no wait at all on WEFT_OPAQUE_PORTS. Every outcome
- *   is counted; HTTP/1 towards a plain upstream goes to proxy/http_h1.c,
- *   everything else is relayed as TCP. */
+ *   is counted; HTTP/1 goes to proxy/http_h1.c, h2c to
+ *   proxy/http_h2_server.c, everything else is relayed as TCP. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
@@ -121,14 +121,13 @@ static void session_detected(struct session *s, enum detect_result r)
         log_debug("protocol detected", "direction=%s dst=%s protocol=%s", session_dir_name(s),
                   session_addr(&s->dst, dst, sizeof dst), detect_name(r));
     }
-    /* HTTP/1 is terminated here where the upstream is plain (outbound
-     * outside the mesh, inbound plaintext under PERMISSIVE: the app). A
-     * meshed destination stays the opaque weft/1 relay until HTTP/1 travels
-     * between proxies as weft/h2. Prior-knowledge h2c is terminated either
-     * way (proxy/http_h2_server.c): each stream is a request, to a meshed
-     * destination on the pooled weft/h2 connection to its proxy. With
-     * discovery, whose route is decided in session_connect only, both stay
-     * opaque for now (see below). */
+    /* HTTP is terminated here, HTTP/1 (proxy/http_h1.c) and prior-knowledge
+     * h2c (proxy/http_h2_server.c) alike: each request to a meshed
+     * destination travels as a stream of the pooled weft/h2 connection to
+     * its proxy (an HTTP/1 Upgrade or CONNECT on a weft/1 connection of its
+     * own), to a plain one as HTTP/1.1 or h2c. With discovery, whose route
+     * is decided in session_connect only, both stay opaque for now (see
+     * below). */
     if (r == DETECT_H2 && (s->dir == PM_INBOUND || !s->w->px->dest)) {
         http_h2_start(s);
         return;
@@ -137,7 +136,7 @@ static void session_detected(struct session *s, enum detect_result r)
      * mTLS) is decided in session_connect and does not reach the HTTP stage
      * yet: such connections stay opaque rather than risk plaintext to a
      * meshed Service. */
-    if (r == DETECT_HTTP1 && !s->tls_up && (s->dir == PM_INBOUND || !s->w->px->dest)) {
+    if (r == DETECT_HTTP1 && (s->dir == PM_INBOUND || !s->w->px->dest)) {
         http_h1_start(s);
         return;
     }

@@ -12,6 +12,7 @@ import os
 import re
 import resource
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -94,9 +95,10 @@ class Origin:
     """The HTTP/1.1 server the pod calls. requests: (request line, fields,
     body, trailers) in arrival order; conns: connections accepted."""
 
-    def __init__(self, net):
-        with netns.inside(net.node.netns):
-            self.srv = socket.create_server((EXT, PORT), backlog=64)
+    def __init__(self, net, where=None, addr=EXT):
+        """where: the namespace to listen in (the node's by default)."""
+        with netns.inside(where or net.node.netns):
+            self.srv = socket.create_server((addr, PORT), backlog=64)
         self.srv.settimeout(0.2)
         self.conns = 0
         self.requests = []
@@ -603,3 +605,196 @@ def test_1000_idle_keep_alive_callers_cost_little_memory_and_one_upstream(env):
         for s in socks:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ---------- between two meshed pods: HTTP/1.1 over weft/h2 ----------
+
+HS_CLIENT = r'tls_handshakes_total\{side="client",result="success"'
+HS_SERVER = r'tls_handshakes_total\{side="server",result="success"'
+INBOUND_REQS = r'^weft_proxy_http_requests_total\{direction="inbound"'
+MESH_SKIP = r'protocol_detection_skipped_total\{direction="inbound",reason="mesh"\}'
+
+
+class MeshPair:
+    """front calls the Origin inside back (all addresses of the pod), each
+    pod with its weft-proxy: an HTTP/1.1 client reaches an HTTP/1.1 server
+    through both proxies, as a stream of the pooled weft/h2 connection."""
+
+    def __init__(self, net, ca):
+        self.net, self.ca = net, ca
+        self.back = pe.MeshPod(net, "back", ca, "shop", "back")
+        self.origin = Origin(net, where=self.back.pod.netns, addr="0.0.0.0")
+        self.front = pe.MeshPod(net, "front", ca, "shop", "front")
+        self.host = self.back.ip4
+        self.url = f"http://{self.host}:{PORT}"
+
+    def connect(self, pod=None):
+        return (pod or self.front).connect(self.host, PORT, timeout=10)
+
+    def curl(self, path, *args, pod=None, check=True):
+        return (pod or self.front).pod.run(["curl", "-sS", "--max-time", "10", *args, self.url + path],
+                                           check=check, timeout=20)
+
+
+@pytest.fixture
+def mesh_pair():
+    with tempfile.TemporaryDirectory(prefix="weft-http1-mesh-") as d, netns.Network() as net:
+        pair = MeshPair(net, pe.CA(d))
+        try:
+            yield pair
+        finally:
+            pair.origin.close()
+
+
+HTTP_CLIENT = """
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=10)
+out = []
+for path in ("/", "/chunked", "/echo"):
+    body = b"abc" * 1000 if path == "/echo" else None
+    c.request("POST" if body else "GET", path, body=body)
+    r = c.getresponse()
+    data = r.read()
+    out.append("%d %s %d %s" % (r.status, path, len(data), r.getheader("Transfer-Encoding", "-")))
+print(" | ".join(out))
+"""
+
+
+def test_meshed_http1_keep_alive_chunked_and_no_invented_trailers(mesh_pair):
+    p = mesh_pair
+    s = p.connect()
+    try:
+        s.sendall(b"GET /plain HTTP/1.1\r\nHost: back\r\n\r\n")
+        st, f, body, rest = read_response(s)
+        assert (st, body) == (200, b"hello")
+        assert "x-hop" not in f and "keep-alive" not in f  # hop-by-hop fields stay behind, on both proxies
+        assert "trailer" not in f
+        s.sendall(b"GET /chunked HTTP/1.1\r\nHost: back\r\n\r\n")
+        head, rest = read_head(s, rest)
+        _, f = fields_of(head)
+        assert f.get("transfer-encoding") == ["chunked"]
+        body, trailers, rest = read_chunked(s, rest)
+        # The origin's trailer, carried (lower case: HTTP/2 between the proxies).
+        assert body == b"hello world" and trailers == [b"x-trailer: t"]
+        # A chunked request with a trailer, and one without: the origin
+        # gets exactly what was sent, no trailer invented.
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: back\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"3\r\nabc\r\n0\r\nX-Req-Trailer: r\r\n\r\n")
+        st, f, body, rest = read_response(s, rest)
+        assert (st, body) == (200, b"abc")
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: back\r\nContent-Length: 4\r\n\r\nwxyz")
+        st, f, body, rest = read_response(s, rest)
+        assert (st, body) == (200, b"wxyz")
+        assert rest == b""
+    finally:
+        s.close()
+    reqs = p.origin.requests
+    assert [r[0] for r in reqs] == ["GET /plain HTTP/1.1", "GET /chunked HTTP/1.1", "POST /echo HTTP/1.1",
+                                    "POST /echo HTTP/1.1"]
+    assert reqs[2][2] == b"abc" and reqs[2][3] == [b"x-req-trailer: r"]
+    assert reqs[3][2] == b"wxyz" and reqs[3][3] == [] and reqs[3][1]["content-length"] == ["4"]
+    assert all("weft-proto" not in r[1] for r in reqs)  # the proxies' own field stays between them
+    assert p.front.metric(r'protocol_detections_total\{direction="outbound",result="http1"\}') == 1
+    assert p.back.metric(MESH_SKIP) == 0  # weft/h2, not the opaque weft/1
+    # curl and Python's http.client (keep-alive) through the pair.
+    r = p.curl("/status", "-w", " %{http_code} %{http_version}")
+    assert r.stdout == "hello 200 1.1"
+    r = p.front.pod.run([sys.executable, "-c", HTTP_CLIENT, p.host, str(PORT)], timeout=30)
+    assert r.stdout.strip() == "200 / 5 - | 200 /chunked 11 chunked | 200 /echo 3000 -"
+    assert p.front.metric(HS_CLIENT) == 1 and p.back.metric(HS_SERVER) == 1  # one pooled connection throughout
+    assert p.back.settled_metric(INBOUND_REQS, 8) == 8  # 4 + 1 + 3, each once
+
+
+def test_meshed_http1_new_connection_per_request_costs_one_proxy_handshake(mesh_pair):
+    p = mesh_pair
+    n = 50
+    script = "for i in $(seq %d); do curl -sS --max-time 10 %s/n$i || exit 1; done" % (n, p.url)
+    t0 = time.monotonic()
+    out = p.front.pod.run(["sh", "-c", script], timeout=120).stdout
+    took = time.monotonic() - t0
+    assert out == "hello" * n
+    assert p.front.metric(r'protocol_detections_total\{direction="outbound",result="http1"\}') == n
+    assert p.front.metric(HS_CLIENT) == 1, "one weft/h2 handshake for 50 client connections"
+    assert p.back.metric(HS_SERVER) == 1
+    # The server proxy's inbound RED series count exactly what was sent.
+    assert p.back.settled_metric(INBOUND_REQS, n) == n
+    assert p.back.metric(r'^weft_proxy_http_responses_total\{direction="inbound",.*status="200"') == n
+    assert p.front.settled_metric(r'^weft_proxy_http_requests_total\{direction="outbound"', n) == n
+    assert p.origin.conns == 1, "the server proxy keeps its HTTP/1.1 connection to the app"
+    print(f"{n} sequential HTTP/1.1 client connections in {took:.2f} s, 1 proxy-to-proxy handshake")
+
+
+def test_meshed_upgrade_and_connect_fall_back_to_their_own_weft1_connection(mesh_pair):
+    p = mesh_pair
+    s = p.connect()
+    try:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: back\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nearly")
+        head, rest = read_head(s, b"")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        want = b"tunnel-open:early"
+        while len(rest) < len(want):
+            rest += s.recv(65536)
+        assert rest == want
+        for msg in (b"ping", b"\x00\xffbinary", b"x" * 100000):  # bytes after the 101, both ways
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                d = s.recv(65536)
+                assert d, "tunnel closed"
+                got += d
+            assert got == msg
+    finally:
+        s.close()
+    line, f, _, _ = p.origin.requests[0]
+    assert line == "GET /ws HTTP/1.1"
+    assert f["upgrade"] == ["websocket"] and f["connection"] == ["upgrade"]
+    assert p.back.metric(MESH_SKIP) == 1  # it came as opaque weft/1
+    assert p.back.metric(INBOUND_REQS) == 0  # ... so the server proxy saw no HTTP request
+    # A CONNECT, the same way.
+    s = p.connect()
+    try:
+        s.sendall(b"CONNECT db.example:5432 HTTP/1.1\r\nHost: db.example:5432\r\n\r\n")
+        head, rest = read_head(s, b"")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        while len(rest) < len(b"tunnel-open:"):
+            rest += s.recv(65536)
+        s.sendall(b"through")
+        while len(rest) < len(b"tunnel-open:through"):
+            rest += s.recv(65536)
+        assert rest == b"tunnel-open:through"
+    finally:
+        s.close()
+    assert p.back.metric(MESH_SKIP) == 2
+    assert p.front.metric(HS_CLIENT) == 2  # one weft/1 connection each
+    # An ordinary request still goes on weft/h2 (a third handshake, the pool's).
+    assert p.curl("/after").stdout == "hello"
+    assert p.front.metric(HS_CLIENT) == 3 and p.back.metric(MESH_SKIP) == 2
+    assert p.back.settled_metric(INBOUND_REQS, 1) == 1
+
+
+def test_meshed_denied_http1_caller_gets_403_per_request(mesh_pair):
+    p = mesh_pair
+    # same-namespace policy: a caller from another namespace is authorized
+    # per connection as over weft/1, but an HTTP caller gets an answer.
+    other = pe.MeshPod(p.net, "other", p.ca, "ops", "monitor")
+    s = p.connect(other)
+    try:
+        for _ in range(2):  # per request, on one connection
+            s.sendall(b"GET /secret HTTP/1.1\r\nHost: back\r\n\r\n")
+            st, _, body, rest = read_response(s)
+            assert st == 403
+            assert body == (b"weft-proxy: caller spiffe://cluster.local/ns/ops/sa/monitor not allowed: "
+                            b"cross-namespace\n"), body
+            assert rest == b""
+    finally:
+        s.close()
+    assert p.origin.requests == [] and p.origin.conns == 0
+    assert p.back.metric(r'connections_opened_total\{direction="inbound",tls="true",authz="denied"') == 1
+    # Opaque TCP (the echo port of back's app) is still cut: weft/1.
+    s = other.connect(p.host, 7000, timeout=10)
+    try:
+        s.sendall(b"echo me\n")
+        assert pe.recv_all(s) == b""
+    finally:
+        s.close()
+    assert p.back.metric(r'connections_opened_total\{direction="inbound",tls="true",authz="denied"') == 2

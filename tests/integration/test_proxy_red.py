@@ -7,12 +7,9 @@ and data directory, loopback of the node namespace, 1 s scrapes) scraping a
 meshed pod's admin port, where PromQL returns the request count, success
 rate and p99 of a known load sent through the proxy to a plain HTTP/1.1
 upstream outside the mesh (90 fast requests, 10 that the upstream holds for
-300 ms, 5 answered 503).
-
-The load part needs the HTTP/1.1 stage to record requests: while the proxy
-relays HTTP as TCP, /metrics shows no request after the first was sent, and
-that part is skipped with the reason (it becomes a real check the moment
-the stage records). Needs root; everything is removed by the fixtures, also
+300 ms, 5 answered 503); and between two meshed pods, where HTTP/1.1
+travels as weft/h2 streams, the server proxy's inbound series counted by
+status and caller. Needs root; everything is removed by the fixtures, also
 on failure."""
 import http.server
 import os
@@ -149,10 +146,7 @@ def test_request_count_success_rate_and_p99_through_prometheus(env):
     assert get(a, "/") == 200
     # A request is recorded when its exchange is done, which may come a moment
     # after the client has read the answer.
-    if a.settled_metric(out, 1, timeout=5) == 0:
-        pytest.skip("weft-proxy recorded no HTTP request after one was sent through it: the outbound HTTP/1.1 "
-                    "stage (proxy/http_h1.c) does not call http_metrics_record yet, so the request count and p99 "
-                    "cannot be checked through Prometheus")
+    assert a.settled_metric(out, 1, timeout=5) == 1, a.metrics()
     q_total = 'sum(weft_proxy_http_requests_total{direction="outbound"})'
     with promenv.Prometheus(net.node, [f"{a.ip4}:{pe.ADMIN}"], d) as prom:
         prom.wait_scraped()
@@ -196,3 +190,45 @@ def test_request_count_success_rate_and_p99_through_prometheus(env):
         # rate(), so only its sign and bound are exact).
         rate = prom.value(f"sum(rate(weft_proxy_http_requests_total{{direction=\"outbound\"}}[1m]))")
         assert rate is not None and 0 < rate <= (total - 1) / 1.0, rate
+
+
+def test_server_proxy_counts_meshed_http1_requests_inbound_through_prometheus(env):
+    """Between two meshed pods (front calls back's app on 8080), HTTP/1.1
+    travels as streams of the pooled weft/h2 connection: the SERVER proxy
+    terminates it and its inbound series count exactly what was sent, by
+    status and the caller's identity, scraped by Prometheus."""
+    net, ca, d = env
+    back = pe.MeshPod(net, "back", ca, "shop", "back")
+    front = pe.MeshPod(net, "front", ca, "shop", "front")
+    ok_n, fail_n = 40, 6
+    sent = {200: 0, 500: 0}
+    t0 = time.monotonic()
+    for i in range(ok_n + fail_n):  # bounded: 46 requests, a new connection each
+        path = "/fail" if i < fail_n else "/"
+        s = front.connect(back.ip4, 8080, timeout=10)
+        try:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: back\r\nConnection: close\r\n\r\n".encode())
+            resp = pe.recv_all(s)
+        finally:
+            s.close()
+        m = re.match(rb"HTTP/1\.1 (\d{3}) ", resp)
+        assert m, resp[:200]
+        sent[int(m.group(1))] += 1
+        assert time.monotonic() - t0 < 30 * pe.SLOW, "the load took too long"
+    assert sent == {200: ok_n, 500: fail_n}
+    total = ok_n + fail_n
+    inbound = r'^weft_proxy_http_requests_total\{direction="inbound",peer="spiffe://cluster.local/ns/shop/sa/front"'
+    assert back.settled_metric(inbound, total) == total, back.metrics()
+    assert back.metric(r'^weft_proxy_http_responses_total\{direction="inbound",.*status="200",.*'
+                       r'classification="success"') == ok_n
+    assert back.metric(r'^weft_proxy_http_responses_total\{direction="inbound",.*status="500",.*'
+                       r'classification="failure"') == fail_n
+    assert front.settled_metric(r'^weft_proxy_http_requests_total\{direction="outbound"', total) == total
+    assert front.metric(r'tls_handshakes_total\{side="client",result="success"') == 1  # one pooled connection
+    check_exposition(back.metrics())
+    with promenv.Prometheus(net.node, [f"{back.ip4}:{pe.ADMIN}"], d) as prom:
+        prom.wait_scraped()
+        q = 'sum(weft_proxy_http_requests_total{direction="inbound"})'
+        assert prom.wait_value(q, total) == total
+        q_fail = 'sum(weft_proxy_http_responses_total{direction="inbound",classification="failure"})'
+        assert prom.value(q_fail) == fail_n
