@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "http_h1.h"
+#include "http_route.h"
 #include "log.h"
 #include "session.h"
 #include "xalloc.h"
@@ -345,10 +346,11 @@ static const struct http_side_ops h1_downstream_ops = {
 
 static long h1_idle_timeout(struct ae_loop *loop, long long id, void *data);
 
-/* Outbound over mTLS to the destination's proxy (WEFT_MESH_NETWORKS). */
+/* Outbound over mTLS to the destination's proxy (WEFT_MESH_NETWORKS), or
+ * with discovery, whose answer may say so for any request. */
 static int h1_meshed(const struct session *s)
 {
-    return s->dir == PM_OUTBOUND && s->tls_up;
+    return s->dir == PM_OUTBOUND && (s->tls_up || s->w->px->dest);
 }
 
 /* An Upgrade (a WebSocket) or a CONNECT continues as bytes after its
@@ -374,17 +376,13 @@ static void h1_exchange_new(struct http_h1 *h, const struct http_head *hd)
     h->x.down = h;
     h->x.peer = "";
     h->x.dst = h->dst;
-    struct upstream_req req = {.dst = s->dst, .passthrough = s->dir == PM_INBOUND};
-    if (h1_meshed(s) && hd) {
-        /* Towards a meshed destination: a stream of the pooled weft/h2
-         * connection to its proxy, which hands the app HTTP/1.1 again. */
-        int fam = s->dst.ss_family;
-        const void *addr = fam == AF_INET ? (const void *)&((struct sockaddr_in *)&s->dst)->sin_addr
-                                          : (const void *)&((struct sockaddr_in6 *)&s->dst)->sin6_addr;
-        req.tls = 1;
-        req.expect_id = s->expect_id ? s->expect_id : config_expected_id(s->cfg, fam, addr);
-        upstream_pool_h2_attach(s->w, &req, "h1", &h->x);
+    if (s->dir == PM_OUTBOUND && hd) {
+        /* Each request on its own: towards a meshed destination a stream of
+         * the pooled weft/h2 connection to its proxy, which hands the app
+         * HTTP/1.1 again; with discovery to the endpoint its answer picks. */
+        http_route_outbound(s, 0, &h->x);
     } else {
+        struct upstream_req req = {.dst = s->dst, .passthrough = s->dir == PM_INBOUND};
         http_h1_client_attach(s->w, &req, &h->x);
     }
     h->x_live = 1;
@@ -493,8 +491,11 @@ static void h1_parse_down(struct http_h1 *h)
 {
     while (!h->bad_request && !h->fatal && !h->switch_tunnel && !h->switch_weft1 && !(h->x_live && h->req_parsed) &&
            !h->up_paused) {
-        if (h->x_live && h->x.finished)
-            return; /* answered before it was read whole: h1_exchange_end decides */
+        /* Answered before it was read whole: h1_exchange_end decides. A
+         * request without a body is whole once its DONE is parsed (next
+         * round), which keeps the connection for the next request. */
+        if (h->x_live && h->x.finished && !h->rq.msg.no_body)
+            return;
         const char *in = h->in_down.b.data ? h->in_down.b.data + h->in_down.off : "";
         size_t len = http_h1_io_len(&h->in_down), used = 0, blen = 0;
         const char *body = NULL;

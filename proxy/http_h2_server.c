@@ -13,6 +13,7 @@
 #include "http_h2_map.h"
 #include "http_h2_server.h"
 #include "http_msg.h"
+#include "http_route.h"
 #include "log.h"
 #include "session.h"
 #include "xalloc.h"
@@ -200,12 +201,7 @@ static int h2s_route(struct http_h2s *c, struct h2s_stream *ss, const struct htt
     struct session *s = c->s;
     struct upstream_req req = {.dst = s->dst};
     if (s->dir == PM_OUTBOUND) {
-        int fam = s->dst.ss_family;
-        const void *addr = fam == AF_INET ? (const void *)&((struct sockaddr_in *)&s->dst)->sin_addr
-                                          : (const void *)&((struct sockaddr_in6 *)&s->dst)->sin6_addr;
-        req.tls = s->tls_up;
-        req.expect_id = s->expect_id ? s->expect_id : config_expected_id(s->cfg, fam, addr);
-        upstream_pool_h2_attach(s->w, &req, "h2", &ss->x);
+        http_route_outbound(s, 1, &ss->x);
         return 0;
     }
     /* Inbound: the app, from the passthrough source, in the version the
@@ -243,6 +239,19 @@ static void h2s_on_headers(void *ctx, h2_stream *st, enum h2_block kind, const s
     }
     if (kind != H2_BLOCK_HEAD || ss)
         return;
+    if (c->s->dir == PM_INBOUND && c->s->tls_down) {
+        /* The handshake's verdict holds for its policy only: a pooled
+         * connection outlives a policy change (an allow-from granted or
+         * revoked), so a newer policy decides again, per request. */
+        const struct cfgsnap *now = worker_snapshot(c->s->w);
+        if (now != c->s->snap) {
+            struct authz_decision d = authz_check(&now->cfg.authz, &c->s->peer.id);
+            if (!d.allowed && !c->denied)
+                log_warn("request denied", "caller=%s policy=%s reason=%s (policy changed)", c->peer,
+                         authz_policy_name(now->cfg.authz.policy), d.reason);
+            c->denied = d.allowed ? NULL : d.reason;
+        }
+    }
     if (c->denied) {
         char why[SPIFFE_MAX_ID + 128];
         snprintf(why, sizeof why, "caller %s not allowed: %s", c->peer, c->denied);

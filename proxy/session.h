@@ -69,6 +69,7 @@ struct session {
     long long retry_timer;            /* the next look at peeked bytes */
     char *expect_id;                  /* outbound: the SPIFFE ID discovery says the server has (owned), or NULL */
     uint64_t dest_wait_until_ms;      /* outbound: waiting for discovery's first answer until then; 0 not yet */
+    int dest_wait_counted;            /* outbound: that wait was counted (cp_client_count_route) */
     unsigned tls_down : 1, tls_up : 1, closed : 1;
 };
 
@@ -99,12 +100,23 @@ void session_classify_deadline(struct session *s);
 void session_detect_start(struct session *s);
 void session_detect(struct session *s);
 void session_detect_deadline(struct session *s);
+/* Outbound HTTP waited for discovery's answer: on from where it waited. */
+void session_detect_resume(struct session *s);
 uint16_t session_dst_port(const struct session *s);
 
 /* session_upstream.c */
 void session_connect(struct session *s);
 void session_connected(struct session *s);
 void session_tls_connect(struct session *s);
+/* Outbound with discovery: 1 while the first connection to a destination
+ * waits for discovery's answer (the retry timer looks again: session_connect,
+ * or detection when the session is still there), else 0. */
+int session_route_wait(struct session *s);
+struct dest_target;
+struct dest_snap;
+/* The target from the answer held now, counted; the caller puts *snap once
+ * it is done with t->expect_id. */
+void session_route_choose(struct session *s, struct dest_target *t, const struct dest_snap **snap);
 
 /* relay_tcp.c */
 void session_start_relay(struct session *s);

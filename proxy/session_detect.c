@@ -108,6 +108,8 @@ uint16_t session_dst_port(const struct session *s)
     return ntohs(((const struct sockaddr_in *)&s->dst)->sin_port);
 }
 
+static void session_detect_go(struct session *s, enum detect_result r);
+
 static void session_detected(struct session *s, enum detect_result r)
 {
     struct proxy_metrics *m = &s->w->px->metrics;
@@ -121,23 +123,34 @@ static void session_detected(struct session *s, enum detect_result r)
         log_debug("protocol detected", "direction=%s dst=%s protocol=%s", session_dir_name(s),
                   session_addr(&s->dst, dst, sizeof dst), detect_name(r));
     }
+    session_detect_go(s, r);
+}
+
+/* Also when the wait for discovery's answer is over: the first bytes are
+ * still queued, so they tell again which HTTP it was. */
+void session_detect_resume(struct session *s)
+{
+    unsigned char *buf = (unsigned char *)s->w->scratch;
+    ssize_t n = recv(s->down.fd, buf, DETECT_MAX_BYTES, MSG_PEEK | MSG_DONTWAIT);
+    session_detect_go(s, n > 0 ? detect_protocol(buf, (size_t)n) : DETECT_OPAQUE);
+}
+
+static void session_detect_go(struct session *s, enum detect_result r)
+{
     /* HTTP is terminated here, HTTP/1 (proxy/http_h1.c) and prior-knowledge
      * h2c (proxy/http_h2_server.c) alike: each request to a meshed
      * destination travels as a stream of the pooled weft/h2 connection to
      * its proxy (an HTTP/1 Upgrade or CONNECT on a weft/1 connection of its
-     * own), to a plain one as HTTP/1.1 or h2c. With discovery, whose route
-     * is decided in session_connect only, both stay opaque for now (see
-     * below). */
-    if (r == DETECT_H2 && (s->dir == PM_INBOUND || !s->w->px->dest)) {
-        http_h2_start(s);
-        return;
-    }
-    /* With discovery, an outbound destination's route (endpoint, plain or
-     * mTLS) is decided in session_connect and does not reach the HTTP stage
-     * yet: such connections stay opaque rather than risk plaintext to a
-     * meshed Service. */
-    if (r == DETECT_HTTP1 && (s->dir == PM_INBOUND || !s->w->px->dest)) {
-        http_h1_start(s);
+     * own), to a plain one as HTTP/1.1 or h2c. With discovery each request
+     * is routed on its own (proxy/http_route.c); only the wait for a first
+     * answer happens here, once per connection. */
+    if (r == DETECT_H2 || r == DETECT_HTTP1) {
+        if (s->dir == PM_OUTBOUND && s->w->px->dest && session_route_wait(s))
+            return;
+        if (r == DETECT_H2)
+            http_h2_start(s);
+        else
+            http_h1_start(s);
         return;
     }
     session_connect(s);

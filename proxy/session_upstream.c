@@ -5,6 +5,7 @@
  * mTLS when it is in WEFT_MESH_NETWORKS), then, for the mesh, the TLS
  * connect with the server's identity verified. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -20,48 +21,77 @@ static void session_connect_failed(struct session *s, int err)
     session_close(s, "connect");
 }
 
+/* The wait is over for a session still in detection (its HTTP is about to
+ * start) as for one in session_connect: each looks again. */
 static long session_route_retry(struct ae_loop *loop, long long id, void *data)
 {
     (void)loop, (void)id;
     struct session *s = data;
     s->retry_timer = 0;
-    session_connect(s);
+    if (s->stage == STAGE_DETECT)
+        session_detect_resume(s); /* waits on, or starts HTTP */
+    else
+        session_connect(s);
     return -1;
 }
 
-/* Outbound with discovery: where and how to dial, from the answer held for
- * the original destination. A destination seen for the first time is
- * subscribed; while the stream is up its first connection waits up to
- * WEFT_DISCOVERY_WAIT_MS for the answer (one round trip to discovery),
- * looking every CPC_WAIT_STEP_MS. Without an answer by then, or with the
- * stream down, WEFT_MESH_NETWORKS decides as without discovery. 0 to dial
- * req->dst, 1 while waiting (the retry timer calls session_connect again),
- * -1 when the session was closed. */
-static int session_route(struct session *s, struct upstream_req *req)
+/* Outbound with discovery, the waiting half: a destination seen for the
+ * first time is subscribed; while the stream is up its first connection
+ * waits up to WEFT_DISCOVERY_WAIT_MS for the answer (one round trip to
+ * discovery), looking every CPC_WAIT_STEP_MS. 1 while waiting (the retry
+ * timer looks again), else 0. */
+int session_route_wait(struct session *s)
 {
     struct proxy *px = s->w->px;
     uint64_t now = ae_now_ms(s->w->loop);
     const struct dest_snap *snap = dest_store_get(px->dest);
     const struct dest_entry *e = dest_snap_find(snap, &s->dst);
-    struct dest_target t;
-    int r = 0, waited = s->dest_wait_until_ms != 0;
-    dest_choose(e, &s->dst, now, &t);
+    int r = 0;
+    /* Looked at, not chosen: dest_choose would turn the round robin. */
     if (!e && dest_store_want(px->dest, &s->dst) == 1)
         cp_client_wake(px->cp);
-    if ((!e || t.route == DEST_ROUTE_WAIT) && cp_client_connected(px->cp) && s->cfg->discovery_wait_ms) {
+    if ((!e || e->state == DEST_PENDING) && cp_client_connected(px->cp) && s->cfg->discovery_wait_ms) {
         if (!s->dest_wait_until_ms) {
             s->dest_wait_until_ms = now + s->cfg->discovery_wait_ms;
             session_deadline(s, s->cfg->discovery_wait_ms + s->cfg->connect_timeout_ms);
         }
         if (now < s->dest_wait_until_ms) {
+            session_set_mask(s, &s->down, AE_NONE); /* queued bytes would wake the loop over and over */
             s->retry_timer = ae_timer_add(s->w->loop, CPC_WAIT_STEP_MS, session_route_retry, s);
             r = 1;
-            goto out;
         }
     }
-    if (t.route == DEST_ROUTE_WAIT)
-        t.route = DEST_ROUTE_FALLBACK;
-    cp_client_count_route(px->cp, t.route, waited);
+    dest_snap_put(snap);
+    return r;
+}
+
+/* The choosing half, once per connection (opaque) or per request (HTTP):
+ * the target from the answer held now, counted. Without an answer, or with
+ * the stream down, the fallback: WEFT_MESH_NETWORKS decides as without
+ * discovery. The caller puts *snap after it copied t->expect_id. */
+void session_route_choose(struct session *s, struct dest_target *t, const struct dest_snap **snap)
+{
+    struct proxy *px = s->w->px;
+    *snap = dest_store_get(px->dest);
+    dest_choose(dest_snap_find(*snap, &s->dst), &s->dst, ae_now_ms(s->w->loop), t);
+    if (t->route == DEST_ROUTE_WAIT)
+        t->route = DEST_ROUTE_FALLBACK;
+    cp_client_count_route(px->cp, t->route, s->dest_wait_until_ms != 0 && !s->dest_wait_counted);
+    s->dest_wait_counted = s->dest_wait_until_ms != 0; /* a connection's wait counts once, not per request */
+}
+
+/* Where and how to dial, from the answer held for the original destination.
+ * 0 to dial req->dst, 1 while waiting (the retry timer calls session_connect
+ * again), -1 when the session was closed. */
+static int session_route(struct session *s, struct upstream_req *req)
+{
+    struct proxy *px = s->w->px;
+    if (session_route_wait(s))
+        return 1;
+    const struct dest_snap *snap;
+    struct dest_target t;
+    int r = 0;
+    session_route_choose(s, &t, &snap);
     switch (t.route) {
     case DEST_ROUTE_PLAIN:
         s->tls_up = 0;
@@ -70,6 +100,7 @@ static int session_route(struct session *s, struct upstream_req *req)
     case DEST_ROUTE_MTLS:
         s->tls_up = 1;
         req->dst = t.addr;
+        free(s->expect_id);
         s->expect_id = xstrdup(t.expect_id);
         break;
     case DEST_ROUTE_NO_ENDPOINT: {
@@ -86,10 +117,9 @@ static int session_route(struct session *s, struct upstream_req *req)
     }
     if (log_enabled(LOG_DEBUG)) {
         char dst[80], to[80];
-        log_debug("outbound route", "dst=%s route=%s to=%s expect=%s waited_ms=%llu",
-                  session_addr(&s->dst, dst, sizeof dst), dest_route_name(t.route),
-                  session_addr(&req->dst, to, sizeof to), s->expect_id ? s->expect_id : "-",
-                  waited ? (unsigned long long)(now + s->cfg->discovery_wait_ms - s->dest_wait_until_ms) : 0ULL);
+        log_debug("outbound route", "dst=%s route=%s to=%s expect=%s waited=%d", session_addr(&s->dst, dst, sizeof dst),
+                  dest_route_name(t.route), session_addr(&req->dst, to, sizeof to), s->expect_id ? s->expect_id : "-",
+                  s->dest_wait_until_ms != 0);
     }
 out:
     dest_snap_put(snap);

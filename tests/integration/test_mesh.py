@@ -287,8 +287,12 @@ def test_frontend_to_backend_over_mtls_with_identities_on_both_sides(mesh):
     assert '"pod": "shop/backend"' in c.line and '"from": "127.0.0.6"' in c.line   # delivered by the backend's proxy, from the passthrough source
     # Dialled as discovery decided (the endpoint, mTLS), the server verified as the identity discovery named.
     assert c.routes == {"plain": 0, "mtls": 1, "fallback": 0, "no_endpoint": 0}, c.routes
-    assert c.server_ids == [(BACKEND_ID, "none")]
-    assert c.client_ids == [(FRONTEND_ID, "allowed")]
+    # HTTP travels as a stream of the pooled weft/h2 connection, which an earlier call may have opened (the
+    # backend's proxy counted the caller's identity when it was; pooled connections are not in the client
+    # proxy's connection series).
+    assert c.server_ids in ([], [(BACKEND_ID, "none")]), c.server_ids
+    assert c.client_ids in ([], [(FRONTEND_ID, "allowed")]), c.client_ids
+    assert demo.peer_counts(demo.proxy_metrics(mesh.cl, mesh.pods["shop/backend"]), "inbound").get((FRONTEND_ID, "allowed"))
 
 
 def test_meshed_pod_reaches_a_pod_without_a_proxy_in_plain_tcp(mesh):
@@ -429,7 +433,9 @@ def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
     cl, backend, monitor = mesh.cl, mesh.pods["shop/backend"], mesh.pods["ops/monitor"]
     pid = backend.pid("weft-proxy")
     c = demo.Call(cl, monitor, backend, mesh.url)
-    assert not c.ok and c.line in CUT, c.line
+    # HTTP is terminated (also with discovery): the backend's proxy answers the denied request 403, as Istio and
+    # Linkerd do. Later calls may reuse the pooled weft/h2 connection; the policy in force decides per request.
+    assert not c.ok and c.line.startswith("HTTP 403 ") and "not allowed" in c.line, c.line
     assert c.client_ids == [(MONITOR_ID, "denied")]   # denied by the policy, after mTLS
     try:
         before = mesh.sample("shop/backend", "weft_proxy_discovery_policy_updates_total")
@@ -437,7 +443,7 @@ def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
         cl.annotate_namespace("shop", "weft.dev/allow-from", "ops/monitor")
         assert demo.wait_policy_update(cl, backend, before, t0) is not None, backend.container("weft-proxy").log
         c = demo.Call(cl, monitor, backend, mesh.url)
-        assert c.ok and c.client_ids == [(MONITOR_ID, "allowed")], (c.line, c.client_ids)
+        assert c.ok and c.client_ids in ([], [(MONITOR_ID, "allowed")]), (c.line, c.client_ids)
         ok, line = mesh.call("shop/frontend")
         assert ok, line
     finally:
@@ -446,5 +452,7 @@ def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
         cl.annotate_namespace("shop", "weft.dev/allow-from", None)
     assert demo.wait_policy_update(cl, backend, before, t0) is not None
     c = demo.Call(cl, monitor, backend, mesh.url)
-    assert not c.ok and c.client_ids == [(MONITOR_ID, "denied")], (c.line, c.client_ids)
+    # The allowed pooled connection may still be open: the revoked policy is checked again per request there.
+    assert not c.ok and c.line.startswith("HTTP 403 "), (c.line, c.client_ids)
+    assert c.client_ids in ([], [(MONITOR_ID, "denied")]), (c.line, c.client_ids)
     assert backend.pid("weft-proxy") == pid   # the same proxy process throughout

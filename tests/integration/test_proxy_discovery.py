@@ -16,6 +16,7 @@ impostor (proxy of shop/impostor; discovery says shop/backend), monitor
 discovery runs in the node namespace on 198.18.0.1. Service VIPs are in
 198.19.0.0/24, where nothing answers: only a dial decided by discovery
 reaches a backend."""
+import http.client
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ METRICS = 19090
 NAMES = ["client", "b1", "b2", "impostor", "monitor", "plain", "stray"]
 IP = {n: f"198.18.0.{i + 2}" for i, n in enumerate(NAMES)}  # netns.Network hands them out in this order
 IP6 = {n: f"2001:2::{i + 2:x}" for i, n in enumerate(NAMES)}
-VIP = {"backend": "198.19.0.10", "plain": "198.19.0.11", "impostor": "198.19.0.12"}
+VIP = {"backend": "198.19.0.10", "plain": "198.19.0.11", "impostor": "198.19.0.12", "empty": "198.19.0.13"}
 STATUS = {"weft.dev/status": "{}"}
 
 pytestmark = [
@@ -84,6 +85,7 @@ def objects(b1_allow=None):
     items += service_objs("backend", VIP["backend"], ["b1", "b2"])
     items += service_objs("plain", VIP["plain"], ["plain"])
     items += service_objs("impostor", VIP["impostor"], ["impostor"])
+    items += service_objs("empty", VIP["empty"], [])
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
@@ -242,6 +244,76 @@ def test_service_round_robin(mesh):
           f"later calls median {later[4] * 1000:.1f} ms, slowest {later[-1] * 1000:.1f} ms")
 
 
+def http_keepalive(pod, host, paths, port=80, timeout=8):
+    """GETs on ONE keep-alive HTTP/1.1 connection from the pod's app: [(status, body)]."""
+    with pod.pod.inside():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c = http.client.HTTPConnection(host, port, timeout=timeout * SLOW)
+    try:
+        s.settimeout(timeout * SLOW)
+        s.connect((host, port))
+        c.sock = s
+        out = []
+        for path in paths:
+            c.request("GET", path, headers={"Host": "backend.shop"})
+            r = c.getresponse()
+            out.append((r.status, r.read().decode()))
+        return out
+    except socket.timeout:
+        raise AssertionError(f"no answer from {host}:{port} in {timeout * SLOW} s; the proxy logged:\n"
+                             + pod.log()[-4000:]) from None
+    finally:
+        c.close()
+
+
+H2_OK = 'weft_proxy_tls_handshakes_total{side="client",result="success",reason=""}'
+RED_IN = r'^weft_proxy_http_requests_total\{direction="inbound",peer="spiffe://cluster.local/ns/shop/sa/client"'
+
+
+def test_http_keepalive_requests_spread_over_endpoints(mesh):
+    """With discovery, HTTP/1.1 is terminated: 8 requests on one keep-alive connection to the Service's VIP are
+    routed one by one, round robin over b1 and b2, each as a stream of one pooled weft/h2 connection per endpoint
+    (2 client handshakes for 8 requests), and each server proxy counts its 4 in its inbound RED series."""
+    pods = mesh["pods"]
+    client, b1, b2 = pods["client"], pods["b1"], pods["b2"]
+    hs = sample(client, H2_OK)
+    routes = sample(client, 'weft_proxy_discovery_routes_total{route="mtls"}')
+    red = {n: pods[n].metric(RED_IN) for n in ("b1", "b2")}
+    got = http_keepalive(client, VIP["backend"], [f"/r{i}" for i in range(8)])
+    names = [body.split()[2] for _, body in got]
+    assert [st for st, _ in got] == [200] * 8, (got, client.log()[-4000:])
+    assert sorted(names) == ["b1"] * 4 + ["b2"] * 4, (names, client.log()[-4000:])
+    assert all(names[i] != names[i + 1] for i in range(7)), names  # per request, alternating
+    assert sample(client, 'weft_proxy_discovery_routes_total{route="mtls"}') == routes + 8
+    assert sample(client, H2_OK) == hs + 2, client.log()[-4000:]  # one pooled weft/h2 connection per endpoint
+    for n, pod in (("b1", b1), ("b2", b2)):
+        assert pod.settled_metric(RED_IN, red[n] + 4) == red[n] + 4, pod.metrics()
+
+
+def test_http_to_non_meshed_endpoint_is_plain(mesh):
+    """plain is not meshed (discovery says so) though inside WEFT_MESH_NETWORKS: HTTP to its Service is terminated
+    and sent on as plain HTTP/1.1, per request."""
+    client, plain = mesh["pods"]["client"], mesh["pods"]["plain"]
+    before = sample(client, 'weft_proxy_discovery_routes_total{route="plain"}')
+    got = http_keepalive(client, VIP["plain"], ["/a", "/b"])
+    assert [(st, body.split()[2]) for st, body in got] == [(200, "plain")] * 2, (got, client.log()[-4000:])
+    assert sample(client, 'weft_proxy_discovery_routes_total{route="plain"}') == before + 2
+    assert f"peer={IP['client']}\n" in got[0][1]  # from the client pod itself, no proxy in between at plain
+
+
+def test_http_to_service_without_endpoints_is_answered_503(mesh):
+    """A Service with no endpoint: each HTTP request is answered 503 by the client's proxy, the connection kept."""
+    client = mesh["pods"]["client"]
+    before = sample(client, 'weft_proxy_discovery_routes_total{route="no_endpoint"}')
+    try:
+        got = http_keepalive(client, VIP["empty"], ["/a", "/b"])
+    except http.client.HTTPException as e:
+        raise AssertionError(f"{e!r}; the proxy logged:\n" + client.log()[-3000:]) from None
+    assert [st for st, _ in got] == [503, 503], (got, client.log()[-3000:])
+    assert all("no_upstream: no ready endpoint" in body for _, body in got), got
+    assert sample(client, 'weft_proxy_discovery_routes_total{route="no_endpoint"}') == before + 2
+
+
 def test_meshed_endpoint_with_wrong_identity_is_refused(mesh):
     client, impostor = mesh["pods"]["client"], mesh["pods"]["impostor"]
     before = sample(client, 'weft_proxy_tls_handshakes_total{side="client",result="failure",reason="unexpected_identity"}')
@@ -301,9 +373,9 @@ def test_idle_subscriptions_are_dropped(mesh):
     """The client's WEFT_DISCOVERY_IDLE_SECONDS is 3: unused destinations are unsubscribed, and used again later
     they are subscribed again."""
     client = mesh["pods"]["client"]
-    # backend, plain, impostor, stray and b2 over IPv6 were used by the tests before
+    # backend, plain, empty, impostor, stray and b2 over IPv6 were used by the tests before
     assert wait_for(lambda: sample(client, "weft_proxy_discovery_subscriptions") == 1, 10)  # the own policy stays
-    assert sample(client, "weft_proxy_discovery_unsubscribes_total") == 5
+    assert sample(client, "weft_proxy_discovery_unsubscribes_total") == 6
     assert who(client, VIP["backend"]) in ("b1", "b2")
     assert sample(client, "weft_proxy_discovery_subscriptions") == 2
 
