@@ -415,7 +415,9 @@ static enum http1_error http1_framing(struct http1_parser *p)
         if (m->version_minor == 1 && !p->host_seen)
             return HTTP1_E_HOST;
     } else {
-        const char *eol = memchr(h, '\r', p->head.len); /* the status line starts the head */
+        const char *eol = memchr(h, '\n', p->head.len); /* the status line starts the head */
+        if (eol && eol > h && eol[-1] == '\r')
+            eol--;
         m->reason = h + p->r_off;
         m->reason_len = eol ? (size_t)(eol - m->reason) : 0;
     }
@@ -471,13 +473,13 @@ static int http1_next_state(const struct http1_parser *p)
 
 /* ---------- sections: head and trailers, a byte at a time ---------- */
 
-/* A line ended (CRLF at the end of b). 1 at the end of the section, 0 to go
- * on, or an error. */
-static int http1_line_done(struct http1_parser *p, int trailer, enum http1_error *err)
+/* A line ended (its eol_len bytes of CRLF or LF at the end of b). 1 at the
+ * end of the section, 0 to go on, or an error. */
+static int http1_line_done(struct http1_parser *p, int trailer, size_t eol_len, enum http1_error *err)
 {
     struct buf *b = trailer ? &p->trailer : &p->head;
     const char *l = b->data + p->line_start;
-    size_t n = b->len - p->line_start - 2;
+    size_t n = b->len - p->line_start - eol_len;
     if (n == 0) {
         if (!trailer && p->lines == 0) {
             if (p->kind == HTTP1_RESPONSE) {
@@ -532,17 +534,23 @@ static int http1_section(struct http1_parser *p, int trailer, const char *data, 
             rc = -1;
             break;
         }
-        if (c == '\n' && !p->prev_cr) {
+        /* A response's head and trailers may end lines with a bare LF (RFC 9112
+         * 2.2 lets a recipient accept it): busybox httpd passes a CGI's LF-only
+         * header lines through. A response comes from the app the proxy serves
+         * and is written on with CRLF, so this cannot desynchronise anyone;
+         * requests, where smuggling lives, stay CRLF only. */
+        if (c == '\n' && !p->prev_cr && p->kind == HTTP1_REQUEST) {
             e = HTTP1_E_BARE_LF;
             rc = -1;
             break;
         }
+        size_t eol_len = p->prev_cr ? 2 : 1;
         p->prev_cr = c == '\r';
         if (c != '\n')
             continue;
         buf_append(b, data + start, k + 1 - start); /* fits: count bounds the buffer */
         start = k + 1;
-        rc = http1_line_done(p, trailer, &e);
+        rc = http1_line_done(p, trailer, eol_len, &e);
         if (rc != 0) {
             k++;
             break;

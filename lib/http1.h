@@ -12,7 +12,8 @@
  * (fuzz/fuzz_lib_http1.c) and compared with h11 over the fuzz corpus
  * (tests/integration/test_http1.py).
  *
- * Strict means: CRLF only (a bare CR or a bare LF is an error), no obs-fold,
+ * Strict means: CRLF only (a bare CR is an error, and so is a bare LF but in
+ * a response's head and trailers, RFC 9112 2.2), no obs-fold,
  * field names are tokens with no space before the colon, values have no
  * control characters, one Content-Length (digits only), Transfer-Encoding
  * only "chunked" and never next to a Content-Length or in HTTP/1.0, a Host

@@ -3,7 +3,8 @@
 
 usage: proxy_app.py NAME PORT...  -- every port (IPv4 and IPv6) serves:
   "GET ..."  -> HTTP/1.1: /healthz 200, /fail 500, /bytes/N N bytes, other
-                paths 200 "hello from NAME peer=<ip>:<port>", keep-alive
+                paths 200 "hello from NAME peer=<ip>:<port>" (/sleep/MS after MS
+                milliseconds), keep-alive
   "WHO\\n"   -> one line "NAME <peer ip>" and close
   "SLOW N\\n" -> N bytes over about N/65536 * 0.1 s (a transfer to drain)
   else       -> echo until EOF
@@ -67,6 +68,8 @@ class Handler(socketserver.BaseRequestHandler):
                 status, body = 500, b"fail\n"
             elif path.startswith("/bytes/"):
                 body = b"x" * int(path[7:])
+            elif path.startswith("/sleep/"):
+                time.sleep(int(path[7:]) / 1000)
             s.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (status, len(body)) + body)
             if not data:
                 data = s.recv(65536)

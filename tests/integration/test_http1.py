@@ -257,10 +257,17 @@ KNOWN = [
      lambda case, c, h: case[0] == "request" and c["result"] == "ok" and h["result"] == "error"
      and "no request line" in h["error"].lower()),
     ("bare-lf",
-     "LF without a CR before it, as a line end: we refuse (HTTP1_E_BARE_LF; RFC 9112 2.2 allows a lenient "
+     "LF without a CR before it, as a line end of a request or of a response's chunk line: we refuse "
+     "(HTTP1_E_BARE_LF; a response's head and trailer lines may end so, as busybox httpd's CGI answers do; RFC 9112 2.2 allows a lenient "
      "recipient to accept it, a strict one must not, and a proxy that does can be desynchronised from one "
      "that does not); h11 accepts it in the head, in chunk lines and in trailers.",
      lambda case, c, h: c["error"] == "HTTP1_E_BARE_LF" and h["result"] == "ok"),
+    ("lf-then-fold",
+     "a response's field line ended by a bare LF and followed by SP or HTAB (obs-fold): we take the line on its "
+     "own, so it is refused as it stands (an empty Content-Length) or the fold is (HTTP1_E_OBS_FOLD); h11 "
+     "unfolds it into the previous value.",
+     lambda case, c, h: case[0] == "response" and c["result"] == "error" and h["result"] == "ok"
+     and re.search(rb"[^\r\n]\n[ \t]", case[2]) is not None),
     ("chunk-ext-syntax",
      "chunk extensions: we check them against RFC 9112 7.1.1 (';' name ['=' token / quoted-string], BWS "
      "around); h11 skips anything after the size up to the CRLF, so ';=' or ';a b' pass there.",
@@ -378,6 +385,8 @@ NAMED = [
     ("request", "GET", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     ("request", "GET", b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("request", "GET", b"GET / HTTP/1.1\nHost: a\n\n"),
+    ("response", "GET", b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 2\n\nhi"),
+    ("response", "GET", b"HTTP/1.1 404 Not Found\r\nContent-Length:\n 2\r\n\r\nno"),
     ("request", "GET", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n"),
     ("request", "GET", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;=x\r\nabc\r\n0\r\n\r\n"),
     ("request", "GET", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\n"),

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -478,3 +479,41 @@ def test_renewed_certificate_reopens_the_stream(mesh):
     assert sample(client, "weft_proxy_discovery_disconnects_total") == lost
     assert "discovery stream reconnecting with the renewed certificate" in client.log()
     assert who(client, VIP["backend"]) in ("b1", "b2")
+
+
+def acks(pod):
+    return sample(pod, "weft_proxy_discovery_acks_total")
+
+
+def test_http_request_in_flight_survives_its_endpoint_leaving(mesh):
+    """A request is under way on a pooled weft/h2 stream when discovery pushes that the Service has no endpoint
+    any more (the pod was deleted): the request still gets its whole answer; the next one is answered 503."""
+    client = mesh["pods"]["client"]
+    got = {}
+
+    def call():
+        try:
+            got["r"] = http_keepalive(client, VIP["backend"], ["/sleep/2500"])
+        except Exception as e:  # reported by the assertion below
+            got["e"] = e
+
+    before = acks(client)
+    t = threading.Thread(target=call)
+    t.start()
+    try:
+        time.sleep(0.8)
+        gone = objects()
+        for o in gone["items"]:
+            if o["kind"] == "EndpointSlice" and o["metadata"]["name"] == "backend-1":
+                o["endpoints"] = []
+        write_objects(mesh["disc"].objs, gone)
+        assert wait_for(lambda: acks(client) > before, 5 * SLOW), client.log()[-3000:]
+        t.join(15 * SLOW)
+        assert "r" in got and got["r"][0][0] == 200, (got, client.log()[-4000:])
+        assert got["r"][0][1].startswith("hello from b"), got
+        assert http_keepalive(client, VIP["backend"], ["/a"])[0][0] == 503
+    finally:
+        t.join(15 * SLOW)
+        before = acks(client)
+        write_objects(mesh["disc"].objs, objects())
+        assert wait_for(lambda: acks(client) > before, 5 * SLOW)

@@ -191,6 +191,9 @@ class Origin:
         elif path == "/untilclose":
             c.sendall(b"HTTP/1.1 200 OK\r\n\r\nall of it until the close")
             return False
+        elif path == "/cgi":  # as busybox httpd answers for a CGI: its LF-only header lines, until the close
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\n\ndone\n")
+            return False
         elif path == "/reset":
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             return False
@@ -703,6 +706,21 @@ def test_meshed_http1_keep_alive_chunked_and_no_invented_trailers(mesh_pair):
     assert r.stdout.strip() == "200 / 5 - | 200 /chunked 11 chunked | 200 /echo 3000 -"
     assert p.front.metric(HS_CLIENT) == 1 and p.back.metric(HS_SERVER) == 1  # one pooled connection throughout
     assert p.back.settled_metric(INBOUND_REQS, 8) == 8  # 4 + 1 + 3, each once
+
+
+def test_meshed_http1_answer_with_lf_only_header_lines(mesh_pair):
+    """An app that ends its response's header lines with a bare LF (busybox httpd's CGI answers) is answered
+    through both proxies, re-written with CRLF (lib/http1 still refuses a bare LF in a request)."""
+    p = mesh_pair
+    s = p.connect()
+    try:
+        s.sendall(b"GET /cgi HTTP/1.1\r\nHost: back\r\n\r\n")
+        st, f, body, _ = read_response(s)  # its head found by CRLF CRLF: re-written
+    finally:
+        s.close()
+    assert (st, f.get("content-type"), body) == (200, ["text/plain"], b"done\n")
+    r = p.curl("/cgi", "-w", " %{http_code}")
+    assert r.stdout == "done\n 200"
 
 
 def test_meshed_http1_new_connection_per_request_costs_one_proxy_handshake(mesh_pair):

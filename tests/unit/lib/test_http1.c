@@ -573,6 +573,28 @@ static void test_responses(void **state)
     assert_string_equal(buf_cstr(&r.body), "{}");
     run_free(&r);
 
+    /* A response's lines may end with a bare LF (busybox httpd passes a CGI's
+     * "Content-Type: text/plain\n\n" through after its own CRLF status line). */
+    assert_int_equal(resp(&r, "GET", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\n\ndone\n"), HTTP1_E_NONE);
+    assert_int_equal(r.p.msg.status, 200);
+    assert_int_equal(r.p.msg.reason_len, 2);
+    assert_field(&r.p, "content-type", "text/plain");
+    assert_true(r.p.msg.until_close);
+    assert_string_equal(buf_cstr(&r.body), "done\n");
+    run_free(&r);
+    assert_int_equal(resp(&r, "GET", "HTTP/1.1 404 Not Found\nContent-Length: 1\nX: a\r\n\nz"), HTTP1_E_NONE);
+    assert_int_equal(r.p.msg.reason_len, 9);
+    assert_memory_equal(r.p.msg.reason, "Not Found", 9);
+    assert_field(&r.p, "x", "a");
+    assert_field(&r.p, "content-length", "1");
+    assert_string_equal(buf_cstr(&r.body), "z");
+    run_free(&r);
+    assert_int_equal(resp(&r, "GET", "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n1\r\nq\r\n0\r\nT: 1\n\n"),
+                     HTTP1_E_NONE);
+    assert_int_equal(r.p.ntrailers, 1);
+    assert_string_equal(buf_cstr(&r.body), "q");
+    run_free(&r);
+
     /* Until close: ends at the close, the connection is not kept. */
     assert_int_equal(resp(&r, "GET", "HTTP/1.1 200 OK\r\n\r\nuntil the end"), HTTP1_E_NONE);
     assert_true(r.p.msg.until_close);
@@ -660,6 +682,9 @@ static void test_response_errors(void **state)
     assert_int_equal(resp_err("ICY 200 OK\r\n\r\n"), HTTP1_E_STATUS_LINE);
     assert_int_equal(resp_err("HTTP/1.1 200 O\x01K\r\n\r\n"), HTTP1_E_REASON);
     assert_int_equal(resp_err("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"), HTTP1_E_TRUNCATED);
+    /* A bare LF ends a response's head and trailer lines, not its chunk lines; a bare CR ends nothing. */
+    assert_int_equal(resp_err("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n1\nq\r\n0\r\n\r\n"), HTTP1_E_BARE_LF);
+    assert_int_equal(resp_err("HTTP/1.1 200 OK\rContent-Length: 0\r\n\r\n"), HTTP1_E_BARE_CR);
     assert_int_equal(resp_err("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na"),
                      HTTP1_E_CONTENT_LENGTH_DUP);
 }

@@ -170,7 +170,7 @@ static void test_malformed(void **state)
         "HTTP/1.1 2000 OK\r\n\r\n",
         "HTTP/1.1 099 Odd\r\n\r\n",
         "HTTP/1.1 600 Odd\r\n\r\n",
-        "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+        "HTTP/1.1 200 OK\rContent-Length: 0\r\n\r\n", /* a bare CR (a bare LF ends a response line, RFC 9112 2.2) */
         "\r\n",
         "HTTP/1.1 200 OK\r\nNo colon\r\n\r\n",
         "HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
