@@ -90,6 +90,22 @@ static int pm_render_conns(struct proxy_metrics *m, struct buf *out, const char 
     return rc;
 }
 
+static int pm_render_pool(struct proxy_metrics *m, struct buf *out, const char *name, const char *help, int open)
+{
+    int rc = metrics_header(out, name, open ? "gauge" : "counter", help);
+    for (int d = 0; d < PM_NDIR; d++)
+        for (int t = 0; t < 2; t++)
+            for (int p = 0; p < PM_MAX_PEERS && rc == 0; p++) {
+                unsigned long long opened = LOAD(m->pool[d][t][p].opened), closed = LOAD(m->pool[d][t][p].closed);
+                if (!opened)
+                    continue;
+                rc = buf_appendf(out, "%s{direction=\"%s\",tls=\"%s\",peer=\"%s\"} %llu\n", name, pm_dir_names[d],
+                                 t ? "true" : "false", m->peers[p] ? m->peers[p] : "other",
+                                 open ? (opened > closed ? opened - closed : 0) : opened);
+            }
+    return rc;
+}
+
 int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *out)
 {
     int rc = 0;
@@ -100,6 +116,10 @@ int pm_render(struct proxy_metrics *m, const struct pm_state *st, struct buf *ou
     rc |= pm_render_conns(m, out, "weft_proxy_connections_open", "Connections open now.", 4);
     rc |= pm_render_conns(m, out, "weft_proxy_received_bytes_total", "Bytes from the downstream (caller) side.", 2);
     rc |= pm_render_conns(m, out, "weft_proxy_sent_bytes_total", "Bytes to the downstream (caller) side.", 3);
+    rc |= pm_render_pool(m, out, "weft_proxy_pool_connections_opened_total",
+                         "Pooled HTTP/2 upstream connections opened (peer: the SPIFFE ID the server presented).", 0);
+    rc |= pm_render_pool(m, out, "weft_proxy_pool_connections_open", "Pooled HTTP/2 upstream connections open now.",
+                         1);
     pthread_mutex_unlock(&m->peers_mu);
 
     rc |= metrics_header(out, "weft_proxy_tls_handshakes_total", "counter",

@@ -48,6 +48,12 @@ struct proxy_metrics {
     struct metrics_histogram detect_time; /* accept to a decision from bytes (not timeouts) */
     atomic_uint_fast64_t http_errors[PM_NDIR][PM_HTTP_NCAUSES]; /* requests the proxy answered, by cause */
     atomic_uint_fast64_t http_bad_requests[PM_NDIR];            /* requests refused by the HTTP/1 parser */
+    /* Pooled HTTP/2 upstream connections: outbound to an endpoint (weft/h2 to
+     * its proxy, peer = the SPIFFE ID it presented; h2c to one outside the
+     * mesh), inbound to the app (h2c). Counted once open, not per request. */
+    struct pm_pool_series {
+        atomic_uint_fast64_t opened, closed;
+    } pool[PM_NDIR][2][PM_MAX_PEERS];
 };
 
 void pm_init(struct proxy_metrics *m);

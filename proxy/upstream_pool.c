@@ -74,6 +74,7 @@ struct uph2 {
     struct sockaddr_storage dst;   /* the key: where, and how */
     unsigned tls : 1, passthrough : 1;
     unsigned goaway : 1;           /* no new streams: GOAWAY either way */
+    int peer_slot;                 /* its metrics series once open, else -1 */
     char expect[SPIFFE_MAX_ID];    /* "" when any identity of the trust domain will do */
     struct conn c;
     struct creds_peer peer;
@@ -218,6 +219,8 @@ static void uph2_free(struct uph2 *c, int call_back, enum http_cause cause, cons
         ae_timer_del(c->w->loop, c->timer);
         uph2_set_mask(c, AE_NONE);
     }
+    if (c->peer_slot >= 0)
+        pm_add(&c->w->px->metrics.pool[c->passthrough ? PM_INBOUND : PM_OUTBOUND][c->tls][c->peer_slot].closed, 1);
     h2_free(c->h);
     conn_close(&c->c);
     free(c);
@@ -283,6 +286,12 @@ static int uph2_tls_setup(SSL *ssl, void *arg)
  * request is left on it (its first one may have failed meanwhile). */
 static void uph2_opened(struct uph2 *c)
 {
+    struct proxy_metrics *m = &c->w->px->metrics;
+    char uri[SPIFFE_MAX_ID] = "";
+    if (c->tls)
+        spiffe_format(c->peer.id.trust_domain, c->peer.id.ns, c->peer.id.sa, uri, sizeof uri);
+    c->peer_slot = pm_peer_slot(m, uri);
+    pm_add(&m->pool[c->passthrough ? PM_INBOUND : PM_OUTBOUND][c->tls][c->peer_slot].opened, 1);
     c->state = UPH2_OPEN;
     ae_timer_del(c->w->loop, c->timer);
     c->timer = c->nstreams ? 0 : ae_timer_add(c->w->loop, UPSTREAM_H2_IDLE_MS, uph2_idle, c);
@@ -516,6 +525,7 @@ static struct uph2 *uph2_pick(struct upstream_pool *p, struct upst *u, int *err)
     struct upstream_req req = {.dst = u->dst, .passthrough = u->passthrough};
     c->p = p;
     c->w = u->w;
+    c->peer_slot = -1;
     c->dst = u->dst;
     c->tls = u->tls;
     c->passthrough = u->passthrough;

@@ -706,6 +706,11 @@ def test_meshed_http1_keep_alive_chunked_and_no_invented_trailers(mesh_pair):
     assert r.stdout.strip() == "200 / 5 - | 200 /chunked 11 chunked | 200 /echo 3000 -"
     assert p.front.metric(HS_CLIENT) == 1 and p.back.metric(HS_SERVER) == 1  # one pooled connection throughout
     assert p.back.settled_metric(INBOUND_REQS, 8) == 8  # 4 + 1 + 3, each once
+    # That connection, with the identity back's proxy presented; back's own pool to the app is h2c-free (HTTP/1.1).
+    pool = 'weft_proxy_pool_connections_%s{direction="outbound",tls="true",peer="spiffe://cluster.local/ns/shop/sa/back"}'
+    assert p.front.metric(re.escape(pool % "opened_total")) == 1
+    assert p.front.metric(re.escape(pool % "open")) == 1
+    assert p.back.metric(r"weft_proxy_pool_connections_opened_total\{") == 0
 
 
 def test_meshed_http1_answer_with_lf_only_header_lines(mesh_pair):
