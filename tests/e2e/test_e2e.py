@@ -561,7 +561,10 @@ def test_stored_pods_run_in_the_demo_pod_runner_over_mtls(cluster, mesh, weft_bi
         ok, line = demo.call(dc, frontend, "frontend", "http://%s:8080/" % backend.ip)
         assert ok, line
         assert '"pod": "%s/backend"' % ns in line, line
-        out = demo.peers(demo.proxy_metrics(dc, frontend), "outbound")
-        assert ("spiffe://cluster.local/ns/%s/sa/backend" % ns, "none") in out, out
+        # The HTTP call went as a stream of a pooled weft/h2 connection, verified as backend's.
+        out = demo.proxy_metrics(dc, frontend)
+        pool = ('weft_proxy_pool_connections_opened_total{direction="outbound",tls="true",'
+                'peer="spiffe://cluster.local/ns/%s/sa/backend"} 1' % ns)
+        assert pool in out.splitlines(), out
         inb = demo.peers(demo.proxy_metrics(dc, backend), "inbound")
         assert ("spiffe://cluster.local/ns/%s/sa/frontend" % ns, "allowed") in inb, inb
