@@ -139,6 +139,15 @@ class Discovery:
         except OSError:
             return False
 
+    def sample(self, series):
+        with netns.inside(self.net.node.netns):
+            with urllib.request.urlopen(f"http://{NODE}:{self.metrics_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def kill(self):
         self.p.send_signal(signal.SIGKILL)
         self.p.wait()
@@ -517,3 +526,43 @@ def test_http_request_in_flight_survives_its_endpoint_leaving(mesh):
         before = acks(client)
         write_objects(mesh["disc"].objs, objects())
         assert wait_for(lambda: acks(client) > before, 5 * SLOW)
+
+
+def with_extra_endpoints(n):
+    """objects() with n more ready endpoints of backend (no pod, not meshed; addresses nothing answers), in
+    EndpointSlices of at most 1,000 as the API server keeps them."""
+    objs = objects()
+    addrs = [f"198.18.{16 + i // 250}.{1 + i % 250}" for i in range(n)]
+    for k in range(0, n, 1000):
+        objs["items"].append(
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {"name": f"backend-x{k // 1000}", "namespace": "shop",
+                          "labels": {"kubernetes.io/service-name": "backend"}},
+             "addressType": "IPv4", "ports": [{"name": "echo", "port": 8080, "protocol": "TCP"}],
+             "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addrs[k:k + 1000]]})
+    return objs
+
+
+def test_answer_past_the_endpoint_limit_is_nacked_and_the_last_good_one_kept(mesh):
+    """A proxy holds at most 4,096 endpoints of a Service port. discovery pushes backend with 4,097 (b1, b2 and
+    4,095 more): the client nacks that version naming the limit, both sides count it, and the client goes on
+    routing over the last good answer (b1 and b2 only). At the limit, 4,096, the answer is acknowledged."""
+    client, disc = mesh["pods"]["client"], mesh["disc"]
+    assert who(client, VIP["backend"]) in ("b1", "b2")  # subscribed, with a good answer
+    nacks, d_nacks, ok = (sample(client, "weft_proxy_discovery_nacks_total"),
+                          disc.sample("weft_discovery_nacks_total"), acks(client))
+    try:
+        write_objects(disc.objs, with_extra_endpoints(4095))
+        assert wait_for(lambda: sample(client, "weft_proxy_discovery_nacks_total") == nacks + 1, 10 * SLOW), \
+            client.log()[-3000:]
+        assert wait_for(lambda: disc.sample("weft_discovery_nacks_total") == d_nacks + 1, 5 * SLOW)
+        assert acks(client) == ok
+        assert "service.endpoints: 4097 endpoints, at most 4096" in client.log()
+        assert sorted(who(client, VIP["backend"]) for _ in range(4)) == ["b1", "b1", "b2", "b2"]
+        write_objects(disc.objs, with_extra_endpoints(4094))
+        assert wait_for(lambda: acks(client) == ok + 1, 10 * SLOW), client.log()[-3000:]
+        assert sample(client, "weft_proxy_discovery_nacks_total") == nacks + 1
+    finally:
+        before = acks(client)
+        write_objects(disc.objs, objects())
+        assert wait_for(lambda: acks(client) > before, 10 * SLOW)
