@@ -148,7 +148,7 @@ bench: all
 	@bash bench/run.sh
 
 demo: deps all
-	@bash demo/run.sh
+	@WEFT_BIN=$(abspath $(BIN)) bash demo/run.sh
 
 clean:
 	rm -rf build build-address build-undefined build-fuzz

@@ -3,14 +3,16 @@
 """Weft's demo app, the program behind the demo's app image: an HTTP echo
 server and a one-shot HTTP client. Python 3 stdlib only.
 
-    app.py serve --port 8080      answers GET /healthz with "ok" and any other
-                                  GET with JSON naming this pod (from POD_NAME,
-                                  POD_NAMESPACE) and what it received
+    app.py serve --port 8080      answers GET /healthz with "ok", GET
+                                  /status/<code> (200-599) with that status, and
+                                  any other GET with 200 and JSON naming this pod
+                                  (from POD_NAME, POD_NAMESPACE) and what it
+                                  received
     app.py get URL [--timeout S] [--count N]
                                   prints the answer's status line and body;
                                   exit 0 on an HTTP answer, 1 on a refused,
                                   reset or closed connection (with the reason);
-                                  N requests, each on a new connection
+                                  N requests (HTTP/1.1), each on a new connection
     app.py idle                   sleeps until terminated (a client pod's
                                   main container; the demo execs `get` in it)
 """
@@ -30,13 +32,27 @@ class Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "weft-demo-echo"
     sys_version = ""
+    # Buffered, so head and body leave in one write when the handler returns: written apart (the
+    # default), the body waits for the ACK of the head (Nagle), which the reader delays ~40 ms.
+    wbufsize = -1
 
     def log_message(self, fmt, *args):
         sys.stderr.write("echo: %s %s\n" % (self.address_string(), fmt % args))
 
     def do_GET(self):
+        status = 200
+        code = self.path[len("/status/"):] if self.path.startswith("/status/") else ""
         if self.path == "/healthz":
             body = b"ok\n"
+            ctype = "text/plain"
+        elif self.path.startswith("/status/"):
+            # A chosen status, so the demo's success rate has failures it made and can count.
+            if code.isdigit() and len(code) == 3 and 200 <= int(code) <= 599:
+                status = int(code)
+                body = b"status %d\n" % status
+            else:
+                status = 400
+                body = ("expected /status/<code>, a code from 200 to 599, not %r\n" % code).encode()
             ctype = "text/plain"
         else:
             body = (json.dumps({
@@ -46,7 +62,7 @@ class Echo(BaseHTTPRequestHandler):
                 "uid": os.getuid(),
             }) + "\n").encode()
             ctype = "application/json"
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -91,6 +107,12 @@ def get_one(url, timeout):
         return 1
 
 
+def count_arg(text):
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError("%r is not a whole number from 1 to 100" % text)
+    return int(text)
+
+
 def main():
     ap = argparse.ArgumentParser(description="Weft demo app")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -99,8 +121,7 @@ def main():
     g = sub.add_parser("get")
     g.add_argument("url")
     g.add_argument("--timeout", type=float, default=5.0)
-    g.add_argument("--count", type=int, default=1, choices=range(1, 101), metavar="1..100",
-                   help="requests, one connection each")
+    g.add_argument("--count", type=count_arg, default=1, metavar="1..100", help="requests, one connection each")
     sub.add_parser("idle")
     a = ap.parse_args()
     if a.cmd == "serve":

@@ -9,9 +9,15 @@ Namespaces, Pods, Services and EndpointSlices into the directory
 weft-discovery watches) and prints what happened. The pod specs and the
 checks are shared with tests/integration/test_mesh.py.
 """
+import collections
+import json
+import math
 import os
+import re
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,6 +76,18 @@ def call(cl, pod, container, url):
     return r.returncode == 0 and line.startswith("HTTP 200"), line
 
 
+def burst(cl, pod, container, url, count):
+    """kubectl exec <pod> -- demo-app get URL --count N: N HTTP/1.1 requests,
+    each on a new connection, one after the other. {status or "failed": n}."""
+    r = cl.exec(pod, container, ["demo-app", "get", url, "--timeout", "3", "--count", str(count)],
+                timeout=10 + count * 3)
+    out = {}
+    for line in r.stdout.splitlines():
+        key = int(line.split()[1]) if line.startswith("HTTP ") else "failed"
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def proxy_metrics(cl, pod):
     st, body = pod.admin_get("/metrics")
     return body if st == 200 else ""
@@ -111,6 +129,119 @@ def sample(metrics, series):
     return 0.0
 
 
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def series(metrics, family):
+    """(labels, value) of every sample of one family (with labels) in a proxy's /metrics."""
+    for line in metrics.splitlines():
+        if line.startswith(family + "{"):
+            head, _, value = line.rpartition(" ")
+            yield dict(_LABEL.findall(head[len(family):])), float(value)
+
+
+def http_answers(metrics, direction, by):
+    """{tuple of the labels in by: responses} of the HTTP requests the proxy
+    counted in this direction (weft_proxy_http_responses_total)."""
+    out = {}
+    for labels, v in series(metrics, "weft_proxy_http_responses_total"):
+        if labels.get("direction") == direction:
+            key = tuple(labels.get(b, "") for b in by)
+            out[key] = out.get(key, 0) + int(v)
+    return out
+
+
+def _delta(before, after):
+    return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
+
+
+def handshakes(metrics, side, result="success"):
+    return sum(v for labels, v in series(metrics, "weft_proxy_tls_handshakes_total")
+               if labels.get("side") == side and labels.get("result") == result)
+
+
+def red(before, after, direction):
+    """The requests one proxy counted in a direction between two readings of
+    its /metrics: (requests, successful, {le: cumulative count}) from
+    weft_proxy_http_requests_total, _responses_total{classification="success"}
+    and the buckets of _request_duration_seconds, summed over every series."""
+    def sums(text):
+        req = sum(v for labels, v in series(text, "weft_proxy_http_requests_total")
+                  if labels.get("direction") == direction)
+        ok = sum(v for labels, v in series(text, "weft_proxy_http_responses_total")
+                 if labels.get("direction") == direction and labels.get("classification") == "success")
+        buckets = {}
+        for labels, v in series(text, "weft_proxy_http_request_duration_seconds_bucket"):
+            if labels.get("direction") == direction:
+                le = float(labels["le"])   # "+Inf" reads as inf
+                buckets[le] = buckets.get(le, 0) + v
+        return req, ok, buckets
+    r0, s0, b0 = sums(before)
+    r1, s1, b1 = sums(after)
+    return r1 - r0, s1 - s0, {le: n - b0.get(le, 0) for le, n in b1.items()}
+
+
+def quantile(buckets, q):
+    """histogram_quantile() as Prometheus (and weftctl stat) compute it: linear
+    within the bucket holding rank q * total, the highest finite bound when
+    that is +Inf. NaN without observations."""
+    bounds = sorted(buckets)
+    total = buckets.get(math.inf, 0)
+    if total <= 0 or len(bounds) < 2:
+        return math.nan
+    rank, lower, below = q * total, 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if math.isinf(le):
+                return lower
+            # weftctl's order of operations, so both print the same digits
+            return lower + (le - lower) * ((rank - below) / (buckets[le] - below)) if buckets[le] > below else lower
+        lower, below = le, buckets[le]
+    return math.nan
+
+
+def fmt_latency(s):
+    """As weftctl stat prints a latency."""
+    if math.isnan(s):
+        return "-"
+    return "%.2fms" % (s * 1000) if s < 0.01 else "%.0fms" % (s * 1000) if s < 1 else "%.2fs" % s
+
+
+def stat_snapshot(pods, texts, now):
+    """A `weftctl stat --snapshot` file's content: the admitted pods with the
+    /metrics text each proxy answered."""
+    return {"now": int(now), "kind": "pod", "pods": [
+        {"metadata": {k: p.spec["metadata"].get(k) for k in ("namespace", "name", "annotations")},
+         "weftctlMetrics": texts[p.key]} for p in pods]}
+
+
+def weftctl_stat(bindir, pods, before, after, t_before, t_after):
+    """weftctl stat --snapshot AFTER --previous BEFORE (kind pod) over the same
+    readings: {pod: {column: value}}, or None with what went wrong."""
+    with tempfile.TemporaryDirectory(prefix="weft-demo-stat-") as d:
+        paths = []
+        for name, texts, t in (("before", before, t_before), ("after", after, t_after)):
+            paths.append(os.path.join(d, name + ".json"))
+            with open(paths[-1], "w") as f:
+                json.dump(stat_snapshot(pods, texts, t), f)
+        try:
+            r = subprocess.run([os.path.join(bindir, "weftctl"), "stat", "--snapshot", paths[1],
+                                "--previous", paths[0]], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return None, "weftctl stat: %s" % e
+    lines = r.stdout.splitlines()
+    if r.returncode != 0 or not lines or not lines[0].startswith("NAME"):
+        return None, "weftctl stat exited %d: %s" % (r.returncode, (r.stderr or r.stdout).strip()[-300:])
+    head = lines[0].split()
+    rows = {}
+    for line in lines[1:]:
+        cols = line.split()
+        if not cols:
+            break
+        rows[cols[0]] = dict(zip(head, cols))
+    return rows, ""
+
+
 def route_count(metrics, route):
     """Outbound connections the proxy dialled as discovery decided: plain, mtls, fallback, no_endpoint."""
     return sample(metrics, 'weft_proxy_discovery_routes_total{route="%s"}' % route)
@@ -129,11 +260,14 @@ def peer_counts(metrics, direction):
 
 
 class Call:
-    """One `demo-app get` from a pod, with what the proxies on both ends
-    counted for it: the verified SPIFFE IDs of its mTLS connection (client
-    side: the server's certificate, checked against the identity discovery
-    named; server side: the caller's, with the authorization verdict) and
-    how the client's proxy routed it."""
+    """One `demo-app get` (an HTTP/1.1 request on a new connection) from a
+    pod, with what the proxies on both ends counted for it: how the client's
+    proxy routed it, its outbound answers by status and its TLS handshakes
+    (HTTP goes as a stream of a pooled weft/h2 connection, so only a call
+    that opened one adds a handshake); the server proxy's inbound answers by
+    (caller's verified SPIFFE ID, status). server_ids and client_ids are the
+    mTLS connections opened for the call, with the server's and the caller's
+    identity (and the authorization verdict): only a call that opened one."""
 
     def __init__(self, cl, client, server, url):
         c0 = proxy_metrics(cl, client) if has_proxy(client) else ""
@@ -144,13 +278,46 @@ class Call:
         self.routes = {r: route_count(c1, r) - route_count(c0, r) for r in ("plain", "mtls", "fallback", "no_endpoint")}
         self.server_ids = _new(peer_counts(c0, "outbound"), peer_counts(c1, "outbound"))
         self.client_ids = _new(peer_counts(s0, "inbound"), peer_counts(s1, "inbound"))
+        self.sent = _delta(http_answers(c0, "outbound", ("status",)), http_answers(c1, "outbound", ("status",)))
+        self.received = _delta(http_answers(s0, "inbound", ("peer", "status")),
+                               http_answers(s1, "inbound", ("peer", "status")))
+        self.handshakes = handshakes(c1, "client") - handshakes(c0, "client")
+        self.handshake_failures = handshakes(c1, "client", "failure") - handshakes(c0, "client", "failure")
 
     def route(self):
         return ",".join("%s" % r for r, n in self.routes.items() if n) or "none"
 
+    def counted(self):
+        """What both proxies counted for the call, for the report."""
+        sent = ", ".join("%s x%d" % (st, n) for (st,), n in sorted(self.sent.items()))
+        got = ", ".join("%s x%d from %s" % (st, n, peer or "a plaintext caller")
+                        for (peer, st), n in sorted(self.received.items()))
+        return "client's proxy counted outbound %s; server's proxy inbound %s" % (sent or "nothing", got or "nothing")
+
 
 def _new(before, after):
     return [pa for pa, n in sorted(after.items()) if n > before.get(pa, 0)]
+
+
+BURST_OK, BURST_FAIL = 40, 10   # the requests section: GET / and GET /status/500, one connection each
+
+
+class Tally:
+    """The HTTP answers the demo's apps got, by (pod, direction) of the proxy
+    that must have counted them: the client's outbound, and the server's
+    inbound when the request reached it (not when its proxy refused it)."""
+
+    def __init__(self):
+        self.count, self.failures = collections.Counter(), collections.Counter()
+
+    def add(self, c, client, server):
+        if not c.line.startswith("HTTP "):
+            return
+        status = int(c.line.split()[1])
+        for pod, direction in ((client, "outbound"), (server, "inbound")):
+            if pod is not None and has_proxy(pod):
+                self.count[pod.key, direction] += 1
+                self.failures[pod.key, direction] += status >= 500
 
 
 def has_proxy(pod):
@@ -243,31 +410,46 @@ def run_demo(bindir, rep):
                           "%-15s weft-proxy's stream to weft-discovery is up (%d answer(s) applied and acknowledged: "
                           "its inbound policy)" % (pod.key, sample(m, "weft_proxy_discovery_acks_total")))
 
-        rep.head("traffic (kubectl exec <pod> -- demo-app get URL; verified SPIFFE IDs from both proxies' metrics)")
+        # Every meshed proxy's counters when the traffic starts: the RED table below is what came after.
+        meshed = [p for p in pods.values() if has_proxy(p)]
+        red_t0, red_w0, red0 = time.monotonic(), time.time(), {p.key: proxy_metrics(cl, p) for p in meshed}
+        sent = Tally()
+
+        rep.head("traffic (kubectl exec <pod> -- demo-app get URL: an HTTP/1.1 request on a new connection; what both "
+                 "proxies counted for it, from their metrics)")
         c = Call(cl, frontend, backend, url)
+        sent.add(c, frontend, backend)
         rep.check(c.ok, "shop/frontend -> shop/backend (%s): %s" % (url, c.line))
-        rep.check(c.routes["mtls"] == 1 and c.server_ids == [(BACKEND_ID, "none")],
-                  "  mTLS to the endpoint discovery named (route %s); the server verified as %s, the identity "
-                  "discovery said it must present" % (c.route(), ", ".join(p for p, _ in c.server_ids) or "nobody"))
-        rep.check(c.client_ids == [(FRONTEND_ID, "allowed")],
-                  "  backend's proxy verified the caller as %s" % ", ".join("%s (authz %s)" % pa for pa in c.client_ids))
+        rep.check(c.routes["mtls"] == 1 and c.handshakes == 1 and not c.handshake_failures,
+                  "  mTLS to the endpoint discovery named (route %s) on a pooled weft/h2 connection it opened (%d "
+                  "handshake, which succeeds only if the server presents the identity discovery names for the "
+                  "endpoint: %s)" % (c.route(), c.handshakes, BACKEND_ID))
+        rep.check(c.client_ids == [(FRONTEND_ID, "allowed")] and c.received == {(FRONTEND_ID, "200"): 1} and
+                  c.sent == {("200",): 1},
+                  "  backend's proxy verified the caller as %s (authz %s); %s" % (
+                      ", ".join(p for p, _ in c.client_ids) or "nobody",
+                      ", ".join(a for _, a in c.client_ids) or "-", c.counted()))
 
         c = Call(cl, frontend, None, web_url)
+        sent.add(c, frontend, None)
         rep.check(c.ok and '"pod": "legacy/web"' in c.line and '"from": "%s"' % frontend.ip in c.line,
                   "shop/frontend -> legacy/web (%s, no proxy there): %s" % (web_url, c.line))
-        rep.check(c.routes["plain"] == 1 and not c.server_ids,
-                  "  plain TCP (route %s): discovery says the endpoint is not meshed, although %s is inside "
-                  "meshNetworks" % (c.route(), web_vip))
+        rep.check(c.routes["plain"] == 1 and not c.server_ids and c.handshakes == 0 and c.sent == {("200",): 1},
+                  "  plain TCP (route %s, no handshake): discovery says the endpoint is not meshed, although %s is "
+                  "inside meshNetworks; %s" % (c.route(), web_vip, c.counted()))
 
         c = Call(cl, pods["legacy/client"], backend, url)
-        rep.check(not c.ok, "legacy/client -> shop/backend refused (STRICT, plaintext): %s" % c.line)
+        rep.check(not c.ok and not c.received, "legacy/client -> shop/backend refused (STRICT, plaintext): %s" % c.line)
         bm = proxy_metrics(cl, backend)
         rep.line("       backend's proxy: %s" % "; ".join(podrunner.metrics_lines(bm, ("weft_proxy_inbound_refused_total",))))
         c = Call(cl, monitor, backend, url)
-        rep.check(not c.ok and c.client_ids == [(MONITOR_ID, "denied")],
-                  "ops/monitor -> shop/backend denied (same-namespace): %s" % c.line)
-        rep.line("       backend's proxy verified the caller as %s; monitor's proxy the server as %s" % (
-            ", ".join("%s (authz %s)" % pa for pa in c.client_ids), ", ".join(p for p, _ in c.server_ids)))
+        sent.add(c, monitor, None)   # answered by backend's proxy: nothing reaches the app
+        rep.check(c.line.startswith("HTTP 403 ") and "not allowed" in c.line and c.client_ids == [(MONITOR_ID, "denied")]
+                  and c.sent == {("403",): 1} and not c.received,
+                  "ops/monitor -> shop/backend denied (same-namespace), answered by backend's proxy: %s" % c.line)
+        rep.line("       backend's proxy verified the caller as %s and keeps its weft/h2 connection, answering each "
+                 "request 403 without reaching the app; %s" % (
+                     ", ".join("%s (authz %s)" % pa for pa in c.client_ids) or "nobody", c.counted()))
 
         spec = app_pod("shop", "batch", "batch", 1004, annotations={"weft.dev/inject": "disabled"})
         adm = cl.admit(spec)
@@ -278,6 +460,35 @@ def run_demo(bindir, rep):
         adm = cl.admit(app_pod("shop", "bad", "bad", 1005, annotations={"weft.dev/mtls-mode": "OFF"}))
         rep.check(not adm.allowed and "mtls-mode" in adm.message,
                   "shop/bad (weft.dev/mtls-mode: OFF) refused: %s" % adm.message)
+
+        rep.head("requests: shop/frontend sends %d HTTP/1.1 requests to shop/backend, each on a new connection: %d "
+                 "GET / and %d GET /status/500" % (BURST_OK + BURST_FAIL, BURST_OK, BURST_FAIL))
+        f0, b0 = proxy_metrics(cl, frontend), proxy_metrics(cl, backend)
+        t = time.monotonic()
+        answers = burst(cl, frontend, "frontend", url, BURST_OK)
+        for st, n in burst(cl, frontend, "frontend", url + "status/500", BURST_FAIL).items():
+            answers[st] = answers.get(st, 0) + n
+        took = time.monotonic() - t
+        f1, b1 = proxy_metrics(cl, frontend), proxy_metrics(cl, backend)
+        answered = sum(n for st, n in answers.items() if st != "failed")
+        sent.count[frontend.key, "outbound"] += answered
+        sent.count[backend.key, "inbound"] += answered
+        sent.failures[frontend.key, "outbound"] += answers.get(500, 0)
+        sent.failures[backend.key, "inbound"] += answers.get(500, 0)
+        rep.check(answers == {200: BURST_OK, 500: BURST_FAIL},
+                  "the app answered %s in %.1f s" % (", ".join("%s x%d" % kv for kv in sorted(answers.items(), key=str)),
+                                                     took))
+        out = _delta(http_answers(f0, "outbound", ("status",)), http_answers(f1, "outbound", ("status",)))
+        rep.check(out == {("200",): BURST_OK, ("500",): BURST_FAIL},
+                  "  frontend's proxy counted outbound %s" % (", ".join("%s x%d" % (k[0], n) for k, n in sorted(out.items()))
+                                                              or "nothing"))
+        got = _delta(http_answers(b0, "inbound", ("peer", "status")), http_answers(b1, "inbound", ("peer", "status")))
+        rep.check(got == {(FRONTEND_ID, "200"): BURST_OK, (FRONTEND_ID, "500"): BURST_FAIL},
+                  "  backend's proxy counted inbound %s" % (", ".join(
+                      "%s x%d from %s" % (k[1], n, k[0]) for k, n in sorted(got.items())) or "nothing"))
+        hs = handshakes(f1, "client") - handshakes(f0, "client")
+        rep.check(hs <= 1, "  %d app connections, %d new mTLS handshake(s): the requests went as streams of the pooled "
+                  "weft/h2 connection" % (BURST_OK + BURST_FAIL, hs))
 
         rep.head("shop names ops/monitor in weft.dev/allow-from: the Namespace in discovery's directory changes, "
                  "no pod restarts")
@@ -291,11 +502,18 @@ def run_demo(bindir, rep):
             rep.check(took is not None, "weft.dev/allow-from %s: backend's proxy swapped in discovery's new policy "
                       "%s" % (what, "%.0f ms after the write" % (took * 1000) if took is not None else "(not within 5 s)"))
             c = Call(cl, monitor, backend, url)
-            verdict = "allowed" if allowed else "denied"
-            rep.check(c.ok == allowed and c.client_ids == [(MONITOR_ID, verdict)],
-                      "ops/monitor -> shop/backend %s: %s" % (verdict, c.line))
+            sent.add(c, monitor, backend if allowed else None)
+            # The caller's pooled weft/h2 connection outlives the change: the policy in force decides per request.
+            if allowed:
+                rep.check(c.ok and c.received == {(MONITOR_ID, "200"): 1},
+                          "ops/monitor -> shop/backend allowed on its open connection: %s" % c.line)
+            else:
+                rep.check(c.line.startswith("HTTP 403 ") and c.sent == {("403",): 1} and not c.received,
+                          "ops/monitor -> shop/backend denied again, answered by backend's proxy: %s" % c.line)
+            rep.line("       %s" % c.counted())
             c = Call(cl, frontend, backend, url)
-            rep.check(c.ok and c.client_ids == [(FRONTEND_ID, "allowed")],
+            sent.add(c, frontend, backend)
+            rep.check(c.ok and c.received == {(FRONTEND_ID, "200"): 1},
                       "shop/frontend -> shop/backend still allowed: %s" % c.line)
             rep.check(backend.pid("weft-proxy") == pid,
                       "shop/backend's weft-proxy is the same process (pid %s -> %s), never restarted" % (
@@ -318,6 +536,41 @@ def run_demo(bindir, rep):
         original = {"httpGet": {"path": "/healthz", "port": 8080}, "timeoutSeconds": 1}
         ok, target, detail = cl.probe(pod, pod.container("backend"), original)
         rep.check(not ok, "without the rewrite: %s -> %s (STRICT refuses the kubelet's plaintext)" % (target, detail))
+
+        red_t1, red_w1, red1 = time.monotonic(), time.time(), {p.key: proxy_metrics(cl, p) for p in meshed}
+        secs = red_t1 - red_t0
+        rep.head("requests per pod over the %.1f s since the traffic began (from each proxy's /metrics: "
+                 "weft_proxy_http_requests_total, _responses_total, _request_duration_seconds)" % secs)
+        rep.line("  %-15s %-9s %8s %7s %9s %8s %8s" % ("POD", "DIRECTION", "REQUESTS", "RATE/s", "SUCCESS", "P50", "P99"))
+        figures = {}
+        for pod in meshed:
+            for direction in ("inbound", "outbound"):
+                n, ok, buckets = red(red0[pod.key], red1[pod.key], direction)
+                p50, p99 = quantile(buckets, 0.50), quantile(buckets, 0.99)
+                figures[pod.key, direction] = (n, ok, p50, p99)
+                rep.line("  %-15s %-9s %8d %7s %9s %8s %8s" % (
+                    pod.key, direction, n, "%.1f" % (n / secs) if n else "-",
+                    "%.2f%%" % (100.0 * min(ok, n) / n) if n else "-", fmt_latency(p50), fmt_latency(p99)))
+        rep.line("  SUCCESS: not 5xx and not answered by the proxy itself (a 403 from the server's proxy is an "
+                 "answer, as in Linkerd); P50, P99: to the end of the response, from the histogram buckets")
+        for (key, direction), (n, ok, p50, p99) in sorted(figures.items()):
+            want, fails = sent.count[key, direction], sent.failures[key, direction]
+            if not n and not want:
+                continue
+            rep.check(n == want and ok == n - fails and 0 < p50 <= p99,
+                      "%-15s %-8s %d requests counted, %d sent by the demo's apps; %d successful, %d failed (the "
+                      "demo's /status/500s)" % (key, direction, n, want, ok, n - ok))
+        rows, why = weftctl_stat(bindir, meshed, red0, red1, red_w0, red_w1)
+        for pod in meshed:
+            n, ok, p50, p99 = figures[pod.key, "inbound"]
+            if not n:
+                continue   # weftctl stat's request figures are the inbound ones
+            mine = {"SUCCESS": "%.2f%%" % (100.0 * min(ok, n) / n) if n else "-", "P50": fmt_latency(p50),
+                    "P99": fmt_latency(p99)}
+            theirs = {k: (rows or {}).get(pod.key, {}).get(k) for k in mine}
+            rep.check(rows is not None and mine == theirs,
+                      "%-15s weftctl stat --snapshot (inbound, the same two readings): success %s, p50 %s, p99 %s%s"
+                      % (pod.key, theirs["SUCCESS"], theirs["P50"], theirs["P99"], "" if rows is not None else ": " + why))
 
         rep.head("proxy metrics (a few lines each)")
         for pod in pods.values():
