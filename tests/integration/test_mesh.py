@@ -10,7 +10,8 @@ same-namespace), ops (opted in), legacy (not opted in). Also: a meshed pod
 reaches a pod without a proxy in plain TCP, an allow-from change reaches the
 running proxy through discovery with no restart, a pod that opts out runs
 without a proxy, a pod with an invalid override is refused with its message,
-and the runner (and `make demo` on SIGTERM) leaves nothing behind.
+and the runner (and `make demo` on SIGTERM) leaves nothing behind; `make
+demo`'s run passes every check of its report.
 """
 import os
 import signal
@@ -173,6 +174,33 @@ def test_demo_cleans_up_on_sigterm():
     assert leftovers("wd%dx" % p.pid) == []
 
 
+def test_demo_passes_every_check():
+    """make demo's run as a whole: every check of its report holds (each HTTP
+    call counted by both proxies, the 50-request burst, the RED table's
+    counts against what the apps sent and weftctl stat's figures)."""
+    if not os.access(os.path.join(BIN, "weftctl"), os.X_OK):
+        pytest.skip("weftctl not built")
+    r = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "demo", "demo.py")], capture_output=True, text=True,
+                       timeout=180, env=dict(os.environ, WEFT_BIN=BIN))
+    assert r.returncode == 0 and "weft demo: all checks passed" in r.stdout, r.stdout[-6000:] + r.stderr[-2000:]
+    assert "  FAIL " not in r.stdout
+    assert "== requests per pod" in r.stdout and "weftctl stat --snapshot" in r.stdout
+
+
+def test_quantile_is_histogram_quantile():
+    """demo.quantile() against what Prometheus' histogram_quantile() gives
+    for the same cumulative buckets."""
+    inf = float("inf")
+    b = {0.1: 5, 0.2: 10, 0.5: 10, inf: 10}
+    assert demo.quantile(b, 0.5) == pytest.approx(0.1)       # rank 5: the top of the first bucket
+    assert demo.quantile(b, 0.75) == pytest.approx(0.15)     # rank 7.5: halfway through (0.1, 0.2]
+    assert demo.quantile(b, 0.99) == pytest.approx(0.198)
+    assert demo.quantile({0.1: 5, inf: 10}, 0.99) == 0.1     # in +Inf: the highest finite bound
+    assert demo.quantile({0.1: 0, inf: 0}, 0.5) != demo.quantile({0.1: 0, inf: 0}, 0.5)   # NaN: no observations
+    assert demo.fmt_latency(0.00038) == "0.38ms" and demo.fmt_latency(0.037) == "37ms"
+    assert demo.fmt_latency(2.5) == "2.50s" and demo.fmt_latency(float("nan")) == "-"
+
+
 def test_a_killed_runs_leftovers_are_reaped():
     """SIGKILL leaves namespaces, processes and files; the next run removes them."""
     before = {p: os.path.exists(p) for p in MOUNT_PATHS}
@@ -293,6 +321,8 @@ def test_frontend_to_backend_over_mtls_with_identities_on_both_sides(mesh):
     assert c.server_ids in ([], [(BACKEND_ID, "none")]), c.server_ids
     assert c.client_ids in ([], [(FRONTEND_ID, "allowed")]), c.client_ids
     assert demo.peer_counts(demo.proxy_metrics(mesh.cl, mesh.pods["shop/backend"]), "inbound").get((FRONTEND_ID, "allowed"))
+    # Per request: one answer counted by each proxy, the backend's under the caller's verified SPIFFE ID.
+    assert c.sent == {("200",): 1} and c.received == {(FRONTEND_ID, "200"): 1}, (c.sent, c.received)
 
 
 def test_meshed_pod_reaches_a_pod_without_a_proxy_in_plain_tcp(mesh):
@@ -437,6 +467,7 @@ def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
     # Linkerd do. Later calls may reuse the pooled weft/h2 connection; the policy in force decides per request.
     assert not c.ok and c.line.startswith("HTTP 403 ") and "not allowed" in c.line, c.line
     assert c.client_ids == [(MONITOR_ID, "denied")]   # denied by the policy, after mTLS
+    assert c.sent == {("403",): 1} and not c.received, (c.sent, c.received)   # nothing reached the app
     try:
         before = mesh.sample("shop/backend", "weft_proxy_discovery_policy_updates_total")
         t0 = time.monotonic()
