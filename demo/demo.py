@@ -6,8 +6,11 @@ fake Kubernetes API, creates the namespaces shop (opted in, STRICT,
 same-namespace), ops (opted in) and legacy (not opted in), sends each pod to
 the webhook, runs what comes back with demo/podrunner.py (which writes the
 Namespaces, Pods, Services and EndpointSlices into the directory
-weft-discovery watches) and prints what happened. The pod specs and the
-checks are shared with tests/integration/test_mesh.py.
+weft-discovery watches) and prints what happened. Every call is an HTTP/1.1
+request, checked by what both proxies counted for it; the metrics section
+has, per pod, the rate, success rate and p50/p99 of its requests from the
+proxies' histograms. The pod specs and the checks are shared with
+tests/integration/test_mesh.py.
 """
 import collections
 import json
@@ -558,8 +561,8 @@ def run_demo(bindir, rep):
             if not n and not want:
                 continue
             rep.check(n == want and ok == n - fails and 0 < p50 <= p99,
-                      "%-15s %-8s %d requests counted, %d sent by the demo's apps; %d successful, %d failed (the "
-                      "demo's /status/500s)" % (key, direction, n, want, ok, n - ok))
+                      "%-15s %-8s %d requests counted, %d answered to the demo's apps; %d successful, %d failed "
+                      "(the apps got %d 5xx)" % (key, direction, n, want, ok, n - ok, fails))
         rows, why = weftctl_stat(bindir, meshed, red0, red1, red_w0, red_w1)
         for pod in meshed:
             n, ok, p50, p99 = figures[pod.key, "inbound"]
