@@ -508,12 +508,13 @@ def run_demo(bindir, rep):
             sent.add(c, monitor, backend if allowed else None)
             # The caller's pooled weft/h2 connection outlives the change: the policy in force decides per request.
             if allowed:
-                rep.check(c.ok and c.received == {(MONITOR_ID, "200"): 1},
+                rep.check(c.ok and c.received == {(MONITOR_ID, "200"): 1} and c.handshakes == 0,
                           "ops/monitor -> shop/backend allowed on its open connection: %s" % c.line)
             else:
-                rep.check(c.line.startswith("HTTP 403 ") and c.sent == {("403",): 1} and not c.received,
-                          "ops/monitor -> shop/backend denied again, answered by backend's proxy: %s" % c.line)
-            rep.line("       %s" % c.counted())
+                rep.check(c.line.startswith("HTTP 403 ") and c.sent == {("403",): 1} and not c.received and
+                          c.handshakes == 0, "ops/monitor -> shop/backend denied again on it, answered by backend's "
+                          "proxy: %s" % c.line)
+            rep.line("       %s; %d new handshake(s)" % (c.counted(), c.handshakes))
             c = Call(cl, frontend, backend, url)
             sent.add(c, frontend, backend)
             rep.check(c.ok and c.received == {(FRONTEND_ID, "200"): 1},
