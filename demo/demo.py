@@ -158,6 +158,16 @@ def _delta(before, after):
     return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
 
 
+def pool_peers(metrics):
+    """SPIFFE ID -> pooled weft/h2 connections the proxy opened outbound to
+    a server that presented it (weft_proxy_pool_connections_opened_total)."""
+    out = {}
+    for labels, v in series(metrics, "weft_proxy_pool_connections_opened_total"):
+        if labels.get("direction") == "outbound" and labels.get("tls") == "true" and v:
+            out[labels.get("peer", "")] = out.get(labels.get("peer", ""), 0) + int(v)
+    return out
+
+
 def handshakes(metrics, side, result="success"):
     return sum(v for labels, v in series(metrics, "weft_proxy_tls_handshakes_total")
                if labels.get("side") == side and labels.get("result") == result)
@@ -268,8 +278,10 @@ class Call:
     proxy routed it, its outbound answers by status and its TLS handshakes
     (HTTP goes as a stream of a pooled weft/h2 connection, so only a call
     that opened one adds a handshake); the server proxy's inbound answers by
-    (caller's verified SPIFFE ID, status). server_ids and client_ids are the
-    mTLS connections opened for the call, with the server's and the caller's
+    (caller's verified SPIFFE ID, status). pooled_ids are the SPIFFE IDs the
+    servers of the weft/h2 connections opened for the call presented;
+    server_ids and client_ids the mTLS connections opened for it (weft/1
+    outbound; inbound also weft/h2), with the server's and the caller's
     identity (and the authorization verdict): only a call that opened one."""
 
     def __init__(self, cl, client, server, url):
@@ -285,6 +297,7 @@ class Call:
         self.received = _delta(http_answers(s0, "inbound", ("peer", "status")),
                                http_answers(s1, "inbound", ("peer", "status")))
         self.handshakes = handshakes(c1, "client") - handshakes(c0, "client")
+        self.pooled_ids = _new(pool_peers(c0), pool_peers(c1))
         self.handshake_failures = handshakes(c1, "client", "failure") - handshakes(c0, "client", "failure")
 
     def route(self):
@@ -423,10 +436,11 @@ def run_demo(bindir, rep):
         c = Call(cl, frontend, backend, url)
         sent.add(c, frontend, backend)
         rep.check(c.ok, "shop/frontend -> shop/backend (%s): %s" % (url, c.line))
-        rep.check(c.routes["mtls"] == 1 and c.handshakes == 1 and not c.handshake_failures,
+        rep.check(c.routes["mtls"] == 1 and c.handshakes == 1 and not c.handshake_failures and
+                  c.pooled_ids == [BACKEND_ID],
                   "  mTLS to the endpoint discovery named (route %s) on a pooled weft/h2 connection it opened (%d "
-                  "handshake, which succeeds only if the server presents the identity discovery names for the "
-                  "endpoint: %s)" % (c.route(), c.handshakes, BACKEND_ID))
+                  "handshake); the server verified as %s, the identity discovery said it must present" % (
+                      c.route(), c.handshakes, ", ".join(c.pooled_ids) or "nobody"))
         rep.check(c.client_ids == [(FRONTEND_ID, "allowed")] and c.received == {(FRONTEND_ID, "200"): 1} and
                   c.sent == {("200",): 1},
                   "  backend's proxy verified the caller as %s (authz %s); %s" % (
@@ -437,7 +451,8 @@ def run_demo(bindir, rep):
         sent.add(c, frontend, None)
         rep.check(c.ok and '"pod": "legacy/web"' in c.line and '"from": "%s"' % frontend.ip in c.line,
                   "shop/frontend -> legacy/web (%s, no proxy there): %s" % (web_url, c.line))
-        rep.check(c.routes["plain"] == 1 and not c.server_ids and c.handshakes == 0 and c.sent == {("200",): 1},
+        rep.check(c.routes["plain"] == 1 and not c.server_ids and not c.pooled_ids and c.handshakes == 0 and
+                  c.sent == {("200",): 1},
                   "  plain TCP (route %s, no handshake): discovery says the endpoint is not meshed, although %s is "
                   "inside meshNetworks; %s" % (c.route(), web_vip, c.counted()))
 
@@ -448,11 +463,12 @@ def run_demo(bindir, rep):
         c = Call(cl, monitor, backend, url)
         sent.add(c, monitor, None)   # answered by backend's proxy: nothing reaches the app
         rep.check(c.line.startswith("HTTP 403 ") and "not allowed" in c.line and c.client_ids == [(MONITOR_ID, "denied")]
-                  and c.sent == {("403",): 1} and not c.received,
+                  and c.pooled_ids == [BACKEND_ID] and c.sent == {("403",): 1} and not c.received,
                   "ops/monitor -> shop/backend denied (same-namespace), answered by backend's proxy: %s" % c.line)
         rep.line("       backend's proxy verified the caller as %s and keeps its weft/h2 connection, answering each "
-                 "request 403 without reaching the app; %s" % (
-                     ", ".join("%s (authz %s)" % pa for pa in c.client_ids) or "nobody", c.counted()))
+                 "request 403 without reaching the app; monitor's proxy the server as %s; %s" % (
+                     ", ".join("%s (authz %s)" % pa for pa in c.client_ids) or "nobody",
+                     ", ".join(c.pooled_ids) or "nobody", c.counted()))
 
         spec = app_pod("shop", "batch", "batch", 1004, annotations={"weft.dev/inject": "disabled"})
         adm = cl.admit(spec)
@@ -490,8 +506,9 @@ def run_demo(bindir, rep):
                   "  backend's proxy counted inbound %s" % (", ".join(
                       "%s x%d from %s" % (k[1], n, k[0]) for k, n in sorted(got.items())) or "nothing"))
         hs = handshakes(f1, "client") - handshakes(f0, "client")
-        rep.check(hs <= 1, "  %d app connections, %d new mTLS handshake(s): the requests went as streams of the pooled "
-                  "weft/h2 connection" % (BURST_OK + BURST_FAIL, hs))
+        pooled = sum(pool_peers(f1).values()) - sum(pool_peers(f0).values())
+        rep.check(hs <= 1 and pooled <= 1, "  %d app connections, %d new mTLS handshake(s), %d new pooled weft/h2 "
+                  "connection(s): the requests went as streams of the pooled one" % (BURST_OK + BURST_FAIL, hs, pooled))
 
         rep.head("shop names ops/monitor in weft.dev/allow-from: the Namespace in discovery's directory changes, "
                  "no pod restarts")
@@ -587,7 +604,8 @@ def run_demo(bindir, rep):
                                                     "weft_proxy_inbound_refused_total",
                                                     "weft_proxy_tls_handshakes_total"), limit=4):
                 rep.line("    " + line)
-            for line in podrunner.metrics_lines(m, ("weft_proxy_discovery_routes_total",
+            for line in podrunner.metrics_lines(m, ("weft_proxy_pool_connections_opened_total",
+                                                    "weft_proxy_discovery_routes_total",
                                                     "weft_proxy_discovery_policy_updates_total")):
                 rep.line("    " + line)
         rep.line("  weft-discovery:")
