@@ -321,6 +321,9 @@ def test_frontend_to_backend_over_mtls_with_identities_on_both_sides(mesh):
     assert c.server_ids in ([], [(BACKEND_ID, "none")]), c.server_ids
     assert c.client_ids in ([], [(FRONTEND_ID, "allowed")]), c.client_ids
     assert demo.peer_counts(demo.proxy_metrics(mesh.cl, mesh.pods["shop/backend"]), "inbound").get((FRONTEND_ID, "allowed"))
+    # The server's identity as the frontend's proxy verified it, on the pooled weft/h2 connection.
+    assert c.pooled_ids in ([], [BACKEND_ID]), c.pooled_ids
+    assert BACKEND_ID in demo.pool_peers(demo.proxy_metrics(mesh.cl, mesh.pods["shop/frontend"]))
     # Per request: one answer counted by each proxy, the backend's under the caller's verified SPIFFE ID.
     assert c.sent == {("200",): 1} and c.received == {(FRONTEND_ID, "200"): 1}, (c.sent, c.received)
 
