@@ -345,6 +345,28 @@ void http_exchange_local_reply(struct http_exchange *x, enum http_cause cause, i
     http_exchange_finish(x);
 }
 
+enum http_rc http_refusing_data(struct http_exchange *x, const char *p, size_t len, int end_stream)
+{
+    (void)x, (void)p, (void)len, (void)end_stream;
+    return HTTP_FAIL;
+}
+
+enum http_rc http_refusing_trailers(struct http_exchange *x, const struct http_head *t)
+{
+    (void)x, (void)t;
+    return HTTP_FAIL;
+}
+
+void http_refusing_resume(struct http_exchange *x)
+{
+    (void)x;
+}
+
+void http_refusing_abort(struct http_exchange *x, enum http_cause cause)
+{
+    (void)x, (void)cause;
+}
+
 void http_exchange_abort(struct http_exchange *x, enum http_cause cause, int from_upstream)
 {
     if (x->finished)

@@ -219,6 +219,26 @@ static int h2s_route(struct http_h2s *c, struct h2s_stream *ss, const struct htt
     return -1;
 }
 
+/* The upstream side of a denied caller's request: 403 at its head. */
+static enum http_rc h2s_denied_head(struct http_exchange *x, const struct http_head *h)
+{
+    (void)h;
+    struct h2s_stream *ss = x->down;
+    char why[SPIFFE_MAX_ID + 128];
+    snprintf(why, sizeof why, "caller %s not allowed: %s", ss->c->peer, ss->c->denied);
+    http_exchange_local_reply(x, HTTP_CAUSE_DENIED, 0, why);
+    return HTTP_FAIL;
+}
+
+static const struct http_side_ops h2s_denied_ops = {
+    .name = "denied",
+    .head = h2s_denied_head,
+    .data = http_refusing_data,
+    .trailers = http_refusing_trailers,
+    .resume = http_refusing_resume,
+    .abort = http_refusing_abort,
+};
+
 static void h2s_on_headers(void *ctx, h2_stream *st, enum h2_block kind, const struct h2_field *f, size_t n, int end)
 {
     struct http_h2s *c = ctx;
@@ -252,19 +272,15 @@ static void h2s_on_headers(void *ctx, h2_stream *st, enum h2_block kind, const s
             c->denied = d.allowed ? NULL : d.reason;
         }
     }
-    if (c->denied) {
-        char why[SPIFFE_MAX_ID + 128];
-        snprintf(why, sizeof why, "caller %s not allowed: %s", c->peer, c->denied);
-        h2s_refuse(c, st, 403, why);
-        return;
-    }
     int r = h2map_head_from(f, n, 1, &h, h2s_fields, HTTP_MSG_MAX_FIELDS, &proto);
     if (r < 0) {
         h2s_refuse(c, st, r == -E2BIG ? 431 : 400, r == -E2BIG ? "request head too large" : "bad request head");
         return;
     }
     ss = h2s_stream_new(c, st);
-    if (h2s_route(c, ss, &proto) < 0) {
+    if (c->denied) { /* answered as an exchange, so its metrics and access log line show the 403 */
+        ss->x.up_ops = &h2s_denied_ops;
+    } else if (h2s_route(c, ss, &proto) < 0) {
         h2s_stream_free(ss);
         h2s_refuse(c, st, 400, "weft-proto missing or not h1 or h2");
         return;

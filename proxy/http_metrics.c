@@ -66,7 +66,11 @@ const char *http_metrics_method_name(int i)
 
 int http_metrics_failure(const struct http_outcome *o)
 {
-    if (o->proxy_error || o->status <= 0)
+    /* Who answered does not decide (origin says it): a proxy's 403 to a denied
+     * caller or 400 to a malformed request is a 4xx as any other, so a
+     * flood of them does not read as the server failing; its 502-504 are
+     * 5xx. Linkerd's and Istio's success rates count the same way. */
+    if (o->status <= 0)
         return 1;
     if (o->grpc_status >= 0)
         return o->grpc_status != 0;

@@ -23,6 +23,7 @@ static const struct {
     [HTTP_CAUSE_DRAINING] = {"draining", 503},
     [HTTP_CAUSE_BAD_REQUEST] = {"bad_request", 400},
     [HTTP_CAUSE_DOWNSTREAM_GONE] = {"downstream_gone", 0},
+    [HTTP_CAUSE_DENIED] = {"denied", 403},
 };
 
 int http_cause_status(enum http_cause c)

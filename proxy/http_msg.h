@@ -84,6 +84,7 @@ enum http_cause {
     HTTP_CAUSE_DRAINING,         /* 503: the proxy is shutting down */
     HTTP_CAUSE_BAD_REQUEST,      /* 4xx from the downstream parser; the status comes with it */
     HTTP_CAUSE_DOWNSTREAM_GONE,  /* the client went away mid-exchange: nobody to answer */
+    HTTP_CAUSE_DENIED,           /* 403: the caller's identity is not authorized (inbound) */
     HTTP_CAUSE_COUNT,
 };
 
@@ -195,6 +196,13 @@ void http_exchange_resume_downstream(struct http_exchange *x); /* the downstream
  * upstream side is aborted; after, the downstream side is aborted (a
  * response cannot be replaced). Then the exchange is done. */
 void http_exchange_local_reply(struct http_exchange *x, enum http_cause cause, int status, const char *detail);
+/* The rest of an upstream side that answers each request at its head with
+ * http_exchange_local_reply() (a Service without endpoints, a denied
+ * caller): such a side supplies its head and these, which take nothing. */
+enum http_rc http_refusing_data(struct http_exchange *x, const char *p, size_t len, int end_stream);
+enum http_rc http_refusing_trailers(struct http_exchange *x, const struct http_head *t);
+void http_refusing_resume(struct http_exchange *x);
+void http_refusing_abort(struct http_exchange *x, enum http_cause cause);
 /* Either side: ends the exchange early without an answer (the client went
  * away, a tunnel closed). Both sides get abort except the caller's. */
 void http_exchange_abort(struct http_exchange *x, enum http_cause cause, int from_upstream);

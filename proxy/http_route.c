@@ -15,35 +15,13 @@ static enum http_rc route_refuse_head(struct http_exchange *x, const struct http
     return HTTP_FAIL;
 }
 
-static enum http_rc route_refuse_data(struct http_exchange *x, const char *p, size_t len, int end_stream)
-{
-    (void)x, (void)p, (void)len, (void)end_stream;
-    return HTTP_FAIL;
-}
-
-static enum http_rc route_refuse_trailers(struct http_exchange *x, const struct http_head *t)
-{
-    (void)x, (void)t;
-    return HTTP_FAIL;
-}
-
-static void route_refuse_resume(struct http_exchange *x)
-{
-    (void)x;
-}
-
-static void route_refuse_abort(struct http_exchange *x, enum http_cause cause)
-{
-    (void)x, (void)cause;
-}
-
 static const struct http_side_ops route_refuse_ops = {
     .name = "no-endpoint",
     .head = route_refuse_head,
-    .data = route_refuse_data,
-    .trailers = route_refuse_trailers,
-    .resume = route_refuse_resume,
-    .abort = route_refuse_abort,
+    .data = http_refusing_data,
+    .trailers = http_refusing_trailers,
+    .resume = http_refusing_resume,
+    .abort = http_refusing_abort,
 };
 
 /* Without an answer to go by: a meshed destination (WEFT_MESH_NETWORKS) as

@@ -16,7 +16,7 @@
 #include "metrics.h"
 
 #define PM_MAX_PEERS 64 /* slot 0 is "no identity", the last one "other" */
-#define PM_HTTP_NCAUSES 12 /* enum http_cause (proxy/http_msg.h); checked there */
+#define PM_HTTP_NCAUSES 13 /* enum http_cause (proxy/http_msg.h); checked there */
 
 enum pm_dir { PM_INBOUND, PM_OUTBOUND, PM_NDIR };
 enum pm_authz { PM_AUTHZ_NONE, PM_AUTHZ_ALLOWED, PM_AUTHZ_DENIED, PM_NAUTHZ };

@@ -470,7 +470,9 @@ def test_cross_namespace_denied_then_allowed_after_allow_from(mesh):
     # Linkerd do. Later calls may reuse the pooled weft/h2 connection; the policy in force decides per request.
     assert not c.ok and c.line.startswith("HTTP 403 ") and "not allowed" in c.line, c.line
     assert c.client_ids == [(MONITOR_ID, "denied")]   # denied by the policy, after mTLS
-    assert c.sent == {("403",): 1} and not c.received, (c.sent, c.received)   # nothing reached the app
+    # Counted on both sides, inbound by the caller's SPIFFE ID; nothing reached the app (the origin is in
+    # test_proxy_http1's denied case).
+    assert c.sent == {("403",): 1} and c.received == {(MONITOR_ID, "403"): 1}, (c.sent, c.received)
     try:
         before = mesh.sample("shop/backend", "weft_proxy_discovery_policy_updates_total")
         t0 = time.monotonic()

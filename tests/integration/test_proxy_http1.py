@@ -806,13 +806,19 @@ def test_meshed_denied_http1_caller_gets_403_per_request(mesh_pair):
             s.sendall(b"GET /secret HTTP/1.1\r\nHost: back\r\n\r\n")
             st, _, body, rest = read_response(s)
             assert st == 403
-            assert body == (b"weft-proxy: caller spiffe://cluster.local/ns/ops/sa/monitor not allowed: "
+            assert body == (b"weft-proxy: denied: caller spiffe://cluster.local/ns/ops/sa/monitor not allowed: "
                             b"cross-namespace\n"), body
             assert rest == b""
     finally:
         s.close()
     assert p.origin.requests == [] and p.origin.conns == 0
     assert p.back.metric(r'connections_opened_total\{direction="inbound",tls="true",authz="denied"') == 1
+    # Each denied request is in back's inbound RED series (and its access log), answered by the proxy: a 4xx,
+    # so not a failure of back.
+    denied = ('weft_proxy_http_responses_total{direction="inbound",peer="spiffe://cluster.local/ns/ops/sa/monitor",'
+              'method="GET",status="403",grpc_status="",classification="success",origin="proxy"}')
+    assert p.back.settled_metric(re.escape(denied), 2) == 2, p.back.metrics()
+    assert p.back.metric(r'http_upstream_errors_total\{direction="inbound"') == 0  # not an upstream's failure
     # Opaque TCP (the echo port of back's app) is still cut: weft/1.
     s = other.connect(p.host, 7000, timeout=10)
     try:

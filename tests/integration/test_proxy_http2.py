@@ -181,7 +181,7 @@ def test_denied_caller_gets_403_per_request(pair):
     before = pair.app_conns()
     r = other.pod.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", "-w", " %{http_code}",
                        pair.url + "/secret"], timeout=20)
-    assert r.stdout == ("weft-proxy: caller spiffe://cluster.local/ns/ops/sa/monitor not allowed: "
+    assert r.stdout == ("weft-proxy: denied: caller spiffe://cluster.local/ns/ops/sa/monitor not allowed: "
                         "cross-namespace\n 403"), r.stdout
     assert pair.app_conns() == before
     assert pair.back.metric(r'connections_opened_total\{direction="inbound",tls="true",authz="denied"') == 1

@@ -114,12 +114,13 @@ static void test_classification(void **state)
         {200, -1, 0, 0}, {204, -1, 0, 0}, {302, -1, 0, 0}, {404, -1, 0, 0}, {499, -1, 0, 0},
         {500, -1, 0, 1}, {503, -1, 0, 1}, {599, -1, 0, 1},
         {0, -1, 0, 1},                      /* no response head reached the client */
-        {502, -1, 1, 1}, {504, -1, 1, 1},   /* the proxy answered */
+        {502, -1, 1, 1}, {504, -1, 1, 1},   /* the proxy answered: by the status as well */
+        {403, -1, 1, 0}, {400, -1, 1, 0},   /* a denied caller, a malformed request */
         {200, 0, 0, 0},                     /* gRPC OK */
         {200, 5, 0, 1}, {200, 14, 0, 1}, {200, 16, 0, 1}, /* gRPC NOT_FOUND, UNAVAILABLE, UNAUTHENTICATED */
         {500, 0, 0, 0},                     /* the gRPC status decides, as Linkerd's classifier */
         {0, 0, 0, 1},                       /* but no response is a failure still */
-        {200, 0, 1, 1},
+        {200, 0, 1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         struct http_outcome o = {.status = cases[i].status, .grpc_status = cases[i].grpc,
