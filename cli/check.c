@@ -35,6 +35,15 @@ const struct check_access check_install_access[] = {
 };
 const size_t check_install_access_count = sizeof check_install_access / sizeof *check_install_access;
 
+const struct check_crd check_crds_watched[] = {
+    {"httproutes.gateway.networking.k8s.io", "HTTPRoute", "v1", "HTTPRoutes cannot be configured"},
+    {"grpcroutes.gateway.networking.k8s.io", "GRPCRoute", "v1", "GRPCRoutes cannot be configured"},
+    /* v1beta1: what the pinned release stores and every release since v0.6 serves */
+    {"referencegrants.gateway.networking.k8s.io", "ReferenceGrant", "v1beta1",
+     "no route can send to a Service of another namespace"},
+};
+const size_t check_crd_count = sizeof check_crds_watched / sizeof *check_crds_watched;
+
 static const char *const status_names[] = {"ok", "warn", "fail"};
 
 struct ctx {
@@ -270,38 +279,83 @@ static void check_access(struct ctx *c, const json_t *snap)
     buf_free(&denied);
 }
 
+/* Whether the snapshot's weft-discovery Deployment exists (1), and then
+ * whether it watches the Gateway API (its container args lack
+ * --no-gateway-api): without the CRDs such a discovery never becomes ready. */
+static int discovery_deployed(const json_t *snap, int *watches_routes)
+{
+    json_t *d = json_object_get(json_object_get(snap, "deployments"), "weft-discovery");
+    *watches_routes = 0;
+    if (!json_is_object(d) || fetch_error(d))
+        return 0;
+    *watches_routes = 1;
+    size_t i, k;
+    json_t *ctr, *arg;
+    json_array_foreach(at(d, "spec.template.spec.containers"), i, ctr) {
+        json_array_foreach(json_object_get(ctr, "args"), k, arg) {
+            const char *a = json_string_value(arg);
+            if (a && strcmp(a, "--no-gateway-api") == 0)
+                *watches_routes = 0;
+        }
+    }
+    return 1;
+}
+
 static void check_crds(struct ctx *c, const json_t *snap)
 {
-    static const char *const crds[] = {"httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io"};
+    const char *install = "install the Gateway API standard-channel CRDs of release " CHECK_GATEWAY_API_RELEASE
+                          ": kubectl apply --server-side -f "
+                          "https://github.com/kubernetes-sigs/gateway-api/releases/download/"
+                          CHECK_GATEWAY_API_RELEASE "/standard-install.yaml";
+    const char *install_or_off = "install the Gateway API standard-channel CRDs of release " CHECK_GATEWAY_API_RELEASE
+                                 ": kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/"
+                                 "releases/download/" CHECK_GATEWAY_API_RELEASE "/standard-install.yaml; "
+                                 "or add --no-gateway-api to weft-discovery's args (no routes then)";
     json_t *all = json_object_get(snap, "crds");
-    for (size_t i = 0; i < 2; i++) {
-        json_t *crd = json_object_get(all, crds[i]);
+    int watches = 0;
+    discovery_deployed(snap, &watches);
+    for (size_t i = 0; i < check_crd_count; i++) {
+        const struct check_crd *w = &check_crds_watched[i];
+        json_t *crd = json_object_get(all, w->name);
         const char *e = fetch_error(crd);
         char name[64];
-        snprintf(name, sizeof name, "crd-%.*s", (int)strcspn(crds[i], "."), crds[i]);
+        snprintf(name, sizeof name, "crd-%.*s", (int)strcspn(w->name, "."), w->name);
         if (e) {
             add(c, "gateway-api", CHECK_FAIL, name, "weftctl needs get on customresourcedefinitions",
-                "CustomResourceDefinition %s cannot be read: %s", crds[i], e);
+                "CustomResourceDefinition %s cannot be read: %s", w->name, e);
             continue;
         }
         if (!json_is_object(crd)) {
-            add(c, "gateway-api", CHECK_WARN, name,
-                "install the Gateway API CRDs (standard channel) to route HTTP and gRPC: "
-                "https://gateway-api.sigs.k8s.io/guides/#installing-gateway-api",
-                "CustomResourceDefinition %s is not installed: its routes cannot be configured", crds[i]);
+            if (watches)
+                add(c, "gateway-api", CHECK_FAIL, name, install_or_off,
+                    "CustomResourceDefinition %s is not installed: weft-discovery watches %ss and is not ready "
+                    "without it", w->name, w->kind);
+            else
+                add(c, "gateway-api", CHECK_WARN, name, install,
+                    "CustomResourceDefinition %s is not installed: %s", w->name, w->without);
             continue;
         }
-        json_t *versions = at(crd, "spec.versions");
         size_t j;
         json_t *ver;
-        int v1 = 0;
-        json_array_foreach(versions, j, ver) if (json_is_true(json_object_get(ver, "served")) &&
-                                                 strcmp(str_at(ver, "name") ? str_at(ver, "name") : "", "v1") == 0) v1 = 1;
-        if (v1)
-            add(c, "gateway-api", CHECK_OK, name, NULL, "CustomResourceDefinition %s serves v1", crds[i]);
+        int served = 0;
+        json_array_foreach(at(crd, "spec.versions"), j, ver) {
+            const char *vn = str_at(ver, "name");
+            if (json_is_true(json_object_get(ver, "served")) && vn && strcmp(vn, w->version) == 0)
+                served = 1;
+        }
+        /* not at(): the annotation's name has dots in it */
+        const char *bundle = json_string_value(
+            json_object_get(at(crd, "metadata.annotations"), "gateway.networking.k8s.io/bundle-version"));
+        char release[80] = "";
+        if (bundle)
+            snprintf(release, sizeof release, " (Gateway API %s)", bundle);
+        if (served)
+            add(c, "gateway-api", CHECK_OK, name, NULL, "CustomResourceDefinition %s serves %s%s", w->name,
+                w->version, release);
         else
-            add(c, "gateway-api", CHECK_WARN, name, "upgrade the Gateway API CRDs to v1.1 or later (standard channel)",
-                "CustomResourceDefinition %s does not serve v1, the version Weft reads", crds[i]);
+            add(c, "gateway-api", watches ? CHECK_FAIL : CHECK_WARN, name, watches ? install_or_off : install,
+                "CustomResourceDefinition %s%s does not serve %s, the version weft-discovery watches", w->name,
+                release, w->version);
     }
 }
 
@@ -478,6 +532,8 @@ static void check_deployment(struct ctx *c, const json_t *snap, const char *name
     buf_free(&names);
 }
 
+/* The trust anchor, and the certificates the mesh's issuer signed: its own, identity's and
+ * discovery's serving certificates, each chained to the anchor. */
 static void check_identity_certs(struct ctx *c, const json_t *snap)
 {
     const char *hint = "manifests/gen-identity-ca.sh rotates the issuer and serving certificate (the trust anchor too)";
@@ -494,16 +550,28 @@ static void check_identity_certs(struct ctx *c, const json_t *snap)
     for (int i = 0; anchors && i < sk_X509_num(anchors); i++)
         expiry(c, "certificates", "trust-anchor", "trust anchor", sk_X509_value(anchors, i), hint);
 
+    const char *disc_hint = "manifests/discovery/gen-discovery-cert.sh --ca-dir DIR (the issuer's "
+                            "intermediate.crt and .key) renews it, or weftctl install";
+    /* name: what a client verifies besides the chain (a proxy checks weft-discovery for its Service name,
+     * WEFT_DISCOVERY_SERVER_NAME's default); optional: checked only where the manifests run its part */
     static const struct {
-        const char *secret, *check, *what;
+        const char *secret, *check, *what, *name;
+        int optional;
     } secrets[] = {
-        {"weft-identity-issuer", "identity-issuer", "identity issuer"},
-        {"weft-identity-tls", "identity-serving-certificate", "identity serving certificate"},
+        {"weft-identity-issuer", "identity-issuer", "identity issuer", NULL, 0},
+        {"weft-identity-tls", "identity-serving-certificate", "identity serving certificate", NULL, 0},
+        {"weft-discovery-tls", "discovery-serving-certificate", "discovery serving certificate",
+         "weft-discovery.weft-system.svc", 1},
     };
     json_t *all = json_object_get(snap, "secrets");
-    for (size_t s = 0; s < 2; s++) {
+    int watches;
+    int discovery = discovery_deployed(snap, &watches);
+    for (size_t s = 0; s < sizeof secrets / sizeof *secrets; s++) {
         json_t *sec = json_object_get(all, secrets[s].secret);
         const char *se = fetch_error(sec);
+        const char *h = secrets[s].optional ? disc_hint : hint;
+        if (secrets[s].optional && !discovery && !se && !json_is_object(sec))
+            continue; /* manifests from before weft-discovery: nothing serves with it */
         size_t len = 0;
         char *crt = json_is_object(sec) && !se ? secret_pem(sec, "tls.crt", &len) : NULL;
         STACK_OF(X509) *chain = crt ? pem_certs(crt, len) : NULL;
@@ -511,18 +579,22 @@ static void check_identity_certs(struct ctx *c, const json_t *snap)
             add(c, "certificates", CHECK_FAIL, secrets[s].check, "weftctl needs get on Secrets in weft-system",
                 "Secret weft-system/%s cannot be read: %s", secrets[s].secret, se);
         else if (!chain)
-            add(c, "certificates", CHECK_FAIL, secrets[s].check, "manifests/gen-identity-ca.sh, or weftctl install",
+            add(c, "certificates", CHECK_FAIL, secrets[s].check,
+                secrets[s].optional ? disc_hint : "manifests/gen-identity-ca.sh, or weftctl install",
                 "Secret weft-system/%s %s", secrets[s].secret,
                 !json_is_object(sec) ? "does not exist" : "holds no PEM certificate in tls.crt");
         if (chain) {
-            expiry(c, "certificates", secrets[s].check, secrets[s].what, sk_X509_value(chain, 0), hint);
-            char why[256], check[96];
+            expiry(c, "certificates", secrets[s].check, secrets[s].what, sk_X509_value(chain, 0), h);
+            char why[256], check[96], forname[128] = "";
             snprintf(check, sizeof check, "%s-chain", secrets[s].check);
-            if (anchors && verify(c, anchors, chain, NULL, why, sizeof why) < 0)
-                add(c, "certificates", CHECK_FAIL, check, hint, "the %s does not chain to the trust anchor: %s",
-                    secrets[s].what, why);
+            if (secrets[s].name)
+                snprintf(forname, sizeof forname, " for %s", secrets[s].name);
+            if (anchors && verify(c, anchors, chain, secrets[s].name, why, sizeof why) < 0)
+                add(c, "certificates", CHECK_FAIL, check, h, "the %s does not chain to the trust anchor%s: %s",
+                    secrets[s].what, forname, why);
             else if (anchors)
-                add(c, "certificates", CHECK_OK, check, NULL, "the %s chains to the trust anchor", secrets[s].what);
+                add(c, "certificates", CHECK_OK, check, NULL, "the %s chains to the trust anchor%s",
+                    secrets[s].what, forname);
         }
         sk_X509_pop_free(chain, X509_free);
         free(crt);

@@ -28,6 +28,18 @@ struct check_access {
 extern const struct check_access check_install_access[];
 extern const size_t check_install_access_count;
 
+/* The Gateway API CRDs weft-discovery watches (discovery/source.c), each at
+ * the version it watches: check reads each CustomResourceDefinition. */
+struct check_crd {
+    const char *name;    /* the CRD's metadata.name */
+    const char *kind;    /* as a user knows it */
+    const char *version; /* served version weft-discovery lists and watches */
+    const char *without; /* what a cluster without it cannot have */
+};
+extern const struct check_crd check_crds_watched[];
+extern const size_t check_crd_count;
+#define CHECK_GATEWAY_API_RELEASE "v1.6.3" /* the release Weft is tested with (tests/e2e/setup-apps.sh) */
+
 /* A new array of {"category","name","status","message","hint"?}. Never NULL:
  * a malformed snapshot is itself a failed check. */
 json_t *check_evaluate(const json_t *snapshot, int pre);

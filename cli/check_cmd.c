@@ -28,12 +28,14 @@ static void usage(FILE *f)
             "usage: weftctl check [--pre] [--output text|json] [--strict] [flags]\n"
             "\n"
             "Checks a cluster for Weft, one line per check, ok / warn / fail with a hint:\n"
-            "the API server reachable and its version supported; the Gateway API HTTPRoute and\n"
-            "GRPCRoute CRDs; the weft-webhook MutatingWebhookConfiguration and its caBundle against\n"
-            "the certificate the webhook serves; the weft-webhook, weft-identity (and weft-discovery,\n"
-            "when its Deployment exists) replicas ready; the validity of the trust anchor, the\n"
-            "identity issuer and the serving certificates (a warning 30 days before the end, or in\n"
-            "the last fifth of the lifetime when that is longer); the opted-in namespaces and their\n"
+            "the API server reachable and its version supported; the Gateway API HTTPRoute,\n"
+            "GRPCRoute and ReferenceGrant CRDs weft-discovery watches; the weft-webhook\n"
+            "MutatingWebhookConfiguration and its caBundle against the certificate the webhook\n"
+            "serves; the weft-webhook, weft-identity (and weft-discovery, when its Deployment\n"
+            "exists) replicas ready; the validity of the trust anchor, the identity issuer and the\n"
+            "webhook's, identity's and discovery's serving certificates (a warning 30 days before\n"
+            "the end, or in the last fifth of the lifetime when that is longer) and the chain of\n"
+            "identity's and discovery's to the trust anchor; the opted-in namespaces and their\n"
             "trust bundle; meshed pods whose proxy image is not the one the mesh injects now.\n"
             "\n"
             "      --pre                    before installing: the API server, whether you may create\n"
@@ -84,6 +86,32 @@ static json_t *get_secret_cert(struct kubeclient *c, const char *name)
     if (json_is_string(crt))
         json_object_set(json_object_get(out, "data"), "tls.crt", crt); /* borrows crt */
     json_decref(s);
+    return out;
+}
+
+/* A CustomResourceDefinition cut down to what check judges: its name and
+ * annotations (the Gateway API's bundle-version) and each version's name and
+ * served flag, not its schema (hundreds of KiB for an HTTPRoute). */
+static json_t *get_crd(struct kubeclient *c, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s", name);
+    json_t *crd = get(c, path);
+    if (!json_is_object(crd) || json_object_get(crd, "fetchError"))
+        return crd;
+    json_t *meta = json_object_get(crd, "metadata"), *versions = json_array();
+    json_t *out = json_pack("{s:s, s:{s:s}, s:{s:o}}", "kind", "CustomResourceDefinition", "metadata", "name", name,
+                            "spec", "versions", versions); /* steals versions */
+    json_t *ann = json_object_get(meta, "annotations");
+    if (json_is_object(ann))
+        json_object_set(json_object_get(out, "metadata"), "annotations", ann); /* borrows ann */
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(json_object_get(crd, "spec"), "versions"), i, v) {
+        json_t *vn = json_object_get(v, "name"), *served = json_object_get(v, "served");
+        json_array_append_new(versions, json_pack("{s:O?, s:O?}", "name", vn, "served", served));
+    }
+    json_decref(crd);
     return out;
 }
 
@@ -197,13 +225,8 @@ static json_t *fetch(struct kubeclient *c, int pre)
         json_object_set_new(snap, "access", access_reviews(c));
     json_object_set_new(snap, "namespace", get(c, "/api/v1/namespaces/weft-system"));
     json_t *crds = json_object();
-    static const char *const crd_names[] = {"httproutes.gateway.networking.k8s.io",
-                                            "grpcroutes.gateway.networking.k8s.io"};
-    for (size_t i = 0; i < 2; i++) {
-        char path[256];
-        snprintf(path, sizeof path, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s", crd_names[i]);
-        json_object_set_new(crds, crd_names[i], get(c, path));
-    }
+    for (size_t i = 0; i < check_crd_count; i++)
+        json_object_set_new(crds, check_crds_watched[i].name, get_crd(c, check_crds_watched[i].name));
     json_object_set_new(snap, "crds", crds);
     if (pre || !json_is_object(json_object_get(snap, "namespace")))
         return snap;
@@ -223,6 +246,7 @@ static json_t *fetch(struct kubeclient *c, int pre)
     json_t *secrets = json_object();
     json_object_set_new(secrets, "weft-identity-issuer", get_secret_cert(c, "weft-identity-issuer"));
     json_object_set_new(secrets, "weft-identity-tls", get_secret_cert(c, "weft-identity-tls"));
+    json_object_set_new(secrets, "weft-discovery-tls", get_secret_cert(c, "weft-discovery-tls"));
     json_object_set_new(snap, "secrets", secrets);
     json_object_set_new(snap, "trustBundle", get(c, "/api/v1/namespaces/weft-system/configmaps/weft-trust-bundle"));
     json_object_set_new(snap, "meshConfig", get(c, "/api/v1/namespaces/weft-system/configmaps/weft-config"));

@@ -4,14 +4,24 @@
 cluster (weftctl check [--pre] --dump-snapshot against tests/e2e/cluster.py
 with manifests/ applied, both certificate scripts run, namespace shop opted
 in and two injected pods stored, one with an older proxy image):
-installed.json and pre-installed.json. Each variant changes what its name
-says and nothing else. Run from this directory; rewrites the variants."""
+installed.json and pre-installed.json (that cluster had no Gateway API CRDs,
+so the ReferenceGrant CRD weftctl reads since is added to them as absent);
+and installed-discovery.json, of a cluster with weftctl install applied
+(weft-discovery and its Secret weft-discovery-tls) after the Gateway API
+v1.6.3 standard CRDs, with namespace shop opted in. Each variant changes
+what its name says and nothing else. Run from this directory; rewrites the
+variants."""
 import copy
 import json
 
 base = json.load(open("installed.json"))
 pre = json.load(open("pre-installed.json"))
-CRD = {"kind": "CustomResourceDefinition", "spec": {"versions": [{"name": "v1", "served": True}]}}
+disc = json.load(open("installed-discovery.json"))
+REFGRANTS = "referencegrants.gateway.networking.k8s.io"
+for d in (base, pre):
+    d["crds"].setdefault(REFGRANTS, None)
+CRD = {"kind": "CustomResourceDefinition", "spec": {"versions": [{"name": "v1", "served": True},
+                                                                 {"name": "v1beta1", "served": True}]}}
 
 
 def write(name, d):
@@ -245,3 +255,83 @@ def template_version(v):
 variant("templates-current", template_version(json.loads(
     base["meshedPods"][0]["metadata"]["annotations"]["weft.dev/status"])["version"]))
 variant("templates-stale", template_version("0123456789abcdef"))
+
+
+# weft-discovery installed (installed-discovery.json): its serving
+# certificate and the Gateway API CRDs it watches.
+def disc_healthy(d):
+    for dep in d["deployments"].values():
+        dep["status"]["readyReplicas"] = dep["spec"]["replicas"]
+    for p in d["pods"]:
+        p["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        p["status"]["phase"] = "Running"
+    for ns in d["namespaceTrustBundles"]:
+        d["namespaceTrustBundles"][ns] = {"metadata": {"name": "weft-trust-bundle"}}
+
+
+def on_disc(fn):
+    def f(d):
+        disc_healthy(d)
+        fn(d)
+    return f
+
+
+def disc_tls(d):
+    return d["secrets"]["weft-discovery-tls"]
+
+
+def disc_tls_missing(d):
+    d["secrets"]["weft-discovery-tls"] = None
+
+
+def disc_tls_forbidden(d):
+    d["secrets"]["weft-discovery-tls"] = {"fetchError": (
+        'GET /api/v1/namespaces/weft-system/secrets/weft-discovery-tls: secrets "weft-discovery-tls" is '
+        'forbidden: User "jane" cannot get resource "secrets" in API group "" in the namespace "weft-system" '
+        '(reason Forbidden)')}
+
+
+def disc_tls_no_pem(d):
+    disc_tls(d)["data"] = {}
+
+
+def disc_tls_foreign(d):  # the webhook's certificate, of its own CA, not the mesh's issuer
+    import base64
+    disc_tls(d)["data"]["tls.crt"] = base64.b64encode(d["servingCertificate"]["pem"].encode()).decode()
+
+
+def disc_tls_wrong_name(d):  # the identity's certificate: the mesh's issuer, another name
+    disc_tls(d)["data"]["tls.crt"] = d["secrets"]["weft-identity-tls"]["data"]["tls.crt"]
+
+
+def disc_no_refgrants(d):
+    d["crds"][REFGRANTS] = None
+
+
+def disc_refgrants_v1_only(d):  # a ReferenceGrant CRD that no longer serves v1beta1
+    for v in d["crds"][REFGRANTS]["spec"]["versions"]:
+        v["served"] = v["name"] == "v1"
+
+
+def disc_no_gateway_api(d):  # no CRDs, and discovery told not to watch them
+    d["crds"] = {k: None for k in d["crds"]}
+    d["deployments"]["weft-discovery"]["spec"]["template"]["spec"]["containers"][0]["args"].append(
+        "--no-gateway-api")
+
+
+def disc_not_ready(d):
+    d["deployments"]["weft-discovery"]["status"]["readyReplicas"] = 1
+    p = [p for p in d["pods"] if p["metadata"]["labels"].get("app.kubernetes.io/name") == "weft-discovery"][0]
+    p["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+
+
+variant("discovery-healthy", disc_healthy, disc)
+variant("discovery-tls-missing", on_disc(disc_tls_missing), disc)
+variant("discovery-tls-forbidden", on_disc(disc_tls_forbidden), disc)
+variant("discovery-tls-no-pem", on_disc(disc_tls_no_pem), disc)
+variant("discovery-tls-foreign", on_disc(disc_tls_foreign), disc)
+variant("discovery-tls-wrong-name", on_disc(disc_tls_wrong_name), disc)
+variant("discovery-no-referencegrants", on_disc(disc_no_refgrants), disc)
+variant("discovery-referencegrants-v1-only", on_disc(disc_refgrants_v1_only), disc)
+variant("discovery-no-gateway-api", on_disc(disc_no_gateway_api), disc)
+variant("discovery-some-ready", on_disc(disc_not_ready), disc)
