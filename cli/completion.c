@@ -22,13 +22,13 @@ static const struct {
     {"install", "--set --manifests --kustomized --certs-dir -h --help"},
     {"authz", "why"},
     {"authz why", "--from --to --method --path --snapshot --dump-snapshot " CLUSTER_FLAGS " -h --help"},
-    {"stat", "pod deploy ns -A --all-namespaces -w --watch --count --snapshot --previous --dump-snapshot " CLUSTER_FLAGS
-             " -h --help"},
+    {"stat", "pod deploy ns -A --all-namespaces -w --watch --count --snapshot --previous --dump-snapshot "
+             "--prometheus --prometheus-ca --window --at " CLUSTER_FLAGS " -h --help"},
     {"completion", "bash zsh"},
 };
 
 /* Flags whose value is a file or directory. */
-#define FILE_FLAGS "-f|--filename|--config|--kubeconfig|--snapshot|--previous|--kustomized"
+#define FILE_FLAGS "-f|--filename|--config|--kubeconfig|--snapshot|--previous|--kustomized|--prometheus-ca"
 #define DIR_FLAGS "--templates|--manifests|--certs-dir"
 
 static void usage(FILE *f)

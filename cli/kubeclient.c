@@ -35,10 +35,11 @@ struct kubeclient {
     char *prefix;
     char *token;        /* NULL: no Authorization header */
     char server[300];
+    char *trust_hint;   /* what an untrusted server's message tells to check */
 };
 
 /* Every certificate of a PEM bundle into the context's trust store. */
-static int load_ca(SSL_CTX *ctx, const struct kube_blob *ca, char *err, size_t errlen)
+static int load_ca(SSL_CTX *ctx, const struct kube_blob *ca, const char *ca_flag, char *err, size_t errlen)
 {
     BIO *bio = BIO_new_mem_buf(ca->data, (int)ca->len);
     STACK_OF(X509_INFO) *infos = bio ? PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL) : NULL;
@@ -53,7 +54,7 @@ static int load_ca(SSL_CTX *ctx, const struct kube_blob *ca, char *err, size_t e
     BIO_free(bio);
     ERR_clear_error();
     if (added == 0) {
-        errbuf_set(err, errlen, "certificate-authority%s%s: no PEM certificate in it", ca->file ? " " : "",
+        errbuf_set(err, errlen, "%s%s%s: no PEM certificate in it", ca_flag, ca->file ? " " : "",
                    ca->file ? ca->file : "-data");
         return -EINVAL;
     }
@@ -105,7 +106,16 @@ out:
 
 struct kubeclient *kubeclient_new(const struct kube_target *t, char *err, size_t errlen)
 {
+    return kubeclient_new_named(t, "certificate-authority",
+                                "check the kubeconfig's certificate-authority and tls-server-name", err,
+                                errlen);
+}
+
+struct kubeclient *kubeclient_new_named(const struct kube_target *t, const char *ca_flag,
+                                        const char *trust_hint, char *err, size_t errlen)
+{
     struct kubeclient *c = xcalloc(1, sizeof *c);
+    c->trust_hint = xstrdup(trust_hint);
     unsigned char addr[16];
     snprintf(c->host, sizeof c->host, "%s", t->host);
     snprintf(c->port, sizeof c->port, "%s", t->port);
@@ -124,7 +134,7 @@ struct kubeclient *kubeclient_new(const struct kube_target *t, char *err, size_t
     SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_verify(c->ctx, c->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     if (t->ca.data) {
-        if (load_ca(c->ctx, &t->ca, err, errlen) < 0)
+        if (load_ca(c->ctx, &t->ca, ca_flag, err, errlen) < 0)
             goto fail;
     } else if (!c->insecure && SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
         tls_error(err, errlen, "the system's certificate authorities");
@@ -149,6 +159,7 @@ void kubeclient_free(struct kubeclient *c)
     }
     free(c->verify_name);
     free(c->prefix);
+    free(c->trust_hint);
     free(c);
 }
 
@@ -230,8 +241,8 @@ static void verify_message(SSL *ssl, const struct kubeclient *c, char *err, size
 {
     long v = SSL_get_verify_result(ssl);
     if (v != X509_V_OK)
-        errbuf_set(err, errlen, "%s: the server's certificate is not trusted (%s; check the kubeconfig's "
-                   "certificate-authority and tls-server-name)", c->server, X509_verify_cert_error_string(v));
+        errbuf_set(err, errlen, "%s: the server's certificate is not trusted (%s; %s)", c->server,
+                   X509_verify_cert_error_string(v), c->trust_hint);
     else
         tls_error(err, errlen, c->server);
 }

@@ -21,6 +21,11 @@ struct kubeclient;
 /* t must hold data (kubeconfig_credentials()); it is copied. NULL with err
  * naming the certificate or key that does not load. */
 struct kubeclient *kubeclient_new(const struct kube_target *t, char *err, size_t errlen);
+/* The same for a server that is not the kubeconfig's (a Prometheus): ca_flag
+ * names where t->ca came from in messages (default "certificate-authority"),
+ * trust_hint what an untrusted server's message tells to check. */
+struct kubeclient *kubeclient_new_named(const struct kube_target *t, const char *ca_flag,
+                                        const char *trust_hint, char *err, size_t errlen);
 void kubeclient_free(struct kubeclient *c);
 
 /* One request; path absolute and escaped (the server's path prefix is put in

@@ -695,33 +695,29 @@ int stat_prom_text(int i, const json_t *answer, json_t *texts, char *err, size_t
     return rc;
 }
 
-int stat_prom_url(const char *url, char *host, size_t hostlen, char *port, size_t portlen, char *prefix,
+int stat_prom_url(const char *url, int *tls, char *host, size_t hostlen, char *port, size_t portlen, char *prefix,
                   size_t prefixlen, char *err, size_t errlen)
 {
-    if (strncmp(url, "https://", 8) == 0) {
-        errbuf_set(err, errlen, "--prometheus \"%s\": https is not supported; give an http:// address (a "
-                   "port-forward to the Prometheus, for instance)", url);
+    *tls = strncmp(url, "https://", 8) == 0;
+    if (!*tls && strncmp(url, "http://", 7) != 0) {
+        errbuf_set(err, errlen, "--prometheus \"%s\": expected http[s]://host[:port][/prefix]", url);
         return -1;
     }
-    if (strncmp(url, "http://", 7) != 0) {
-        errbuf_set(err, errlen, "--prometheus \"%s\": expected http://host[:port][/prefix]", url);
-        return -1;
-    }
-    const char *hp = url + 7, *slash = strchr(hp, '/');
+    const char *hp = url + (*tls ? 8 : 7), *slash = strchr(hp, '/');
     size_t hl = slash ? (size_t)(slash - hp) : strlen(hp);
     char authority[300];
     if (strpbrk(url, "?#") || strchr(hp, '@') || hl == 0 || hl >= sizeof authority) {
-        errbuf_set(err, errlen, "--prometheus \"%s\": expected http://host[:port][/prefix] (no user, query or "
+        errbuf_set(err, errlen, "--prometheus \"%s\": expected http[s]://host[:port][/prefix] (no user, query or "
                    "fragment)", url);
         return -1;
     }
     memcpy(authority, hp, hl);
     authority[hl] = '\0';
-    /* A host alone (or a bracketed v6 address) gets port 80. */
+    /* A host alone (or a bracketed v6 address) gets port 80, or 443. */
     int has_port = authority[hl - 1] != ']' && strrchr(authority, ':') &&
                    (authority[0] != '[' || strrchr(authority, ':') > strchr(authority, ']'));
     char with[310];
-    snprintf(with, sizeof with, "%s%s", authority, has_port ? "" : ":80");
+    snprintf(with, sizeof with, "%s%s", authority, has_port ? "" : *tls ? ":443" : ":80");
     if (hostport_split(with, host, hostlen, port, portlen) < 0 || !*host || !*port || strspn(port, "0") == strlen(port)) {
         errbuf_set(err, errlen, "--prometheus \"%s\": \"%s\" is not host:port with a port 1-65535", url, authority);
         return -1;

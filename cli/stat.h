@@ -86,11 +86,11 @@ int stat_render(const json_t *snapshot, const json_t *prev, struct buf *out, cha
  * and pod labels (the ones Prometheus' Kubernetes pod discovery is commonly
  * relabelled into). */
 #define STAT_NQUERIES 10
-/* --prometheus URL: http://host[:port][/prefix] (port 80 by default) into
- * host, port and prefix (no trailing slash; "" for none). 0, or -1 with err
- * saying what is wrong (another scheme, https, no host, a bad port, a query
- * or fragment). */
-int stat_prom_url(const char *url, char *host, size_t hostlen, char *port, size_t portlen, char *prefix,
+/* --prometheus URL: http[s]://host[:port][/prefix] (port 80, or 443, by
+ * default) into *tls (1 for https), host, port and prefix (no trailing slash;
+ * "" for none). 0, or -1 with err saying what is wrong (another scheme, no
+ * host, a bad port, a user, a query or fragment). */
+int stat_prom_url(const char *url, int *tls, char *host, size_t hostlen, char *port, size_t portlen, char *prefix,
                   size_t prefixlen, char *err, size_t errlen);
 /* Query i (0 <= i < STAT_NQUERIES) into out. */
 void stat_prom_query(int i, unsigned window, char *out, size_t outlen);
@@ -102,7 +102,9 @@ void stat_prom_query(int i, unsigned window, char *out, size_t outlen);
 int stat_prom_text(int i, const json_t *answer, json_t *texts, char *err, size_t errlen);
 /* stat_prom.c (I/O): every query against the Prometheus at url, over window
  * seconds, evaluated at Unix time at (0: now): the texts object above, or
- * NULL with err. */
-json_t *stat_prom_fetch(const char *url, unsigned window, long long at, char *err, size_t errlen);
+ * NULL with err. An https server is verified against the PEM certificates of
+ * ca_file, or the system's (ca_file NULL). */
+json_t *stat_prom_fetch(const char *url, const char *ca_file, unsigned window, long long at, char *err,
+                        size_t errlen);
 
 #endif

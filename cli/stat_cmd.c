@@ -41,8 +41,10 @@ static void usage(FILE *f)
             "      --snapshot FILE          print the table of a snapshot (JSON) instead of a cluster\n"
             "      --previous FILE          with --snapshot: rates since this earlier snapshot\n"
             "      --dump-snapshot          print the snapshot read from the cluster\n"
-            "      --prometheus URL         http://host[:port][/prefix] of a Prometheus scraping the proxies\n"
-            "                               (series labelled namespace and pod) instead of reading them\n"
+            "      --prometheus URL         http[s]://host[:port][/prefix] of a Prometheus scraping the\n"
+            "                               proxies (series labelled namespace and pod) instead of reading\n"
+            "                               them; https verified with the system's CAs or --prometheus-ca\n"
+            "      --prometheus-ca FILE     with an https --prometheus: the PEM CA certificates to verify it\n"
             "      --window SECONDS         with --prometheus: the range of increase() (1-86400, default 60)\n"
             "      --at UNIX-SECONDS        with --prometheus: evaluate at that time instead of now\n" CLUSTER_USAGE
             "  -h, --help\n"
@@ -115,7 +117,7 @@ static json_t *fetch(struct kubeclient *c, const char *kind, const char *ns, int
 
 int cmd_stat(int argc, char **argv)
 {
-    enum { F_SNAPSHOT = 256, F_DUMP, F_COUNT, F_PREVIOUS, F_PROMETHEUS, F_WINDOW, F_AT };
+    enum { F_SNAPSHOT = 256, F_DUMP, F_COUNT, F_PREVIOUS, F_PROMETHEUS, F_PROMETHEUS_CA, F_WINDOW, F_AT };
     static const struct option flags[] = {
         CLUSTER_LONG_OPTIONS,
         {"all-namespaces", no_argument, NULL, 'A'},
@@ -125,13 +127,14 @@ int cmd_stat(int argc, char **argv)
         {"count", required_argument, NULL, F_COUNT},
         {"previous", required_argument, NULL, F_PREVIOUS},
         {"prometheus", required_argument, NULL, F_PROMETHEUS},
+        {"prometheus-ca", required_argument, NULL, F_PROMETHEUS_CA},
         {"window", required_argument, NULL, F_WINDOW},
         {"at", required_argument, NULL, F_AT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct kubeconfig_options ko = {0};
-    const char *snapshot = NULL, *kind = NULL, *previous = NULL, *prometheus = NULL;
+    const char *snapshot = NULL, *kind = NULL, *previous = NULL, *prometheus = NULL, *prometheus_ca = NULL;
     int all = 0, dump = 0, c;
     long watch = 0, count = 0, window = 0;
     long long at = 0;
@@ -147,6 +150,7 @@ int cmd_stat(int argc, char **argv)
         case F_DUMP: dump = 1; break;
         case F_PREVIOUS: previous = optarg; break;
         case F_PROMETHEUS: prometheus = optarg; break;
+        case F_PROMETHEUS_CA: prometheus_ca = optarg; break;
         case F_AT: {
             char *end;
             errno = 0;
@@ -203,12 +207,22 @@ int cmd_stat(int argc, char **argv)
     }
     if (prometheus) {
         char h[256], po[8], pre[512];
-        if (stat_prom_url(prometheus, h, sizeof h, po, sizeof po, pre, sizeof pre, err, sizeof err) < 0) {
+        int tls;
+        if (stat_prom_url(prometheus, &tls, h, sizeof h, po, sizeof po, pre, sizeof pre, err, sizeof err) <
+            0) {
             fprintf(stderr, "weftctl stat: %s\n", err);
+            return 2;
+        }
+        if (prometheus_ca && !tls) {
+            fprintf(stderr, "weftctl stat: --prometheus-ca needs an https:// --prometheus (\"%s\" is plain "
+                            "HTTP)\n", prometheus);
             return 2;
         }
         if (!window)
             window = 60;
+    } else if (prometheus_ca) {
+        fprintf(stderr, "weftctl stat: --prometheus-ca needs --prometheus\n");
+        return 2;
     }
     if (all && ko.ns) {
         fprintf(stderr, "weftctl stat: -A and -n exclude each other\n");
@@ -241,7 +255,8 @@ int cmd_stat(int argc, char **argv)
     }
     for (long n = 0;; n++) {
         json_t *prom = NULL, *cur = NULL;
-        if (prometheus && !(prom = stat_prom_fetch(prometheus, (unsigned)window, at, err, sizeof err))) {
+        if (prometheus &&
+            !(prom = stat_prom_fetch(prometheus, prometheus_ca, (unsigned)window, at, err, sizeof err))) {
             fprintf(stderr, "weftctl stat: %s\n", err);
             rc = 2;
             break;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `weftctl stat --prometheus URL`'s I/O: the per-pod queries of stat.c over
- * Prometheus' HTTP API (GET /api/v1/query, plain HTTP/1.1, one request per
+ * Prometheus' HTTP API (GET /api/v1/query, HTTP/1.1, one request per
  * connection, lib/k8s's request writer and response reader), their answers
- * turned into each pod's metrics text by stat_prom_text(). */
+ * turned into each pod's metrics text by stat_prom_text(). https goes through
+ * weftctl's one TLS client (kubeclient.c): the server verified against
+ * --prometheus-ca or the system's CAs, for the URL's host. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -13,11 +15,13 @@
 
 #include "errbuf.h"
 #include "k8s.h"
+#include "kubeclient.h"
 #include "stat.h"
 #include "xalloc.h"
 
 #define STAT_PROM_TIMEOUT_S 10
 #define STAT_PROM_MAX_ANSWER (16 * 1024 * 1024)
+#define STAT_PROM_MAX_CA (1024 * 1024) /* --prometheus-ca: PEM certificates */
 
 /* Blocking connect, send and receive, each bounded by SO_SNDTIMEO /
  * SO_RCVTIMEO (Linux bounds connect() by the send timeout too). */
@@ -62,10 +66,10 @@ static void stat_prom_encode(struct buf *b, const char *s)
     }
 }
 
-/* One GET; 0 with the JSON answer in *out (a new reference), or a negative
+/* One GET over plain HTTP; 0 with the answer's body in body, or a negative
  * errno with err. */
-static int stat_prom_get(const char *host, const char *port, const char *path, const char *url, json_t **out,
-                         char *err, size_t errlen)
+static int stat_prom_get_plain(const char *host, const char *port, const char *path, const char *url,
+                               long *status, struct buf *body, char *err, size_t errlen)
 {
     struct buf req;
     struct k8s_http_response resp;
@@ -107,15 +111,8 @@ static int stat_prom_get(const char *host, const char *port, const char *path, c
             goto out;
         }
     }
-    json_error_t je;
-    *out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, &je);
-    if (!*out) {
-        rc = -EBADMSG;
-        errbuf_set(err, errlen, "--prometheus %s: HTTP %ld, not JSON (%s): is this Prometheus' HTTP API?", url,
-                   resp.status, je.text);
-        goto out;
-    }
-    rc = 0;
+    *status = resp.status;
+    rc = resp.body.len ? buf_append(body, resp.body.data, resp.body.len) : 0;
 out:
     if (fd >= 0)
         close(fd);
@@ -124,10 +121,76 @@ out:
     return rc;
 }
 
-json_t *stat_prom_fetch(const char *url, unsigned window, long long at, char *err, size_t errlen)
+/* One GET, over tc when it is https; 0 with the JSON answer in *out (a new
+ * reference), or a negative errno with err. */
+static int stat_prom_get(struct kubeclient *tc, const char *host, const char *port, const char *path,
+                         const char *url, json_t **out, char *err, size_t errlen)
+{
+    struct buf body;
+    long status = 0;
+    int rc;
+    buf_init(&body, STAT_PROM_MAX_ANSWER);
+    if (tc) {
+        char kerr[1024];
+        if ((rc = kubeclient_raw(tc, "GET", path, NULL, &status, &body, kerr, sizeof kerr)) < 0)
+            errbuf_set(err, errlen, "--prometheus %s", kerr); /* kerr starts with https://host:port */
+    } else {
+        rc = stat_prom_get_plain(host, port, path, url, &status, &body, err, errlen);
+    }
+    if (rc < 0)
+        goto out;
+    json_error_t je;
+    *out = json_loadb(body.data ? body.data : "", body.len, 0, &je);
+    if (!*out) {
+        rc = -EBADMSG;
+        errbuf_set(err, errlen, "--prometheus %s: HTTP %ld, not JSON (%s): is this Prometheus' HTTP API?", url,
+                   status, je.text);
+    }
+out:
+    buf_free(&body);
+    return rc;
+}
+
+/* The TLS client for an https Prometheus: no credentials, its CA from
+ * ca_file or the system's. NULL with err. */
+static struct kubeclient *stat_prom_tls(const char *host, const char *port, const char *ca_file, char *err,
+                                        size_t errlen)
+{
+    struct kube_target t;
+    struct buf ca;
+    struct kubeclient *c = NULL;
+    memset(&t, 0, sizeof t);
+    buf_init(&ca, STAT_PROM_MAX_CA);
+    snprintf(t.host, sizeof t.host, "%s", host);
+    snprintf(t.port, sizeof t.port, "%s", port);
+    if (ca_file) {
+        int rc = buf_read_file(&ca, ca_file);
+        if (rc < 0) {
+            errbuf_set(err, errlen, "--prometheus-ca %s: %s", ca_file,
+                       rc == -E2BIG ? "larger than 1 MiB" : strerror(-rc));
+            goto out;
+        }
+        t.ca.data = ca.data;
+        t.ca.len = ca.len;
+        t.ca.file = (char *)ca_file; /* borrowed, for messages */
+    }
+    c = kubeclient_new_named(&t, "--prometheus-ca",
+                             ca_file ? "check --prometheus-ca" : "give the Prometheus' CA with --prometheus-ca",
+                             err, errlen);
+out:
+    buf_free(&ca);
+    return c;
+}
+
+json_t *stat_prom_fetch(const char *url, const char *ca_file, unsigned window, long long at, char *err,
+                        size_t errlen)
 {
     char host[256], port[8], prefix[512], q[1024];
-    if (stat_prom_url(url, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, errlen) < 0)
+    int tls;
+    struct kubeclient *tc = NULL;
+    if (stat_prom_url(url, &tls, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, errlen) < 0)
+        return NULL;
+    if (tls && !(tc = stat_prom_tls(host, port, ca_file, err, errlen)))
         return NULL;
     json_t *texts = json_object();
     struct buf path;
@@ -141,7 +204,7 @@ json_t *stat_prom_fetch(const char *url, unsigned window, long long at, char *er
             buf_appendf(&path, "&time=%lld", at);
         json_t *answer = NULL;
         char qerr[1024] = "";
-        if (stat_prom_get(host, port, buf_cstr(&path), url, &answer, err, errlen) < 0 ||
+        if (stat_prom_get(tc, host, port, buf_cstr(&path), url, &answer, err, errlen) < 0 ||
             stat_prom_text(i, answer, texts, qerr, sizeof qerr) < 0) {
             if (qerr[0])
                 errbuf_set(err, errlen, "--prometheus %s: %s (query: %s)", url, qerr, q);
@@ -153,5 +216,6 @@ json_t *stat_prom_fetch(const char *url, unsigned window, long long at, char *er
         json_decref(answer);
     }
     buf_free(&path);
+    kubeclient_free(tc);
     return texts;
 }

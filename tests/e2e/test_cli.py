@@ -261,8 +261,24 @@ def install_identity_certs(cluster, identity):
     cluster.kubectl("patch", "configmap", "weft-trust-bundle", *ns, "--type=merge", "-p", patch)
 
 
+def install_discovery_cert(cluster, identity, tmp, days):
+    """Secret weft-discovery-tls as manifests/discovery/gen-discovery-cert.sh
+    makes it, signed by the e2e weft-identity's issuer."""
+    cadir = os.path.join(tmp, "discovery-ca")
+    os.makedirs(cadir, exist_ok=True)
+    shutil.copyfile(identity.issuer_cert, os.path.join(cadir, "intermediate.crt"))
+    shutil.copyfile(identity.issuer_key, os.path.join(cadir, "intermediate.key"))
+    cluster.kubectl("delete", "secret", "weft-discovery-tls", "-n", "weft-system", "--ignore-not-found")
+    env = dict(os.environ, KUBECTL=cluster.kubectl_bin, KUBECONFIG=cluster.kubeconfig)
+    r = subprocess.run([os.path.join(REPO, "manifests", "discovery", "gen-discovery-cert.sh"), "--ca-dir", cadir,
+                        "--days", str(days)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
 def test_check_installed(cluster, weftctl, mesh, identity, tmp):
     install_identity_certs(cluster, identity)
+    install_discovery_cert(cluster, identity, tmp, 2)
     cluster.create_namespace("cli-check", labels={"weft.dev/inject": "enabled"})
     try:
         stale_pod(cluster, weftctl, "cli-check", "old-proxy", "0.0.9")
@@ -279,13 +295,19 @@ def test_check_installed(cluster, weftctl, mesh, identity, tmp):
         assert by["webhook-ca-bundle"]["status"] == "ok", by["webhook-ca-bundle"]
         assert mesh.url in by["webhook-ca-bundle"]["message"]
         assert "for 127.0.0.1" in by["webhook-ca-bundle"]["message"]
-        for name in ("identity-issuer-chain", "identity-serving-certificate-chain"):
+        for name in ("identity-issuer-chain", "identity-serving-certificate-chain",
+                     "discovery-serving-certificate-chain"):
             assert by[name]["status"] == "ok", by[name]
+        assert by["discovery-serving-certificate-chain"]["message"].endswith(
+            "for weft-discovery.weft-system.svc"), by["discovery-serving-certificate-chain"]
         # the suite's certificates live 2 days: inside the 30-day warning
         for name in ("trust-anchor", "identity-issuer", "identity-serving-certificate",
-                     "webhook-serving-certificate"):
+                     "webhook-serving-certificate", "discovery-serving-certificate"):
             assert by[name]["status"] == "warn", by[name]
             assert " expires on " in by[name]["message"], by[name]
+        # weft-discovery runs from manifests/ (no --no-gateway-api) and this cluster has no Gateway API CRDs
+        assert by["crd-referencegrants"]["status"] == "fail", by["crd-referencegrants"]
+        assert "weft-discovery watches ReferenceGrants" in by["crd-referencegrants"]["message"]
         assert "cli-check" in by["opted-in-namespaces"]["message"]
         assert by["proxy-versions"]["status"] == "warn"
         assert "cli-check/old-proxy runs ghcr.io/weft-mesh/weft-proxy:0.0.9" in by["proxy-versions"]["message"]
@@ -304,9 +326,66 @@ def test_check_installed(cluster, weftctl, mesh, identity, tmp):
         doc, by = checks(r.stdout)
         assert by["webhook-ca-bundle"]["status"] == "fail"
         assert "does not verify the serving certificate" in by["webhook-ca-bundle"]["message"]
+
+        # a discovery certificate of another CA, and none at all
+        crt, key = other.issue("discovery", "weft-discovery.weft-system.svc", dns=["weft-discovery.weft-system.svc"],
+                               server=True)
+        cluster.kubectl("delete", "secret", "weft-discovery-tls", "-n", "weft-system")
+        cluster.kubectl("create", "secret", "tls", "weft-discovery-tls", "--cert", crt, "--key", key,
+                        "-n", "weft-system")
+        doc, by = checks(run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig).stdout)
+        assert by["discovery-serving-certificate-chain"]["status"] == "fail", by["discovery-serving-certificate-chain"]
+        assert "does not chain to the trust anchor" in by["discovery-serving-certificate-chain"]["message"]
+        cluster.kubectl("delete", "secret", "weft-discovery-tls", "-n", "weft-system")
+        doc, by = checks(run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig).stdout)
+        assert by["discovery-serving-certificate"]["status"] == "fail", by["discovery-serving-certificate"]
+        assert by["discovery-serving-certificate"]["message"] == \
+            "Secret weft-system/weft-discovery-tls does not exist", by["discovery-serving-certificate"]
     finally:
         mesh.install()  # the caBundle back
         cluster.kubectl("delete", "namespace", "cli-check", "--wait=false", check=False)
+
+
+GATEWAY_API = "sigs.k8s.io/gateway-api@v1.6.3"  # the release weft-discovery is tested with
+GATEWAY_CRDS = ("httproutes", "grpcroutes", "referencegrants")
+
+
+def test_check_gateway_api_crds(cluster, weftctl, mesh):
+    """The real standard-channel CRDs of the pinned Gateway API release
+    (its Go module's config/crd/standard/), applied to the API server: each
+    check finds the version weft-discovery watches and the release; one
+    removed again is named, failing as weft-discovery watches it."""
+    if not shutil.which("go"):
+        pytest.skip("go missing: the Gateway API CRDs come from its module " + GATEWAY_API)
+    r = subprocess.run(["go", "mod", "download", "-json", GATEWAY_API], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    crd_dir = os.path.join(json.loads(r.stdout)["Dir"], "config", "crd", "standard")
+    names = ["%s.gateway.networking.k8s.io" % c for c in GATEWAY_CRDS]
+    had = {n for n in names if cluster.kubectl("get", "crd", n, check=False).returncode == 0}
+    try:
+        for c in GATEWAY_CRDS:
+            cluster.kubectl("apply", "--server-side", "-f",
+                            os.path.join(crd_dir, "gateway.networking.k8s.io_%s.yaml" % c))
+        cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s", *["crd/" + n for n in names])
+        doc, by = checks(run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig).stdout)
+        for c, v in (("httproutes", "v1"), ("grpcroutes", "v1"), ("referencegrants", "v1beta1")):
+            assert by["crd-" + c]["status"] == "ok", by["crd-" + c]
+            assert by["crd-" + c]["message"] == "CustomResourceDefinition %s.gateway.networking.k8s.io serves %s " \
+                "(Gateway API v1.6.3)" % (c, v), by["crd-" + c]
+        # the snapshot holds the CRDs cut down, not their schemas
+        snap = json.loads(run(weftctl, "check", "--dump-snapshot", "--kubeconfig", cluster.kubeconfig).stdout)
+        assert "schema" not in json.dumps(snap["crds"]), snap["crds"]
+        cluster.kubectl("delete", "crd", "referencegrants.gateway.networking.k8s.io", "--wait=true")
+        doc, by = checks(run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig).stdout)
+        assert by["crd-referencegrants"]["status"] == "fail", by["crd-referencegrants"]
+        assert "--no-gateway-api" in by["crd-referencegrants"]["hint"]
+        assert "v1.6.3/standard-install.yaml" in by["crd-referencegrants"]["hint"]
+        assert by["crd-httproutes"]["status"] == "ok"
+    finally:
+        for n in names:
+            if n not in had:
+                cluster.kubectl("delete", "crd", n, "--ignore-not-found", check=False)
 
 
 # --- install ----------------------------------------------------------------
@@ -336,8 +415,12 @@ def test_install_applies_and_checks(cluster, weftctl):
     assert "Secret weft-system/weft-webhook-tls" in by["webhook-ca-bundle"]["message"]
     for name in ("identity-issuer-chain", "identity-serving-certificate-chain"):
         assert by[name]["status"] == "ok", by[name]
+    for name in ("identity-issuer-chain", "identity-serving-certificate-chain",
+                 "discovery-serving-certificate-chain"):
+        assert by[name]["status"] == "ok", by[name]
     # 20 days: inside the 30-day warning; the root (10 x 20 days) outside it
-    for name in ("identity-issuer", "identity-serving-certificate", "webhook-serving-certificate"):
+    for name in ("identity-issuer", "identity-serving-certificate", "webhook-serving-certificate",
+                 "discovery-serving-certificate"):
         assert by[name]["status"] == "warn" and "in 20 days" in by[name]["message"], by[name]
     assert by["trust-anchor"]["status"] == "ok", by["trust-anchor"]
     # an unknown --set key is named, and nothing is printed
@@ -392,7 +475,7 @@ def test_authz_why(cluster, weftctl, mesh):
 
 # --- help and completion (no cluster needed) -------------------------------
 
-COMMANDS = ("inject", "uninject", "version", "kubeconfig", "check", "install", "authz why", "completion")
+COMMANDS = ("inject", "uninject", "version", "kubeconfig", "check", "install", "authz why", "stat", "completion")
 
 
 def complete(weftctl, words, kubeconfig=None):

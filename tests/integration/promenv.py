@@ -8,12 +8,14 @@ also when the test fails.
 
     with promenv.Prometheus(net.node, ["198.18.0.2:15020"], workdir) as prom:
     # or targets with labels: [("198.18.0.2:15020", {"namespace": "shop", "pod": "web-0"})]
+    # or serving HTTPS (--web.config.file's tls_server_config): tls=(cert, key, ca)
         prom.wait_scraped()
         prom.value('sum(weft_proxy_ready)')   # a float, or None: no sample
 """
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -38,8 +40,8 @@ def check_metrics(text):
 
 
 class Prometheus:
-    def __init__(self, host, targets, workdir, interval="1s", job="weft-proxy"):
-        self.host, self.job = host, job
+    def __init__(self, host, targets, workdir, interval="1s", job="weft-proxy", tls=None):
+        self.host, self.job, self.tls = host, job, tls
         self.dir = os.path.join(workdir, f"prometheus-{host.name}")
         os.makedirs(os.path.join(self.dir, "data"))
         self.config = os.path.join(self.dir, "prometheus.yml")
@@ -50,6 +52,11 @@ class Prometheus:
                                            "static_configs": [self._static(t) for t in targets]}]}, f)
         self.log = os.path.join(self.dir, "prometheus.log")
         self.proc = None
+        self.web_config = None
+        if tls:
+            self.web_config = os.path.join(self.dir, "web.yml")
+            with open(self.web_config, "w") as f:
+                json.dump({"tls_server_config": {"cert_file": tls[0], "key_file": tls[1]}}, f)
 
     @staticmethod
     def _static(target):
@@ -65,7 +72,8 @@ class Prometheus:
             self.proc = self.host.popen([PROMETHEUS, f"--config.file={self.config}",
                                          f"--storage.tsdb.path={self.dir}/data",
                                          f"--web.listen-address=127.0.0.1:{PORT}",
-                                         "--storage.tsdb.retention.time=1h"],
+                                         "--storage.tsdb.retention.time=1h",
+                                         *([f"--web.config.file={self.web_config}"] if self.web_config else [])],
                                         stdout=subprocess.DEVNULL, stderr=log)
         try:
             self._wait(lambda: self._get("/-/ready")[0] == 200, 30, "ready")
@@ -82,8 +90,9 @@ class Prometheus:
 
     def _get(self, path):
         with netns.inside(self.host.netns):
+            ctx = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=5) as r:
+                with urllib.request.urlopen(self.url() + path, timeout=5, context=ctx) as r:
                     return r.status, r.read().decode()
             except urllib.error.HTTPError as e:
                 return e.code, e.read().decode()
@@ -132,4 +141,4 @@ class Prometheus:
                    timeout, "scraping its targets")
 
     def url(self):
-        return f"http://127.0.0.1:{PORT}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{PORT}"

@@ -21,6 +21,7 @@ import re
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -233,3 +234,109 @@ def test_stat_names_a_prometheus_that_does_not_answer(env):
                       f"http://127.0.0.1:{promenv.PORT}"], check=False, timeout=60)
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"--prometheus http://127.0.0.1:{promenv.PORT}: connect: Connection refused" in r.stderr, r.stderr
+
+
+def plaintext_web(net, ca, fake):
+    """web-0 taking plaintext callers (the node): PERMISSIVE, allow-all."""
+    web = pe.MeshPod(net, "web-0", ca, "shop", "web",
+                     env={"WEFT_MTLS_MODE": "PERMISSIVE", "WEFT_INBOUND_POLICY": "allow-all"})
+    fake.put("/api/v1/pods", pod_object("web-0", "shop"))
+    return web, [(f"{web.ip4}:{pe.ADMIN}", {"namespace": "shop", "pod": "web-0"})]
+
+
+def test_stat_watch_repeats_the_prometheus_queries(env):
+    """-w with --prometheus: every table asks the Prometheus again. Over a
+    3 s window, the first table (before the burst) shows no new inbound
+    connection, a later one the 30 the node opened after it, and the last
+    ones none again once the burst has left the window; --count bounds it."""
+    net, ca, d, fake, kubeconfig = env
+    web, targets = plaintext_web(net, ca, fake)
+    for _ in range(3):  # the counters exist before Prometheus starts: flat from its first scrape
+        get(net.node, web.ip4, "/")
+    count = 9
+    with promenv.Prometheus(net.node, targets, d) as prom:
+        prom.wait_scraped()
+        time.sleep(3.5)  # a whole window of flat samples
+        started = time.monotonic()
+        p = net.node.popen([WEFTCTL, "stat", "pod", "-A", "--kubeconfig", kubeconfig, "--prometheus", prom.url(),
+                            "--window", "3", "-w", "1", "--count", str(count)], text=True)
+        killer = threading.Timer(60, p.kill)  # bounded in time too, should --count not end it
+        killer.start()
+        try:
+            out = ""
+            while "shop/web-0" not in out:  # the first table's row
+                line = p.stdout.readline()
+                assert line, "weftctl ended before its first table: " + p.stderr.read()
+                out += line
+            for _ in range(30):  # bounded: 30 connections, one request each
+                assert get(net.node, web.ip4, "/") == 200
+            out += p.stdout.read()  # through the same buffer as readline()
+            err = p.stderr.read()
+            p.wait()
+        finally:
+            killer.cancel()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        elapsed = time.monotonic() - started
+    assert p.returncode == 0, err
+    tables = [t for t in out.split("NAME ") if t.strip()]
+    assert len(tables) == count, out
+    assert elapsed >= count - 1, elapsed  # a second between readings
+    rates = []
+    for t in tables:
+        head = ("NAME " + t).splitlines()[0].split()
+        row = [line.split() for line in t.splitlines() if line.startswith("shop/web-0")]
+        assert row and "Per second over the last 3 s as Prometheus has it" in t, t
+        rates.append(float(dict(zip(head, row[0]))["CONNS-IN/s"]))
+    assert rates[0] == 0.0, (rates, out)
+    assert max(rates) >= 5.0, (rates, out)  # 30 in 3 s; increase() extrapolates, so not exactly 10
+    assert rates[-1] == 0.0, (rates, out)
+
+
+def test_stat_from_an_https_prometheus(env):
+    """--prometheus https://: the real Prometheus serving TLS
+    (--web.config.file, tls_server_config) with a certificate of a test CA
+    for 127.0.0.1. With that CA in --prometheus-ca the table is read; another
+    CA, the system's CAs, a CA file without a certificate and plain HTTP to
+    the TLS port are each refused with a message naming what is wrong."""
+    net, ca, d, fake, kubeconfig = env
+    web, targets = plaintext_web(net, ca, fake)
+    for _ in range(3):  # the counters exist before Prometheus starts
+        get(net.node, web.ip4, "/")
+    tls_dir, other_dir = os.path.join(d, "prom-tls"), os.path.join(d, "other-ca")
+    os.makedirs(tls_dir)
+    os.makedirs(other_dir)
+    prom_ca, crt, key = kubefake.make_tls(tls_dir)
+    other_ca = kubefake.make_tls(other_dir)[0]
+    with promenv.Prometheus(net.node, targets, d, tls=(crt, key, prom_ca)) as prom:
+        prom.wait_scraped()
+        for _ in range(3):  # three more inside the window: a rate the table must show
+            get(net.node, web.ip4, "/")
+        assert prom.wait_value('sum(weft_proxy_connections_opened_total{direction="inbound"})', 6) == 6
+        url = prom.url()
+        assert url.startswith("https://")
+        r, row = weftctl_row(net, kubeconfig, "shop/web-0", "--prometheus", url, "--prometheus-ca", prom_ca,
+                             "--window", "30")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert row["READY"] == "1/1" and "Per second over the last 30 s as Prometheus has it" in r.stdout, r.stdout
+        assert float(row["CONNS-IN/s"]) > 0, row  # the three connections, scraped
+
+        def refused(*flags):
+            r = net.node.run([WEFTCTL, "stat", "pod", "-A", "--kubeconfig", kubeconfig, "--prometheus", *flags],
+                             check=False, timeout=60)
+            assert r.returncode == 2 and r.stdout == "", r.stdout + r.stderr
+            return r.stderr
+        e = refused(url, "--prometheus-ca", other_ca)
+        assert (f"--prometheus {url}: the server's certificate is not trusted (unable to get local issuer "
+                f"certificate; check --prometheus-ca)") in e, e
+        e = refused(url)  # the system's CAs do not know the test CA
+        assert f"--prometheus {url}: the server's certificate is not trusted" in e, e
+        assert "give the Prometheus' CA with --prometheus-ca" in e, e
+        e = refused(url, "--prometheus-ca", kubeconfig)
+        assert f"--prometheus-ca {kubeconfig}: no PEM certificate in it" in e, e
+        e = refused(url, "--prometheus-ca", os.path.join(d, "missing.crt"))
+        assert f"--prometheus-ca {os.path.join(d, 'missing.crt')}: No such file or directory" in e, e
+        plain = "http://" + url[len("https://"):]
+        e = refused(plain)
+        assert f"--prometheus {plain}: HTTP 400, not JSON" in e, e

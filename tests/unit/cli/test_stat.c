@@ -233,33 +233,46 @@ static void test_prom_url(void **state)
 {
     (void)state;
     char host[256], port[8], prefix[64], err[256];
-    assert_int_equal(stat_prom_url("http://127.0.0.1:9090", host, sizeof host, port, sizeof port, prefix,
+    int tls = -1;
+    assert_int_equal(stat_prom_url("http://127.0.0.1:9090", &tls, host, sizeof host, port, sizeof port, prefix,
                                    sizeof prefix, err, sizeof err), 0);
     assert_string_equal(host, "127.0.0.1");
     assert_string_equal(port, "9090");
     assert_string_equal(prefix, "");
-    assert_int_equal(stat_prom_url("http://prom.monitoring/prometheus/", host, sizeof host, port, sizeof port, prefix,
+    assert_int_equal(stat_prom_url("http://prom.monitoring/prometheus/", &tls, host, sizeof host, port, sizeof port, prefix,
                                    sizeof prefix, err, sizeof err), 0);
     assert_string_equal(host, "prom.monitoring");
     assert_string_equal(port, "80");
     assert_string_equal(prefix, "/prometheus");
-    assert_int_equal(stat_prom_url("http://[::1]:9090/", host, sizeof host, port, sizeof port, prefix, sizeof prefix,
+    assert_int_equal(stat_prom_url("http://[::1]:9090/", &tls, host, sizeof host, port, sizeof port, prefix, sizeof prefix,
                                    err, sizeof err), 0);
     assert_string_equal(host, "::1");
-    assert_int_equal(stat_prom_url("http://[::1]", host, sizeof host, port, sizeof port, prefix, sizeof prefix, err,
+    assert_int_equal(stat_prom_url("http://[::1]", &tls, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err,
                                    sizeof err), 0);
     assert_string_equal(port, "80");
-    static const char *const bad[] = {"https://p:9090", "ftp://p", "p:9090", "http://", "http://p:0",
-                                      "http://p:65536", "http://p:9090/?q", "http://u@p:9090", "http://p:x"};
+    assert_int_equal(tls, 0);
+    assert_int_equal(stat_prom_url("https://prom.monitoring/prometheus", &tls, host, sizeof host, port, sizeof port,
+                                   prefix, sizeof prefix, err, sizeof err), 0);
+    assert_int_equal(tls, 1);
+    assert_string_equal(host, "prom.monitoring");
+    assert_string_equal(port, "443");
+    assert_string_equal(prefix, "/prometheus");
+    assert_int_equal(stat_prom_url("https://[::1]:9443", &tls, host, sizeof host, port, sizeof port, prefix,
+                                   sizeof prefix, err, sizeof err), 0);
+    assert_int_equal(tls, 1);
+    assert_string_equal(port, "9443");
+    static const char *const bad[] = {"ftp://p", "p:9090", "http://", "https://", "http://p:0", "https://p:0",
+                                      "http://p:65536", "http://p:9090/?q", "http://u@p:9090", "https://u@p",
+                                      "http://p:x", "HTTPS://p"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        if (stat_prom_url(bad[i], host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err) == 0)
+        if (stat_prom_url(bad[i], &tls, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err) == 0)
             fail_msg("accepted %s", bad[i]);
     /* The prefix at its limit (63 bytes) and one past it. */
     char url[128];
     snprintf(url, sizeof url, "http://p/%062d", 0);
-    assert_int_equal(stat_prom_url(url, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err), 0);
+    assert_int_equal(stat_prom_url(url, &tls, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err), 0);
     snprintf(url, sizeof url, "http://p/%063d", 0);
-    assert_int_equal(stat_prom_url(url, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err), -1);
+    assert_int_equal(stat_prom_url(url, &tls, host, sizeof host, port, sizeof port, prefix, sizeof prefix, err, sizeof err), -1);
 }
 
 int main(void)
