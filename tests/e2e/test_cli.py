@@ -516,7 +516,7 @@ def test_completion_offers_what_help_lists(weftctl):
     assert complete(weftctl, ["weftctl", "check", "--context", "pr"], kubeconfig=cfg) == ["prod"]
     assert complete(weftctl, ["weftctl", "check", "--context", ""]) == []  # no kubeconfig at all
     for cmd in COMMANDS[:-1]:
-        help_flags = set(re.findall(r"^\s+(?:(-[a-z]), )?(--[a-z-]+)", run(weftctl, *cmd.split(), "--help").stdout,
+        help_flags = set(re.findall(r"^\s+(?:(-[a-zA-Z]), )?(--[a-z-]+)", run(weftctl, *cmd.split(), "--help").stdout,
                                     re.M))
         want = {f for pair in help_flags for f in pair if f}
         words = ["weftctl"] + cmd.split() + ["-"]
