@@ -8,11 +8,18 @@ pods. A meshed pod reaches a non-meshed Service in plain TCP, a meshed one
 over mTLS with the SPIFFE ID discovery named, and kubernetes.default (its
 ClusterIP lies inside meshNetworks, where a proxy without discovery would
 insist on mTLS); weft-discovery's pods are killed and come back while
-requests go on, and none fails."""
+requests go on, and none fails. The Gateway API standard-channel CRDs of
+the pinned release are installed first (gateway_api_crds), so discovery
+watches routes: an HTTPRoute and a GRPCRoute whose parent is the Service
+beta (GAMMA) reach alpha's proxy as new versions of beta's answer, and
+discovery's one-shot GET /v1/answer (curl, with a certificate of alpha's
+identity) shows them, an unresolved backend included."""
 import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -28,11 +35,46 @@ PLAIN = "disc-plain"    # not opted in: no proxies
 SPIFFE = "spiffe://cluster.local/ns/%s/sa/%s"
 
 
+def gateway_api_dir():
+    """The directory of sigs.k8s.io/gateway-api at the release setup-apps.sh
+    pins (its GATEWAY_API_VERSION, WEFT_GATEWAY_API_VERSION overriding it
+    there and here), from the Go module cache, downloaded through the module
+    proxy if it is not there yet (go verifies the zip's checksum)."""
+    with open(os.path.join(REPO, "tests", "e2e", "setup-apps.sh")) as f:
+        pinned = re.search(r'^GATEWAY_API_VERSION="\$\{WEFT_GATEWAY_API_VERSION:-(v[0-9.]+)\}"$', f.read(), re.M)
+    assert pinned, "setup-apps.sh: no GATEWAY_API_VERSION line"
+    mod = "sigs.k8s.io/gateway-api@" + (os.environ.get("WEFT_GATEWAY_API_VERSION") or pinned.group(1))
+    with tempfile.TemporaryDirectory() as cwd:   # outside any module: go.mod files play no part
+        r = subprocess.run(["go", "mod", "download", "-json", mod], cwd=cwd, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=300,
+                           env=dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-buildvcs=false"))
+    if r.returncode != 0:
+        pytest.fail("go mod download %s failed (%d): %s%s" % (mod, r.returncode, r.stdout, r.stderr))
+    d = json.loads(r.stdout)["Dir"]
+    if not os.path.isfile(os.path.join(d, "config", "crd", "kustomization.yaml")):
+        pytest.fail("%s has no config/crd/kustomization.yaml (the standard channel's install)" % d)
+    return os.path.join(d, "config", "crd")
+
+
+GATEWAY_CRDS = ("httproutes", "grpcroutes", "referencegrants")
+
+
+def install_gateway_api(n, crd):
+    """The release's standard channel, as its own config/crd/kustomization.yaml
+    lists it (the CRDs of config/crd/standard/ and its safe-upgrades
+    ValidatingAdmissionPolicy). Server-side: the HTTPRoute CRD (430 kB) is
+    larger than the 256 kB last-applied annotation a client-side apply
+    writes, as the Gateway API's install guide says."""
+    n.kubectl("apply", "--server-side", "-k", crd, timeout=120)
+    n.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+              *("crd/%s.gateway.networking.k8s.io" % r for r in GATEWAY_CRDS), timeout=90)
+
+
 def install(n, d):
     """manifests/ under a kustomization for the node's ranges (meshNetworks
-    198.18.0.0/15; discovery.address left as shipped) and --no-gateway-api
-    (the node has no Gateway API CRDs: the route watches would keep /readyz
-    at 503), then the three certificate scripts."""
+    198.18.0.0/15; discovery.address left as shipped), weft-discovery as
+    shipped (watching routes: the fixture installed the Gateway API CRDs
+    first), then the three certificate scripts."""
     os.makedirs(d)
     with open(os.path.join(REPO, "templates", "mesh.yaml")) as f:
         mesh = yaml.safe_load(f)
@@ -45,11 +87,7 @@ def install(n, d):
                    "resources": [os.path.relpath(MANIFESTS, d)],
                    "generatorOptions": {"disableNameSuffixHash": True},
                    "configMapGenerator": [{"name": "weft-config", "namespace": "weft-system",
-                                           "behavior": "replace", "files": ["mesh.yaml"]}],
-                   "patches": [{"target": {"kind": "Deployment", "name": "weft-discovery"},
-                                "patch": json.dumps([{"op": "add",
-                                                      "path": "/spec/template/spec/containers/0/args/-",
-                                                      "value": "--no-gateway-api"}])}]}, f)
+                                           "behavior": "replace", "files": ["mesh.yaml"]}]}, f)
     n.kubectl("apply", "-k", d)
     env = dict(os.environ, KUBECTL=n.kubectl_bin, KUBECONFIG=n.kubeconfig)
     ca = os.path.join(d, "ca")
@@ -68,7 +106,11 @@ def disc_node(node):
     d = os.path.join(n.dir, "weft-discovery-overlay")
     if os.path.exists(os.path.join(n.dir, "weft-overlay")):
         pytest.fail("Weft is installed already by another module (weft-overlay): this module installs its own")
+    crd = gateway_api_dir()
     try:
+        t = time.monotonic()
+        install_gateway_api(n, crd)
+        n.timings["gateway-api-crds-installed"] = time.monotonic() - t
         t = time.monotonic()
         install(n, d)
         n.timings["weft-with-discovery-installed"] = time.monotonic() - t
@@ -89,6 +131,9 @@ def disc_node(node):
             n.kubectl("delete", "-k", d, "--wait=true", "--timeout=120s", "--ignore-not-found",
                       check=False, timeout=150)
             shutil.rmtree(d, ignore_errors=True)
+        # Last, so the next module on this node finds none, as before.
+        n.kubectl("delete", "-k", crd, "--wait=true", "--timeout=120s", "--ignore-not-found",
+                  check=False, timeout=150)
 
 
 def alpha(n):
@@ -175,6 +220,164 @@ def test_meshed_pod_reaches_kubernetes_default(disc_node):
                 "nc -w 5 kubernetes.default.svc.cluster.local 443")
     assert "Client sent an HTTP request to an HTTPS server" in r.stdout, r.stdout + r.stderr
     assert routes(metrics(a["status"]["podIP"], 15020), "plain") == routes(before, "plain") + 1
+
+
+DISC_NAME = "weft-discovery.weft-system.svc"
+
+
+@pytest.fixture(scope="module")
+def alpha_cert(disc_node):
+    """A workload certificate of alpha's identity, issued as weft-identity
+    issues them (P-256, the SPIFFE ID as the only URI SAN, by the mesh's
+    intermediate), as an operator would to read what alpha's proxy is told:
+    (chain, key, the trust bundle's root)."""
+    ca = os.path.join(disc_node.dir, "weft-discovery-overlay", "ca")
+    d = os.path.join(ca, "alpha-client")
+    os.makedirs(d, exist_ok=True)
+    leaf, key, csr, ext, chain = (os.path.join(d, f) for f in ("leaf.crt", "tls.key", "tls.csr", "ext", "tls.crt"))
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:%s\n" % (SPIFFE % (NS, "alpha")))
+    for argv in (["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-keyout", key, "-out", csr, "-subj", "/CN=alpha"],
+                 ["x509", "-req", "-in", csr, "-CA", os.path.join(ca, "intermediate.crt"),
+                  "-CAkey", os.path.join(ca, "intermediate.key"), "-CAcreateserial", "-CAserial",
+                  os.path.join(d, "serial"), "-out", leaf, "-days", "1", "-extfile", ext]):
+        subprocess.run(["openssl"] + argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with open(chain, "w") as out:
+        for f in (leaf, os.path.join(ca, "intermediate.crt")):
+            with open(f) as i:
+                out.write(i.read())
+    return chain, key, os.path.join(ca, "ca.crt")
+
+
+def one_shot(cert, pod_ip, ident):
+    """GET /v1/answer?id=IDENT from one weft-discovery pod with curl, by the
+    name its serving certificate carries: (status, HTTP version, answer)."""
+    chain, key, root = cert
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", root, "--cert", chain, "--key", key,
+                        "--resolve", "%s:8445:%s" % (DISC_NAME, pod_ip), "-g", "-w", "\n%{http_code} %{http_version}",
+                        "https://%s:8445/v1/answer?id=%s" % (DISC_NAME, ident)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    body, _, tail = r.stdout.rpartition("\n")
+    code, version = tail.split()
+    return int(code), version, json.loads(body)
+
+
+def proxy_counts(ip):
+    m = metrics(ip, 15020)
+    return {k: metric(m, "weft_proxy_discovery_%s_total" % k) for k in ("updates", "acks", "nacks", "stale")}
+
+
+def parent(name):
+    return [{"group": "", "kind": "Service", "name": name, "port": 80}]   # GAMMA: the Service is the parent
+
+
+def http_route(path):
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "beta-canary", "namespace": NS},
+            "spec": {"parentRefs": parent("beta"),
+                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path},
+                                             "headers": [{"name": "x-canary", "value": "1"}]}],
+                                "backendRefs": [{"name": "beta", "port": 80, "weight": 90},
+                                                {"name": "beta-v2", "port": 80, "weight": 10}]}]}}
+
+
+GRPC_ROUTE = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+              "metadata": {"name": "beta-grpc", "namespace": NS},
+              "spec": {"parentRefs": parent("beta"),
+                       "rules": [{"matches": [{"method": {"service": "weft.e2e.Echo", "method": "Ping"}}],
+                                  "backendRefs": [{"name": "beta", "port": 80}]}]}}
+
+BETA_V2 = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "beta-v2", "namespace": NS},
+           "spec": {"selector": {"app": "beta"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+
+
+def test_routes_of_a_service_reach_the_proxies_subscribed_to_it(disc_node, alpha_cert):
+    """GAMMA routes of beta on the real API server (the release's CRDs, its
+    schema's defaults and validation): each change (an HTTPRoute applied with
+    a backend that does not exist, that backend's Service created, the route
+    changed, a GRPCRoute applied, each deleted) is one new version of beta's
+    answer that alpha's proxy acknowledges (it does not act on routes yet),
+    and both discovery replicas' one-shot answers, read with curl, carry it,
+    the missing backend as resolved: false, BackendNotFound."""
+    n = disc_node
+    a = alpha(n)
+    ip = a["status"]["podIP"]
+    disc = [p["status"]["podIP"] for p in pods(n, "weft-system", "app.kubernetes.io/name=weft-discovery")]
+    for d in disc:
+        m = metrics(d, 9090)
+        for r in GATEWAY_CRDS:
+            assert metric(m, 'weft_discovery_watch_up{resource="%s"}' % r) == 1, (d, r)
+    beta_ip = n.get_json("service", "beta", "-n", NS)["spec"]["clusterIP"]
+    ident = "destination:%s:80" % beta_ip
+    # alpha's proxy holds beta's answer from its first call (unsubscribed after 600 s idle only).
+    assert exec_in(n, a, "wget", "-q", "-O-", "http://beta.%s.svc.cluster.local/" % NS).stdout.strip() == "ok"
+
+    def services():
+        out = []
+        for d in disc:
+            code, version, ans = one_shot(alpha_cert, d, ident)
+            assert (code, version, ans["kind"]) == (200, "2", "service"), (d, code, version, ans)
+            out.append(ans["service"])
+        return out
+
+    assert all(s["httpRoutes"] == [] and s["grpcRoutes"] == [] for s in services())
+
+    def backend(name, **kw):
+        return dict({"group": "", "kind": "Service", "namespace": NS, "name": name, "port": 80}, **kw)
+
+    def step(what, change, want):
+        """change(), then both replicas answer want(service) true and alpha's
+        proxy took exactly one new answer (beta's: nothing else it holds
+        changed) and acknowledged it."""
+        before = proxy_counts(ip)
+        change()
+        n.wait_for(lambda: all(want(s) for s in services()), 30, what + ": in both replicas' answers", interval=0.5)
+        n.wait_for(lambda: proxy_counts(ip)["acks"] > before["acks"], 30, what + ": acknowledged by alpha's proxy",
+                   interval=0.2)
+        time.sleep(1)   # a second answer, had one come, would show here
+        after = proxy_counts(ip)
+        assert {k: after[k] - before[k] for k in after} == {"updates": 1, "acks": 1, "nacks": 0, "stale": 0}, \
+            (what, before, after)
+
+    def http_rule(path, v2):
+        return {"matches": [{"path": {"type": "PathPrefix", "value": path},
+                             "headers": [{"type": "Exact", "name": "x-canary", "value": "1"}]}],
+                "filters": [],
+                "backends": [backend("beta", weight=90, resolved=True, destination="%s:80" % beta_ip), v2]}
+
+    missing = backend("beta-v2", weight=10, resolved=False, reason="BackendNotFound")
+    try:
+        step("an HTTPRoute with a missing backend", lambda: n.apply_json(http_route("/v2")),
+             lambda s: [(r["namespace"], r["name"], r["hostnames"], r["rules"]) for r in s["httpRoutes"]] ==
+             [(NS, "beta-canary", [], [http_rule("/v2", missing)])])
+
+        def resolved(s):
+            v2 = n.get_json("service", "beta-v2", "-n", NS)["spec"]["clusterIP"]
+            return s["httpRoutes"] and s["httpRoutes"][0]["rules"] == \
+                [http_rule("/v2", backend("beta-v2", weight=10, resolved=True, destination="%s:80" % v2))]
+        step("the missing backend's Service created", lambda: n.apply_json(BETA_V2), resolved)
+        step("the HTTPRoute changed", lambda: n.apply_json(http_route("/v3")),
+             lambda s: s["httpRoutes"] and s["httpRoutes"][0]["rules"][0]["matches"][0]["path"]["value"] == "/v3")
+        step("a GRPCRoute", lambda: n.apply_json(GRPC_ROUTE),
+             lambda s: [(r["namespace"], r["name"], r["rules"]) for r in s["grpcRoutes"]] ==
+             [(NS, "beta-grpc", [{"matches": [{"method": {"type": "Exact", "service": "weft.e2e.Echo",
+                                                          "method": "Ping"}}],
+                                  "filters": [],
+                                  "backends": [backend("beta", weight=1, resolved=True,
+                                                       destination="%s:80" % beta_ip)]}])])
+        step("the HTTPRoute deleted", lambda: n.kubectl("delete", "httproute", "beta-canary", "-n", NS),
+             lambda s: s["httpRoutes"] == [] and len(s["grpcRoutes"]) == 1)
+        step("the GRPCRoute deleted", lambda: n.kubectl("delete", "grpcroute", "beta-grpc", "-n", NS),
+             lambda s: s["httpRoutes"] == [] and s["grpcRoutes"] == [])
+    finally:
+        n.kubectl("delete", "httproute", "beta-canary", "-n", NS, "--ignore-not-found", check=False)
+        n.kubectl("delete", "grpcroute", "beta-grpc", "-n", NS, "--ignore-not-found", check=False)
+        n.kubectl("delete", "service", "beta-v2", "-n", NS, "--ignore-not-found", check=False)
+    # beta itself is still reached as before (the proxy does not act on routes yet).
+    assert exec_in(n, a, "wget", "-q", "-O-", "http://beta.%s.svc.cluster.local/" % NS).stdout.strip() == "ok"
 
 
 def test_discovery_killed_and_restarted_with_no_failed_request(disc_node):
