@@ -334,7 +334,16 @@ def test_routes_of_a_service_reach_the_proxies_subscribed_to_it(disc_node, alpha
         changed) and acknowledged it."""
         before = proxy_counts(ip)
         change()
-        n.wait_for(lambda: all(want(s) for s in services()), 30, what + ": in both replicas' answers", interval=0.5)
+        seen = []
+
+        def shown():
+            seen[:] = services()
+            return all(want(s) for s in seen)
+        try:
+            n.wait_for(shown, 30, what + ": in both replicas' answers", interval=0.5)
+        except TimeoutError as e:
+            raise AssertionError("%s; the last answers' routes: %s" % (e, json.dumps(
+                [{k: s[k] for k in ("httpRoutes", "grpcRoutes")} for s in seen]))) from None
         n.wait_for(lambda: proxy_counts(ip)["acks"] > before["acks"], 30, what + ": acknowledged by alpha's proxy",
                    interval=0.2)
         time.sleep(1)   # a second answer, had one come, would show here
