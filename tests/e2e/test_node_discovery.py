@@ -274,14 +274,23 @@ def parent(name):
     return [{"group": "", "kind": "Service", "name": name, "port": 80}]   # GAMMA: the Service is the parent
 
 
-def http_route(path):
+def http_route(path, cross=False):
+    """cross: a third backend, the Service plain of another namespace."""
+    refs = [{"name": "beta", "port": 80, "weight": 90}, {"name": "beta-v2", "port": 80, "weight": 10}]
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "beta-canary", "namespace": NS},
             "spec": {"parentRefs": parent("beta"),
                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path},
                                              "headers": [{"name": "x-canary", "value": "1"}]}],
-                                "backendRefs": [{"name": "beta", "port": 80, "weight": 90},
-                                                {"name": "beta-v2", "port": 80, "weight": 10}]}]}}
+                                "backendRefs": refs + ([{"name": "plain", "namespace": PLAIN, "port": 80}]
+                                                       if cross else [])}]}}
+
+
+# In the backend's namespace: HTTPRoutes of NS may send to its Services (the release's v1beta1).
+GRANT = {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+         "metadata": {"name": "routes-of-disc-app", "namespace": PLAIN},
+         "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": NS}],
+                  "to": [{"group": "", "kind": "Service"}]}}
 
 
 GRPC_ROUTE = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
@@ -298,10 +307,12 @@ def test_routes_of_a_service_reach_the_proxies_subscribed_to_it(disc_node, alpha
     """GAMMA routes of beta on the real API server (the release's CRDs, its
     schema's defaults and validation): each change (an HTTPRoute applied with
     a backend that does not exist, that backend's Service created, the route
-    changed, a GRPCRoute applied, each deleted) is one new version of beta's
-    answer that alpha's proxy acknowledges (it does not act on routes yet),
-    and both discovery replicas' one-shot answers, read with curl, carry it,
-    the missing backend as resolved: false, BackendNotFound."""
+    changed to add a backend in another namespace, a ReferenceGrant there
+    applied and deleted, a GRPCRoute applied, each route deleted) is one new
+    version of beta's answer that alpha's proxy acknowledges (it does not act
+    on routes yet), and both discovery replicas' one-shot answers, read with
+    curl, carry it: the missing backend as resolved: false, BackendNotFound,
+    the other namespace's as RefNotPermitted until the grant permits it."""
     n = disc_node
     a = alpha(n)
     ip = a["status"]["podIP"]
@@ -368,8 +379,20 @@ def test_routes_of_a_service_reach_the_proxies_subscribed_to_it(disc_node, alpha
             return s["httpRoutes"] and s["httpRoutes"][0]["rules"] == \
                 [http_rule("/v2", backend("beta-v2", weight=10, resolved=True, destination="%s:80" % v2))]
         step("the missing backend's Service created", lambda: n.apply_json(BETA_V2), resolved)
-        step("the HTTPRoute changed", lambda: n.apply_json(http_route("/v3")),
-             lambda s: s["httpRoutes"] and s["httpRoutes"][0]["rules"][0]["matches"][0]["path"]["value"] == "/v3")
+        plain_ip = n.get_json("service", "plain", "-n", PLAIN)["spec"]["clusterIP"]
+
+        def cross(path, **kw):
+            return lambda s: s["httpRoutes"] and \
+                [r["matches"][0]["path"]["value"] for r in s["httpRoutes"][0]["rules"]] == [path] and \
+                s["httpRoutes"][0]["rules"][0]["backends"][2:] == [dict(backend("plain", weight=1), namespace=PLAIN,
+                                                                        **kw)]
+        refused = {"resolved": False, "reason": "RefNotPermitted"}
+        step("the HTTPRoute changed: a backend in another namespace", lambda: n.apply_json(http_route("/v3", True)),
+             cross("/v3", **refused))
+        step("a ReferenceGrant permitting it", lambda: n.apply_json(GRANT),
+             cross("/v3", resolved=True, destination="%s:80" % plain_ip))
+        step("the ReferenceGrant deleted", lambda: n.kubectl("delete", "referencegrant", GRANT["metadata"]["name"],
+                                                             "-n", PLAIN), cross("/v3", **refused))
         step("a GRPCRoute", lambda: n.apply_json(GRPC_ROUTE),
              lambda s: [(r["namespace"], r["name"], r["rules"]) for r in s["grpcRoutes"]] ==
              [(NS, "beta-grpc", [{"matches": [{"method": {"type": "Exact", "service": "weft.e2e.Echo",
@@ -385,6 +408,8 @@ def test_routes_of_a_service_reach_the_proxies_subscribed_to_it(disc_node, alpha
         n.kubectl("delete", "httproute", "beta-canary", "-n", NS, "--ignore-not-found", check=False)
         n.kubectl("delete", "grpcroute", "beta-grpc", "-n", NS, "--ignore-not-found", check=False)
         n.kubectl("delete", "service", "beta-v2", "-n", NS, "--ignore-not-found", check=False)
+        n.kubectl("delete", "referencegrant", GRANT["metadata"]["name"], "-n", PLAIN, "--ignore-not-found",
+                  check=False)
     # beta itself is still reached as before (the proxy does not act on routes yet).
     assert exec_in(n, a, "wget", "-q", "-O-", "http://beta.%s.svc.cluster.local/" % NS).stdout.strip() == "ok"
 
