@@ -13,7 +13,8 @@ the pinned release are installed first (gateway_api_crds), so discovery
 watches routes: an HTTPRoute and a GRPCRoute whose parent is the Service
 beta (GAMMA) reach alpha's proxy as new versions of beta's answer, and
 discovery's one-shot GET /v1/answer (curl, with a certificate of alpha's
-identity) shows them, an unresolved backend included."""
+identity) shows them: a missing backend, and one of another namespace
+resolved only while a ReferenceGrant permits it."""
 import json
 import os
 import re
