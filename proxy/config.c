@@ -274,7 +274,7 @@ static const struct config_setting config_settings[] = {
     {"WEFT_HTTP_IDLE_TIMEOUT_MS", "http-idle-timeout-ms", "75000", "HTTP: close a keep-alive connection idle this long between requests", set_http_idle_timeout_ms},
     {"WEFT_HTTP_MAX_HEAD_BYTES", "http-max-head-bytes", "32768", "HTTP/1: a request head larger is answered 431 (a request line: 414)", set_http_max_head},
     {"WEFT_HTTP_MAX_HEADERS", "http-max-headers", "100", "HTTP/1: a request with more header fields is answered 431", set_http_max_fields},
-    {"WEFT_ACCESS_LOG", "access-log", "0", "1: one log line per HTTP request (method, authority, path without query, status, durations, bytes, peer)", set_access_log},
+    {"WEFT_ACCESS_LOG", "access-log", "0", "1: one JSON line per HTTP request on stderr (method, authority, path without query, status, durations, bytes, peer)", set_access_log},
     {"WEFT_HTTP_METRICS_BUDGET", "http-metrics-budget", "128", "label sets of the per-request HTTP metrics; past it requests count in overflow sets (docs/proxy.md)", set_http_metrics_budget},
 };
 #define NSETTINGS (sizeof config_settings / sizeof *config_settings)

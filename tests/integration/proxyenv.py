@@ -2,6 +2,7 @@
 """weft-proxy test environment: a test CA made with the openssl CLI and
 meshed pods (netns.Network pods with weft-init rules, a weft-proxy as uid
 15100 and tests/integration/proxy_app.py as the app)."""
+import json
 import os
 import re
 import socket
@@ -173,6 +174,12 @@ class MeshPod:
     def log(self):
         """What the proxy has logged since it started."""
         return self._log_since(self.log_from)()
+
+    def access_log(self):
+        """The access log (WEFT_ACCESS_LOG=1): every line that starts with '{'
+        parsed as one JSON object (json.loads fails the test on a bad one);
+        the other lines are the proxy's logfmt."""
+        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
 
     def admin(self, path, method="GET", host=None):
         """An admin request from the node namespace (like the kubelet)."""

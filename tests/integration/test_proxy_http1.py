@@ -494,24 +494,57 @@ def test_failed_upstreams_are_answered_502_naming_the_cause(env):
     assert errors(a, "reset") == 1 and errors(a, "bad_response") == 1
 
 
-def test_access_log_has_no_query_and_no_headers(env):
+ACCESS_KEYS = ["ts", "level", "msg", "direction", "method", "authority", "path", "status", "cause", "proxy_error",
+               "headers_us", "total_us", "request_bytes", "response_bytes", "peer", "dst"]
+
+
+def test_access_log_is_one_json_object_a_line_without_query_or_headers(env):
     net, ca, origin = env
     a = pod(net, ca)
-    r = a.pod.run(["curl", "-s", "-H", "Authorization: Bearer sekrit-token",
+    r = a.pod.run(["curl", "-s", "-H", "Authorization: Bearer sekrit-token", "-H", "Cookie: session=sekrit-cookie",
                    f"http://{EXT}:{PORT}/items/7?token=sekrit-query"])
     assert r.stdout == "hello"
-    assert pe.wait_for(lambda: 'msg="http request"' in a.log(), 5)
-    lines = [line for line in a.log().splitlines() if 'msg="http request"' in line]
-    assert len(lines) == 1, lines
-    line = lines[0]
-    assert 'direction=outbound method="GET"' in line and f'authority="{EXT}:{PORT}"' in line
-    assert 'path="/items/7"' in line and "status=200" in line and "response_bytes=5" in line
-    assert f'dst="{EXT}:{PORT}"' in line and re.search(r"total_us=\d+", line)
+    assert pe.wait_for(lambda: len(a.access_log()) == 1, 5)
+    (e,) = a.access_log()
+    assert list(e) == ACCESS_KEYS
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["ts"])
+    assert type(e["headers_us"]) is int and type(e["total_us"]) is int and 0 <= e["headers_us"] <= e["total_us"]
+    del e["ts"], e["headers_us"], e["total_us"]
+    assert e == {"level": "info", "msg": "http request", "direction": "outbound", "method": "GET",
+                 "authority": f"{EXT}:{PORT}", "path": "/items/7", "status": 200, "cause": "none",
+                 "proxy_error": False, "request_bytes": 0, "response_bytes": 5, "peer": "", "dst": f"{EXT}:{PORT}"}
+    assert "sekrit" not in a.log()
+    # The proxy's own answer is logged as one too.
+    resp = pe.request(a.pod, EXT, CLOSED, f"GET /gone?x=sekrit HTTP/1.1\r\nHost: {EXT}\r\n\r\n".encode())
+    assert resp.startswith(b"HTTP/1.1 502 ")
+    assert pe.wait_for(lambda: len(a.access_log()) == 2, 5)
+    e = a.access_log()[1]
+    assert (e["path"], e["status"], e["cause"], e["proxy_error"], e["dst"]) == ("/gone", 502, "refused", True,
+                                                                                f"{EXT}:{CLOSED}")
+    assert (e["request_bytes"], e["response_bytes"]) == (0, 0)  # body bytes relayed; the proxy's own are not
     assert "sekrit" not in a.log()
     # Off by default.
     b = pe.MeshPod(net, "quiet", ca, "shop", "front")
     b.pod.run(["curl", "-s", f"http://{EXT}:{PORT}/x"])
-    assert 'msg="http request"' not in b.log()
+    assert b.access_log() == [] and "http request" not in b.log()
+
+
+def test_access_log_escapes_hostile_bytes_in_path_and_authority(env):
+    """What lib/http1 lets through in a target ('"', '\\', braces) and in a
+    Host (sub-delims, '%', brackets) cannot forge a field or break the line;
+    bytes that are not UTF-8 (over HTTP/2, test_proxy_http2.py) become
+    U+FFFD."""
+    net, ca, origin = env
+    a = pod(net, ca)
+    path = '/x","status":999,"peer":"forged\\"}{%0a'
+    host = "h'(!$&*+,;=%00)[::1]"
+    resp = pe.request(a.pod, EXT, PORT, f"GET {path}?q=sekrit HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert resp.startswith(b"HTTP/1.1 200 "), resp
+    assert pe.wait_for(lambda: len(a.access_log()) == 1, 5)
+    (e,) = a.access_log()
+    assert list(e) == ACCESS_KEYS
+    assert (e["path"], e["authority"], e["status"], e["peer"]) == (path, host, 200, "")
+    assert "sekrit" not in a.log()
 
 
 def test_inbound_plaintext_under_permissive_is_terminated_too(env):
@@ -525,7 +558,9 @@ def test_inbound_plaintext_under_permissive_is_terminated_too(env):
     assert c.app_conns() == before + 1  # both requests on one connection to the app
     r = net.node.run(["curl", "-s", f"http://{c.ip4}:8080/healthz"])
     assert r.stdout == "ok\n" and c.app_conns() == before + 1  # a new caller, the same app connection
-    assert pe.wait_for(lambda: c.log().count('msg="http request" direction=inbound') == 3, 5)
+    assert pe.wait_for(lambda: len(c.access_log()) == 3, 5)
+    assert [(e["direction"], e["path"], e["status"]) for e in c.access_log()] == [
+        ("inbound", "/healthz", 200), ("inbound", "/bytes/3", 200), ("inbound", "/healthz", 200)]
     assert c.metric(r'protocol_detections_total\{direction="inbound",result="http1"\}') == 2
 
 

@@ -8,6 +8,7 @@ server (grpc_health_app.py, grpcio). Between the proxies the requests are
 streams of one pooled weft/h2 connection: counted on both proxies' /metrics
 (weft_proxy_tls_handshakes_total). Needs root; the fixtures remove
 everything, also on failure."""
+import base64
 import os
 import re
 import signal
@@ -209,6 +210,26 @@ def test_server_proxy_hands_the_app_the_version_the_caller_spoke(pair, weft_h2_c
     assert call(H2_PORT, "/h2-app", "h2") == "200 h2 back path=/h2-app weft-proto=-\n"
     assert call(8080, "/none", "-").startswith("400 weft-proxy: weft-proto missing")
     assert pair.back.metric(HS_SERVER) == 3
+
+
+def test_access_log_turns_bytes_that_are_not_utf8_into_u_fffd(h2_app, weft_h2_client):
+    """nghttp2 lets bytes past 0x7f through in :path: the server proxy's
+    access log line stays one valid JSON object, those bytes U+FFFD, and
+    valid UTF-8 (an e-acute) kept."""
+    with tempfile.TemporaryDirectory(prefix="weft-h2-test-") as d, netns.Network() as net:
+        p = Pair(net, d, h2_app, back_env={"WEFT_ACCESS_LOG": "1"})
+        cert, key = p.ca.issue("shop", "front")
+        raw = b'/a\xff\xfe\\"\xc3\xa9\xc0\xaf?token=sekrit'
+        # The app echoes the path's bytes: base64 keeps them from the text decoding of the output.
+        r = net.node.run(["sh", "-c", '"$0" "$@" | base64 -w0', weft_h2_client, p.back.ip4, str(H2_PORT), p.ca.crt,
+                          cert, key, os.fsdecode(raw), "h2"], timeout=20)
+        assert base64.b64decode(r.stdout) == b"200 h2 back path=" + raw + b" weft-proto=-\n"
+        assert pe.wait_for(lambda: len(p.back.access_log()) == 1, 5)
+        (e,) = p.back.access_log()
+        assert e["path"] == '/a\ufffd\ufffd\\"\u00e9\ufffd\ufffd' and e["direction"] == "inbound"
+        assert e["peer"] == "spiffe://cluster.local/ns/shop/sa/front" and e["status"] == 200
+        line = next(line for line in p.back.log().splitlines() if line.startswith("{"))
+        assert line.isascii() and "sekrit" not in p.back.log()
 
 
 def test_a_full_pooled_connection_makes_the_pool_dial_another(pair):
