@@ -308,6 +308,13 @@ static json_t *service_answer(const struct store *s, const char *trust_domain, c
     json_t *out = json_pack("{s:O, s:O, s:O, s:b}", "namespace", json_object_get(svc, "namespace"), "name",
                             json_object_get(svc, "name"), "port", port, "opaque",
                             has_port(json_object_get(svc, "opaquePorts"), dest->port));
+    /* The Service's annotations, for every port: only the well-formed
+     * timeouts; the bad ones are named so an operator sees why a default
+     * applies (fields added within version 1: older proxies ignore them). */
+    if (json_object_get(svc, "timeouts"))
+        json_object_set(out, "timeouts", json_object_get(svc, "timeouts"));
+    if (json_object_get(svc, "annotationErrors"))
+        json_object_set(out, "annotationErrors", json_object_get(svc, "annotationErrors"));
     json_object_set_new(out, "endpoints", endpoints(s, trust_domain, svc, port, dest->family));
     json_object_set_new(out, "httpRoutes", routes(s, REDUCE_HTTPROUTE, svc, dest->port, dest->family));
     json_object_set_new(out, "grpcRoutes", routes(s, REDUCE_GRPCROUTE, svc, dest->port, dest->family));

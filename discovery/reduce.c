@@ -186,6 +186,37 @@ static int object_field(json_t *o, const char *key, size_t max, json_t **out, co
     return 0;
 }
 
+int reduce_duration_ms(const char *s, unsigned long long *ms)
+{
+    int groups = 0;
+    unsigned long long total = 0;
+    while (*s) {
+        int digits = 0;
+        unsigned long long v = 0;
+        while (*s >= '0' && *s <= '9' && digits <= 5)
+            v = v * 10 + (unsigned)(*s++ - '0'), digits++;
+        if (digits == 0 || digits > 5)
+            return -EINVAL;
+        if (s[0] == 'm' && s[1] == 's')
+            s += 2;
+        else if (*s == 'h')
+            v *= 3600000ULL, s++;
+        else if (*s == 'm')
+            v *= 60000ULL, s++;
+        else if (*s == 's')
+            v *= 1000ULL, s++;
+        else
+            return -EINVAL;
+        if (++groups > 4)
+            return -EINVAL;
+        total += v; /* at most 4 x 99999h: no overflow */
+    }
+    if (!groups)
+        return -EINVAL;
+    *ms = total;
+    return 0;
+}
+
 /* ---- shared pieces of objects ---- */
 
 /* The weft.dev/ annotations of metadata, copied (new reference). */
@@ -241,6 +272,47 @@ static int opaque_ports(json_t *annotations, json_t **out, char *err, size_t err
         if (i == 0 || ports[i] != ports[i - 1])
             json_array_append_new(*out, json_integer(ports[i]));
     return 0;
+}
+
+/* The Service's timeout annotations into *timeouts (NULL when none is set
+ * well) and *errors (NULL when none is bad); new references. min is 0 for
+ * the request and response-header timeouts (0s: none, as the proxy's
+ * settings) and 1 ms for the idle timeout (a connection is always let go). */
+static void service_timeouts(json_t *annotations, json_t **timeouts, json_t **errors)
+{
+    static const struct {
+        const char *annotation, *field;
+        unsigned long long min;
+    } keys[] = {
+        {REDUCE_REQUEST_TIMEOUT_ANNOTATION, "requestMs", 0},
+        {REDUCE_HEADER_TIMEOUT_ANNOTATION, "responseHeaderMs", 0},
+        {REDUCE_IDLE_TIMEOUT_ANNOTATION, "idleMs", 1},
+    };
+    *timeouts = *errors = NULL;
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const char *text = json_string_value(json_object_get(annotations, keys[i].annotation));
+        unsigned long long ms;
+        if (!text)
+            continue;
+        if (reduce_duration_ms(text, &ms) == 0 && ms >= keys[i].min && ms <= REDUCE_MAX_TIMEOUT_MS) {
+            if (!*timeouts)
+                *timeouts = json_object();
+            json_object_set_new(*timeouts, keys[i].field, json_integer((json_int_t)ms));
+            continue;
+        }
+        char msg[256];
+        /* The value is at most 4,096 bytes (weft_annotations): shown cut,
+         * at a character boundary so the message stays UTF-8. */
+        size_t len = strlen(text), cut = len > 64 ? 64 : len;
+        while (cut > 0 && cut < len && ((unsigned char)text[cut] & 0xc0) == 0x80)
+            cut--;
+        snprintf(msg, sizeof msg, "metadata.annotations: %s \"%.*s%s\": expected a duration %s-24h such as 5s, "
+                 "250ms or 1m30s; the default applies", keys[i].annotation, (int)cut, text, cut < len ? "..." : "",
+                 keys[i].min ? "1ms" : "0s");
+        if (!*errors)
+            *errors = json_array();
+        json_array_append_new(*errors, json_string(msg));
+    }
 }
 
 /* Appends the canonical form of the IP text v to ips; err names path. */
@@ -348,6 +420,12 @@ static int reduce_service(json_t *obj, json_t **out, char *err, size_t errlen)
     json_object_set_new(*out, "ports", ports);
     json_object_set_new(*out, "opaquePorts", opaque);
     ips = ports = opaque = NULL;
+    json_t *timeouts, *errors;
+    service_timeouts(ann, &timeouts, &errors);
+    if (timeouts)
+        json_object_set_new(*out, "timeouts", timeouts);
+    if (errors)
+        json_object_set_new(*out, "annotationErrors", errors);
     rc = 0;
 out:
     json_decref(ann);

@@ -23,6 +23,16 @@
 #define REDUCE_MAX_SLICE_ENDPOINTS 1000 /* EndpointSlice API limit */
 #define REDUCE_MAX_SLICE_ADDRESSES 100  /* per endpoint, API limit (only the first is used) */
 
+/* A Service's HTTP timeouts (weft.dev/ annotations, Gateway API durations),
+ * kept as "timeouts": {"requestMs", "responseHeaderMs", "idleMs"}. A value
+ * that does not parse or is out of range does not refuse the Service: it is
+ * left out (the proxy keeps its default) and its message goes into the
+ * reduced object's "annotationErrors" list, which the answer carries. */
+#define REDUCE_REQUEST_TIMEOUT_ANNOTATION "weft.dev/request-timeout"
+#define REDUCE_HEADER_TIMEOUT_ANNOTATION "weft.dev/response-header-timeout"
+#define REDUCE_IDLE_TIMEOUT_ANNOTATION "weft.dev/idle-timeout"
+#define REDUCE_MAX_TIMEOUT_MS 86400000ULL /* 24h: the proxy's own settings' maximum */
+
 enum reduce_kind {
     REDUCE_SERVICE,
     REDUCE_SLICE,      /* discovery.k8s.io/v1 EndpointSlice */
@@ -61,6 +71,9 @@ int reduce_int(json_t *o, const char *key, long long min, long long max, int req
 /* An array of at most max items (*out NULL when absent). */
 int reduce_array(json_t *o, const char *key, size_t max, json_t **out, const char *path, char *err,
                  size_t errlen);
+/* A Gateway API Duration (GEP-2257: 1-4 groups of 1-5 digits, each with h,
+ * m, s or ms, e.g. "10s", "250ms", "1m30s") in milliseconds: 0 or -EINVAL. */
+int reduce_duration_ms(const char *s, unsigned long long *ms);
 /* A string that is one of the NULL-terminated options; dflt when absent. */
 int reduce_enum(json_t *o, const char *key, const char *const *options, const char *dflt, const char **out,
                 const char *path, char *err, size_t errlen);

@@ -88,26 +88,10 @@ static int valid_value(const char *s)
     return 1;
 }
 
-/* A Gateway API Duration: 1-4 groups of 1-5 digits and h, m, s or ms. */
 static int valid_duration(const char *s)
 {
-    int groups = 0;
-    while (*s) {
-        int digits = 0;
-        while (isdigit((unsigned char)*s) && digits <= 5)
-            s++, digits++;
-        if (digits == 0 || digits > 5)
-            return 0;
-        if (s[0] == 'm' && s[1] == 's')
-            s += 2;
-        else if (*s == 'h' || *s == 'm' || *s == 's')
-            s++;
-        else
-            return 0;
-        if (++groups > 4)
-            return 0;
-    }
-    return groups > 0;
+    unsigned long long ms;
+    return reduce_duration_ms(s, &ms) == 0;
 }
 
 /* gRPC service ("pkg.Service") or method ("Method") names of an Exact match. */

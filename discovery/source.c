@@ -132,6 +132,16 @@ static void source_dir_fingerprint(const char *dir, char out[64])
     snprintf(out, 64, "%s", cmd);
 }
 
+/* A reload took objects in with annotations ignored: the count and the
+ * latest message (each object's answer names all of its own). */
+static void source_log_warnings(const char *dir, const struct store *st, unsigned long n)
+{
+    char last[512];
+    snprintf(last, sizeof last, "%s", store_last_warning(st));
+    log_warn("annotation ignored, the default applies", "dir=\"%s\" objects=%lu last=\"%s\"", dir, n,
+             log_clean(last));
+}
+
 static int source_dir_reload(struct source *s, char *err, size_t errlen)
 {
     struct store *fresh = store_new(NULL);
@@ -144,12 +154,16 @@ static int source_dir_reload(struct source *s, char *err, size_t errlen)
     if (!s->store) {
         s->store = fresh;
         atomic_store(&s->last_change_ms, k8s_monotonic_ms());
+        if (store_warnings(fresh))
+            source_log_warnings(s->dir, fresh, store_warnings(fresh));
         return 0;
     }
     /* Into the store in force, object by object: only what changed in the
      * directory is touched, so only the answers it affects are recomputed. */
-    unsigned long before = store_revision(s->store);
+    unsigned long before = store_revision(s->store), warned = store_warnings(s->store);
     store_sync(s->store, fresh);
+    if (store_warnings(s->store) != warned)
+        source_log_warnings(s->dir, s->store, store_warnings(s->store) - warned);
     store_free(fresh);
     malloc_trim(0); /* two stores were alive for a moment: give the fresh one's pages back */
     if (store_revision(s->store) != before) {
@@ -333,11 +347,15 @@ void source_drain(struct source *s)
         default: {
             enum store_event ev = it->kind == K8S_WATCH_ADDED ? STORE_ADDED
                                   : it->kind == K8S_WATCH_MODIFIED ? STORE_MODIFIED : STORE_DELETED;
+            err[0] = '\0';
             int rc = store_apply(s->store, ev, it->obj, err, sizeof err);
             if (rc < 0 && rc != -ENOTSUP) {
                 metrics_inc(&s->rejected);
                 log_warn("object refused, its last good version stays in force", "resource=%s error=\"%s\"",
                          source_resources[it->res].name, err);
+            } else if (rc == 0 && err[0]) {
+                log_warn("annotation ignored, the default applies", "resource=%s error=\"%s\"",
+                         source_resources[it->res].name, log_clean(err));
             }
             if (w->seen && reduce_key(it->obj, source_resources[it->res].kind, key, sizeof key, err, sizeof err) == 0)
                 json_object_set_new(w->seen, key, json_true());
@@ -425,6 +443,9 @@ void source_metrics(struct source *s, struct buf *out)
     metrics_counters(out, "weft_discovery_objects_rejected_total",
                      "Objects the store refused (invalid, or their kind full); the last good version stays.",
                      &s->rejected, 1);
+    metrics_header(out, "weft_discovery_annotations_ignored_total", "counter",
+                   "Objects taken in with a weft.dev/ annotation that does not parse ignored (its default applies).");
+    metrics_gauge(out, "weft_discovery_annotations_ignored_total", "", s->store ? (double)store_warnings(s->store) : 0);
     if (s->dir) {
         metrics_counters(out, "weft_discovery_source_reloads_total",
                          "Reloads of the objects directory, by whether it loaded.", s->reloads, 2);

@@ -3,6 +3,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@ struct store {
     json_t *touched;               /* dependency keys changed since store_take_touched; NULL: none */
     int tracking;                  /* touched is kept: someone took it once */
     json_t *reads;                 /* while recording: dependency keys read (borrowed) */
+    atomic_ulong warnings;         /* objects taken in with an annotation ignored (read by /metrics) */
+    char last_warning[512];        /* the latest of them, "<Kind> <key>: <message>" */
 };
 
 #define DEP_MAX (KEY_MAX + 16)
@@ -190,6 +193,12 @@ int store_apply(struct store *s, enum store_event type, json_t *obj, char *err, 
         json_decref(reduced);
         return -ENOSPC;
     }
+    const char *warning = json_string_value(json_array_get(json_object_get(reduced, "annotationErrors"), 0));
+    if (warning) { /* kept, with the rest in force: said in err for the caller to log */
+        atomic_fetch_add(&s->warnings, 1);
+        errbuf_set(s->last_warning, sizeof s->last_warning, "%s %s: %s", reduce_kind_name(kind), key, warning);
+        errbuf_set(err, errlen, "%s", s->last_warning);
+    }
     store_touch(s, kind, key, old, reduced);
     json_object_set_new(table, key, reduced); /* steals reduced */
     json_decref(old);
@@ -277,11 +286,27 @@ void store_sync(struct store *dst, const struct store *src)
             if (mine && json_equal(mine, obj))
                 continue;
             /* Shared, not copied: reduced objects are never changed in place. */
+            const char *warning = json_string_value(json_array_get(json_object_get(obj, "annotationErrors"), 0));
+            if (warning) {
+                atomic_fetch_add(&dst->warnings, 1);
+                errbuf_set(dst->last_warning, sizeof dst->last_warning, "%s %s: %s",
+                           reduce_kind_name((enum reduce_kind)k), key, warning);
+            }
             store_touch(dst, (enum reduce_kind)k, key, mine, obj);
             json_object_set(have, key, obj);
             dst->revision++;
         }
     }
+}
+
+unsigned long store_warnings(const struct store *s)
+{
+    return atomic_load(&((struct store *)s)->warnings);
+}
+
+const char *store_last_warning(const struct store *s)
+{
+    return s->last_warning;
 }
 
 json_t *store_objects(const struct store *s, enum reduce_kind kind)

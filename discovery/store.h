@@ -38,8 +38,16 @@ void store_free(struct store *s);
 /* Applies one event to obj (borrowed). 0 when applied (or of no interest),
  * -EINVAL when the object does not pass, -ENOSPC when its kind is full,
  * -ENOTSUP when discovery does not watch its kind; err says which object
- * ("<Kind> <ns>/<name>: <field>: <problem>"). */
+ * ("<Kind> <ns>/<name>: <field>: <problem>"). 0 with err set (the caller
+ * clears it first) when the object was taken in with an annotation
+ * ignored (a bad weft.dev/ timeout: the default applies), counted in
+ * store_warnings. */
 int store_apply(struct store *s, enum store_event type, json_t *obj, char *err, size_t errlen);
+/* Objects taken in (store_apply, or changed by store_sync) with an
+ * annotation ignored. Any thread. */
+unsigned long store_warnings(const struct store *s);
+/* The latest of them ("<Kind> <key>: <message>"), "" before any. Loop thread. */
+const char *store_last_warning(const struct store *s);
 /* One watch event as the API server streams it, {"type": ..., "object": ...}:
  * ADDED, MODIFIED, DELETED as store_apply; BOOKMARK notes the
  * resourceVersion; ERROR returns -ESTALE for 410 Gone (the watch must list

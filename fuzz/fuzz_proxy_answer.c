@@ -4,8 +4,9 @@
  * (proxy/cp_client.c, pieces of a size the first byte picks) and each line
  * through dest_parse_msg (proxy/dest.c); an answer that parses is put in a
  * store and dialled from. Checked: a line delivered is within the limit, an
- * mTLS route always has the identity to verify, and a dialled address has
- * the question's address family. Leaks and overflows are ASan's. */
+ * mTLS route always has the identity to verify, a dialled address has
+ * the question's address family, and a Service's timeouts are unset or
+ * within their limits. Leaks and overflows are ASan's. */
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,11 @@ static int fuzz_line(void *arg, const char *line, size_t len)
                 assert(t.addr.ss_family == key.ss_family);
             }
             dest_snap_put(s);
+            struct dest_timeouts to;
+            if (dest_store_timeouts(st, &key, &to)) /* a Service's timeouts: unset or within the limits */
+                assert(to.request_ms >= -1 && to.request_ms <= DEST_MAX_TIMEOUT_MS && to.header_ms >= -1 &&
+                       to.header_ms <= DEST_MAX_TIMEOUT_MS && (to.idle_ms == -1 || to.idle_ms >= 1) &&
+                       to.idle_ms <= DEST_MAX_TIMEOUT_MS);
         }
     }
     dest_msg_clear(&m);

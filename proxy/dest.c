@@ -5,6 +5,7 @@
  * of wanted subscriptions; everything else is the writer's thread alone. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,46 @@ static int dest_parse_endpoint(const json_t *e, int family, const char *trust_do
     return 0;
 }
 
+int dest_parse_addr(const char *hostport, struct sockaddr_storage *dst)
+{
+    return dest_parse_hostport(hostport, dst);
+}
+
+/* service.timeouts (optional): each member optional, an integer of ms in
+ * [min, DEST_MAX_TIMEOUT_MS]; unknown members are ignored (added later
+ * within version 1). */
+static int dest_parse_timeouts(const json_t *t, struct dest_timeouts *out, char *err, size_t errlen)
+{
+    static const struct {
+        const char *key;
+        long min;
+        size_t off;
+    } keys[] = {
+        {"requestMs", 0, offsetof(struct dest_timeouts, request_ms)},
+        {"responseHeaderMs", 0, offsetof(struct dest_timeouts, header_ms)},
+        {"idleMs", 1, offsetof(struct dest_timeouts, idle_ms)},
+    };
+    if (!t)
+        return 0;
+    if (!json_is_object(t)) {
+        errbuf_set(err, errlen, "service.timeouts: expected an object");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const json_t *v = json_object_get(t, keys[i].key);
+        if (!v)
+            continue;
+        if (!json_is_integer(v) || json_integer_value(v) < keys[i].min ||
+            json_integer_value(v) > DEST_MAX_TIMEOUT_MS) {
+            errbuf_set(err, errlen, "service.timeouts.%s: expected an integer %ld-%d", keys[i].key, keys[i].min,
+                       DEST_MAX_TIMEOUT_MS);
+            return -EINVAL;
+        }
+        *(long *)((char *)out + keys[i].off) = (long)json_integer_value(v);
+    }
+    return 0;
+}
+
 static int dest_parse_service(const json_t *svc, struct dest_answer *a, const char *trust_domain, char *err,
                               size_t errlen)
 {
@@ -231,6 +272,8 @@ static int dest_parse_service(const json_t *svc, struct dest_answer *a, const ch
         return -EINVAL;
     }
     a->opaque = json_is_true(opq);
+    if (dest_parse_timeouts(json_object_get(svc, "timeouts"), &a->timeouts, err, errlen) < 0)
+        return -EINVAL;
     if (!json_is_array(eps)) {
         errbuf_set(err, errlen, "service.endpoints: expected a list");
         return -EINVAL;
@@ -296,6 +339,7 @@ static int dest_parse_answer(const json_t *o, const struct sockaddr_storage *dst
                              struct dest_answer **out, char *err, size_t errlen)
 {
     struct dest_answer *a = xcalloc(1, sizeof *a);
+    a->timeouts.request_ms = a->timeouts.header_ms = a->timeouts.idle_ms = -1; /* unset: the settings apply */
     const json_t *ver = json_object_get(o, "version");
     const char *kind = json_string_value(json_object_get(o, "kind"));
     int r = -EINVAL;
@@ -527,6 +571,19 @@ const struct dest_entry *dest_snap_find(const struct dest_snap *s, const struct 
 {
     size_t i = dest_snap_lower(s, dst);
     return i < s->n && dest_cmp(&s->v[i]->dst, dst) == 0 ? s->v[i] : NULL;
+}
+
+int dest_store_timeouts(struct dest_store *st, const struct sockaddr_storage *dst, struct dest_timeouts *out)
+{
+    const struct dest_snap *snap = dest_store_get(st);
+    const struct dest_entry *e = dest_snap_find(snap, dst);
+    int found = e && e->state == DEST_READY && e->ans && e->ans->kind == DEST_KIND_SERVICE;
+    if (found)
+        *out = e->ans->timeouts;
+    else
+        out->request_ms = out->header_ms = out->idle_ms = -1;
+    dest_snap_put(snap);
+    return found;
 }
 
 int dest_store_want(struct dest_store *st, const struct sockaddr_storage *dst)

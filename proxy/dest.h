@@ -33,6 +33,7 @@
 #define DEST_MAX_APP_PROTOCOL 317        /* a Service port's appProtocol: a 253-byte prefix, "/", a 63-byte name */
 #define DEST_MAX_WANTS 256               /* subscriptions asked for by workers, not yet taken */
 #define DEST_MAX_ENTRIES 4096            /* destinations held; the server allows fewer (hello) */
+#define DEST_MAX_TIMEOUT_MS 86400000     /* a Service's timeouts: 24h, the proxy settings' maximum */
 
 enum dest_kind {
     DEST_KIND_SERVICE, /* a Service's ClusterIP:port */
@@ -55,11 +56,19 @@ struct dest_policy {
     size_t nrules;
 };
 
+/* A Service's HTTP timeouts from its weft.dev/ annotations (the answer's
+ * service.timeouts); -1 where the Service sets none and the proxy's
+ * setting applies. 0 means no limit, as in the settings. */
+struct dest_timeouts {
+    long request_ms, header_ms, idle_ms;
+};
+
 struct dest_answer {                 /* one parsed answer; owned by its entry */
     enum dest_kind kind;
     struct sockaddr_storage dst;     /* destination kinds: the question */
     char app_protocol[DEST_MAX_APP_PROTOCOL + 1]; /* service: the port's appProtocol, "" when unset */
     int opaque;                      /* service or pod port named in weft.dev/opaque-ports */
+    struct dest_timeouts timeouts;   /* service; all -1 otherwise */
     struct dest_endpoint *eps;       /* service */
     size_t neps;
     char *identity;                  /* pod: the SPIFFE ID it must present */
@@ -84,6 +93,8 @@ void dest_answer_free(struct dest_answer *a);
 /* "destination:<ip>:<port>", "destination:[<ipv6>]:<port>" (dst set) or
  * "policy:<ns>/<pod>" (dst family AF_UNSPEC): 0 or -EINVAL. */
 int dest_parse_id(const char *id, struct sockaddr_storage *dst);
+/* "<IPv4>:<port>" or "[<IPv6>]:<port>" (session_addr's form): 0 or -EINVAL. */
+int dest_parse_addr(const char *hostport, struct sockaddr_storage *dst);
 /* The canonical id of a destination (what the server answers with). */
 void dest_format_id(const struct sockaddr_storage *dst, char *out, size_t outlen);
 /* One server message (a line without its newline). An answer is checked
@@ -130,6 +141,11 @@ void dest_snap_put(const struct dest_snap *s);
 uint64_t dest_store_generation(struct dest_store *st);
 /* The entry of dst in s, or NULL. */
 const struct dest_entry *dest_snap_find(const struct dest_snap *s, const struct sockaddr_storage *dst);
+
+/* The timeouts of the Service whose answer dst holds: 1 with *out set, 0
+ * (*out all -1) when dst holds no good Service answer. Pins and puts the
+ * snapshot itself. Any thread. */
+int dest_store_timeouts(struct dest_store *st, const struct sockaddr_storage *dst, struct dest_timeouts *out);
 
 /* A worker saw a connection to dst with no entry: queue it for the client
  * (deduplicated, at most DEST_MAX_WANTS). 1 newly queued, 0 already queued,

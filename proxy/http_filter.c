@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dest.h"
 #include "http_filter.h"
 #include "http_metrics.h"
 #include "log.h"
@@ -49,26 +50,45 @@ static long http_timeout_header(struct ae_loop *loop, long long id, void *data)
     return http_timeout_fire(x, &x->hdr_timer, HTTP_CAUSE_HEADER_TIMEOUT);
 }
 
-/* The seam for per-Service timeouts (a Service annotation learnt from
- * discovery, later HTTPRoute timeouts): NOT WIRED YET. Today every request
- * gets the proxy's settings; when discovery data reaches the exchange, this
- * is the one place that picks the override. */
-static void http_timeout_for(const struct http_exchange *x, unsigned *request_ms, unsigned *header_ms)
+/* The timeouts of one exchange, picked once at its request head: for an
+ * outbound request to a Service discovery answered for, each timeout that
+ * Service's annotations set (weft.dev/request-timeout, ...-response-header-,
+ * ...-idle-; docs/discovery.md), else the proxy's settings. x->dst is the
+ * original destination, the key of discovery's answers. HTTPRoute timeouts
+ * will override here too. */
+static void http_timeout_for(struct http_exchange *x)
 {
-    *request_ms = x->cfg->http_request_timeout_ms;
-    *header_ms = x->cfg->http_header_timeout_ms;
+    x->timeout_req_ms = x->cfg->http_request_timeout_ms;
+    x->timeout_hdr_ms = x->cfg->http_header_timeout_ms;
+    x->timeout_idle_ms = x->cfg->http_idle_timeout_ms;
+    struct dest_store *st = x->w->px->dest;
+    struct sockaddr_storage dst;
+    struct dest_timeouts t;
+    if (x->dir != PM_OUTBOUND || !st || !x->dst || dest_parse_addr(x->dst, &dst) < 0 ||
+        !dest_store_timeouts(st, &dst, &t))
+        return;
+    if (t.request_ms >= 0)
+        x->timeout_req_ms = (unsigned)t.request_ms;
+    if (t.header_ms >= 0)
+        x->timeout_hdr_ms = (unsigned)t.header_ms;
+    if (t.idle_ms > 0)
+        x->timeout_idle_ms = (unsigned)t.idle_ms;
+}
+
+unsigned http_exchange_idle_ms(const struct http_exchange *x)
+{
+    return x->begun && x->timeout_idle_ms ? x->timeout_idle_ms : x->cfg->http_idle_timeout_ms;
 }
 
 static enum http_filter_rc http_timeout_request_head(struct http_exchange *x, struct http_head *h)
 {
-    unsigned req_ms, hdr_ms;
-    http_timeout_for(x, &req_ms, &hdr_ms);
-    if (req_ms)
-        x->req_timer = ae_timer_add(x->w->loop, (long)req_ms, http_timeout_request, x);
+    http_timeout_for(x);
+    if (x->timeout_req_ms)
+        x->req_timer = ae_timer_add(x->w->loop, (long)x->timeout_req_ms, http_timeout_request, x);
     /* The response-header clock starts once the request is sent whole, so
      * an upload's own time does not count against it. */
-    if (hdr_ms && h->end_stream)
-        x->hdr_timer = ae_timer_add(x->w->loop, (long)hdr_ms, http_timeout_header, x);
+    if (x->timeout_hdr_ms && h->end_stream)
+        x->hdr_timer = ae_timer_add(x->w->loop, (long)x->timeout_hdr_ms, http_timeout_header, x);
     return HTTP_FILTER_CONTINUE;
 }
 
@@ -77,10 +97,8 @@ static enum http_filter_rc http_timeout_data(struct http_exchange *x, int to_ups
 {
     (void)p;
     (void)len;
-    unsigned req_ms, hdr_ms;
-    http_timeout_for(x, &req_ms, &hdr_ms);
-    if (to_upstream && end_stream && hdr_ms && !x->hdr_timer && !x->resp_head_sent)
-        x->hdr_timer = ae_timer_add(x->w->loop, (long)hdr_ms, http_timeout_header, x);
+    if (to_upstream && end_stream && x->timeout_hdr_ms && !x->hdr_timer && !x->resp_head_sent)
+        x->hdr_timer = ae_timer_add(x->w->loop, (long)x->timeout_hdr_ms, http_timeout_header, x);
     return HTTP_FILTER_CONTINUE;
 }
 

@@ -401,8 +401,8 @@ static void h1_exchange_end(struct http_h1 *h)
         h->down_close = 1; /* the rest of the request's body is unread: the framing is lost */
     if (!h->keep_alive || atomic_load(&s->w->px->draining))
         h->down_close = 1;
-    if (!h->down_close && !h->idle_timer)
-        h->idle_timer = ae_timer_add(s->w->loop, (long)s->cfg->http_idle_timeout_ms, h1_idle_timeout, h);
+    if (!h->down_close && !h->idle_timer) /* the last request's Service's idle timeout, else the setting */
+        h->idle_timer = ae_timer_add(s->w->loop, (long)http_exchange_idle_ms(&h->x), h1_idle_timeout, h);
 }
 
 static long h1_idle_timeout(struct ae_loop *loop, long long id, void *data)

@@ -168,8 +168,10 @@ struct http_exchange {
     uint64_t start_ns, head_ns, end_ns; /* request head in, response head out, done */
     uint64_t req_bytes, resp_bytes;  /* body bytes each way */
 
-    /* The timeout filter's state. */
+    /* The timeout filter's state: the timeouts in force (the Service's from
+     * discovery, else the settings; http_timeout_for) and their timers. */
     long long req_timer, hdr_timer;
+    unsigned timeout_req_ms, timeout_hdr_ms, timeout_idle_ms;
 
     unsigned begun : 1, req_done : 1, resp_done : 1, resp_head_sent : 1, finished : 1;
     unsigned proxy_error : 1;        /* the proxy answered (local reply) */
@@ -212,6 +214,9 @@ void http_exchange_maybe_done(struct http_exchange *x);
 /* Cancels what the filters armed; called by the downstream side before it
  * frees an exchange (done hooks already ran, or the connection closed). */
 void http_exchange_release(struct http_exchange *x);
+/* How long the downstream connection may stay idle after this exchange:
+ * its destination Service's idle timeout, else WEFT_HTTP_IDLE_TIMEOUT_MS. */
+unsigned http_exchange_idle_ms(const struct http_exchange *x);
 
 /* Pure helpers shared by the HTTP/1 and HTTP/2 sides (proxy/http_msg.c). */
 int http_cause_status(enum http_cause c);

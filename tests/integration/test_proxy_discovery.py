@@ -44,7 +44,9 @@ METRICS = 19090
 NAMES = ["client", "b1", "b2", "impostor", "monitor", "plain", "stray"]
 IP = {n: f"198.18.0.{i + 2}" for i, n in enumerate(NAMES)}  # netns.Network hands them out in this order
 IP6 = {n: f"2001:2::{i + 2:x}" for i, n in enumerate(NAMES)}
-VIP = {"backend": "198.19.0.10", "plain": "198.19.0.11", "impostor": "198.19.0.12", "empty": "198.19.0.13"}
+VIP = {"backend": "198.19.0.10", "plain": "198.19.0.11", "impostor": "198.19.0.12", "empty": "198.19.0.13",
+       "quick": "198.19.0.14", "header": "198.19.0.15", "lax": "198.19.0.16", "idle": "198.19.0.17",
+       "steady": "198.19.0.18", "steady2": "198.19.0.19"}
 STATUS = {"weft.dev/status": "{}"}
 
 pytestmark = [
@@ -60,8 +62,9 @@ def pod_obj(name, ns, sa, annotations=None):
             "status": {"phase": "Running", "podIP": IP[name], "podIPs": [{"ip": IP[name]}, {"ip": IP6[name]}]}}
 
 
-def service_objs(name, vip, backends):
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "shop"},
+def service_objs(name, vip, backends, annotations=None):
+    svc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": name, "namespace": "shop", "annotations": annotations or {}},
            "spec": {"clusterIP": vip, "ports": [{"name": "echo", "port": 80, "targetPort": 8080}]}}
     eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
            "metadata": {"name": name + "-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": name}},
@@ -87,6 +90,15 @@ def objects(b1_allow=None):
     items += service_objs("plain", VIP["plain"], ["plain"])
     items += service_objs("impostor", VIP["impostor"], ["impostor"])
     items += service_objs("empty", VIP["empty"], [])
+    # Per-Service HTTP timeouts (test_service_timeouts_from_annotations).
+    items += service_objs("quick", VIP["quick"], ["b1", "b2"], {"weft.dev/request-timeout": "300ms"})
+    items += service_objs("header", VIP["header"], ["b1", "b2"], {"weft.dev/response-header-timeout": "200ms"})
+    items += service_objs("lax", VIP["lax"], ["b1", "b2"], {"weft.dev/request-timeout": "300 ms"})  # bad: default
+    items += service_objs("idle", VIP["idle"], ["b1", "b2"], {"weft.dev/idle-timeout": "300ms"})
+    # Without annotations: the defaults. Each used by one test only, so that test_idle_subscriptions_are_dropped
+    # sees each destination unsubscribed once.
+    items += service_objs("steady", VIP["steady"], ["b1", "b2"])
+    items += service_objs("steady2", VIP["steady2"], ["b1", "b2"])
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
@@ -379,13 +391,95 @@ def test_allow_from_change_applies_without_restart(mesh):
     assert who(monitor, IP["b1"], 8080) == ""
 
 
+def timed_get(pod, vip, path):
+    t0 = time.monotonic()
+    (got,) = http_keepalive(pod, vip, [path])
+    return got, time.monotonic() - t0
+
+
+def disc_metric(disc, name):
+    with netns.inside(disc.net.node.netns):
+        with urllib.request.urlopen(f"http://{NODE}:{disc.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in discovery's /metrics")
+
+
+def test_service_timeouts_from_annotations(mesh):
+    """weft.dev/request-timeout: 300ms on Service quick: a request its app answers after 1 s is answered 504 by
+    the client's proxy at 0.3 s and counted; the same request to Service steady (no annotation: the proxy's
+    defaults, no request timeout) is answered 200. weft.dev/response-header-timeout: 200ms on Service header:
+    504 response_header_timeout. Service lax's "300 ms" does not parse: discovery names it in the answer,
+    counts it, and the default applies (200)."""
+    client, disc = mesh["pods"]["client"], mesh["disc"]
+    req_to = r'http_upstream_errors_total\{direction="outbound",cause="request_timeout"\}'
+    hdr_to = r'http_upstream_errors_total\{direction="outbound",cause="response_header_timeout"\}'
+    before_req, before_hdr = client.metric(req_to), client.metric(hdr_to)
+    (st, body), took = timed_get(client, VIP["quick"], "/sleep/1000")
+    assert (st, body) == (504, "weft-proxy: request_timeout\n"), (st, body, client.log()[-3000:])
+    assert 0.29 < took < 0.9, took
+    assert client.metric(req_to) == before_req + 1
+    (st, body), took = timed_get(client, VIP["steady"], "/sleep/1000")
+    assert st == 200 and body.startswith("hello from b"), (st, body)
+    assert took >= 1.0, took
+    (st, body), took = timed_get(client, VIP["header"], "/sleep/1000")
+    assert (st, body) == (504, "weft-proxy: response_header_timeout\n"), (st, body)
+    assert 0.19 < took < 0.9, took
+    assert client.metric(hdr_to) == before_hdr + 1
+    # A fast answer within the short timeout is untouched.
+    (st, body), _ = timed_get(client, VIP["quick"], "/sleep/50")
+    assert st == 200, (st, body)
+    (st, body), took = timed_get(client, VIP["lax"], "/sleep/500")
+    assert st == 200 and took >= 0.5, (st, body, took)
+    assert client.metric(req_to) == before_req + 1
+    assert disc_metric(disc, "weft_discovery_annotations_ignored_total") >= 1
+    assert 'weft.dev/request-timeout ?300 ms?: expected a duration' in open(disc.log).read()  # log_clean'd
+
+
+def idle_close_after(pod, vip):
+    """One request on a keep-alive connection, then the seconds until the proxy closes it (None: open after 1.5 s)."""
+    with pod.pod.inside():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(5 * SLOW)
+        s.connect((vip, 80))
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: idle.shop\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"\n"):
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data
+        t0 = time.monotonic()
+        s.settimeout(1.5)
+        try:
+            assert s.recv(4096) == b""
+        except socket.timeout:
+            return None
+        return time.monotonic() - t0
+    finally:
+        s.close()
+
+
+def test_service_idle_timeout_from_annotation(mesh):
+    """weft.dev/idle-timeout: 300ms on Service idle: the caller's keep-alive connection is closed 0.3 s after its
+    request to it; after a request to Service steady2 it stays open (WEFT_HTTP_IDLE_TIMEOUT_MS, 75 s)."""
+    client = mesh["pods"]["client"]
+    took = idle_close_after(client, VIP["idle"])
+    assert took is not None and 0.25 < took < 1.0, took
+    assert idle_close_after(client, VIP["steady2"]) is None
+
+
 def test_idle_subscriptions_are_dropped(mesh):
     """The client's WEFT_DISCOVERY_IDLE_SECONDS is 3: unused destinations are unsubscribed, and used again later
     they are subscribed again."""
     client = mesh["pods"]["client"]
-    # backend, plain, empty, impostor, stray and b2 over IPv6 were used by the tests before
+    # backend, plain, empty, quick, header, lax, steady, idle, steady2, impostor, stray and b2 over IPv6 were used
+    # by the tests before
     assert wait_for(lambda: sample(client, "weft_proxy_discovery_subscriptions") == 1, 10)  # the own policy stays
-    assert sample(client, "weft_proxy_discovery_unsubscribes_total") == 6
+    assert sample(client, "weft_proxy_discovery_unsubscribes_total") == 12, "\n".join(l.split("msg=")[1] for l in client.log().splitlines() if "discovery subscription" in l)
     assert who(client, VIP["backend"]) in ("b1", "b2")
     assert sample(client, "weft_proxy_discovery_subscriptions") == 2
 

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fixtures.h"
 #include "reduce.h"
@@ -205,6 +206,75 @@ static void test_service_ports(void **state)
     assert_int_equal(json_array_size(json_object_get(store_get(s, REDUCE_SERVICE, "shop/hl"), "clusterIPs")), 0);
 }
 
+static void test_durations(void **state)
+{
+    (void)state;
+    unsigned long long ms;
+    static const struct {
+        const char *in;
+        unsigned long long ms;
+    } good[] = {{"0s", 0}, {"250ms", 250}, {"5s", 5000}, {"1m30s", 90000}, {"24h", 86400000ULL},
+                {"99999h", 99999ULL * 3600000}, {"1h1m1s1ms", 3661001}, {"99999h99999h99999h99999h", 4ULL * 99999 * 3600000}};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        assert_int_equal(reduce_duration_ms(good[i].in, &ms), 0);
+        assert_true(ms == good[i].ms);
+    }
+    static const char *const bad[] = {"", "5", "s", "5x", "-5s", "1.5s", "5 s", "100000s", "1h1h1h1h1h", "5S", "5us",
+                                      "5sms"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(reduce_duration_ms(bad[i], &ms), -EINVAL);
+}
+
+/* Applies svc (stolen) with one annotation: the Service is always taken in;
+ * a bad value is named in err and the reduced annotationErrors, counted. */
+static json_t *service_with(const char *key, const char *value, const char *want_err)
+{
+    json_t *svc = service("shop", "t", "10.96.0.50");
+    json_object_set_new(json_object_get(svc, "metadata"), "annotations", json_pack("{s:s}", key, value));
+    char err[1024] = "";
+    unsigned long before = store_warnings(s);
+    assert_int_equal(store_apply(s, STORE_ADDED, svc, err, sizeof err), 0);
+    json_decref(svc);
+    json_t *r = store_get(s, REDUCE_SERVICE, "shop/t");
+    assert_non_null(r);
+    if (want_err) {
+        assert_non_null(strstr(err, want_err));
+        assert_non_null(strstr(json_string_value(json_array_get(json_object_get(r, "annotationErrors"), 0)),
+                               want_err));
+        assert_int_equal(store_warnings(s), before + 1);
+        assert_null(json_object_get(r, "timeouts"));
+    } else {
+        assert_string_equal(err, "");
+        assert_null(json_object_get(r, "annotationErrors"));
+        assert_int_equal(store_warnings(s), before);
+    }
+    return json_object_get(r, "timeouts");
+}
+
+static void test_service_timeouts(void **state)
+{
+    (void)state;
+    json_t *t = service_with("weft.dev/request-timeout", "24h", NULL); /* the limit */
+    assert_int_equal(json_integer_value(json_object_get(t, "requestMs")), 86400000);
+    service_with("weft.dev/request-timeout", "24h1ms", "weft.dev/request-timeout \"24h1ms\": expected a duration "
+                 "0s-24h"); /* one past */
+    t = service_with("weft.dev/request-timeout", "0s", NULL);
+    assert_int_equal(json_integer_value(json_object_get(t, "requestMs")), 0);
+    service_with("weft.dev/response-header-timeout", "86400000ms", "\"86400000ms\""); /* 8 digits: not a Gateway API duration */
+    t = service_with("weft.dev/response-header-timeout", "1440m", NULL);
+    assert_int_equal(json_integer_value(json_object_get(t, "responseHeaderMs")), 86400000);
+    service_with("weft.dev/response-header-timeout", "1440m1ms", "weft.dev/response-header-timeout");
+    t = service_with("weft.dev/idle-timeout", "1ms", NULL);
+    assert_int_equal(json_integer_value(json_object_get(t, "idleMs")), 1);
+    service_with("weft.dev/idle-timeout", "0ms", "weft.dev/idle-timeout \"0ms\": expected a duration 1ms-24h");
+    service_with("weft.dev/idle-timeout", "soon", "the default applies");
+    /* A long value is shown cut at a character boundary, still UTF-8. */
+    char v[200] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(v, "\xc3\xa9");
+    service_with("weft.dev/request-timeout", v, "...\"");
+}
+
 static void test_slice_limits(void **state)
 {
     (void)state;
@@ -277,6 +347,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_opaque_ports_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ips_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_ports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_service_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slice_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slice_conditions, setup, teardown),
     };

@@ -379,6 +379,79 @@ static void test_app_protocol_limit(void **state)
     }
 }
 
+/* The service line with "timeouts":<t> after "opaque". */
+static char *timeouts_line(const char *t)
+{
+    char *base = service_line(9, EP_WEB1), *at = strstr(base, "\"opaque\":false,");
+    size_t n = strlen(base) + strlen(t) + 32;
+    char *s = malloc(n);
+    snprintf(s, n, "%.*s\"opaque\":false,\"timeouts\":%s,%s", (int)(at - base), base, t,
+             at + strlen("\"opaque\":false,"));
+    free(base);
+    return s;
+}
+
+static void test_parse_timeouts(void **state)
+{
+    (void)state;
+    struct dest_msg m;
+    char err[256];
+    /* None set: every one -1, the settings apply. */
+    char *line = service_line(9, EP_WEB1);
+    struct dest_answer *a = take_answer(line);
+    assert_true(a->timeouts.request_ms == -1 && a->timeouts.header_ms == -1 && a->timeouts.idle_ms == -1);
+    dest_answer_free(a);
+    free(line);
+    /* At the limit; an unknown member (a later addition) ignored. */
+    line = timeouts_line("{\"requestMs\":86400000,\"responseHeaderMs\":0,\"idleMs\":1,\"connectMs\":5}");
+    a = take_answer(line);
+    assert_true(a->timeouts.request_ms == 86400000 && a->timeouts.header_ms == 0 && a->timeouts.idle_ms == 1);
+    dest_answer_free(a);
+    free(line);
+    line = timeouts_line("{\"responseHeaderMs\":250}");
+    a = take_answer(line);
+    assert_true(a->timeouts.request_ms == -1 && a->timeouts.header_ms == 250 && a->timeouts.idle_ms == -1);
+    dest_answer_free(a);
+    free(line);
+    /* One past, below, not integers, not an object: the answer is refused whole, named. */
+    static const struct {
+        const char *t, *err;
+    } bad[] = {
+        {"{\"requestMs\":86400001}", "service.timeouts.requestMs: expected an integer 0-86400000"},
+        {"{\"responseHeaderMs\":-1}", "service.timeouts.responseHeaderMs: expected an integer 0-86400000"},
+        {"{\"idleMs\":0}", "service.timeouts.idleMs: expected an integer 1-86400000"},
+        {"{\"requestMs\":\"5s\"}", "service.timeouts.requestMs: expected an integer 0-86400000"},
+        {"{\"requestMs\":1.5}", "service.timeouts.requestMs: expected an integer 0-86400000"},
+        {"[]", "service.timeouts: expected an object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        line = timeouts_line(bad[i].t);
+        err[0] = '\0';
+        assert_int_equal(parse(line, &m, err, sizeof err), -EINVAL);
+        assert_string_equal(err, bad[i].err);
+        dest_msg_clear(&m);
+        free(line);
+    }
+    /* The store's lookup by destination. */
+    struct dest_store *st = dest_store_new();
+    struct sockaddr_storage vip, other = addr("10.96.10.11", 80);
+    struct dest_timeouts t;
+    assert_int_equal(dest_parse_addr("10.96.10.10:80", &vip), 0);
+    assert_int_equal(dest_store_timeouts(st, &vip, &t), 0);
+    assert_true(t.request_ms == -1 && t.header_ms == -1 && t.idle_ms == -1);
+    assert_int_equal(dest_store_add_pending(st, &vip, 1000), 0);
+    assert_int_equal(dest_store_timeouts(st, &vip, &t), 0); /* pending: no answer yet */
+    line = timeouts_line("{\"requestMs\":300}");
+    assert_int_equal(dest_store_apply(st, &vip, take_answer(line), 9, 1), 0);
+    assert_int_equal(dest_store_timeouts(st, &vip, &t), 1);
+    assert_true(t.request_ms == 300 && t.header_ms == -1 && t.idle_ms == -1);
+    assert_int_equal(dest_store_timeouts(st, &other, &t), 0);
+    assert_int_equal(dest_parse_addr("[fd00::1]:80", &other), 0);
+    assert_int_equal(dest_parse_addr("10.96.10.10", &other), -EINVAL);
+    dest_store_free(st);
+    free(line);
+}
+
 static void test_store_versions(void **state)
 {
     (void)state;
@@ -662,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_parse_limits),
         cmocka_unit_test(test_app_protocol_limit),
+        cmocka_unit_test(test_parse_timeouts),
         cmocka_unit_test(test_store_versions),
         cmocka_unit_test(test_store_keeps_last_good),
         cmocka_unit_test(test_store_expire_and_wants),
