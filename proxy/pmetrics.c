@@ -15,7 +15,7 @@ static const char *pm_dir_names[PM_NDIR] = {"inbound", "outbound"};
 static const char *pm_authz_names[PM_NAUTHZ] = {"none", "allowed", "denied"};
 static const char *pm_side_names[PM_NSIDE] = {"server", "client"};
 static const char *pm_refused_names[PM_NREFUSED] = {"plaintext", "other_tls"};
-static const char *pm_skip_names[PM_NSKIP] = {"opaque_port", "mesh"};
+static const char *pm_skip_names[PM_NSKIP] = {"opaque_port", "mesh", "discovery_opaque", "app_protocol"};
 /* From a client that writes at once (microseconds) to the 1 s default
  * timeout and beyond, where a slow client would be cut short. */
 static const double pm_detect_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,

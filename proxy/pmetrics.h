@@ -26,6 +26,8 @@ enum pm_refused { PM_REFUSED_PLAINTEXT, PM_REFUSED_OTHER_TLS, PM_NREFUSED };
 enum pm_skip {
     PM_SKIP_OPAQUE_PORT, /* its destination port is in WEFT_OPAQUE_PORTS */
     PM_SKIP_MESH,        /* inbound over ALPN weft/1, opaque TCP by contract */
+    PM_SKIP_DISCOVERY_OPAQUE, /* outbound: discovery marks the port opaque (weft.dev/opaque-ports) */
+    PM_SKIP_APP_PROTOCOL,     /* outbound: the Service port's appProtocol decides (http, h2c/grpc, else opaque) */
     PM_NSKIP
 };
 

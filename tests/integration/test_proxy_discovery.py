@@ -30,6 +30,7 @@ import urllib.request
 
 import pytest
 
+import kubefake
 import netns
 import procs
 from netns import Network
@@ -46,7 +47,11 @@ IP = {n: f"198.18.0.{i + 2}" for i, n in enumerate(NAMES)}  # netns.Network hand
 IP6 = {n: f"2001:2::{i + 2:x}" for i, n in enumerate(NAMES)}
 VIP = {"backend": "198.19.0.10", "plain": "198.19.0.11", "impostor": "198.19.0.12", "empty": "198.19.0.13",
        "quick": "198.19.0.14", "header": "198.19.0.15", "lax": "198.19.0.16", "idle": "198.19.0.17",
-       "steady": "198.19.0.18", "steady2": "198.19.0.19"}
+       "steady": "198.19.0.18", "steady2": "198.19.0.19",
+       "banner": "198.19.0.20", "banner-typed": "198.19.0.21", "banner-undeclared": "198.19.0.22",
+       "typed": "198.19.0.23", "typed-h2c": "198.19.0.24"}
+BANNER = 2525  # a server-speaks-first app on the plain pod (test_declared_ports_skip_detection)
+H2C = 9090     # an h2c app (h2_app.c) on the plain pod, the same test
 STATUS = {"weft.dev/status": "{}"}
 
 pytestmark = [
@@ -62,13 +67,16 @@ def pod_obj(name, ns, sa, annotations=None):
             "status": {"phase": "Running", "podIP": IP[name], "podIPs": [{"ip": IP[name]}, {"ip": IP6[name]}]}}
 
 
-def service_objs(name, vip, backends, annotations=None):
+def service_objs(name, vip, backends, annotations=None, port=80, target=8080, app_protocol=None):
+    sport = {"name": "echo", "port": port, "targetPort": target}
+    if app_protocol:
+        sport["appProtocol"] = app_protocol
     svc = {"apiVersion": "v1", "kind": "Service",
            "metadata": {"name": name, "namespace": "shop", "annotations": annotations or {}},
-           "spec": {"clusterIP": vip, "ports": [{"name": "echo", "port": 80, "targetPort": 8080}]}}
+           "spec": {"clusterIP": vip, "ports": [sport]}}
     eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
            "metadata": {"name": name + "-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": name}},
-           "addressType": "IPv4", "ports": [{"name": "echo", "port": 8080, "protocol": "TCP"}],
+           "addressType": "IPv4", "ports": [{"name": "echo", "port": target, "protocol": "TCP"}],
            "endpoints": [{"addresses": [IP[b]], "conditions": {"ready": True},
                           "targetRef": {"kind": "Pod", "namespace": "shop", "name": b}} for b in backends]}
     return [svc, eps]
@@ -99,6 +107,12 @@ def objects(b1_allow=None):
     # sees each destination unsubscribed once.
     items += service_objs("steady", VIP["steady"], ["b1", "b2"])
     items += service_objs("steady2", VIP["steady2"], ["b1", "b2"])
+    # A server-speaks-first app behind three Services: opaque by annotation, by appProtocol, and undeclared.
+    items += service_objs("banner", VIP["banner"], ["plain"], {"weft.dev/opaque-ports": str(BANNER)}, BANNER, BANNER)
+    items += service_objs("banner-typed", VIP["banner-typed"], ["plain"], None, BANNER, BANNER, "example.com/banner")
+    items += service_objs("banner-undeclared", VIP["banner-undeclared"], ["plain"], None, BANNER, BANNER)
+    items += service_objs("typed", VIP["typed"], ["b1", "b2"], None, 80, 8080, "http")
+    items += service_objs("typed-h2c", VIP["typed-h2c"], ["plain"], None, 80, H2C, "kubernetes.io/h2c")
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
@@ -482,6 +496,90 @@ def test_idle_subscriptions_are_dropped(mesh):
     assert sample(client, "weft_proxy_discovery_unsubscribes_total") == 12, "\n".join(l.split("msg=")[1] for l in client.log().splitlines() if "discovery subscription" in l)
     assert who(client, VIP["backend"]) in ("b1", "b2")
     assert sample(client, "weft_proxy_discovery_subscriptions") == 2
+
+
+BANNER_APP = """
+import socket, sys
+srv = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    c, _ = srv.accept()
+    c.sendall(b"220 weft banner\\r\\n")
+    c.close()
+"""
+
+
+def banner_time(pod, vip):
+    """Connect to vip:BANNER from the pod's app and read the server's banner: (banner, seconds from connect)."""
+    with pod.pod.inside():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(5 * SLOW)
+        s.connect((vip, BANNER))
+        t0 = time.monotonic()
+        got = recv_all(s)
+        return got, time.monotonic() - t0
+    finally:
+        s.close()
+
+
+def test_declared_ports_skip_detection(mesh):
+    """A server-speaks-first app (it sends a banner, the client nothing): behind a Service port discovery marks
+    opaque (weft.dev/opaque-ports), or with an appProtocol that is not HTTP, the client's proxy relays at once,
+    counted as skipped (reason discovery_opaque, app_protocol), so the banner comes well under the 1 s detect
+    timeout once the proxy holds the answer (the first connection, which brings it, detects as before); the same
+    port undeclared waits WEFT_DETECT_TIMEOUT_MS every time. appProtocol http is HTTP/1 without detection."""
+    client, plain = mesh["pods"]["client"], mesh["pods"]["plain"]
+    app = plain.popen([sys.executable, "-c", BANNER_APP, str(BANNER)], stderr=subprocess.DEVNULL)
+    assert app.stdout.readline().strip() == b"ready"
+    skipped = 'weft_proxy_protocol_detection_skipped_total{direction="outbound",reason="%s"}'
+    timeouts = 'weft_proxy_protocol_detections_total{direction="outbound",result="timeout"}'
+    before = {r: sample(client, skipped % r) for r in ("discovery_opaque", "app_protocol")}
+    t_before = sample(client, timeouts)
+    for vip, reason in ((VIP["banner"], "discovery_opaque"), (VIP["banner-typed"], "app_protocol")):
+        got, t = banner_time(client, vip)  # no answer held yet: detected, a timeout, then the answer's dial
+        assert got == b"220 weft banner\r\n" and t >= 0.95, (got, t, client.log()[-3000:])
+        t_before += 1
+        took = []
+        for _ in range(5):
+            got, t = banner_time(client, vip)
+            assert got == b"220 weft banner\r\n", (got, client.log()[-3000:])
+            took.append(t)
+        print(f"{reason}: banner after {', '.join(f'{t * 1000:.1f}' for t in took)} ms")
+        assert max(took) < 0.5, took  # the detect timeout is 1 s
+        assert sample(client, skipped % reason) == before[reason] + 5
+    assert sample(client, timeouts) == t_before
+    got, t = banner_time(client, VIP["banner-undeclared"])
+    assert got == b"220 weft banner\r\n" and t >= 0.95, (got, t)
+    assert sample(client, timeouts) == t_before + 1
+    # appProtocol http: HTTP/1 from the start, terminated and counted as a request.
+    http1 = 'weft_proxy_protocol_detections_total{direction="outbound",result="http1"}'
+    assert http_keepalive(client, VIP["typed"], ["/warm"])[0][0] == 200  # detected: no answer held yet
+    h1_before, ap_before = sample(client, http1), sample(client, skipped % "app_protocol")
+    got = http_keepalive(client, VIP["typed"], ["/a", "/b"])
+    assert [st for st, _ in got] == [200, 200], got
+    assert sample(client, http1) == h1_before
+    assert sample(client, skipped % "app_protocol") == ap_before + 1
+    assert client.metric(r'http_requests_total\{direction="outbound",dst="198\.19\.0\.23:80"') == 3
+    # appProtocol kubernetes.io/h2c: HTTP/2 from the start (curl with prior knowledge), h2c to the plain endpoint.
+    h2app = os.path.join(mesh["work"], "h2_app")
+    kubefake.build_c(os.path.join(os.path.dirname(os.path.abspath(__file__)), "h2_app.c"), h2app, part="proxy")
+    h2log = os.path.join(mesh["work"], "h2app.log")
+    open(h2log, "w").close()
+    h2 = plain.popen([h2app, "plain", str(H2C), h2log], stderr=subprocess.DEVNULL)
+    assert h2.stdout.readline().strip() == b"ready"
+    det_h2 = 'weft_proxy_protocol_detections_total{direction="outbound",result="h2"}'
+
+    def h2c(path):
+        return client.pod.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10",
+                               f"http://{VIP['typed-h2c']}{path}"], check=False, timeout=20)
+
+    assert h2c("/warm").stdout == "h2 plain path=/warm weft-proto=-\n"  # detected: no answer held yet
+    h2_before, ap_before = sample(client, det_h2), sample(client, skipped % "app_protocol")
+    r = h2c("/over-h2")
+    assert r.stdout == "h2 plain path=/over-h2 weft-proto=-\n", (r.stdout, r.stderr, client.log()[-3000:])
+    assert sample(client, det_h2) == h2_before
+    assert sample(client, skipped % "app_protocol") == ap_before + 1
 
 
 def test_discovery_down_keeps_last_answers_then_reconnects(mesh):
