@@ -64,7 +64,9 @@ static void serve_usage(FILE *f)
             "  --kubernetes               list and watch them on the API server (in-cluster service account)\n"
             "  --api-server HOST:PORT     with --kubernetes: this API server instead, with --api-ca and --api-token\n"
             "  --api-ca FILE, --api-token FILE\n"
-            "  --no-gateway-api           do not watch HTTPRoutes, GRPCRoutes and ReferenceGrants (no CRDs)\n"
+            "  --no-gateway-api           do not watch HTTPRoutes, GRPCRoutes and ReferenceGrants at all\n"
+            "  --crd-recheck-ms N         list a Gateway API resource whose CRD is not installed again after\n"
+            "                             this long, jittered by a quarter (default 30000, 100-3600000)\n"
             "  --trust-domain TD          the SPIFFE trust domain clients must belong to\n"
             "  --cert FILE, --key FILE    the server's certificate chain and key (PEM), re-read when they change\n"
             "  --trust-bundle FILE        CAs a proxy's certificate must chain to\n"
@@ -83,7 +85,7 @@ struct serve_opts {
     const char *objects, *api_server, *api_ca, *api_token, *trust_domain, *cert, *key, *bundle, *config;
     const char *listen, *metrics_listen;
     int kubernetes, routes;
-    long max_subs, max_msg, max_conns, ping_interval, ping_timeout;
+    long max_subs, max_msg, max_conns, ping_interval, ping_timeout, crd_recheck;
 };
 
 static int serve_num(const char *flag, const char *v, long min, long max, long *out)
@@ -102,7 +104,8 @@ static int serve_num(const char *flag, const char *v, long min, long max, long *
 static int serve_flags(int argc, char **argv, struct serve_opts *o)
 {
     enum { F_OBJECTS = 256, F_K8S, F_API, F_API_CA, F_API_TOKEN, F_NO_ROUTES, F_TD, F_CERT, F_KEY, F_BUNDLE,
-           F_CONFIG, F_LISTEN, F_METRICS, F_SUBS, F_MSG, F_CONNS, F_PING, F_PING_TIMEOUT, F_LOG, F_HELP };
+           F_CONFIG, F_LISTEN, F_METRICS, F_SUBS, F_MSG, F_CONNS, F_PING, F_PING_TIMEOUT, F_CRD_RECHECK, F_LOG,
+           F_HELP };
     static const struct option flags[] = {
         {"objects", required_argument, NULL, F_OBJECTS}, {"kubernetes", no_argument, NULL, F_K8S},
         {"api-server", required_argument, NULL, F_API}, {"api-ca", required_argument, NULL, F_API_CA},
@@ -116,6 +119,7 @@ static int serve_flags(int argc, char **argv, struct serve_opts *o)
         {"max-connections", required_argument, NULL, F_CONNS}, {"log-level", required_argument, NULL, F_LOG},
         {"ping-interval-ms", required_argument, NULL, F_PING},
         {"ping-timeout-ms", required_argument, NULL, F_PING_TIMEOUT},
+        {"crd-recheck-ms", required_argument, NULL, F_CRD_RECHECK},
         {"help", no_argument, NULL, F_HELP}, {NULL, 0, NULL, 0},
     };
     int c;
@@ -145,6 +149,10 @@ static int serve_flags(int argc, char **argv, struct serve_opts *o)
             break;
         case F_PING_TIMEOUT:
             if (serve_num("--ping-timeout-ms", optarg, 100, 600000, &o->ping_timeout) < 0)
+                return -EINVAL;
+            break;
+        case F_CRD_RECHECK:
+            if (serve_num("--crd-recheck-ms", optarg, 100, 3600000, &o->crd_recheck) < 0)
                 return -EINVAL;
             break;
         case F_LOG:
@@ -316,7 +324,7 @@ int serve_main(int argc, char **argv)
 {
     struct serve_opts o = {.routes = 1, .listen = "[::]:8445", .metrics_listen = "[::]:9090", .max_subs = 1000,
                            .max_msg = PROTO_MAX_MESSAGE, .max_conns = 4096,
-                           .ping_interval = 30000, .ping_timeout = 10000};
+                           .ping_interval = 30000, .ping_timeout = 10000, .crd_recheck = 30000};
     struct serve sv;
     char err[1024], host[256], port[8];
     json_t *mesh = NULL, *values = NULL;
@@ -373,7 +381,7 @@ int serve_main(int argc, char **argv)
                              .handshake_ms = 10000, .coalesce_ms = 20, .ping_interval_ms = (int)o.ping_interval,
                              .ping_timeout_ms = (int)o.ping_timeout};
     if (!sv.source)
-        sv.source = source_k8s_new(sv.loop, sv.client, o.routes, serve_changed, &sv);
+        sv.source = source_k8s_new(sv.loop, sv.client, o.routes, (int)o.crd_recheck, serve_changed, &sv);
     sv.server = server_new(sv.loop, &so, source_store(sv.source), err, sizeof err);
     if (!sv.server) {
         fprintf(stderr, "weft-discovery: %s\n", err);

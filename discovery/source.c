@@ -24,17 +24,20 @@
 #define SOURCE_DIR_DEBOUNCE_MS 50
 #define SOURCE_DIR_CHECK_MS 2000
 
+/* crd: served only once its CustomResourceDefinition is installed; a 404
+ * on its list is "not installed", not an error (K8S_WATCH_ABSENT). */
 static const struct {
     const char *path, *name;
     enum reduce_kind kind;
+    int crd;
 } source_resources[] = {
-    {"/api/v1/namespaces", "namespaces", REDUCE_NAMESPACE},
-    {"/api/v1/services", "services", REDUCE_SERVICE},
-    {"/apis/discovery.k8s.io/v1/endpointslices", "endpointslices", REDUCE_SLICE},
-    {"/api/v1/pods", "pods", REDUCE_POD},
-    {"/apis/gateway.networking.k8s.io/v1/httproutes", "httproutes", REDUCE_HTTPROUTE},
-    {"/apis/gateway.networking.k8s.io/v1/grpcroutes", "grpcroutes", REDUCE_GRPCROUTE},
-    {"/apis/gateway.networking.k8s.io/v1beta1/referencegrants", "referencegrants", REDUCE_REFGRANT},
+    {"/api/v1/namespaces", "namespaces", REDUCE_NAMESPACE, 0},
+    {"/api/v1/services", "services", REDUCE_SERVICE, 0},
+    {"/apis/discovery.k8s.io/v1/endpointslices", "endpointslices", REDUCE_SLICE, 0},
+    {"/api/v1/pods", "pods", REDUCE_POD, 0},
+    {"/apis/gateway.networking.k8s.io/v1/httproutes", "httproutes", REDUCE_HTTPROUTE, 1},
+    {"/apis/gateway.networking.k8s.io/v1/grpcroutes", "grpcroutes", REDUCE_GRPCROUTE, 1},
+    {"/apis/gateway.networking.k8s.io/v1beta1/referencegrants", "referencegrants", REDUCE_REFGRANT, 1},
 };
 #define SOURCE_RESOURCES (sizeof source_resources / sizeof *source_resources)
 
@@ -73,6 +76,7 @@ struct source {
     pthread_cond_t room;
     struct source_item *head, *tail;
     size_t queued;
+    int crd_recheck_ms;
     /* directory */
     char *dir;
     int ifd;
@@ -281,7 +285,8 @@ static void source_on_watch(void *arg, enum k8s_watch_kind kind, json_t *obj, co
 static void *source_watch_thread(void *arg)
 {
     struct source_watch *w = arg;
-    struct k8s_watch_opts o = {.path = source_resources[w->res].path, .max_event = STORE_MAX_EVENT_BYTES};
+    struct k8s_watch_opts o = {.path = source_resources[w->res].path, .max_event = STORE_MAX_EVENT_BYTES,
+                               .absent_recheck_ms = source_resources[w->res].crd ? w->src->crd_recheck_ms : 0};
     k8s_watch_run(w->src->client, &o, source_on_watch, w, &w->src->stop, &w->stats);
     return NULL;
 }
@@ -311,8 +316,11 @@ static void source_resync(struct source *s, struct source_watch *w)
         if (s->w[r].on && !atomic_load(&s->w[r].synced))
             all = 0;
     if (all && !atomic_load(&s->ready)) {
+        size_t absent = 0;
+        for (size_t r = 0; r < SOURCE_RESOURCES; r++)
+            absent += s->w[r].on && atomic_load(&s->w[r].stats.absent);
         atomic_store(&s->ready, 1);
-        log_info("every watched resource listed: ready", "resources=%zu", SOURCE_RESOURCES);
+        log_info("every watched resource listed: ready", "resources=%zu not_installed=%zu", SOURCE_RESOURCES, absent);
     }
 }
 
@@ -340,6 +348,13 @@ void source_drain(struct source *s)
             w->seen = json_object();
             break;
         case K8S_WATCH_SYNCED:
+            source_resync(s, w);
+            break;
+        case K8S_WATCH_ABSENT:
+            /* Not installed: a list of nothing. What the store held of it
+             * (its CRD deleted) goes, and it counts as listed for /readyz. */
+            json_decref(w->seen);
+            w->seen = json_object();
             source_resync(s, w);
             break;
         case K8S_WATCH_BOOKMARK:
@@ -372,11 +387,12 @@ void source_drain(struct source *s)
     }
 }
 
-struct source *source_k8s_new(struct ae_loop *loop, struct k8s_client *client, int routes, source_changed_fn *fn,
-                              void *arg)
+struct source *source_k8s_new(struct ae_loop *loop, struct k8s_client *client, int routes, int crd_recheck_ms,
+                              source_changed_fn *fn, void *arg)
 {
     struct source *s = xcalloc(1, sizeof *s);
     s->loop = loop;
+    s->crd_recheck_ms = crd_recheck_ms;
     s->fn = fn;
     s->arg = arg;
     s->client = client;
@@ -391,8 +407,7 @@ struct source *source_k8s_new(struct ae_loop *loop, struct k8s_client *client, i
         struct source_watch *w = &s->w[r];
         w->src = s;
         w->res = (int)r;
-        if (!routes && (source_resources[r].kind == REDUCE_HTTPROUTE || source_resources[r].kind == REDUCE_GRPCROUTE ||
-                        source_resources[r].kind == REDUCE_REFGRANT))
+        if (!routes && source_resources[r].crd)
             continue;
         w->on = 1;
         pthread_create(&w->tid, NULL, source_watch_thread, w);
@@ -462,6 +477,8 @@ void source_metrics(struct source *s, struct buf *out)
         {"weft_discovery_watch_bookmarks_total", "counter", "BOOKMARK events received, by resource."},
         {"weft_discovery_watch_gone_total", "counter", "410 Gone answers that forced a new list, by resource."},
         {"weft_discovery_watch_errors_total", "counter", "Failed lists or watches followed by a backoff, by resource."},
+        {"weft_discovery_resource_installed", "gauge",
+         "0 while the resource's last list answered 404 (its CRD not installed; listed again periodically), else 1."},
     };
     for (size_t m = 0; m < sizeof series / sizeof *series; m++) {
         metrics_header(out, series[m].name, series[m].type, series[m].help);
@@ -477,7 +494,8 @@ void source_metrics(struct source *s, struct buf *out)
             case 3: v = (double)atomic_load(&st->events); break;
             case 4: v = (double)atomic_load(&st->bookmarks); break;
             case 5: v = (double)atomic_load(&st->gone); break;
-            default: v = (double)atomic_load(&st->errors); break;
+            case 6: v = (double)atomic_load(&st->errors); break;
+            default: v = !atomic_load(&st->absent); break;
             }
             char labels[64];
             snprintf(labels, sizeof labels, "resource=\"%s\"", source_resources[r].name);

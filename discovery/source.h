@@ -26,9 +26,11 @@ typedef void source_changed_fn(void *arg, struct store *store, uint64_t received
 struct source *source_dir_new(struct ae_loop *loop, const char *dir, source_changed_fn *fn, void *arg, char *err,
                               size_t errlen);
 /* Starts the watch threads on client (borrowed; outlives the source).
- * routes: also HTTPRoutes and GRPCRoutes (their CRDs are installed). */
-struct source *source_k8s_new(struct ae_loop *loop, struct k8s_client *client, int routes, source_changed_fn *fn,
-                              void *arg);
+ * routes: also HTTPRoutes, GRPCRoutes and ReferenceGrants; while one of
+ * their CRDs is not installed (a 404) it counts as listed and empty, and it
+ * is listed again every crd_recheck_ms (jittered) until it is. */
+struct source *source_k8s_new(struct ae_loop *loop, struct k8s_client *client, int routes, int crd_recheck_ms,
+                              source_changed_fn *fn, void *arg);
 /* Stops the threads (within a fraction of a second) and frees everything. */
 void source_free(struct source *s);
 /* Call from the loop's wakeup callback: applies what the watch threads queued. */

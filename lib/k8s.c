@@ -862,6 +862,15 @@ uint32_t k8s_backoff_next(struct k8s_backoff *b)
     return delay;
 }
 
+uint32_t k8s_recheck_delay(struct k8s_backoff *b, uint32_t base_ms)
+{
+    b->rng ^= b->rng << 13;
+    b->rng ^= b->rng >> 7;
+    b->rng ^= b->rng << 17;
+    uint32_t lo = base_ms - base_ms / 4, span = base_ms / 2;
+    return lo + (uint32_t)(b->rng % ((uint64_t)span + 1));
+}
+
 double k8s_watch_staleness_seconds(const struct k8s_watch_stats *st, uint64_t now)
 {
     if (atomic_load(&st->connected))
@@ -961,6 +970,7 @@ enum k8s_step {
     K8S_STEP_AGAIN,   /* watch again from rv now */
     K8S_STEP_RELIST,  /* 410: list now */
     K8S_STEP_BACKOFF, /* a failure: wait, then go on */
+    K8S_STEP_ABSENT,  /* the list answered 404 (absent_recheck_ms set): list again later */
     K8S_STEP_STOP,
 };
 
@@ -997,6 +1007,12 @@ static enum k8s_step k8s_watch_list(struct k8s_watcher *w)
             json_decref(resp);
             atomic_fetch_add(&w->st->gone, 1);
             step = K8S_STEP_RELIST;
+            goto out;
+        }
+        if (status == 404 && w->o.absent_recheck_ms) {
+            /* Not served: for a CRD's resource, not installed (yet). */
+            json_decref(resp);
+            step = K8S_STEP_ABSENT;
             goto out;
         }
         json_t *items = json_object_get(resp, "items");
@@ -1195,6 +1211,8 @@ static enum k8s_step k8s_watch_stream(struct k8s_watcher *w, uint64_t *opened_ms
             if (resp.status == 410) {
                 atomic_fetch_add(&w->st->gone, 1);
                 step = K8S_STEP_RELIST;
+            } else if (resp.status == 404 && w->o.absent_recheck_ms) {
+                step = K8S_STEP_RELIST; /* the CRD went: the list says whether the resource is still served */
             }
             goto out;
         }
@@ -1277,6 +1295,8 @@ int k8s_watch_run(struct k8s_client *c, const struct k8s_watch_opts *opts, k8s_w
             listed = step == K8S_STEP_AGAIN;
             if (listed)
                 log_info("k8s list done", "path=%s resourceVersion=%s", w.o.path, w.rv);
+            if (listed && atomic_exchange(&st->absent, 0))
+                log_info("k8s resource now served (its CRD was installed): watching it", "path=%s", w.o.path);
         } else {
             step = k8s_watch_stream(&w, &opened);
             if (opened && clock_mono_ms() - opened >= (uint64_t)w.o.healthy_ms)
@@ -1285,6 +1305,21 @@ int k8s_watch_run(struct k8s_client *c, const struct k8s_watch_opts *opts, k8s_w
         if (step == K8S_STEP_RELIST) {
             log_info("k8s watch: resourceVersion gone, listing again", "path=%s error=\"%s\"", w.o.path, w.err);
             listed = 0;
+        } else if (step == K8S_STEP_ABSENT) {
+            uint32_t d = k8s_recheck_delay(&b, (uint32_t)w.o.absent_recheck_ms);
+            atomic_fetch_add(&st->absent_checks, 1);
+            atomic_store(&st->last_ok_ms, clock_mono_ms()); /* known absent as of now */
+            if (!atomic_exchange(&st->absent, 1))
+                log_warn("k8s resource not served (404): its CRD is not installed; going on without it, "
+                         "checking again periodically",
+                         "path=%s recheck_ms=%d", w.o.path, w.o.absent_recheck_ms);
+            w.fn(w.arg, K8S_WATCH_ABSENT, NULL, "");
+            w.rv[0] = '\0';
+            listed = 0;
+            k8s_backoff_reset(&b);
+            if (k8s_watch_sleep(stop, d))
+                break;
+            step = K8S_STEP_RELIST;
         } else if (step == K8S_STEP_BACKOFF) {
             uint32_t d = k8s_backoff_next(&b);
             atomic_fetch_add(&st->errors, 1);

@@ -129,7 +129,14 @@ int k8s_read_token(const char *path, char **out, char *err, size_t errlen);
  * Objects are handed to fn on the calling thread, in order. Each list starts
  * with K8S_WATCH_RESET and ends with K8S_WATCH_SYNCED: an object the caller
  * holds but did not get between the two was deleted while we were not
- * watching (client-go's Replace). */
+ * watching (client-go's Replace).
+ *
+ * With absent_recheck_ms set, a 404 on the list means the resource is not
+ * served at all (a CustomResourceDefinition not installed, as istiod reads
+ * it): fn gets K8S_WATCH_ABSENT (the caller holds none of that resource and
+ * counts it as listed), the transition is logged once, and the list is tried
+ * again after a jittered k8s_recheck_delay, so a CRD installed later is
+ * watched with no restart. A 404 on a watch (the CRD deleted) lists again. */
 enum k8s_watch_kind {
     K8S_WATCH_RESET,    /* a list begins; object NULL */
     K8S_WATCH_ADDED,    /* list items arrive as ADDED too */
@@ -137,6 +144,7 @@ enum k8s_watch_kind {
     K8S_WATCH_DELETED,
     K8S_WATCH_BOOKMARK, /* object: the bookmark (only metadata.resourceVersion is meaningful) */
     K8S_WATCH_SYNCED,   /* the list is complete; object NULL */
+    K8S_WATCH_ABSENT,   /* with absent_recheck_ms: the list answered 404, the resource is not served; object NULL */
 };
 
 /* object is borrowed; it has kind and apiVersion even for list items (the
@@ -156,6 +164,7 @@ struct k8s_watch_opts {
     int healthy_ms;         /* 0: 60000; a watch open this long resets the backoff */
     int timeout_min_s;      /* 0: 300; timeoutSeconds is drawn from [min, 2 min) as client-go does */
     int idle_ms;            /* 0: timeoutSeconds + 30 s; no byte for this long is a failure */
+    int absent_recheck_ms;  /* 0: a 404 is a failure like any other; else see K8S_WATCH_ABSENT */
 };
 
 /* Counters and state any thread may read while the watch runs. */
@@ -171,6 +180,8 @@ struct k8s_watch_stats {
     atomic_uint_fast64_t errors;        /* failures followed by a backoff */
     atomic_uint_fast64_t oversize;      /* events over max_event (counted in errors too) */
     atomic_uint_fast64_t last_backoff_ms;
+    atomic_int absent;                  /* the last list answered 404: the resource is not served */
+    atomic_uint_fast64_t absent_checks; /* lists that answered 404 */
     char last_error[256];               /* written under no lock: for logs of this thread only */
 };
 
@@ -194,6 +205,10 @@ struct k8s_backoff {
 void k8s_backoff_init(struct k8s_backoff *b, uint32_t initial_ms, uint32_t max_ms, uint64_t seed);
 uint32_t k8s_backoff_next(struct k8s_backoff *b);
 void k8s_backoff_reset(struct k8s_backoff *b);
+/* The wait before listing an absent resource again: drawn uniformly from
+ * [3/4, 5/4] of base_ms with b's generator, so a fleet of replicas does not
+ * poll the API server in step. */
+uint32_t k8s_recheck_delay(struct k8s_backoff *b, uint32_t base_ms);
 
 /* Splits one complete watch event line into its type and object (a new
  * reference) and the object's metadata.resourceVersion (borrowed from it).

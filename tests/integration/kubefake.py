@@ -167,6 +167,16 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not self._authorized():
             return
+        if self.command == "GET" and path in fake.absent:
+            # What kube-apiserver answers for a resource no API group serves
+            # (a CRD not installed): a plain-text 404, no Status object.
+            data = b"404 page not found\n"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if self.command == "GET" and path in RESOURCES:
             return self._collection(path)
         if self.command == "GET" and path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
@@ -496,6 +506,7 @@ class KubeFake:
         self.stopping = False
         self.list_fail_code = 0    # answer lists (only) with this Status
         self.watch_fail_code = 0   # answer watches (only) with this Status
+        self.absent = set()        # collection paths not served (their CRD not installed): 404
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cert, key)
@@ -561,6 +572,19 @@ class KubeFake:
             self.history.append((self.rv, path, "DELETED", obj))
             self.cond.notify_all()
             return self.rv
+
+    def uninstall(self, path):
+        """As deleting a resource's CRD does: its objects are DELETED, its open
+        watches end, and from then on it is not served (404) until
+        self.absent.discard(path)."""
+        with self.cond:
+            keys = [k[1] for k in self.objects if k[0] == path]
+        for key in keys:
+            self.delete(path, key)
+        with self.cond:
+            self.absent.add(path)
+            self.end_epoch += 1
+            self.cond.notify_all()
 
     def compact(self):
         """Forgets history up to now, as etcd's compaction does: watches from

@@ -794,6 +794,111 @@ def test_kubernetes_source_reference_grant(certs, tmp_path):
         fake.stop() if fake.thread.is_alive() else None
 
 
+GATEWAY_API = ("/apis/gateway.networking.k8s.io/v1/httproutes", "/apis/gateway.networking.k8s.io/v1/grpcroutes",
+               "/apis/gateway.networking.k8s.io/v1beta1/referencegrants")
+ROUTE = {"metadata": {"name": "api", "namespace": "shop", "creationTimestamp": "2026-01-01T00:00:00Z"},
+         "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "api"}],
+                  "rules": [{"backendRefs": [{"name": "api", "port": 80}]}]}}
+RECHECK_MS = 500
+
+
+def test_kubernetes_source_without_gateway_api_crds(certs, tmp_path):
+    """The Gateway API CRDs not installed (kube-apiserver's plain 404 on
+    their lists): ready at once, serving Services without routes, each
+    resource logged once and shown as not installed, not as a watch error.
+    Installed later, the next check (--crd-recheck-ms, jittered by a
+    quarter) watches them and the route is pushed with no restart; the CRD
+    deleted again (its objects DELETED, its watch ended, then 404) takes
+    the route away and the resource back to not installed."""
+    ca, crt, key = kubefake.make_tls(str(tmp_path))
+    token = tmp_path / "token"
+    token.write_text("discovery-token\n")
+    fake = kubefake.KubeFake(crt, key).start()
+    fake.absent.update(GATEWAY_API)
+    d = None
+    try:
+        fake.put("/api/v1/namespaces", {"metadata": {"name": "shop"}})
+        fake.put("/api/v1/services", SVC)
+        fake.put("/apis/discovery.k8s.io/v1/endpointslices", slice_of("10.1.5.1"))
+        t0 = time.monotonic()
+        d = Discovery(certs, str(tmp_path), ["--kubernetes", "--api-server", f"127.0.0.1:{fake.port}", "--api-ca",
+                                             ca, "--api-token", str(token), "--crd-recheck-ms", str(RECHECK_MS)])
+        assert time.monotonic() - t0 < 5  # no backoff behind readiness
+        s = Stream(d, certs)
+        try:
+            a = s.subscribe("destination:10.96.50.5:80")
+            assert [e["address"] for e in a["answer"]["service"]["endpoints"]] == ["10.1.5.1"], a
+            assert not a["answer"]["service"].get("httpRoutes"), a
+            with fake.lock:
+                n0 = sum(1 for r in fake.requests if r["path"].startswith(GATEWAY_API[0] + "?"))
+            t1 = time.monotonic()
+            time.sleep(3)
+            with fake.lock:
+                n1 = sum(1 for r in fake.requests if r["path"].startswith(GATEWAY_API[0] + "?"))
+            secs = time.monotonic() - t1
+            # Rechecked every 375-625 ms: bounded both ways, not a retry storm, not never.
+            assert secs / 0.625 - 1 <= n1 - n0 <= secs / 0.375 + 1, (n0, n1, secs)
+            m = d.metrics()
+            for res in ("httproutes", "grpcroutes", "referencegrants"):
+                assert m['weft_discovery_resource_installed{resource="%s"}' % res] == 0, m
+                assert m['weft_discovery_watch_errors_total{resource="%s"}' % res] == 0, m
+                assert m['weft_discovery_watch_staleness_seconds{resource="%s"}' % res] < 1, m
+            assert m['weft_discovery_resource_installed{resource="services"}'] == 1
+            log = open(d.log).read()
+            for path in GATEWAY_API:
+                lines = [l for l in log.splitlines() if "not served (404)" in l and path in l]
+                assert len(lines) == 1, (path, lines)
+            # The CRDs installed, and a route for the Service.
+            fake.absent.clear()
+            fake.put(GATEWAY_API[0], ROUTE)
+            b = s.next(timeout=RECHECK_MS * 1.25 / 1000 + 5)
+            assert b["version"] > a["version"]
+            assert [r["name"] for r in b["answer"]["service"]["httpRoutes"]] == ["api"], b
+            end = time.monotonic() + 5
+            while any(d.metric('weft_discovery_resource_installed{resource="%s"}' % res) != 1
+                      for res in ("httproutes", "grpcroutes", "referencegrants")):
+                assert time.monotonic() < end
+                time.sleep(0.05)
+            m = d.metrics()
+            assert m['weft_discovery_watch_errors_total{resource="httproutes"}'] == 0, m
+            assert "now served" in open(d.log).read()
+            # The HTTPRoute CRD deleted again.
+            fake.uninstall(GATEWAY_API[0])
+            c = s.next(timeout=10)
+            assert not c["answer"]["service"].get("httpRoutes"), c
+            end = time.monotonic() + 10
+            while d.metric('weft_discovery_resource_installed{resource="httproutes"}') != 0:
+                assert time.monotonic() < end
+                time.sleep(0.05)
+            assert d.get("/readyz")[0] == 200
+        finally:
+            s.close()
+    finally:
+        if d:
+            d.stop()
+        fake.stop() if fake.thread.is_alive() else None
+
+
+def test_kubernetes_source_no_gateway_api_flag(certs, tmp_path):
+    """--no-gateway-api still watches no Gateway API resource at all."""
+    ca, crt, key = kubefake.make_tls(str(tmp_path))
+    token = tmp_path / "token"
+    token.write_text("discovery-token\n")
+    fake = kubefake.KubeFake(crt, key).start()
+    fake.absent.update(GATEWAY_API)
+    d = None
+    try:
+        d = Discovery(certs, str(tmp_path), ["--kubernetes", "--api-server", f"127.0.0.1:{fake.port}", "--api-ca",
+                                             ca, "--api-token", str(token), "--no-gateway-api"])
+        assert "httproutes" not in d.get("/metrics")[1]
+        with fake.lock:
+            assert not [r for r in fake.requests if r["path"].startswith("/apis/gateway.networking.k8s.io/")]
+    finally:
+        if d:
+            d.stop()
+        fake.stop() if fake.thread.is_alive() else None
+
+
 PING_INTERVAL_MS = 100  # the flag's lower limit
 PING_TIMEOUT_MS = 1000
 
@@ -876,6 +981,8 @@ def test_bad_flags(certs, tmp_path):
         (["--objects", str(tmp_path), "--ping-timeout-ms", "99"], '--ping-timeout-ms "99": expected an integer 100-600000'),
         (["--objects", str(tmp_path), "--ping-timeout-ms", "600001"], '--ping-timeout-ms "600001": expected an integer 100-600000'),
         (["--objects", str(tmp_path), "--ping-timeout-ms", "10s"], '--ping-timeout-ms "10s": expected an integer 100-600000'),
+        (["--objects", str(tmp_path), "--crd-recheck-ms", "99"], '--crd-recheck-ms "99": expected an integer 100-3600000'),
+        (["--objects", str(tmp_path), "--crd-recheck-ms", "3600001"], '--crd-recheck-ms "3600001": expected an integer 100-3600000'),
     ]
     for args, msg in cases:
         p = subprocess.run(base + args, capture_output=True, text=True, timeout=30)

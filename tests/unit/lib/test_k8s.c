@@ -313,6 +313,25 @@ static void test_client_errors(void **state)
     assert_non_null(strstr(err, "not running in a Kubernetes cluster"));
 }
 
+/* The recheck of a resource that is not installed: within [3/4, 5/4] of
+ * the base, both ends reached in spirit (spread over the range), never out. */
+static void test_recheck_delay(void **state)
+{
+    (void)state;
+    struct k8s_backoff b;
+    k8s_backoff_init(&b, 800, 30000, 42);
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (int i = 0; i < 10000; i++) {
+        uint32_t v = k8s_recheck_delay(&b, 30000);
+        assert_true(v >= 22500 && v <= 37500);
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    assert_true(lo < 23000 && hi > 37000); /* jittered over the whole range, not a constant */
+    assert_int_equal(k8s_recheck_delay(&b, 1), 1);
+    assert_true(k8s_recheck_delay(&b, UINT32_MAX / 2) >= UINT32_MAX / 2 - UINT32_MAX / 8);
+}
+
 static void test_backoff(void **state)
 {
     (void)state;
@@ -406,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_read_token),
         cmocka_unit_test(test_client_errors),
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_recheck_delay),
         cmocka_unit_test(test_watch_parse_event),
         cmocka_unit_test(test_staleness),
     };
