@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -66,7 +67,7 @@ struct server_stream {
     enum stream_kind kind;
     struct server_conn *conn;
     char method[8];
-    char path[SERVER_MAX_PATH + 1];
+    char *path;            /* until the request is dispatched: a 2 KiB array was 4 MiB for 2,000 streams */
     int path_too_long;
     struct proto_framer framer;
     int framer_on;
@@ -311,6 +312,7 @@ static void server_stream_free(struct server_stream *st)
     if (st->next)
         st->next->prev = st->prev;
     free(st->subs);
+    free(st->path);
     if (st->framer_on)
         proto_framer_free(&st->framer);
     buf_free(&st->out);
@@ -360,7 +362,6 @@ static int server_flush(struct server_conn *c)
             }
             if (n == 0)
                 break;
-            free(c->wpend);
             c->wpend = xmalloc((size_t)n);
             memcpy(c->wpend, data, (size_t)n);
             c->wlen = (size_t)n;
@@ -370,6 +371,13 @@ static int server_flush(struct server_conn *c)
         int w = SSL_write(c->ssl, c->wpend + c->woff, (int)(c->wlen - c->woff));
         if (w > 0) {
             c->woff += (size_t)w;
+            if (c->woff == c->wlen) {
+                /* Written: an idle connection keeps no copy of its last
+                 * frames (up to 16 KiB each, 10 MiB over 2,000 streams). */
+                free(c->wpend);
+                c->wpend = NULL;
+                c->wlen = c->woff = 0;
+            }
             continue;
         }
         int e = SSL_get_error(c->ssl, w);
@@ -510,10 +518,14 @@ static void server_cache_key(struct server_conn *c, const char *id, int policy, 
         snprintf(out, outlen, "%s", id);
 }
 
+static uint64_t server_hash(const char *text);
+
 /* The compact sorted text of q's answer for c, borrowed from the cache
  * (valid until the next store change), computed on a miss with the keys it
- * read recorded. */
-static const char *server_answer_text(struct server *s, struct server_conn *c, const struct proto_msg *q)
+ * read recorded; *hash is its hash, kept with it so a push to 2,000 streams
+ * does not hash the same text 2,000 times. */
+static const char *server_answer_text(struct server *s, struct server_conn *c, const struct proto_msg *q,
+                                      uint64_t *hash)
 {
     char ckey[SERVER_MAX_CACHE_KEY];
     server_cache_key(c, q->id, q->sub == PROTO_SUB_POLICY, ckey, sizeof ckey);
@@ -537,10 +549,11 @@ static const char *server_answer_text(struct server *s, struct server_conn *c, c
             json_array_append_new(list, json_string(dep));
         }
         json_decref(reads);
-        hit = json_pack("[s, o]", t, list); /* steals list */
+        hit = json_pack("[s, o, I]", t, list, (json_int_t)server_hash(t)); /* steals list */
         free(t);
         json_object_set_new(s->cache, ckey, hit);
     }
+    *hash = (uint64_t)json_integer_value(json_array_get(hit, 2));
     return json_string_value(json_array_get(hit, 0));
 }
 
@@ -587,6 +600,29 @@ static uint64_t server_hash(const char *text)
     return h;
 }
 
+/* text as a JSON string, a new string. A canonical id needs no escape
+ * (addresses, ports, DNS names): quoted as it is, without a jansson value
+ * and a dump per push; anything else goes through jansson. */
+static char *server_json_string(const char *text)
+{
+    size_t n = strlen(text);
+    int plain = 1;
+    for (const unsigned char *p = (const unsigned char *)text; *p && plain; p++)
+        plain = *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
+    if (!plain) {
+        json_t *j = json_string(text);
+        char *out = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        json_decref(j);
+        return out ? out : xstrdup("\"\""); /* not UTF-8: no canonical id is */
+    }
+    char *out = xmalloc(n + 3);
+    out[0] = '"';
+    memcpy(out + 1, text, n);
+    out[n + 1] = '"';
+    out[n + 2] = '\0';
+    return out;
+}
+
 /* Recomputes sub's answer and sends it when it changed (or force). */
 static void server_push_sub(struct server_stream *st, struct server_sub *sub, int force, uint64_t received_ns)
 {
@@ -595,8 +631,8 @@ static void server_push_sub(struct server_stream *st, struct server_sub *sub, in
     char err[256];
     memset(&q, 0, sizeof q);
     proto_parse_id(sub->id, strlen(sub->id), &q, err, sizeof err); /* canonical: cannot fail */
-    const char *text = server_answer_text(s, st->conn, &q);
-    uint64_t h = server_hash(text);
+    uint64_t h = 0;
+    const char *text = server_answer_text(s, st->conn, &q, &h);
     int same = sub->sent && sub->last == h;
     if (!force && same)
         return;
@@ -609,9 +645,7 @@ static void server_push_sub(struct server_stream *st, struct server_sub *sub, in
     /* The line proto_line would make of {type, id, version, answer}, keys
      * sorted, around the cached text: the answer is not parsed or dumped
      * again per stream. */
-    json_t *jid = json_string(sub->id);
-    char *id = json_dumps(jid, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(jid);
+    char *id = server_json_string(sub->id);
     size_t n = strlen(text) + strlen(id) + 64;
     char *line = xmalloc(n);
     snprintf(line, n, "{\"answer\":%s,\"id\":%s,\"type\":\"answer\",\"version\":%llu}\n", text, id,
@@ -799,7 +833,19 @@ static void server_oneshot(struct server_stream *st, const char *query)
     server_respond(st, status, "application/json", proto_line(a));
 }
 
+static void server_request_path(struct server_stream *st);
+
+/* The request's path is needed only here: it goes once dispatched. */
 static void server_request(struct server_stream *st)
+{
+    if (!st->path)
+        st->path = xstrdup("");
+    server_request_path(st);
+    free(st->path);
+    st->path = NULL;
+}
+
+static void server_request_path(struct server_stream *st)
 {
     struct server *s = st->conn->s;
     char *query = strchr(st->path, '?');
@@ -872,8 +918,10 @@ static int server_on_header(nghttp2_session *h2, const nghttp2_frame *frame, con
     else if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
         if (valuelen > SERVER_MAX_PATH)
             st->path_too_long = 1;
-        else
-            snprintf(st->path, sizeof st->path, "%.*s", (int)valuelen, (const char *)value);
+        else {
+            free(st->path);
+            st->path = xstrndup((const char *)value, valuelen);
+        }
     }
     return 0;
 }
@@ -1088,6 +1136,22 @@ static void server_accept(struct ae_loop *loop, int fd, void *data, int mask)
     }
 }
 
+/* Gives free heap pages back to the kernel once more than
+ * SERVER_TRIM_FREE_BYTES lie free in the heap. A fleet's (re)connection or
+ * a push to every stream allocates answers, frames and TLS records for
+ * thousands of streams at once and frees them within a second; glibc
+ * returns only the top of the heap by itself, so the holes between live
+ * objects stayed resident (bench/RESULTS.md). malloc_trim(0) releases the
+ * whole free pages wherever they are; it walks the free lists, so it runs
+ * at most once a second and only when there is something to give back. */
+#define SERVER_TRIM_FREE_BYTES (4u << 20)
+static void server_trim(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks > SERVER_TRIM_FREE_BYTES)
+        malloc_trim(0);
+}
+
 /* Closes handshakes that take too long and reloads credentials. */
 static long server_sweep(struct ae_loop *loop, long long id, void *data)
 {
@@ -1102,6 +1166,7 @@ static long server_sweep(struct ae_loop *loop, long long id, void *data)
         }
     }
     server_reload_tls(s);
+    server_trim();
     return 1000;
 }
 

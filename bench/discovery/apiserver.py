@@ -31,6 +31,13 @@ Only the API server and etcd run: the e2e node (node.py, its lock
 
     BENCH_NS=50 BENCH_PODS=1000 BENCH_SVCS=100 BENCH_CONNS=500 BENCH_SUBS=20 \\
     BENCH_ROUNDS=2 WEFT_BIN=build/bin /usr/bin/python3 bench/discovery/apiserver.py
+
+To compare builds in one run on the same cluster, BENCH_BINS=before=DIR1,after=DIR2
+(each round runs every mode with every build, in that order; medians and
+ratios are per build) and BENCH_MODES=api (or dir, or dir,api, the default).
+Each round's line also carries the server's own part of the push
+(server_push_mean_ms: weft_discovery_push_latency_seconds' sum over its
+count, from the watch event's receipt to each answer queued).
 """
 import concurrent.futures
 import http.client
@@ -62,6 +69,12 @@ CONNS = int(os.environ.get("BENCH_CONNS", "500"))
 SUBS = int(os.environ.get("BENCH_SUBS", "20"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 BIN = os.environ.get("WEFT_BIN", os.path.join(ROOT, "build", "bin"))
+BINS = [tuple(b.split("=", 1)) for b in os.environ.get("BENCH_BINS", "").split(",") if b] or [("", BIN)]
+MODES = [m for m in os.environ.get("BENCH_MODES", "dir,api").split(",") if m]
+if any(len(b) != 2 or not b[0] for b in BINS) and BINS != [("", BIN)]:
+    raise SystemExit("bench/discovery/apiserver.py: BENCH_BINS: expected LABEL=DIR[,LABEL=DIR...]")
+if not MODES or any(m not in ("dir", "api") for m in MODES):
+    raise SystemExit("bench/discovery/apiserver.py: BENCH_MODES: expected dir, api or dir,api")
 BATCH = 100
 for name, v, lo, hi in (("BENCH_NS", N_NS, 1, 500), ("BENCH_PODS", N_PODS, 10, 10000),
                         ("BENCH_SVCS", N_SVCS, 1, 1000), ("BENCH_CONNS", CONNS, 1, 2000),
@@ -257,19 +270,20 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_round(mode, rnd, c, api, work):
+def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
     """One weft-discovery process under load; returns the round's figures."""
-    d = os.path.join(work, "round-%d-%s" % (rnd, mode))
+    d = os.path.join(work, "round-%d-%s%s" % (rnd, mode, "-" + label if label else ""))
     os.makedirs(d)
     lport, mport = port(), port()
     src = ["--objects", os.path.join(work, "objects-%d" % rnd)] if mode == "dir" else \
         ["--kubernetes", "--api-server", "127.0.0.1:%d" % c.port, "--api-ca", c.ca_crt,
          "--api-token", os.path.join(work, "token")]
     if mode == "dir":
+        subprocess.run(["rm", "-rf", src[1]], check=True)
         subprocess.run(["cp", "-a", os.path.join(work, "objects"), src[1]], check=True)
     t0 = time.monotonic()
     dlog = open(os.path.join(d, "discovery.log"), "w")
-    p = subprocess.Popen(["taskset", "-c", "0", os.path.join(BIN, "weft-discovery"), "serve", *src,
+    p = subprocess.Popen(["taskset", "-c", "0", os.path.join(bindir, "weft-discovery"), "serve", *src,
                           "--trust-domain", "cluster.local", "--cert", os.path.join(work, "server.crt"),
                           "--key", os.path.join(work, "server.key"), "--trust-bundle", os.path.join(work, "ca.crt"),
                           "--config", os.path.join(ROOT, "templates", "mesh.yaml"), "--listen", "127.0.0.1:%d" % lport,
@@ -300,7 +314,7 @@ def one_round(mode, rnd, c, api, work):
 
             path = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices/%s" % SLICE0
             s = api.req("GET", path)
-            s["endpoints"][0]["addresses"] = [ip(10, (9 << 16) + rnd + 1)]  # as the file's 10.0. -> 10.9.
+            s["endpoints"][0]["addresses"] = [ip(10, (9 << 16) + (1 + rnd * 16 + [b[0] for b in BINS].index(label)) % 65536)]  # as the file's 10.0. -> 10.9.
 
             def change():
                 with open(fifo) as f:
@@ -333,9 +347,12 @@ def one_round(mode, rnd, c, api, work):
                     metrics[name] = float(value)
         objects = int(sum(v for k, v in metrics.items() if k.startswith("weft_discovery_store_objects{")))
         errors = int(sum(v for k, v in metrics.items() if k.startswith("weft_discovery_watch_errors_total{")))
+        pcount = metrics.get("weft_discovery_push_latency_seconds_count", 0)
+        server_push = 1000 * metrics.get("weft_discovery_push_latency_seconds_sum", 0) / pcount if pcount else None
         if lp.wait(timeout=60) != 0:
             raise RuntimeError("not every proxy got the change: %s" % result)
-        result.update(mode=mode, round=rnd, objects=objects, watch_errors=errors, ready_s=round(ready_s, 3), rss_loaded_mib=round(rss_loaded, 1),
+        result.update(mode=mode, build=label, round=rnd, server_push_mean_ms=server_push and round(server_push, 1),
+                      objects=objects, watch_errors=errors, ready_s=round(ready_s, 3), rss_loaded_mib=round(rss_loaded, 1),
                       rss_streams_mib=round(rss_streams, 1), cpu_idle_core=round(idle, 4),
                       cpu_total_s=round(cpu_s(p.pid), 2), load_avg=os.getloadavg()[0])
         return result
@@ -356,8 +373,9 @@ def main():
     if not bindir:
         raise SystemExit("bench/discovery/apiserver.py: the e2e control plane is not built: "
                          "run tests/e2e/setup-control-plane.sh")
-    if not os.access(os.path.join(BIN, "weft-discovery"), os.X_OK):
-        raise SystemExit("bench/discovery/apiserver.py: build first (make)")
+    for _, wbin in BINS:
+        if not os.access(os.path.join(wbin, "weft-discovery"), os.X_OK):
+            raise SystemExit("bench/discovery/apiserver.py: no %s/weft-discovery: build first (make)" % wbin)
     work = tempfile.mkdtemp(prefix="weft-bench-discovery-")
     c = cl.Cluster(bindir, controller_manager=False)
     try:
@@ -372,18 +390,25 @@ def main():
                                         check=True, capture_output=True, text=True).stdout.split()], check=True)
         results = []
         for rnd in range(ROUNDS):
-            for mode in ("dir", "api"):
-                r = one_round(mode, rnd, c, api, work)
-                print(json.dumps(r), flush=True)
-                results.append(r)
-        ratios = {}
-        for key in ("ready_s", "synced_s", "push_p50_ms", "push_p99_ms", "push_max_ms", "rss_loaded_mib",
-                    "rss_streams_mib", "cpu_total_s"):
-            med = {m: statistics.median(r[key] for r in results if r["mode"] == m) for m in ("dir", "api")}
-            ratios[key] = {"dir": med["dir"], "api": med["api"],
-                           "api/dir": round(med["api"] / med["dir"], 3) if med["dir"] else None}
+            for mode in MODES:
+                for label, wbin in BINS:
+                    r = one_round(mode, rnd, c, api, work, label, wbin)
+                    print(json.dumps(r), flush=True)
+                    results.append(r)
+        medians = {}
+        for key in ("ready_s", "synced_s", "push_p50_ms", "push_p99_ms", "push_max_ms", "server_push_mean_ms",
+                    "rss_loaded_mib", "rss_streams_mib", "cpu_total_s"):
+            med = {}
+            for mode in MODES:
+                for label, _ in BINS:
+                    vals = [r[key] for r in results if r["mode"] == mode and r["build"] == label and r[key] is not None]
+                    if vals:
+                        med[(mode + " " + label).strip()] = statistics.median(vals)
+            if "dir" in med and "api" in med and med["dir"]:
+                med["api/dir"] = round(med["api"] / med["dir"], 3)
+            medians[key] = med
         print(json.dumps({"pods": N_PODS, "namespaces": N_NS, "services": N_SVCS, "conns": CONNS, "subs": SUBS,
-                          "rounds": ROUNDS, "medians": ratios}), flush=True)
+                          "rounds": ROUNDS, "medians": medians}), flush=True)
     finally:
         c.stop()
         subprocess.run(["rm", "-rf", work])
