@@ -20,7 +20,7 @@ struct store {
     char resource_version[REDUCE_KINDS][RESOURCE_VERSION_MAX + 1];
     unsigned long revision;
     json_t *index[STORE_INDEXES];  /* a cache of the tables: see store_index */
-    unsigned long index_revision;  /* revision the indexes were built at; 0: never */
+    int indexed;                   /* index[] built, and kept current by every change since */
     json_t *touched;               /* dependency keys changed since store_take_touched; NULL: none */
     int tracking;                  /* touched is kept: someone took it once */
     json_t *reads;                 /* while recording: dependency keys read (borrowed) */
@@ -124,6 +124,56 @@ static void store_touch_index(void *arg, enum store_index which, const char *by)
     json_object_set_new(arg, dep, json_true());
 }
 
+static void store_index_put(void *arg, enum store_index which, const char *by);
+
+struct store_index_build {
+    json_t **index;
+    const char *key;
+};
+
+static void store_collect_index(void *arg, enum store_index which, const char *by)
+{
+    char dep[DEP_MAX];
+    store_dep_index(dep, which, by);
+    json_object_set_new(arg, dep, json_integer(which));
+}
+
+/* Object kind/key changes from old to new (either NULL): its index entries
+ * follow, once the indexes are built. A set it stays in keeps its place, so
+ * the sets stay in the order a rebuild would give for all but an object that
+ * moved between sets (appended to its new one). Rebuilding every index over
+ * every table on the first lookup after each change was 13,500 objects
+ * walked per endpoint change at 10,000 pods (bench/RESULTS.md). Call before
+ * the table changes: key may be the table's own. */
+static void store_reindex(struct store *s, enum reduce_kind kind, const char *key, json_t *old, json_t *new)
+{
+    if (!s->indexed)
+        return; /* built whole on first use */
+    json_t *was = json_object(), *is = json_object(), *v;
+    const char *dep;
+    if (old)
+        store_index_keys(kind, old, store_collect_index, was);
+    if (new)
+        store_index_keys(kind, new, store_collect_index, is);
+    json_object_foreach(was, dep, v) {
+        if (json_object_get(is, dep))
+            continue;
+        json_t *idx = s->index[json_integer_value(v)];
+        const char *by = strchr(dep, ':') + 1;
+        json_t *set = json_object_get(idx, by);
+        json_object_del(set, key);
+        if (set && json_object_size(set) == 0)
+            json_object_del(idx, by);
+    }
+    struct store_index_build b = {s->index, key};
+    json_object_foreach(is, dep, v) {
+        if (!json_object_get(was, dep))
+            store_index_put(&b, (enum store_index)json_integer_value(v), strchr(dep, ':') + 1);
+    }
+    json_decref(was);
+    json_decref(is);
+}
+
 /* Object kind/key changed from old to new (either NULL): notes what that changes. */
 static void store_touch(struct store *s, enum reduce_kind kind, const char *key, json_t *old, json_t *new)
 {
@@ -179,7 +229,9 @@ int store_apply(struct store *s, enum store_event type, json_t *obj, char *err, 
     }
     json_t *old = json_incref(json_object_get(table, key));
     if (!reduced) { /* deleted, or no longer of interest */
-        if (old && json_object_del(table, key) == 0) {
+        if (old) {
+            store_reindex(s, kind, key, old, NULL);
+            json_object_del(table, key);
             s->revision++;
             store_touch(s, kind, key, old, NULL);
         }
@@ -200,6 +252,7 @@ int store_apply(struct store *s, enum store_event type, json_t *obj, char *err, 
         errbuf_set(err, errlen, "%s", s->last_warning);
     }
     store_touch(s, kind, key, old, reduced);
+    store_reindex(s, kind, key, old, reduced);
     json_object_set_new(table, key, reduced); /* steals reduced */
     json_decref(old);
     s->revision++;
@@ -264,6 +317,7 @@ int store_delete_key(struct store *s, enum reduce_kind kind, const char *key)
     if (!old)
         return 0;
     store_touch(s, kind, key, old, NULL); /* first: key may be the table's own, freed by the delete */
+    store_reindex(s, kind, key, old, NULL);
     json_object_del(s->objects[kind], key);
     json_decref(old);
     s->revision++;
@@ -293,6 +347,7 @@ void store_sync(struct store *dst, const struct store *src)
                            reduce_kind_name((enum reduce_kind)k), key, warning);
             }
             store_touch(dst, (enum reduce_kind)k, key, mine, obj);
+            store_reindex(dst, (enum reduce_kind)k, key, mine, obj);
             json_object_set(have, key, obj);
             dst->revision++;
         }
@@ -339,11 +394,6 @@ unsigned long store_revision(const struct store *s)
     return s->revision;
 }
 
-struct store_index_build {
-    json_t **index;
-    const char *key;
-};
-
 static void store_index_put(void *arg, enum store_index which, const char *by)
 {
     struct store_index_build *b = arg;
@@ -360,7 +410,7 @@ json_t *store_index(const struct store *cs, enum store_index which, const char *
     /* The indexes are a cache, not state: rebuilding them behind a const
      * store changes no answer. Single-threaded like the rest of the store. */
     struct store *s = (struct store *)cs;
-    if (s->index_revision != s->revision + 1) {
+    if (!s->indexed) {
         for (int i = 0; i < STORE_INDEXES; i++) {
             json_decref(s->index[i]);
             s->index[i] = json_object();
@@ -373,7 +423,7 @@ json_t *store_index(const struct store *cs, enum store_index which, const char *
                 store_index_keys((enum reduce_kind)k, obj, store_index_put, &b);
             }
         }
-        s->index_revision = s->revision + 1;
+        s->indexed = 1;
     }
     if (s->reads) {
         char dep[DEP_MAX];

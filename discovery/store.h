@@ -67,9 +67,11 @@ json_t *store_get(const struct store *s, enum reduce_kind kind, const char *key)
 const char *store_resource_version(const struct store *s, enum reduce_kind kind);
 /* Lookup indexes for the answers, each a JSON object of sets
  * (lookup key -> {object key: true}), in the table's own order; borrowed,
- * valid until the next change. They are rebuilt in one pass over the tables
- * on first use after a change: answers then find a Service by IP, a
- * Service's slices and routes without scanning every object. */
+ * valid until the next change. They are built in one pass over the tables
+ * on first use and from then on kept current by each change (only the
+ * changed object's entries move): answers find a Service by IP, a
+ * Service's slices and routes without scanning every object, and a change
+ * costs no walk of every table. */
 enum store_index {
     STORE_INDEX_SERVICE_IP,    /* canonical clusterIP -> Service keys */
     STORE_INDEX_POD_IP,        /* canonical pod IP -> Pod keys */

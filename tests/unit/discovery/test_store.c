@@ -171,10 +171,86 @@ static void test_indexes_follow_changes(void **state)
     store_free(s);
 }
 
+/* Every index set of s that the lookups below can reach equals, as a set,
+ * the one a store built afresh from the same objects has. */
+static void expect_indexes_as_rebuilt(struct store *s, const char *when)
+{
+    static const struct {
+        enum store_index which;
+        const char *by;
+    } probes[] = {
+        {STORE_INDEX_SERVICE_IP, "10.96.0.10"}, {STORE_INDEX_SERVICE_IP, "10.96.0.11"},
+        {STORE_INDEX_POD_IP, "10.1.0.1"},       {STORE_INDEX_POD_IP, "10.1.0.2"},
+        {STORE_INDEX_SLICE_SERVICE, "shop/web"}, {STORE_INDEX_SLICE_SERVICE, "shop/api"},
+        {STORE_INDEX_HTTPROUTE_PARENT, "shop/web"}, {STORE_INDEX_HTTPROUTE_PARENT, "shop/api"},
+    };
+    struct store *fresh = store_new(NULL);
+    store_sync(fresh, s);
+    for (size_t i = 0; i < sizeof probes / sizeof *probes; i++) {
+        json_t *got = store_index(s, probes[i].which, probes[i].by);
+        json_t *want = store_index(fresh, probes[i].which, probes[i].by);
+        if (!got != !want || (got && !json_equal(got, want))) {
+            char *g = got ? json_dumps(got, JSON_COMPACT) : NULL, *w = want ? json_dumps(want, JSON_COMPACT) : NULL;
+            fail_msg("%s: index %d \"%s\": %s, rebuilt %s", when, (int)probes[i].which, probes[i].by,
+                     g ? g : "(none)", w ? w : "(none)");
+        }
+    }
+    store_free(fresh);
+}
+
+/* The indexes, built once, are kept current change by change (no rebuild
+ * over every table per change): after each kind of change they are what a
+ * rebuild gives. */
+static void test_indexes_kept_current(void **state)
+{
+    (void)state;
+    char err[512];
+    struct store *s = store_new(NULL);
+    expect_indexes_as_rebuilt(s, "empty"); /* built here, on an empty store */
+    assert_int_equal(event(s, "ADDED", service("shop", "web", "10.96.0.10"), err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "a Service added");
+    assert_int_equal(event(s, "ADDED", service("shop", "api", "10.96.0.10"), err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "a second Service on the IP");
+    assert_int_equal(event(s, "MODIFIED", service("shop", "web", "10.96.0.11"), err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "a Service moved to another IP");
+    assert_int_equal(event(s, "ADDED", pod("shop", "web-1", "web", "10.1.0.1", 1), err, sizeof err), 0);
+    assert_int_equal(event(s, "ADDED", pod("shop", "web-2", "web", "10.1.0.1", 1), err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "two pods on one IP");
+    assert_int_equal(event(s, "MODIFIED", pod("shop", "web-2", "web", "10.1.0.2", 1), err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "a pod moved");
+    json_t *sl = slice("shop", "web-abc", "web");
+    json_array_append_new(json_object_get(sl, "endpoints"), endpoint("10.1.0.1", "web-1"));
+    assert_int_equal(event(s, "ADDED", sl, err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "a slice added");
+    assert_int_equal(event(s, "MODIFIED", slice("shop", "web-abc", "api"), err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "a slice moved to another Service");
+    assert_int_equal(event(s, "ADDED", http_route("shop", "r1", "web", "api"), err, sizeof err), 0);
+    assert_int_equal(event(s, "ADDED", http_route("shop", "r2", "web", "web"), err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "routes added");
+    assert_int_equal(event(s, "MODIFIED", http_route("shop", "r1", "api", "api"), err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "a route moved to another parent");
+    json_t *gone = json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", "gateway.networking.k8s.io/v1", "kind",
+                             "HTTPRoute", "metadata", "namespace", "shop", "name", "r2");
+    assert_int_equal(event(s, "DELETED", gone, err, sizeof err), 0);
+    expect_indexes_as_rebuilt(s, "a route deleted");
+    assert_int_equal(store_delete_key(s, REDUCE_POD, "shop/web-1"), 1);
+    expect_indexes_as_rebuilt(s, "a pod deleted by key");
+    /* A whole other store synced in (a re-read directory). */
+    struct store *other = store_new(NULL);
+    assert_int_equal(event(other, "ADDED", service("shop", "web", "10.96.0.10"), err, sizeof err), 0);
+    assert_int_equal(event(other, "ADDED", pod("shop", "web-3", "web", "10.1.0.2", 1), err, sizeof err), 0);
+    store_sync(s, other);
+    expect_indexes_as_rebuilt(s, "a store synced in");
+    assert_null(store_index(s, STORE_INDEX_SLICE_SERVICE, "shop/api"));
+    store_free(other);
+    store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_types),
+        cmocka_unit_test(test_indexes_kept_current),
         cmocka_unit_test(test_refused_keeps_last_good),
         cmocka_unit_test(test_bookmark_and_errors),
         cmocka_unit_test(test_object_limit),
