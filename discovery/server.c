@@ -91,7 +91,7 @@ struct server_conn {
     enum server_tls_fail fail;
     int failed;            /* fail is set */
     struct spiffe_id id;
-    char id_uri[SPIFFE_MAX_ID];
+    char *id_uri;          /* "" until verified; its own length (a SPIFFE_MAX_ID array was 4 MiB for 2,000) */
     char peer_ip[ADDR_MAX_TEXT];
     char *wpend;           /* bytes SSL_write has yet to take */
     size_t wlen, woff;
@@ -131,6 +131,7 @@ struct server {
     json_t *cache, *deps, *dirty;
     json_t *holders; /* cache key -> subscriptions holding it: the entry goes with the last */
     int full;
+    int trim_due;    /* answers were pushed or connections came or went since the last trim check */
     struct server_metrics m;
 };
 
@@ -178,8 +179,11 @@ static int server_verify_cb(int ok, X509_STORE_CTX *xs)
     } else if (strcmp(id.trust_domain, c->s->o.trust_domain) != 0) {
         server_conn_fail(c, SERVER_TLS_TRUST_DOMAIN);
     } else {
+        char uri[SPIFFE_MAX_ID];
         c->id = id;
-        spiffe_format(id.trust_domain, id.ns, id.sa, c->id_uri, sizeof c->id_uri);
+        spiffe_format(id.trust_domain, id.ns, id.sa, uri, sizeof uri);
+        free(c->id_uri);
+        c->id_uri = xstrdup(uri);
         return 1;
     }
     X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -273,6 +277,7 @@ static void server_conn_close(struct server_conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    c->s->trim_due = 1;
     ae_file_del(c->s->loop, c->fd, AE_READABLE | AE_WRITABLE);
     /* unlink from live, onto dead */
     if (c->prev)
@@ -331,6 +336,7 @@ static void server_conn_free(struct server_conn *c)
     }
     close(c->fd);
     free(c->wpend);
+    free(c->id_uri);
     free(c);
 }
 
@@ -696,6 +702,7 @@ static void server_handle_msg(struct server_stream *st, const struct proto_msg *
         sub->id = xstrdup(q->id);
         server_hold(s, st->conn, sub->id, 1);
         atomic_fetch_add(&s->m.subscriptions, 1);
+        s->trim_due = 1; /* a fleet's sync: answers queued and drained by the thousand */
         server_push_sub(st, sub, 1, 0);
         return;
     case PROTO_UNSUBSCRIBE:
@@ -1104,6 +1111,7 @@ static void server_accept(struct ae_loop *loop, int fd, void *data, int mask)
         struct server_conn *c = xcalloc(1, sizeof *c);
         c->s = s;
         c->fd = cfd;
+        c->id_uri = xstrdup("");
         c->accepted_ms = ae_now_ms(s->loop);
         if (ss.ss_family == AF_INET6) {
             struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
@@ -1145,8 +1153,11 @@ static void server_accept(struct ae_loop *loop, int fd, void *data, int mask)
  * whole free pages wherever they are; it walks the free lists, so it runs
  * at most once a second and only when there is something to give back. */
 #define SERVER_TRIM_FREE_BYTES (4u << 20)
-static void server_trim(void)
+static void server_trim(struct server *s)
 {
+    if (!s->trim_due)
+        return; /* mallinfo2 walks the free lists too: not on an idle server */
+    s->trim_due = 0;
     struct mallinfo2 mi = mallinfo2();
     if (mi.fordblks > SERVER_TRIM_FREE_BYTES)
         malloc_trim(0);
@@ -1166,7 +1177,7 @@ static long server_sweep(struct ae_loop *loop, long long id, void *data)
         }
     }
     server_reload_tls(s);
-    server_trim();
+    server_trim(s);
     return 1000;
 }
 
@@ -1224,8 +1235,12 @@ static long server_push_all(struct ae_loop *loop, long long id, void *data)
         int any = 0;
         for (size_t i = 0; i < st->nsubs; i++) {
             char ckey[SERVER_MAX_CACHE_KEY];
-            server_cache_key(c, st->subs[i].id, strncmp(st->subs[i].id, "policy:", 7) == 0, ckey, sizeof ckey);
-            if (full || json_object_get(s->dirty, ckey)) {
+            const char *sid = st->subs[i].id, *k = sid; /* a destination's cache key is its id */
+            if (sid[0] == 'p') {
+                server_cache_key(c, sid, 1, ckey, sizeof ckey);
+                k = ckey;
+            }
+            if (full || json_object_get(s->dirty, k)) {
                 server_push_sub(st, &st->subs[i], 0, received);
                 any = 1;
             }
@@ -1234,6 +1249,7 @@ static long server_push_all(struct ae_loop *loop, long long id, void *data)
             server_flush(c);
     }
     json_object_clear(s->dirty);
+    s->trim_due = 1;
     return -1;
 }
 

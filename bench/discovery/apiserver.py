@@ -35,6 +35,8 @@ Only the API server and etcd run: the e2e node (node.py, its lock
 To compare builds in one run on the same cluster, BENCH_BINS=before=DIR1,after=DIR2
 (each round runs every mode with every build, in that order; medians and
 ratios are per build) and BENCH_MODES=api (or dir, or dir,api, the default).
+With BENCH_PERF_DIR=DIR, each api round's push (the PUT and 3 s after it)
+is recorded with perf into DIR/perf-LABEL-ROUND.data.
 Each round's line also carries the server's own part of the push
 (server_push_mean_ms: weft_discovery_push_latency_seconds' sum over its
 count, from the watch event's receipt to each answer queued).
@@ -70,6 +72,7 @@ SUBS = int(os.environ.get("BENCH_SUBS", "20"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 BIN = os.environ.get("WEFT_BIN", os.path.join(ROOT, "build", "bin"))
 BINS = [tuple(b.split("=", 1)) for b in os.environ.get("BENCH_BINS", "").split(",") if b] or [("", BIN)]
+PERF_DIR = os.environ.get("BENCH_PERF_DIR")  # perf record of each api round's push, into this directory
 MODES = [m for m in os.environ.get("BENCH_MODES", "dir,api").split(",") if m]
 if any(len(b) != 2 or not b[0] for b in BINS) and BINS != [("", BIN)]:
     raise SystemExit("bench/discovery/apiserver.py: BENCH_BINS: expected LABEL=DIR[,LABEL=DIR...]")
@@ -319,7 +322,17 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
             def change():
                 with open(fifo) as f:
                     if f.readline():
+                        prof = None
+                        if PERF_DIR:  # the push alone, profiled: from the PUT until every stream has it
+                            prof = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-g", "-p", str(p.pid), "-o",
+                                                     os.path.join(PERF_DIR, "perf-%s-%d.data" % (label or "bin", rnd))],
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            time.sleep(0.5)  # perf attached
                         api.req("PUT", path, s)
+                        if prof:
+                            time.sleep(3)
+                            prof.send_signal(signal.SIGINT)
+                            prof.wait(timeout=30)
             changer = threading.Thread(target=change, daemon=True)
             changer.start()
         out = open(os.path.join(d, "load.json"), "w")
