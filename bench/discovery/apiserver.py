@@ -363,7 +363,8 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
         pcount = metrics.get("weft_discovery_push_latency_seconds_count", 0)
         server_push = 1000 * metrics.get("weft_discovery_push_latency_seconds_sum", 0) / pcount if pcount else None
         if lp.wait(timeout=60) != 0:
-            raise RuntimeError("not every proxy got the change: %s" % result)
+            raise RuntimeError("not every proxy got the change: %s\nweft-discovery's log: %s" %
+                               (result, open(dlog.name).read()[-3000:]))
         result.update(mode=mode, build=label, round=rnd, server_push_mean_ms=server_push and round(server_push, 1),
                       objects=objects, watch_errors=errors, ready_s=round(ready_s, 3), rss_loaded_mib=round(rss_loaded, 1),
                       rss_streams_mib=round(rss_streams, 1), cpu_idle_core=round(idle, 4),
