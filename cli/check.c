@@ -279,41 +279,23 @@ static void check_access(struct ctx *c, const json_t *snap)
     buf_free(&denied);
 }
 
-/* Whether the snapshot's weft-discovery Deployment exists (1), and then
- * whether it watches the Gateway API (its container args lack
- * --no-gateway-api): without the CRDs such a discovery never becomes ready. */
-static int discovery_deployed(const json_t *snap, int *watches_routes)
+/* Whether the snapshot's weft-discovery Deployment exists. */
+static int discovery_deployed(const json_t *snap)
 {
     json_t *d = json_object_get(json_object_get(snap, "deployments"), "weft-discovery");
-    *watches_routes = 0;
-    if (!json_is_object(d) || fetch_error(d))
-        return 0;
-    *watches_routes = 1;
-    size_t i, k;
-    json_t *ctr, *arg;
-    json_array_foreach(at(d, "spec.template.spec.containers"), i, ctr) {
-        json_array_foreach(json_object_get(ctr, "args"), k, arg) {
-            const char *a = json_string_value(arg);
-            if (a && strcmp(a, "--no-gateway-api") == 0)
-                *watches_routes = 0;
-        }
-    }
-    return 1;
+    return json_is_object(d) && !fetch_error(d);
 }
 
+/* A missing CRD warns: weft-discovery serves without it (no routes of that
+ * kind) and lists it again every --crd-recheck-ms, so installing it later
+ * needs no restart. */
 static void check_crds(struct ctx *c, const json_t *snap)
 {
     const char *install = "install the Gateway API standard-channel CRDs of release " CHECK_GATEWAY_API_RELEASE
                           ": kubectl apply --server-side -f "
                           "https://github.com/kubernetes-sigs/gateway-api/releases/download/"
                           CHECK_GATEWAY_API_RELEASE "/standard-install.yaml";
-    const char *install_or_off = "install the Gateway API standard-channel CRDs of release " CHECK_GATEWAY_API_RELEASE
-                                 ": kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/"
-                                 "releases/download/" CHECK_GATEWAY_API_RELEASE "/standard-install.yaml; "
-                                 "or add --no-gateway-api to weft-discovery's args (no routes then)";
     json_t *all = json_object_get(snap, "crds");
-    int watches = 0;
-    discovery_deployed(snap, &watches);
     for (size_t i = 0; i < check_crd_count; i++) {
         const struct check_crd *w = &check_crds_watched[i];
         json_t *crd = json_object_get(all, w->name);
@@ -326,13 +308,8 @@ static void check_crds(struct ctx *c, const json_t *snap)
             continue;
         }
         if (!json_is_object(crd)) {
-            if (watches)
-                add(c, "gateway-api", CHECK_FAIL, name, install_or_off,
-                    "CustomResourceDefinition %s is not installed: weft-discovery watches %ss and is not ready "
-                    "without it", w->name, w->kind);
-            else
-                add(c, "gateway-api", CHECK_WARN, name, install,
-                    "CustomResourceDefinition %s is not installed: %s", w->name, w->without);
+            add(c, "gateway-api", CHECK_WARN, name, install, "CustomResourceDefinition %s is not installed: %s",
+                w->name, w->without);
             continue;
         }
         size_t j;
@@ -353,9 +330,9 @@ static void check_crds(struct ctx *c, const json_t *snap)
             add(c, "gateway-api", CHECK_OK, name, NULL, "CustomResourceDefinition %s serves %s%s", w->name,
                 w->version, release);
         else
-            add(c, "gateway-api", watches ? CHECK_FAIL : CHECK_WARN, name, watches ? install_or_off : install,
-                "CustomResourceDefinition %s%s does not serve %s, the version weft-discovery watches", w->name,
-                release, w->version);
+            add(c, "gateway-api", CHECK_WARN, name, install,
+                "CustomResourceDefinition %s%s does not serve %s, the version weft-discovery watches: %s", w->name,
+                release, w->version, w->without);
     }
 }
 
@@ -564,8 +541,7 @@ static void check_identity_certs(struct ctx *c, const json_t *snap)
          "weft-discovery.weft-system.svc", 1},
     };
     json_t *all = json_object_get(snap, "secrets");
-    int watches;
-    int discovery = discovery_deployed(snap, &watches);
+    int discovery = discovery_deployed(snap);
     for (size_t s = 0; s < sizeof secrets / sizeof *secrets; s++) {
         json_t *sec = json_object_get(all, secrets[s].secret);
         const char *se = fetch_error(sec);
