@@ -823,7 +823,7 @@ def test_kubernetes_source_without_gateway_api_crds(certs, tmp_path):
         t0 = time.monotonic()
         d = Discovery(certs, str(tmp_path), ["--kubernetes", "--api-server", f"127.0.0.1:{fake.port}", "--api-ca",
                                              ca, "--api-token", str(token), "--crd-recheck-ms", str(RECHECK_MS)])
-        assert time.monotonic() - t0 < 5  # no backoff behind readiness
+        assert time.monotonic() - t0 < 15  # ready while the CRDs are absent (before: never; wait_ready's 20 s)
         s = Stream(d, certs)
         try:
             a = s.subscribe("destination:10.96.50.5:80")
@@ -836,8 +836,9 @@ def test_kubernetes_source_without_gateway_api_crds(certs, tmp_path):
             with fake.lock:
                 n1 = sum(1 for r in fake.requests if r["path"].startswith(GATEWAY_API[0] + "?"))
             secs = time.monotonic() - t1
-            # Rechecked every 375-625 ms: bounded both ways, not a retry storm, not never.
-            assert secs / 0.625 - 1 <= n1 - n0 <= secs / 0.375 + 1, (n0, n1, secs)
+            # Rechecked every 375-625 ms (plus the request's own time, up to
+            # 375 ms allowed on a loaded machine): not a retry storm, not never.
+            assert secs / 1.0 - 1 <= n1 - n0 <= secs / 0.375 + 1, (n0, n1, secs)
             m = d.metrics()
             for res in ("httproutes", "grpcroutes", "referencegrants"):
                 assert m['weft_discovery_resource_installed{resource="%s"}' % res] == 0, m
