@@ -265,9 +265,17 @@ def reap_stale_nodes(bindir):
         host_cleanup(bindir, stale)
 
 
+LOCK_FD_ENV = "WEFT_E2E_NODE_LOCK_FD"  # a descriptor of LOCK, flocked by a parent for this process
+
+
 def take_lock(timeout=900):
     """LOCK, held by the returned descriptor (closing it releases it, and so
-    does the process's death)."""
+    does the process's death). With LOCK_FD_ENV set (a parent took LOCK and
+    handed its descriptor down), a duplicate of that: the parent keeps LOCK
+    when this process dies."""
+    held = os.environ.get(LOCK_FD_ENV)
+    if held:
+        return os.dup(int(held))
     fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
     while True:

@@ -26,10 +26,22 @@ def test_node_processes_die_with_a_killed_test_process(node_bindir, node_images)
     """A node in a child process (node.py, as `cluster.py --node` runs it)
     with a pod running; the child is SIGKILLed (no cleanup runs): no process
     of the node, no container is left, and the next start undoes the rest."""
-    before = nd.host_footprint()
-    env = dict(os.environ, WEFT_E2E_NODE_IMAGES=node_images)
-    child = subprocess.Popen([sys.executable, os.path.join(nd.HERE, "node.py")], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # LOCK held from before the first look at the host to after the last: another run's node (a .ci/run next
+    # to a make fresh-check shares the host) would otherwise be in `before` and gone by the end.
+    lock = nd.take_lock()
+    try:
+        before = nd.host_footprint()
+        env = dict(os.environ, WEFT_E2E_NODE_IMAGES=node_images, **{nd.LOCK_FD_ENV: str(lock)})
+        child = subprocess.Popen([sys.executable, os.path.join(nd.HERE, "node.py")], env=env, pass_fds=(lock,),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        killed_node_leaves_nothing_running(child, node_bindir)
+        nd.reap_stale_nodes(node_bindir)  # as nd.reap, with LOCK held here
+        assert nd.host_footprint() == before
+    finally:
+        os.close(lock)
+
+
+def killed_node_leaves_nothing_running(child, node_bindir):
     try:
         lines = []
         for line in child.stdout:
@@ -57,8 +69,6 @@ def test_node_processes_die_with_a_killed_test_process(node_bindir, node_images)
         time.sleep(0.2)
     assert nd.host_footprint()["processes"] == []
     assert kubepods_pids() == set()
-    nd.reap(node_bindir)
-    assert nd.host_footprint() == before
 
 
 def test_node_teardown_leaves_host_as_found(node_bindir, node_images):
