@@ -205,6 +205,11 @@ static void uph2_unlink(struct uph2 *c)
     c->prev = c->next = NULL;
 }
 
+static struct pm_pool_series *uph2_series(const struct uph2 *c)
+{
+    return &c->w->px->metrics.pool[c->passthrough ? PM_INBOUND : PM_OUTBOUND][c->tls][c->peer_slot];
+}
+
 static void uph2_free(struct uph2 *c, int call_back, enum http_cause cause, const char *detail)
 {
     while (c->streams) {
@@ -220,7 +225,7 @@ static void uph2_free(struct uph2 *c, int call_back, enum http_cause cause, cons
         uph2_set_mask(c, AE_NONE);
     }
     if (c->peer_slot >= 0)
-        pm_add(&c->w->px->metrics.pool[c->passthrough ? PM_INBOUND : PM_OUTBOUND][c->tls][c->peer_slot].closed, 1);
+        pm_add(&uph2_series(c)->closed, 1);
     h2_free(c->h);
     conn_close(&c->c);
     free(c);
@@ -286,12 +291,11 @@ static int uph2_tls_setup(SSL *ssl, void *arg)
  * request is left on it (its first one may have failed meanwhile). */
 static void uph2_opened(struct uph2 *c)
 {
-    struct proxy_metrics *m = &c->w->px->metrics;
     char uri[SPIFFE_MAX_ID] = "";
     if (c->tls)
         spiffe_format(c->peer.id.trust_domain, c->peer.id.ns, c->peer.id.sa, uri, sizeof uri);
-    c->peer_slot = pm_peer_slot(m, uri);
-    pm_add(&m->pool[c->passthrough ? PM_INBOUND : PM_OUTBOUND][c->tls][c->peer_slot].opened, 1);
+    c->peer_slot = pm_peer_slot(&c->w->px->metrics, uri);
+    pm_add(&uph2_series(c)->opened, 1);
     c->state = UPH2_OPEN;
     ae_timer_del(c->w->loop, c->timer);
     c->timer = c->nstreams ? 0 : ae_timer_add(c->w->loop, UPSTREAM_H2_IDLE_MS, uph2_idle, c);
