@@ -62,8 +62,6 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import cluster as cl  # noqa: E402
 
-GATEWAY_API = "sigs.k8s.io/gateway-api@v1.6.3"  # the release the e2e conformance apps come from
-CRDS = ("httproutes", "grpcroutes", "referencegrants")
 N_NS = int(os.environ.get("BENCH_NS", "50"))
 N_PODS = int(os.environ.get("BENCH_PODS", "1000"))
 N_SVCS = int(os.environ.get("BENCH_SVCS", "100"))
@@ -137,13 +135,11 @@ def in_batches(pool, fn, items):
 
 
 def install(c, api, pool, work):
-    gw = json.loads(subprocess.run(["go", "mod", "download", "-json", GATEWAY_API], check=True,
-                                   capture_output=True, text=True).stdout)["Dir"]
-    for crd in CRDS:
-        c.kubectl("apply", "--server-side", "-f",
-                  os.path.join(gw, "config", "crd", "standard", "gateway.networking.k8s.io_%s.yaml" % crd))
+    gw = cl.gateway_api_dir()
+    for crd in cl.GATEWAY_CRDS:
+        c.kubectl("apply", "--server-side", "-f", cl.gateway_api_crd(gw, crd))
     c.kubectl("wait", "--for", "condition=established", "--timeout=60s",
-              *["crd/%s.gateway.networking.k8s.io" % crd for crd in CRDS])
+              *["crd/%s.gateway.networking.k8s.io" % crd for crd in cl.GATEWAY_CRDS])
     # The shipped RBAC, as shipped: a watch it does not allow fails the api round.
     api.req("POST", "/api/v1/namespaces", {"metadata": {"name": "weft-system"}})
     with open(os.path.join(ROOT, "manifests", "discovery", "discovery.yaml")) as f:

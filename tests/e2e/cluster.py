@@ -17,6 +17,7 @@ import ctypes
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +45,45 @@ def control_plane_bin(build=False):
     if r.returncode != 0:
         return None
     return r.stdout.strip().splitlines()[-1]
+
+
+GATEWAY_CRDS = ("httproutes", "grpcroutes", "referencegrants")  # the kinds weft-discovery watches
+
+
+def gateway_api_version():
+    """The Gateway API release setup-apps.sh pins (its GATEWAY_API_VERSION;
+    WEFT_GATEWAY_API_VERSION overrides it there and here)."""
+    with open(os.path.join(HERE, "setup-apps.sh")) as f:
+        pinned = re.search(r'^GATEWAY_API_VERSION="\$\{WEFT_GATEWAY_API_VERSION:-(v[0-9.]+)\}"$', f.read(), re.M)
+    if not pinned:
+        raise RuntimeError("setup-apps.sh: no GATEWAY_API_VERSION line")
+    return os.environ.get("WEFT_GATEWAY_API_VERSION") or pinned.group(1)
+
+
+def gateway_api_dir():
+    """The directory of the sigs.k8s.io/gateway-api module at that release,
+    from the Go module cache, downloaded through the module proxy if it is
+    not there yet (go verifies the zip's checksum). RuntimeError names what
+    failed. config/crd/ holds the release's standard-channel install."""
+    mod = "sigs.k8s.io/gateway-api@" + gateway_api_version()
+    with tempfile.TemporaryDirectory() as cwd:   # outside any module: go.mod files play no part
+        try:
+            r = subprocess.run(["go", "mod", "download", "-json", mod], cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=300,
+                               env=dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-buildvcs=false"))
+        except (OSError, subprocess.SubprocessError) as e:
+            raise RuntimeError("go mod download %s: %s" % (mod, e))
+    if r.returncode != 0:
+        raise RuntimeError("go mod download %s failed (%d): %s%s" % (mod, r.returncode, r.stdout, r.stderr))
+    d = json.loads(r.stdout)["Dir"]
+    if not os.path.isfile(os.path.join(d, "config", "crd", "kustomization.yaml")):
+        raise RuntimeError("%s has no config/crd/kustomization.yaml (the standard channel's install)" % d)
+    return d
+
+
+def gateway_api_crd(d, kind):
+    """One standard-channel CRD file of the module at d (gateway_api_dir)."""
+    return os.path.join(d, "config", "crd", "standard", "gateway.networking.k8s.io_%s.yaml" % kind)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

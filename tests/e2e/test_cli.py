@@ -346,33 +346,28 @@ def test_check_installed(cluster, weftctl, mesh, identity, tmp):
         cluster.kubectl("delete", "namespace", "cli-check", "--wait=false", check=False)
 
 
-GATEWAY_API = "sigs.k8s.io/gateway-api@v1.6.3"  # the release weft-discovery is tested with
-GATEWAY_CRDS = ("httproutes", "grpcroutes", "referencegrants")
-
-
 def test_check_gateway_api_crds(cluster, weftctl, mesh):
     """The real standard-channel CRDs of the pinned Gateway API release
     (its Go module's config/crd/standard/), applied to the API server: each
     check finds the version weft-discovery watches and the release; one
     removed again is named, failing as weft-discovery watches it."""
     if not shutil.which("go"):
-        pytest.skip("go missing: the Gateway API CRDs come from its module " + GATEWAY_API)
-    r = subprocess.run(["go", "mod", "download", "-json", GATEWAY_API], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    crd_dir = os.path.join(json.loads(r.stdout)["Dir"], "config", "crd", "standard")
-    names = ["%s.gateway.networking.k8s.io" % c for c in GATEWAY_CRDS]
+        pytest.skip("go missing: the Gateway API CRDs come from its module")
+    try:
+        gw, release = cl.gateway_api_dir(), cl.gateway_api_version()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    names = ["%s.gateway.networking.k8s.io" % c for c in cl.GATEWAY_CRDS]
     had = {n for n in names if cluster.kubectl("get", "crd", n, check=False).returncode == 0}
     try:
-        for c in GATEWAY_CRDS:
-            cluster.kubectl("apply", "--server-side", "-f",
-                            os.path.join(crd_dir, "gateway.networking.k8s.io_%s.yaml" % c))
+        for c in cl.GATEWAY_CRDS:
+            cluster.kubectl("apply", "--server-side", "-f", cl.gateway_api_crd(gw, c))
         cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s", *["crd/" + n for n in names])
         doc, by = checks(run(weftctl, "check", "-o", "json", "--kubeconfig", cluster.kubeconfig).stdout)
         for c, v in (("httproutes", "v1"), ("grpcroutes", "v1"), ("referencegrants", "v1beta1")):
             assert by["crd-" + c]["status"] == "ok", by["crd-" + c]
             assert by["crd-" + c]["message"] == "CustomResourceDefinition %s.gateway.networking.k8s.io serves %s " \
-                "(Gateway API v1.6.3)" % (c, v), by["crd-" + c]
+                "(Gateway API %s)" % (c, v, release), by["crd-" + c]
         # the snapshot holds the CRDs cut down, not their schemas
         snap = json.loads(run(weftctl, "check", "--dump-snapshot", "--kubeconfig", cluster.kubeconfig).stdout)
         assert "schema" not in json.dumps(snap["crds"]), snap["crds"]

@@ -15,8 +15,9 @@ import urllib.request
 import pytest
 import yaml
 
+import cluster as cl
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-GATEWAY_API = "sigs.k8s.io/gateway-api@v1.6.3"  # the release bench/discovery/apiserver.py installs
 NS = "disc-crds"
 RECHECK_MS = 1000
 RESOURCES = ("httproutes", "grpcroutes", "referencegrants")
@@ -80,11 +81,9 @@ def test_discovery_without_gateway_api_crds_then_installed(cluster, weft_bin):
     if c.kubectl("get", "crd", "httproutes.gateway.networking.k8s.io", check=False).returncode == 0:
         pytest.fail("the session's API server has the HTTPRoute CRD already: this test needs it absent")
     try:
-        gw = json.loads(subprocess.run(["go", "mod", "download", "-json", GATEWAY_API], check=True,
-                                       capture_output=True, text=True, timeout=300).stdout)["Dir"]
-    except (OSError, subprocess.SubprocessError) as e:
-        pytest.skip("the Gateway API module %s cannot be had: %s" % (GATEWAY_API, e))
-    crd = os.path.join(gw, "config", "crd", "standard", "gateway.networking.k8s.io_httproutes.yaml")
+        crd = cl.gateway_api_crd(cl.gateway_api_dir(), "httproutes")
+    except RuntimeError as e:
+        pytest.skip("the Gateway API module cannot be had: %s" % e)
     c.apply_json({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "weft-system"}})
     with open(os.path.join(REPO, "manifests", "discovery", "discovery.yaml")) as f:
         for doc in yaml.safe_load_all(f):
