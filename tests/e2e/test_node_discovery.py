@@ -14,18 +14,19 @@ watches routes: an HTTPRoute and a GRPCRoute whose parent is the Service
 beta (GAMMA) reach alpha's proxy as new versions of beta's answer, and
 discovery's one-shot GET /v1/answer (curl, with a certificate of alpha's
 identity) shows them: a missing backend, and one of another namespace
-resolved only while a ReferenceGrant permits it."""
+resolved only while a ReferenceGrant permits it. A Namespace's
+weft.dev/allow-from added and removed reaches a running pod's proxy as its
+new policy, with no restart."""
 import json
 import os
-import re
 import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 import yaml
 
+import cluster as cl
 import node as nd
 from test_node_mesh import app, metric, metrics, pods
 
@@ -33,31 +34,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MANIFESTS = os.path.join(REPO, "manifests")
 NS = "disc-app"         # opted in
 PLAIN = "disc-plain"    # not opted in: no proxies
+OTHER = "disc-other"    # opted in: its caller is another namespace's
 SPIFFE = "spiffe://cluster.local/ns/%s/sa/%s"
-
-
-def gateway_api_dir():
-    """The directory of sigs.k8s.io/gateway-api at the release setup-apps.sh
-    pins (its GATEWAY_API_VERSION, WEFT_GATEWAY_API_VERSION overriding it
-    there and here), from the Go module cache, downloaded through the module
-    proxy if it is not there yet (go verifies the zip's checksum)."""
-    with open(os.path.join(REPO, "tests", "e2e", "setup-apps.sh")) as f:
-        pinned = re.search(r'^GATEWAY_API_VERSION="\$\{WEFT_GATEWAY_API_VERSION:-(v[0-9.]+)\}"$', f.read(), re.M)
-    assert pinned, "setup-apps.sh: no GATEWAY_API_VERSION line"
-    mod = "sigs.k8s.io/gateway-api@" + (os.environ.get("WEFT_GATEWAY_API_VERSION") or pinned.group(1))
-    with tempfile.TemporaryDirectory() as cwd:   # outside any module: go.mod files play no part
-        r = subprocess.run(["go", "mod", "download", "-json", mod], cwd=cwd, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=300,
-                           env=dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-buildvcs=false"))
-    if r.returncode != 0:
-        pytest.fail("go mod download %s failed (%d): %s%s" % (mod, r.returncode, r.stdout, r.stderr))
-    d = json.loads(r.stdout)["Dir"]
-    if not os.path.isfile(os.path.join(d, "config", "crd", "kustomization.yaml")):
-        pytest.fail("%s has no config/crd/kustomization.yaml (the standard channel's install)" % d)
-    return os.path.join(d, "config", "crd")
-
-
-GATEWAY_CRDS = ("httproutes", "grpcroutes", "referencegrants")
 
 
 def install_gateway_api(n, crd):
@@ -69,7 +47,7 @@ def install_gateway_api(n, crd):
     the 256 kB of annotations a client-side apply would fill with it)."""
     n.kubectl("apply", "--server-side", "-k", crd, timeout=120)
     n.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-              *("crd/%s.gateway.networking.k8s.io" % r for r in GATEWAY_CRDS), timeout=90)
+              *("crd/%s.gateway.networking.k8s.io" % r for r in cl.GATEWAY_CRDS), timeout=90)
 
 
 def install(n, d):
@@ -108,7 +86,10 @@ def disc_node(node):
     d = os.path.join(n.dir, "weft-discovery-overlay")
     if os.path.exists(os.path.join(n.dir, "weft-overlay")):
         pytest.fail("Weft is installed already by another module (weft-overlay): this module installs its own")
-    crd = gateway_api_dir()
+    try:
+        crd = os.path.join(cl.gateway_api_dir(), "config", "crd")
+    except RuntimeError as e:
+        pytest.fail(str(e))
     try:
         t = time.monotonic()
         install_gateway_api(n, crd)
@@ -127,8 +108,9 @@ def disc_node(node):
             n.kubectl("rollout", "status", "-n", ns, "deployment/" + dep, "--timeout=120s", timeout=150)
         yield n
     finally:
-        for ns in (NS, PLAIN):
-            n.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
+        for ns in (NS, PLAIN, OTHER):
+            n.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s",
+                      check=False, timeout=150)
         if os.path.exists(d):
             n.kubectl("delete", "-k", d, "--wait=true", "--timeout=120s", "--ignore-not-found",
                       check=False, timeout=150)
@@ -321,7 +303,7 @@ def test_routes_of_a_service_reach_the_proxies_subscribed_to_it(disc_node, alpha
     disc = [p["status"]["podIP"] for p in pods(n, "weft-system", "app.kubernetes.io/name=weft-discovery")]
     for d in disc:
         m = metrics(d, 9090)
-        for r in GATEWAY_CRDS:
+        for r in cl.GATEWAY_CRDS:
             assert metric(m, 'weft_discovery_watch_up{resource="%s"}' % r) == 1, (d, r)
     beta_ip = n.get_json("service", "beta", "-n", NS)["spec"]["clusterIP"]
     ident = "destination:%s:80" % beta_ip
@@ -414,6 +396,64 @@ def test_routes_of_a_service_reach_the_proxies_subscribed_to_it(disc_node, alpha
                   check=False)
     # beta itself is still reached as before (the proxy does not act on routes yet).
     assert exec_in(n, a, "wget", "-q", "-O-", "http://beta.%s.svc.cluster.local/" % NS).stdout.strip() == "ok"
+
+
+def inbound_responses(text, peer, status):
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+               if l.startswith('weft_proxy_http_responses_total{direction="inbound",')
+               and 'peer="%s"' % peer in l and 'status="%s"' % status in l)
+
+
+def test_allow_from_change_reaches_a_running_pod_with_no_restart(disc_node):
+    """The mesh's default inboundPolicy (same-namespace) has alpha's proxy
+    answer a meshed caller of another namespace 403. Annotating alpha's
+    Namespace weft.dev/allow-from lets that caller in, and removing the
+    annotation shuts it out again: each time discovery pushes alpha's proxy
+    its new policy (weft_proxy_config_generation moves) and the next request
+    (on the pooled connection the caller's proxy already holds) gets it,
+    while alpha's pod runs on as it was: same UID, no container restarted."""
+    n = disc_node
+    n.create_namespace(OTHER, labels={"weft.dev/inject": "enabled"})
+    n.wait_for(lambda: n.kubectl("get", "configmap", "weft-trust-bundle", "-n", OTHER,
+                                 check=False).returncode == 0, 60, "weft-trust-bundle")
+    n.apply_json({"apiVersion": "v1", "kind": "List",
+                  "items": [dict(o, metadata=dict(o["metadata"], namespace=OTHER)) for o in app("caller", "caller")]})
+    n.kubectl("rollout", "status", "-n", OTHER, "deployment/caller", "--timeout=120s", timeout=150)
+    caller, a = pods(n, OTHER, "app=caller")[0], alpha(n)
+    ip, peer = a["status"]["podIP"], SPIFFE % (OTHER, "caller")
+    url = "http://alpha.%s.svc.cluster.local/" % NS
+
+    def call():
+        return n.kubectl("exec", "-n", OTHER, caller["metadata"]["name"], "-c", "app", "--",
+                         "wget", "-q", "-O-", url, check=False)
+
+    def generation():
+        return metric(metrics(ip, 15020), "weft_proxy_config_generation")
+
+    def denied_once():
+        before = inbound_responses(metrics(ip, 15020), peer, "403")
+        r = call()
+        assert r.returncode != 0 and "403" in r.stderr, (r.stdout, r.stderr)
+        assert inbound_responses(metrics(ip, 15020), peer, "403") == before + 1
+
+    denied_once()
+    gen = generation()
+    n.kubectl("annotate", "namespace", NS, "weft.dev/allow-from=%s/*" % OTHER)
+    try:
+        n.wait_for(lambda: generation() > gen, 30, "alpha's proxy to take the new policy", interval=0.2)
+        before = inbound_responses(metrics(ip, 15020), peer, "200")
+        r = call()
+        assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr)
+        assert inbound_responses(metrics(ip, 15020), peer, "200") == before + 1
+        gen = generation()
+    finally:
+        n.kubectl("annotate", "namespace", NS, "weft.dev/allow-from-", check=False)
+    n.wait_for(lambda: generation() > gen, 30, "alpha's proxy to take the policy back", interval=0.2)
+    denied_once()
+    now = alpha(n)
+    assert now["metadata"]["uid"] == a["metadata"]["uid"]
+    statuses = now["status"].get("initContainerStatuses", []) + now["status"]["containerStatuses"]
+    assert all(c["restartCount"] == 0 for c in statuses), statuses
 
 
 def test_discovery_killed_and_restarted_with_no_failed_request(disc_node):
