@@ -23,7 +23,11 @@ each with CONNS simulated proxies (load.c) subscribed to SUBS destinations
 resource listed, or the directory loaded), the time until every stream
 holds its first answers, the change's arrival at every stream (p50, p99,
 max: from the file's rename, or from the PUT being sent), RSS after the
-load and with every stream open, CPU over 10 s idle. Prints one JSON line
+load and with every stream open, CPU over 10 s idle; in api rounds then
+CPU under 10 endpoint changes a second for BENCH_CHURN_S (default 10)
+seconds, every push acknowledged. "restart_s" is ready_s + synced_s: from
+a new process's start to every stream holding its first answers, a fleet
+that reconnects at once (the proxies' own backoff not counted). Prints one JSON line
 per round and the ratios api/dir of the medians.
 
 Only the API server and etcd run: the e2e node (node.py, its lock
@@ -72,6 +76,8 @@ BIN = os.environ.get("WEFT_BIN", os.path.join(ROOT, "build", "bin"))
 BINS = [tuple(b.split("=", 1)) for b in os.environ.get("BENCH_BINS", "").split(",") if b] or [("", BIN)]
 PERF_DIR = os.environ.get("BENCH_PERF_DIR")  # perf record of each api round's push, into this directory
 MODES = [m for m in os.environ.get("BENCH_MODES", "dir,api").split(",") if m]
+CHURN_S = int(os.environ.get("BENCH_CHURN_S", "10"))  # api rounds: seconds of 10 endpoint changes per second
+CHURN_RATE = 10
 if any(len(b) != 2 or not b[0] for b in BINS) and BINS != [("", BIN)]:
     raise SystemExit("bench/discovery/apiserver.py: BENCH_BINS: expected LABEL=DIR[,LABEL=DIR...]")
 if not MODES or any(m not in ("dir", "api") for m in MODES):
@@ -79,7 +85,8 @@ if not MODES or any(m not in ("dir", "api") for m in MODES):
 BATCH = 100
 for name, v, lo, hi in (("BENCH_NS", N_NS, 1, 500), ("BENCH_PODS", N_PODS, 10, 10000),
                         ("BENCH_SVCS", N_SVCS, 1, 1000), ("BENCH_CONNS", CONNS, 1, 2000),
-                        ("BENCH_SUBS", SUBS, 1, 100), ("BENCH_ROUNDS", ROUNDS, 1, 5)):
+                        ("BENCH_SUBS", SUBS, 1, 100), ("BENCH_ROUNDS", ROUNDS, 1, 5),
+                        ("BENCH_CHURN_S", CHURN_S, 0, 60)):
     if not lo <= v <= hi:
         raise SystemExit("bench/discovery/apiserver.py: %s=%d: expected %d-%d" % (name, v, lo, hi))
 
@@ -269,6 +276,50 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def scrape(mport):
+    metrics = {}
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                metrics[name] = float(value)
+    return metrics
+
+
+def churn(api, pid, mport):
+    """Steady state under change: CHURN_RATE EndpointSlice writes a second
+    for CHURN_S seconds (bounded by count), each flipping the last
+    endpoint's ready and serving of Service k's slice (k = 1, 2, ...: each
+    subscribed on about CONNS * (SUBS - 1) / SVCS streams), as pods going
+    unready and back would. weft-discovery's CPU over the window and 2 s
+    after it (its pushes drained), in cores; every push it makes in that
+    time must be acknowledged by the streams."""
+    if CHURN_S == 0 or N_SVCS < 2:
+        return {}
+    namespaces = ["ns-%d" % i for i in range(N_NS)]
+    before, c0, t0 = scrape(mport), cpu_s(pid), time.monotonic()
+    n = CHURN_S * CHURN_RATE
+    for i in range(n):
+        pause = t0 + i / CHURN_RATE - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        k = 1 + i % (N_SVCS - 1)
+        path = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices/svc-%d-abcde" % (namespaces[k % N_NS], k)
+        s = api.req("GET", path)
+        cond = s["endpoints"][-1]["conditions"]
+        cond["ready"] = cond["serving"] = not cond["ready"]
+        api.req("PUT", path, s)
+    writes_s = time.monotonic() - t0
+    time.sleep(2)
+    window = time.monotonic() - t0
+    cpu = (cpu_s(pid) - c0) / window
+    after = scrape(mport)
+    delta = {k: int(after.get(k, 0) - before.get(k, 0)) for k in ("weft_discovery_pushes_total",
+                                                                  "weft_discovery_acks_total")}
+    return {"churn_changes": n, "churn_writes_s": round(writes_s, 2), "churn_cpu_core": round(cpu, 4),
+            "churn_pushes": delta["weft_discovery_pushes_total"], "churn_acks": delta["weft_discovery_acks_total"]}
+
+
 def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
     """One weft-discovery process under load; returns the round's figures."""
     d = os.path.join(work, "round-%d-%s%s" % (rnd, mode, "-" + label if label else ""))
@@ -305,7 +356,7 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
             time.sleep(0.02)
         ready_s = time.monotonic() - t0
         rss_loaded = rss_mib(p.pid)
-        env = dict(os.environ, LOAD_HOLD_S="15")
+        env = dict(os.environ, LOAD_HOLD_S=str(15 + (CHURN_S + 10 if mode == "api" else 0)))
         if mode == "api":
             fifo = os.path.join(d, "change")
             os.mkfifo(fifo)
@@ -348,12 +399,11 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
         c0 = cpu_s(p.pid)
         time.sleep(10)
         idle = (cpu_s(p.pid) - c0) / 10
-        metrics = {}
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
-            for line in r.read().decode().splitlines():
-                if line and not line.startswith("#"):
-                    name, value = line.rsplit(" ", 1)
-                    metrics[name] = float(value)
+        churned = churn(api, p.pid, mport) if mode == "api" else {}
+        if churned and churned["churn_acks"] < churned["churn_pushes"]:
+            raise RuntimeError("under churn %d pushes but %d acks: %s" %
+                               (churned["churn_pushes"], churned["churn_acks"], open(dlog.name).read()[-3000:]))
+        metrics = scrape(mport)
         objects = int(sum(v for k, v in metrics.items() if k.startswith("weft_discovery_store_objects{")))
         errors = int(sum(v for k, v in metrics.items() if k.startswith("weft_discovery_watch_errors_total{")))
         pcount = metrics.get("weft_discovery_push_latency_seconds_count", 0)
@@ -361,6 +411,7 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
         if lp.wait(timeout=60) != 0:
             raise RuntimeError("not every proxy got the change: %s\nweft-discovery's log: %s" %
                                (result, open(dlog.name).read()[-3000:]))
+        result.update(churned, restart_s=round(ready_s + result["synced_s"], 3))
         result.update(mode=mode, build=label, round=rnd, server_push_mean_ms=server_push and round(server_push, 1),
                       objects=objects, watch_errors=errors, ready_s=round(ready_s, 3), rss_loaded_mib=round(rss_loaded, 1),
                       rss_streams_mib=round(rss_streams, 1), cpu_idle_core=round(idle, 4),
@@ -407,11 +458,11 @@ def main():
                     results.append(r)
         medians = {}
         for key in ("ready_s", "synced_s", "push_p50_ms", "push_p99_ms", "push_max_ms", "server_push_mean_ms",
-                    "rss_loaded_mib", "rss_streams_mib", "cpu_total_s"):
+                    "rss_loaded_mib", "rss_streams_mib", "cpu_total_s", "restart_s", "churn_cpu_core"):
             med = {}
             for mode in MODES:
                 for label, _ in BINS:
-                    vals = [r[key] for r in results if r["mode"] == mode and r["build"] == label and r[key] is not None]
+                    vals = [r[key] for r in results if r["mode"] == mode and r["build"] == label and r.get(key) is not None]
                     if vals:
                         med[(mode + " " + label).strip()] = statistics.median(vals)
             if "dir" in med and "api" in med and med["dir"]:
