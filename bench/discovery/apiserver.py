@@ -65,6 +65,7 @@ import yaml
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import cluster as cl  # noqa: E402
+from weft import metric_series  # noqa: E402
 
 N_NS = int(os.environ.get("BENCH_NS", "50"))
 N_PODS = int(os.environ.get("BENCH_PODS", "1000"))
@@ -276,16 +277,6 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def scrape(mport):
-    metrics = {}
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                metrics[name] = float(value)
-    return metrics
-
-
 def churn(api, pid, mport):
     """Steady state under change: CHURN_RATE EndpointSlice writes a second
     for CHURN_S seconds (bounded by count), each flipping the last
@@ -297,7 +288,7 @@ def churn(api, pid, mport):
     if CHURN_S == 0 or N_SVCS < 2:
         return {}
     namespaces = ["ns-%d" % i for i in range(N_NS)]
-    before, c0, t0 = scrape(mport), cpu_s(pid), time.monotonic()
+    before, c0, t0 = metric_series(mport, timeout=10), cpu_s(pid), time.monotonic()
     n = CHURN_S * CHURN_RATE
     for i in range(n):
         pause = t0 + i / CHURN_RATE - time.monotonic()
@@ -313,7 +304,7 @@ def churn(api, pid, mport):
     time.sleep(2)
     window = time.monotonic() - t0
     cpu = (cpu_s(pid) - c0) / window
-    after = scrape(mport)
+    after = metric_series(mport, timeout=10)
     delta = {k: int(after.get(k, 0) - before.get(k, 0)) for k in ("weft_discovery_pushes_total",
                                                                   "weft_discovery_acks_total")}
     return {"churn_changes": n, "churn_writes_s": round(writes_s, 2), "churn_cpu_core": round(cpu, 4),
@@ -403,7 +394,7 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
         if churned and churned["churn_acks"] < churned["churn_pushes"]:
             raise RuntimeError("under churn %d pushes but %d acks: %s" %
                                (churned["churn_pushes"], churned["churn_acks"], open(dlog.name).read()[-3000:]))
-        metrics = scrape(mport)
+        metrics = metric_series(mport, timeout=10)
         objects = int(sum(v for k, v in metrics.items() if k.startswith("weft_discovery_store_objects{")))
         errors = int(sum(v for k, v in metrics.items() if k.startswith("weft_discovery_watch_errors_total{")))
         pcount = metrics.get("weft_discovery_push_latency_seconds_count", 0)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import cluster as cl
+from weft import metric_series as metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NS = "disc-crds"
@@ -44,16 +45,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def metrics(mport):
-    out = {}
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-    return out
 
 
 def answer(d, port, dest):

@@ -109,12 +109,21 @@ def tail_file(path, n):
         return ""
 
 
+def metrics_text(metrics_port, timeout=5):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=timeout) as r:
+        return r.read().decode()
+
+
 def metric_sum(metrics_port, prefix):
     """The sum of every /metrics sample whose line starts with prefix."""
-    url = "http://127.0.0.1:%d/metrics" % metrics_port
-    with urllib.request.urlopen(url, timeout=5) as r:
-        text = r.read().decode()
+    text = metrics_text(metrics_port)
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def metric_series(metrics_port, timeout=5):
+    """Every /metrics sample: {'name{labels}': value}."""
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in
+            metrics_text(metrics_port, timeout).splitlines() if line and not line.startswith("#"))}
 
 
 class Webhook:
