@@ -9,8 +9,9 @@ Measures, per setup: HTTP/1.1 keep-alive 1 KB responses at a fixed 1,000
 requests/s (bench/loadgen.c, latency from the scheduled send time) and at
 maximum rate; a new connection for every request (loadgen
 --new-connection, at maximum rate); a bulk transfer (curl, 1 GiB, best of
-3) on the opaque setups; h2c unary requests with h2load (latency from its
-per-request log); the proxies' RSS idle after start, idle again after the
+3) on the opaque setups; gRPC unary calls over h2c with h2load (POSTs of one
+length-prefixed message, latency from its per-request log; each weft run's
+gRPC OK answers checked against the client proxy's metrics); the proxies' RSS idle after start, idle again after the
 load runs, and with 1,000 open HTTP/1.1 keep-alive connections. The weft pair is measured twice on the same two
 proxies: port 8080 (protocol detection: HTTP as the proxy handles it
 today) and port 8081 (in WEFT_OPAQUE_PORTS: the opaque weft/1 relay); which
@@ -18,7 +19,7 @@ path the HTTP/1.1 requests took is read from the client proxy's metrics.
 Prints a markdown report.
 
 usage: bench_proxy.py BIN_DIR LOADGEN BENCHSRV [SECONDS [ROUNDS]]
-WEFT_BENCH_H2APP=<tests/integration/h2_app built> enables the h2c part.
+WEFT_BENCH_H2APP=<tests/integration/h2_app built> enables the gRPC part.
 
 Setups run on separate pod pairs, interleaved round by round (the machine is
 shared and noisy); the report gives the median over rounds.
@@ -46,6 +47,17 @@ PROXY, INIT = os.path.join(BIN, "weft-proxy"), os.path.join(BIN, "weft-init")
 BULK = 1 << 30
 H2APP = os.environ.get("WEFT_BENCH_H2APP")
 H2_PORT, OPAQUE_PORT = 9090, 8081
+# One unary call: the 5-byte gRPC prefix (not compressed, length) and a
+# protobuf-shaped message (field 1, 16 bytes), which h2_app.c echoes.
+GRPC_PATH, GRPC_MSG = "/bench.Echo/Unary", b"\x0a\x10weft-bench-grpc!"
+GRPC_H2LOAD = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+GRPC_CLIENT = """
+import sys, grpc
+msg = bytes.fromhex(sys.argv[3])
+r, call = grpc.insecure_channel(sys.argv[1]).unary_unary(sys.argv[2]).with_call(msg, timeout=10)
+assert r == msg and call.code() == grpc.StatusCode.OK, (r, call.code())
+print("OK")
+"""
 
 
 def rss_kib(pid):
@@ -90,12 +102,21 @@ def hold_open(pod, host, port, n=1000):
     return socks
 
 
+def h2load_counts(out):
+    """(succeeded, abandoned): calls h2load saw succeed, and those still in
+    flight when its -D duration ended (started, never done)."""
+    # "requests: 100 total, 140 started, 100 done, 100 succeeded, 0 failed, ..."
+    line = next(x for x in out.splitlines() if x.startswith("requests:"))
+    n = [int(x.split()[0]) for x in line.split(":", 1)[1].split(",")]
+    return n[3], n[1] - n[2]
+
+
 def h2load(pod, url, conns, streams, logdir):
-    """h2c unary GETs for SECS seconds (bounded by -D and the timeout):
+    """gRPC unary calls for SECS seconds (bounded by -D and the timeout):
     rate from h2load's summary, percentiles from its per-request log."""
     log = os.path.join(logdir, "h2load.log")
-    out = pod.run(["h2load", "-D", str(SECS), "-c", str(conns), "-m", str(streams), "--log-file", log, url],
-                  timeout=SECS + 60).stdout
+    out = pod.run(["h2load", "-D", str(SECS), "-c", str(conns), "-m", str(streams), "--log-file", log,
+                   "-d", os.path.join(logdir, "grpc.msg"), *GRPC_H2LOAD, url], timeout=SECS + 60).stdout
     lat, failed = [], 0
     with open(log) as f:
         for line in f:
@@ -109,16 +130,29 @@ def h2load(pod, url, conns, streams, logdir):
     # "finished in 5.00s, 12345.60 req/s, 1.23MB/s"
     rps = float(next(line for line in out.splitlines() if line.startswith("finished in")).split()[3])
     pct = (lambda q: lat[int(q / 100 * (len(lat) - 1))] if lat else 0)
-    return {"rps": rps, "p50_us": pct(50), "p99_us": pct(99), "errors": failed, "requests": len(lat)}
+    ok, abandoned = h2load_counts(out)
+    return {"rps": rps, "p50_us": pct(50), "p99_us": pct(99), "errors": failed, "requests": len(lat),
+            "succeeded": ok, "abandoned": abandoned}
 
 
 def measure_load(res, setup, logdir, counted):
     """One round of setup's tests; counted(part, fn) runs fn, for a weft
-    setup noting how the client proxy's counters moved over it."""
+    setup noting how the client proxy's counters moved over it (returned
+    with fn's value; None for the other setups)."""
     pod, url, tests = setup["pod"], setup["url"], setup["tests"]
     counted("h1", lambda: measure_h1(res, pod, url, tests))
     if "h2" in tests and H2APP:
-        counted("h2", lambda: measure_h2(res, pod, setup["h2url"], logdir))
+        moved = counted("h2", lambda: measure_h2(res, pod, setup["h2url"], logdir))
+        # Every call h2load saw succeed must be one the client proxy counted
+        # as a gRPC OK answer (grpc-status 0 read from the trailers), and
+        # no answer another status. A call h2load abandoned in flight when
+        # its duration ended may have been answered to the proxy or not.
+        if moved:
+            (ok, abandoned), c = moved
+            if not ok <= c["grpc_ok"] <= ok + abandoned or c["grpc_not_ok"]:
+                raise SystemExit(f"{setup['name']}: h2load counted {ok} calls succeeded and {abandoned} abandoned "
+                                 f"in flight; the client proxy {c['grpc_ok']:.0f} outbound gRPC OK responses and "
+                                 f"{c['grpc_not_ok']:.0f} of another grpc-status")
 
 
 def measure_h1(res, pod, url, tests):
@@ -132,24 +166,27 @@ def measure_h1(res, pod, url, tests):
         res.setdefault("newconn", []).append(loadgen(pod, url, 8, new_connection=True))
 
 
-def h2_newconn(pod, url):
-    """h2c with a new connection for every request: h2load runs of 100
+def h2_newconn(pod, url, logdir):
+    """gRPC with a new connection for every call: h2load runs of 100
     connections making one request each, repeated for SECS seconds (at most
     200 runs); the rate counts the runs' whole wall time."""
-    t0, ok, runs = time.monotonic(), 0, 0
+    t0, ok, abandoned, runs = time.monotonic(), 0, 0, 0
     while time.monotonic() - t0 < SECS and runs < 200:
-        out = pod.run(["h2load", "-n", "100", "-c", "100", "-m", "1", url], timeout=60).stdout
-        # "requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, ..."
-        line = next(x for x in out.splitlines() if x.startswith("requests:"))
-        ok += int(line.split(",")[3].split()[0])
-        runs += 1
-    return {"rps": ok / (time.monotonic() - t0), "requests": ok, "runs": runs}
+        out = pod.run(["h2load", "-n", "100", "-c", "100", "-m", "1", "-d", os.path.join(logdir, "grpc.msg"),
+                       *GRPC_H2LOAD, url], timeout=60).stdout
+        got = h2load_counts(out)
+        ok, abandoned, runs = ok + got[0], abandoned + got[1], runs + 1
+    return {"rps": ok / (time.monotonic() - t0), "requests": ok, "succeeded": ok, "abandoned": abandoned, "runs": runs}
 
 
 def measure_h2(res, pod, url, logdir):
-    res.setdefault("h2_load", []).append(h2load(pod, url, 4, 10, logdir))
-    res.setdefault("h2_one", []).append(h2load(pod, url, 1, 1, logdir))
-    res.setdefault("h2_new", []).append(h2_newconn(pod, url))
+    """The gRPC runs of one round; returns how many calls succeeded and how
+    many were abandoned in flight."""
+    runs = [("h2_load", h2load(pod, url, 4, 10, logdir)), ("h2_one", h2load(pod, url, 1, 1, logdir)),
+            ("h2_new", h2_newconn(pod, url, logdir))]
+    for kind, r in runs:
+        res.setdefault(kind, []).append(r)
+    return sum(r["succeeded"] for _, r in runs), sum(r["abandoned"] for _, r in runs)
 
 
 def measure_rss(res, pod, host, port, pids):
@@ -294,16 +331,16 @@ def main():
         ds, ws = pods["direct"][1].ip4, pods["weft"][1].ip4
         setups = [
             {"name": "direct (no proxy)", "pod": pods["direct"][0], "url": f"http://{ds}:8080/",
-             "h2url": f"http://{ds}:{H2_PORT}/load", "tests": {"fixed", "max", "bulk", "newconn", "h2"}},
+             "h2url": f"http://{ds}:{H2_PORT}{GRPC_PATH}", "tests": {"fixed", "max", "bulk", "newconn", "h2"}},
             {"name": "haproxy pair, mode tcp (mTLS)", "pod": pods["haproxy"][0], "url": "http://127.0.0.1:10000/",
              "tests": {"fixed", "max", "bulk", "newconn"}, "rss": ("127.0.0.1", 10000), "pids": [hc.pid, hs.pid]},
             {"name": "haproxy pair, mode http (mTLS, h2 between)", "pod": pods["hahttp"][0],
-             "url": "http://127.0.0.1:10000/", "h2url": "http://127.0.0.1:10001/load",
+             "url": "http://127.0.0.1:10000/", "h2url": f"http://127.0.0.1:10001{GRPC_PATH}",
              "tests": {"fixed", "max", "newconn", "h2"}, "rss": ("127.0.0.1", 10000), "pids": [hhc.pid, hhs.pid]},
             {"name": "haproxy pair, mode http, http-reuse always", "pod": pods["hahttp"][0],
              "url": "http://127.0.0.1:10002/", "tests": {"newconn"}},
             {"name": "weft-proxy pair, port 8080 (detected: HTTP)", "pod": pods["weft"][0], "url": f"http://{ws}:8080/",
-             "h2url": f"http://{ws}:{H2_PORT}/load", "tests": {"fixed", "max", "newconn", "h2"},
+             "h2url": f"http://{ws}:{H2_PORT}{GRPC_PATH}", "tests": {"fixed", "max", "newconn", "h2"},
              "rss": (ws, 8080), "pids": [p.pid for p in pxs], "weft": True},
             {"name": f"weft-proxy pair, port {OPAQUE_PORT} (opaque weft/1)", "pod": pods["weft"][0],
              "url": f"http://{ws}:{OPAQUE_PORT}/", "tests": {"fixed", "max", "bulk", "newconn"}, "weft": True},
@@ -312,8 +349,22 @@ def main():
         counters = {"http1": r'protocol_detections_total\{direction="outbound",result="http1"\}',
                     "h2": r'protocol_detections_total\{direction="outbound",result="h2"\}',
                     "http_req": r'^weft_proxy_http_requests_total\{.*direction="outbound"',
-                    "handshakes": r'tls_handshakes_total\{side="client",result="success"'}
+                    "handshakes": r'tls_handshakes_total\{side="client",result="success"',
+                    "grpc_ok": r'^weft_proxy_http_responses_total\{direction="outbound",.*,status="200",'
+                               r'grpc_status="0"',
+                    "grpc_not_ok": r'^weft_proxy_http_responses_total\{direction="outbound",.*,'
+                                   r'grpc_status="(?!0")[^"]'}
         results = [{"name": s["name"]} for s in setups]
+        with open(os.path.join(d, "grpc.msg"), "wb") as f:
+            f.write(b"\0" + len(GRPC_MSG).to_bytes(4, "big") + GRPC_MSG)
+        for res, s in zip(results, setups):
+            if "h2" in s["tests"] and H2APP:
+                # Once with a real gRPC client (grpcio), so what h2load
+                # drives is gRPC as grpcio reads it, end to end.
+                addr = s["h2url"].split("/")[2]
+                r = s["pod"].run([sys.executable, "-c", GRPC_CLIENT, addr, GRPC_PATH, GRPC_MSG.hex()], timeout=30)
+                assert r.stdout.strip() == "OK", (s["name"], r.stdout, r.stderr)
+                res["grpcio"] = "OK"
         for res, s in zip(results, setups):
             res["idle_rss"] = [rss_kib(p) for p in s.get("pids", [])]
         t0 = time.monotonic()
@@ -321,12 +372,15 @@ def main():
             for res, s in zip(results, setups):
                 def counted(part, fn, res=res, weft=s.get("weft")):
                     if not weft:
-                        return fn()
+                        fn()
+                        return None
                     before = {k: metrics_sum(net, wc, v) for k, v in counters.items()}
-                    fn()
-                    path = res.setdefault("path_" + part, {})
+                    got = fn()
+                    path, moved = res.setdefault("path_" + part, {}), {}
                     for k, v in counters.items():
-                        path[k] = path.get(k, 0) + metrics_sum(net, wc, v) - before[k]
+                        moved[k] = metrics_sum(net, wc, v) - before[k]
+                        path[k] = path.get(k, 0) + moved[k]
+                    return got, moved
                 measure_load(res, s, d, counted)
         for res, s in zip(results, setups):
             if "rss" in s:
@@ -386,9 +440,13 @@ def report(results, elapsed):
     if "path_h2" in wh:
         sent = sum(x["requests"] for k in ("h2_load", "h2_one", "h2_new") for x in wh[k])
         p = wh["path_h2"]
-        print(f"- path, {wh['name']}, h2c runs: {sent:.0f} requests answered; the client proxy counted "
-              f"{p['h2']:.0f} outbound connections detected h2, {p['http_req']:.0f} outbound HTTP requests "
-              f"(terminated) and {p['handshakes']:.0f} client TLS handshakes")
+        ok = sum(x["succeeded"] for k in ("h2_load", "h2_one", "h2_new") for x in wh[k])
+        gone = sum(x["abandoned"] for k in ("h2_load", "h2_one", "h2_new") for x in wh[k])
+        print(f"- path, {wh['name']}, gRPC runs: {sent:.0f} calls answered ({ok} succeeded as h2load counts, "
+              f"{gone} abandoned in flight at the end of a run); the "
+              f"client proxy counted {p['h2']:.0f} outbound connections detected h2, {p['http_req']:.0f} outbound "
+              f"HTTP requests (terminated), {p['grpc_ok']:.0f} gRPC OK responses and {p['grpc_not_ok']:.0f} with "
+              f"another grpc-status, and {p['handshakes']:.0f} client TLS handshakes")
     print("- per round (p50/p99 µs at 1000/s; max req/s; new-connection req/s; bulk MB/s):")
     for r in results:
         rounds = []
@@ -401,9 +459,12 @@ def report(results, elapsed):
         print(f"  - {r['name']}: " + "; ".join(rounds))
     h2 = [r for r in results if "h2_load" in r]
     if not h2:
-        print("\nh2c: skipped (WEFT_BENCH_H2APP not set)")
+        print("\ngRPC: skipped (WEFT_BENCH_H2APP not set)")
         return
-    print("\nh2c unary GETs (h2load, tests/integration/h2_app.c as the app; latency from h2load's per-request log):\n")
+    print(f"\ngRPC unary calls over h2c (h2load POSTs of one {5 + len(GRPC_MSG)}-byte length-prefixed message to "
+          f"{GRPC_PATH}, tests/integration/h2_app.c echoing it with grpc-status 0; latency from h2load's "
+          "per-request log; checked once per setup with a grpcio client: "
+          + ", ".join(f"{r['name']} {r['grpcio']}" for r in h2) + "):\n")
     print("| setup | 4 conns x 10 streams req/s | p50 µs | p99 µs | 1 conn x 1 stream req/s | p50 µs | p99 µs "
           "| new conn/request req/s | failed |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -419,7 +480,7 @@ def report(results, elapsed):
               f"{med(r, 'h2_one', 'p50_us') - med(d, 'h2_one', 'p50_us'):+.0f} µs, p99 "
               f"{med(r, 'h2_one', 'p99_us') - med(d, 'h2_one', 'p99_us'):+.0f} µs; new connection per request "
               f"{med(r, 'h2_new', 'rps') / med(d, 'h2_new', 'rps'):.2f}x direct")
-    print(f"- weft vs haproxy http, h2c: 4x10 rate {med(h2[2], 'h2_load', 'rps') / med(h2[1], 'h2_load', 'rps'):.2f}x, "
+    print(f"- weft vs haproxy http, gRPC: 4x10 rate {med(h2[2], 'h2_load', 'rps') / med(h2[1], 'h2_load', 'rps'):.2f}x, "
           f"new connection per request {med(h2[2], 'h2_new', 'rps') / med(h2[1], 'h2_new', 'rps'):.2f}x")
     print("- per round (4x10 req/s, p99 µs; 1x1 p50/p99 µs; new-connection req/s):")
     for r in h2:

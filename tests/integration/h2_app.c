@@ -7,6 +7,9 @@
  *   /slow/MS       200 after MS milliseconds
  *   /status/CODE   CODE with a short body
  *   /echo          200 with the request body, once it ended
+ *   content-type application/grpc*: a gRPC unary answer, the request's
+ *                  one length-prefixed message echoed, trailers
+ *                  grpc-status 0 (3 when the body is not one message)
  *   other          200 "h2 NAME path=PATH weft-proto=VALUE|-" (the proxy must strip it)
  * usage: h2_app NAME PORT LOGFILE  (prints "ready"; one line per accepted
  * connection in LOGFILE). */
@@ -37,6 +40,7 @@ struct app_stream {
     h2_stream *st;
     char path[256];
     char proto[16];
+    int grpc;
     char body[65536];
     size_t blen;
     long long due_ms; /* /slow: when to answer; 0 otherwise */
@@ -66,10 +70,27 @@ static void respond(struct app_stream *a, const char *status, const char *body, 
     }
 }
 
+/* As a gRPC server answers a unary call: the message in the response body,
+ * the status in the trailers. */
+static void answer_grpc(struct app_stream *a)
+{
+    const uint8_t *b = (const uint8_t *)a->body;
+    int ok = a->blen >= 5 && b[0] == 0 &&
+             ((size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4]) == a->blen - 5;
+    struct h2_field f[] = {{":status", 7, "200", 3}, {"content-type", 12, "application/grpc", 16}};
+    h2_submit_response(a->c->h, a->st, f, 2, 0);
+    if (ok)
+        h2_submit_data(a->c->h, a->st, a->body, a->blen, 0);
+    struct h2_field t[] = {{"grpc-status", 11, ok ? "0" : "3", 1}};
+    h2_submit_trailers(a->c->h, a->st, t, 1);
+}
+
 static void answer(struct app_stream *a)
 {
     char body[512];
-    if (strcmp(a->path, "/trailers") == 0) {
+    if (a->grpc) {
+        answer_grpc(a);
+    } else if (strcmp(a->path, "/trailers") == 0) {
         respond(a, "200", "with trailers\n", 14, 1);
     } else if (strcmp(a->path, "/rst") == 0) {
         struct h2_field f[] = {{":status", 7, "200", 3}};
@@ -106,7 +127,9 @@ static void ev_headers(void *ctx, h2_stream *st, enum h2_block kind, const struc
     a->used = 1;
     a->c = c;
     a->st = st;
-    const struct h2_field *p = h2_field_find(f, n, ":path"), *w = h2_field_find(f, n, "weft-proto");
+    const struct h2_field *p = h2_field_find(f, n, ":path"), *w = h2_field_find(f, n, "weft-proto"),
+                          *ct = h2_field_find(f, n, "content-type");
+    a->grpc = ct && ct->valuelen >= 16 && memcmp(ct->value, "application/grpc", 16) == 0;
     if (p)
         snprintf(a->path, sizeof a->path, "%.*s", (int)p->valuelen, p->value);
     if (w)
