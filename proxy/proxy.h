@@ -53,7 +53,7 @@ struct worker {
     int draining;
     int accept_paused;   /* out of fds: listeners out of the loop until the resume timer */
     uint64_t last_pause_log_ms;
-    unsigned long closed_since_trim; /* sessions closed since the last malloc_trim */
+    unsigned long closed_since_trim; /* sessions and pooled connections closed since the last malloc_trim */
 };
 
 /* Binds the listeners of one worker (main thread, before it runs). 0 or

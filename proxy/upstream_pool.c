@@ -226,6 +226,7 @@ static void uph2_free(struct uph2 *c, int call_back, enum http_cause cause, cons
     }
     if (c->peer_slot >= 0)
         pm_add(&uph2_series(c)->closed, 1);
+    c->w->closed_since_trim++; /* its TLS and HTTP/2 state go back as a session's do */
     h2_free(c->h);
     conn_close(&c->c);
     free(c);
