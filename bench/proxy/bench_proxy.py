@@ -12,7 +12,7 @@ maximum rate; a new connection for every request (loadgen
 3) on the opaque setups; gRPC unary calls over h2c with h2load (POSTs of one
 length-prefixed message, latency from its per-request log; each weft run's
 gRPC OK answers checked against the client proxy's metrics); the proxies' RSS idle after start, idle again after the
-load runs, and with 1,000 open HTTP/1.1 keep-alive connections. The weft pair is measured twice on the same two
+load runs (right after them and 75 s later), and with 1,000 open HTTP/1.1 keep-alive connections. The weft pair is measured twice on the same two
 proxies: port 8080 (protocol detection: HTTP as the proxy handles it
 today) and port 8081 (in WEFT_OPAQUE_PORTS: the opaque weft/1 relay); which
 path the HTTP/1.1 requests took is read from the client proxy's metrics.
@@ -47,6 +47,7 @@ PROXY, INIT = os.path.join(BIN, "weft-proxy"), os.path.join(BIN, "weft-init")
 BULK = 1 << 30
 H2APP = os.environ.get("WEFT_BENCH_H2APP")
 H2_PORT, OPAQUE_PORT = 9090, 8081
+SETTLE_S = 75  # weft's UPSTREAM_H2_IDLE_MS and WORKER_TRIM_MS, and a margin
 # One unary call: the 5-byte gRPC prefix (not compressed, length) and a
 # protobuf-shaped message (field 1, 16 bytes), which h2_app.c echoes.
 GRPC_PATH, GRPC_MSG = "/bench.Echo/Unary", b"\x0a\x10weft-bench-grpc!"
@@ -190,8 +191,6 @@ def measure_h2(res, pod, url, logdir):
 
 
 def measure_rss(res, pod, host, port, pids):
-    # Idle again, but after the load runs: what the allocator kept.
-    res["after_rss"] = [rss_kib(p) for p in pids]
     socks = hold_open(pod, host, port)
     time.sleep(0.5)
     res["rss_1000"] = [rss_kib(p) for p in pids]
@@ -355,18 +354,19 @@ def main():
                     "grpc_not_ok": r'^weft_proxy_http_responses_total\{direction="outbound",.*,'
                                    r'grpc_status="(?!0")[^"]'}
         results = [{"name": s["name"]} for s in setups]
+        for res, s in zip(results, setups):
+            res["idle_rss"] = [rss_kib(p) for p in s.get("pids", [])]
         with open(os.path.join(d, "grpc.msg"), "wb") as f:
             f.write(b"\0" + len(GRPC_MSG).to_bytes(4, "big") + GRPC_MSG)
         for res, s in zip(results, setups):
             if "h2" in s["tests"] and H2APP:
                 # Once with a real gRPC client (grpcio), so what h2load
-                # drives is gRPC as grpcio reads it, end to end.
+                # drives is gRPC as grpcio reads it, end to end (after the
+                # at-start RSS sample: the call warms the proxies).
                 addr = s["h2url"].split("/")[2]
                 r = s["pod"].run([sys.executable, "-c", GRPC_CLIENT, addr, GRPC_PATH, GRPC_MSG.hex()], timeout=30)
                 assert r.stdout.strip() == "OK", (s["name"], r.stdout, r.stderr)
                 res["grpcio"] = "OK"
-        for res, s in zip(results, setups):
-            res["idle_rss"] = [rss_kib(p) for p in s.get("pids", [])]
         t0 = time.monotonic()
         for rnd in range(ROUNDS):
             for res, s in zip(results, setups):
@@ -382,6 +382,14 @@ def main():
                         path[k] = path.get(k, 0) + moved[k]
                     return got, moved
                 measure_load(res, s, d, counted)
+        # Idle again, but after the load runs: right after them, and once
+        # weft's pooled upstream connections have closed idle (60 s) and a
+        # trim tick (10 s) has passed.
+        for res, s in zip(results, setups):
+            res["after_rss"] = [rss_kib(p) for p in s.get("pids", [])]
+        time.sleep(SETTLE_S)
+        for res, s in zip(results, setups):
+            res["settled_rss"] = [rss_kib(p) for p in s.get("pids", [])]
         for res, s in zip(results, setups):
             if "rss" in s:
                 measure_rss(res, s["pod"], *s["rss"], s["pids"])
@@ -407,17 +415,18 @@ def report(results, elapsed):
     print(f"{os.cpu_count()} cores; {ROUNDS} interleaved rounds of {SECS} s per load run ({elapsed:.0f} s in all); "
           f"medians over rounds; 1 KB bodies; bulk {BULK >> 20} MiB (best of 3 per round)\n")
     print("| setup | 1000/s p50 µs | p99 µs | p99.9 µs | max req/s | new conn/request req/s | its p50 µs | p99 µs "
-          "| errors | bulk MB/s | RSS idle KiB | idle after the runs | RSS 1000 conns KiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"| errors | bulk MB/s | RSS idle KiB | idle after the runs | {SETTLE_S} s later | RSS 1000 conns KiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         errors = sum(x["errors"] for k in ("fixed", "max", "newconn") for x in r.get(k, []))
         rss_i = " + ".join(str(x) for x in r["idle_rss"]) or "-"
         rss_k = " + ".join(str(x) for x in r.get("rss_1000", [])) or "-"
         rss_a = " + ".join(str(x) for x in r.get("after_rss", [])) or "-"
+        rss_s = " + ".join(str(x) for x in r.get("settled_rss", [])) or "-"
         print(f"| {r['name']} | {fmt(r, 'fixed', 'p50_us')} | {fmt(r, 'fixed', 'p99_us')} | "
               f"{fmt(r, 'fixed', 'p999_us')} | {fmt(r, 'max', 'rps')} | {fmt(r, 'newconn', 'rps')} | "
               f"{fmt(r, 'newconn', 'p50_us')} | {fmt(r, 'newconn', 'p99_us')} | {errors} | "
-              f"{fmt(r, 'bulk', scale=1e6)} | {rss_i} | {rss_a} | {rss_k} |")
+              f"{fmt(r, 'bulk', scale=1e6)} | {rss_i} | {rss_a} | {rss_s} | {rss_k} |")
     print()
     for r in (hat, hah, wh, wo):
         print(f"- {r['name']}: added at 1000/s p50 {med(r, 'fixed', 'p50_us') - med(d, 'fixed', 'p50_us'):+.0f} µs, "
