@@ -20,12 +20,14 @@
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,6 +44,18 @@
 #define SERVER_MAX_PATH 2048
 #define SERVER_READ_CHUNK 16384
 #define SERVER_MAX_STREAMS 16 /* concurrent HTTP/2 streams per connection: one /v1/stream and some GETs */
+/* nghttp2 gives each session a 16 KiB outbound frame buffer and writes
+ * every frame from its start. From the heap, whose pages earlier
+ * allocations touched, all of it is resident: 32 MiB for 2,000 proxies
+ * however small their answers. In a mapping of its own only the pages
+ * frames reach are, and with DATA frames of at most SERVER_H2_DATA_MAX
+ * bytes (server_h2_data_len) that is the first. So nghttp2's allocations
+ * of SERVER_H2_MAP_MIN bytes or more, at most SERVER_H2_MAPS per session
+ * (the frame buffer is the one in nghttp2 1.52; the rest come from the
+ * heap), get a mapping of their own. */
+#define SERVER_H2_MAP_MIN 8192
+#define SERVER_H2_MAPS 2
+#define SERVER_H2_DATA_MAX 4000 /* a frame's 9-byte header and nghttp2's 10 reserved bytes fit the page */
 
 static const double latency_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
@@ -98,6 +112,10 @@ struct server_conn {
     int has_watch;
     struct server_stream *watch;   /* the /v1/stream, if open */
     struct server_stream *streams; /* all, freed with the connection (nghttp2_session_del does not call back) */
+    struct {
+        void *p;
+        size_t len;
+    } h2_maps[SERVER_H2_MAPS]; /* nghttp2's large buffers: see SERVER_H2_MAP_MIN */
     uint64_t accepted_ms;
     uint64_t last_recv_ms; /* when bytes last came from the peer */
     uint64_t ping_sent_ms; /* an unanswered PING went out then; 0: none */
@@ -982,6 +1000,99 @@ static int server_on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32
     return 0;
 }
 
+/* ---------- nghttp2's memory (SERVER_H2_MAP_MIN) ---------- */
+
+static void *server_h2_map(struct server_conn *c, size_t n)
+{
+    for (int i = 0; i < SERVER_H2_MAPS; i++) {
+        if (c->h2_maps[i].p)
+            continue;
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        c->h2_maps[i].p = p;
+        c->h2_maps[i].len = n;
+        return p;
+    }
+    return NULL;
+}
+
+/* The mapping's length when p is one of c's mappings, else 0. */
+static size_t server_h2_mapped(const struct server_conn *c, const void *p)
+{
+    for (int i = 0; i < SERVER_H2_MAPS; i++)
+        if (p && c->h2_maps[i].p == p)
+            return c->h2_maps[i].len;
+    return 0;
+}
+
+static void server_h2_unmap(struct server_conn *c, void *p)
+{
+    for (int i = 0; i < SERVER_H2_MAPS; i++) {
+        if (c->h2_maps[i].p == p) {
+            munmap(p, c->h2_maps[i].len);
+            c->h2_maps[i].p = NULL;
+            return;
+        }
+    }
+}
+
+static void *server_h2_malloc(size_t n, void *user)
+{
+    void *p = n >= SERVER_H2_MAP_MIN ? server_h2_map(user, n) : NULL;
+    return p ? p : xmalloc(n);
+}
+
+static void server_h2_free(void *p, void *user)
+{
+    if (server_h2_mapped(user, p))
+        server_h2_unmap(user, p);
+    else
+        free(p);
+}
+
+static void *server_h2_calloc(size_t count, size_t n, void *user)
+{
+    if (n && count > SIZE_MAX / n)
+        return NULL;
+    void *p = count * n >= SERVER_H2_MAP_MIN ? server_h2_map(user, count * n) : NULL; /* zero pages */
+    return p ? p : xcalloc(count, n);
+}
+
+static void *server_h2_realloc(void *p, size_t n, void *user)
+{
+    size_t had = server_h2_mapped(user, p);
+    if (!had && n < SERVER_H2_MAP_MIN)
+        return xrealloc(p, n);
+    if (!had && p)
+        had = malloc_usable_size(p); /* at least what was asked for, all of it readable */
+    void *q = server_h2_malloc(n, user);
+    if (p) {
+        memcpy(q, p, had < n ? had : n);
+        server_h2_free(p, user);
+    }
+    return q;
+}
+
+/* DATA frames of at most SERVER_H2_DATA_MAX bytes keep the frame buffer's
+ * pages past the first untouched. */
+static ssize_t server_h2_data_len(nghttp2_session *h2, uint8_t type, int32_t stream_id, int32_t session_window,
+                                  int32_t stream_window, uint32_t max_frame, void *user)
+{
+    (void)h2;
+    (void)type;
+    (void)stream_id;
+    (void)user;
+    ssize_t n = SERVER_H2_DATA_MAX;
+    if (session_window < n)
+        n = session_window;
+    if (stream_window < n)
+        n = stream_window;
+    if ((ssize_t)max_frame < n)
+        n = (ssize_t)max_frame;
+    return n > 0 ? n : 1;
+}
+
 static nghttp2_session_callbacks *server_h2_callbacks(void)
 {
     static nghttp2_session_callbacks *cbs;
@@ -992,6 +1103,7 @@ static nghttp2_session_callbacks *server_h2_callbacks(void)
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, server_on_frame_recv);
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, server_on_data);
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, server_on_stream_close);
+        nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, server_h2_data_len);
     }
     return cbs;
 }
@@ -1017,7 +1129,8 @@ static void server_handshake_done(struct server_conn *c)
     nghttp2_option *opt = NULL;
     nghttp2_option_new(&opt);
     nghttp2_option_set_max_send_header_block_length(opt, 16384);
-    nghttp2_session_server_new2(&c->h2, server_h2_callbacks(), c, opt);
+    nghttp2_mem mem = {c, server_h2_malloc, server_h2_free, server_h2_calloc, server_h2_realloc}; /* copied */
+    nghttp2_session_server_new3(&c->h2, server_h2_callbacks(), c, opt, &mem);
     nghttp2_option_del(opt);
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SERVER_MAX_STREAMS},
