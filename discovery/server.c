@@ -1129,14 +1129,19 @@ static void server_handshake_done(struct server_conn *c)
     nghttp2_option *opt = NULL;
     nghttp2_option_new(&opt);
     nghttp2_option_set_max_send_header_block_length(opt, 16384);
+    /* No HPACK dynamic tables either way: a connection carries one long
+     * stream and a few GETs, and each table holds up to 4 KiB of headers
+     * for as long as the connection lives. */
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
     nghttp2_mem mem = {c, server_h2_malloc, server_h2_free, server_h2_calloc, server_h2_realloc}; /* copied */
     nghttp2_session_server_new3(&c->h2, server_h2_callbacks(), c, opt, &mem);
     nghttp2_option_del(opt);
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SERVER_MAX_STREAMS},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16384},
+        {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 0},
     };
-    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2);
+    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3);
     log_debug("proxy connected", "identity=%s peer=%s", c->id_uri, c->peer_ip);
 }
 
