@@ -12,9 +12,7 @@
 
 /* Limits of one object; the API's own where it has one. */
 #define REDUCE_MAX_NAME 253           /* object names (DNS-1123 subdomain) */
-#define REDUCE_MAX_LABELS 128         /* labels kept per pod */
-#define REDUCE_MAX_LABEL_KEY 317      /* prefix (253) + '/' + name (63) */
-#define REDUCE_MAX_LABEL_VALUE 63
+#define REDUCE_MAX_LABEL_KEY 317      /* a qualified name: prefix (253) + '/' + name (63) */
 #define REDUCE_MAX_WEFT_ANNOTATIONS 32 /* weft.dev/ annotations kept per object */
 #define REDUCE_MAX_ANNOTATION_VALUE 4096
 #define REDUCE_MAX_IPS 2              /* a pod's or Service's IPs: one per family */
