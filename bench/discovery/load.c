@@ -233,11 +233,26 @@ int main(int argc, char **argv)
             X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), "127.0.0.1");
             hs[started++] = 1;
         }
+        /* Connected streams are read too: on a loaded machine the connect
+         * phase can outlast the server's keep-alive (a PING after 30 s idle,
+         * closed 10 s later without its ACK). */
         for (int i = 0; i < started; i++)
-            pfd[i].fd = hs[i] == 1 ? cs[i].fd : -1, pfd[i].events = POLLIN | POLLOUT;
+            pfd[i].fd = cs[i].fd,
+            pfd[i].events = hs[i] == 1 ? POLLIN | POLLOUT : POLLIN | (cs[i].woff < cs[i].wlen ? POLLOUT : 0);
         poll(pfd, (nfds_t)started, 100);
         for (int i = 0; i < started; i++) {
             struct conn *c = &cs[i];
+            if (hs[i] == 2) {
+                if (pfd[i].revents & POLLIN) {
+                    char in[16384];
+                    int n;
+                    while ((n = SSL_read(c->ssl, in, sizeof in)) > 0)
+                        nghttp2_session_mem_recv(c->h2, (const uint8_t *)in, (size_t)n);
+                }
+                if (pfd[i].revents)
+                    flush(c);
+                continue;
+            }
             if (hs[i] != 1)
                 continue;
             int r = SSL_connect(c->ssl);
