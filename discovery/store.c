@@ -26,6 +26,8 @@ struct store {
     json_t *reads;                 /* while recording: dependency keys read (borrowed) */
     atomic_ulong warnings;         /* objects taken in with an annotation ignored (read by /metrics) */
     char last_warning[512];        /* the latest of them, "<Kind> <key>: <message>" */
+    json_t *strings;               /* text -> the one string objects share (store_intern) */
+    size_t strings_pruned;         /* its size after the last prune */
 };
 
 #define DEP_MAX (KEY_MAX + 16)
@@ -51,6 +53,7 @@ struct store *store_new(const struct store_limits *limits)
         store_default_limits(&s->limits);
     for (int i = 0; i < REDUCE_KINDS; i++)
         s->objects[i] = json_object();
+    s->strings = json_object();
     return s;
 }
 
@@ -63,7 +66,71 @@ void store_free(struct store *s)
     for (int i = 0; i < STORE_INDEXES; i++)
         json_decref(s->index[i]);
     json_decref(s->touched);
+    json_decref(s->strings);
     free(s);
+}
+
+/* ---- shared strings ----
+ * Most of a cluster's pods and endpoints repeat a few namespaces, service
+ * accounts, nodes and zones: each field holds its own string (two
+ * allocations, 80 bytes) unless the store gives them one. A new object's
+ * strings are swapped for the shared ones before it goes in its table
+ * (reduced objects are not changed after that). Strings no object holds
+ * any more are dropped each time the table has doubled since the last
+ * prune, so it stays within twice what the objects use. */
+
+static void store_prune_strings(struct store *s)
+{
+    const char *text;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(s->strings, tmp, text, v) {
+        if (v->refcount == 1) /* only this table */
+            json_object_del(s->strings, text);
+    }
+    s->strings_pruned = json_object_size(s->strings);
+}
+
+static void store_intern(struct store *s, json_t *obj, const char *field)
+{
+    json_t *v = json_object_get(obj, field), *shared;
+    const char *text = json_string_value(v);
+    if (!text || strlen(text) != json_string_length(v))
+        return; /* not a string, or one with a NUL: not a key */
+    if ((shared = json_object_get(s->strings, text))) {
+        if (shared != v)
+            json_object_set(obj, field, shared);
+        return;
+    }
+    if (json_object_size(s->strings) >= 2 * s->strings_pruned + 1024)
+        store_prune_strings(s);
+    json_object_set(s->strings, text, v);
+}
+
+size_t store_shared_strings(const struct store *s)
+{
+    return json_object_size(s->strings);
+}
+
+static void store_intern_object(struct store *s, enum reduce_kind kind, json_t *obj)
+{
+    size_t i;
+    json_t *e;
+    store_intern(s, obj, "namespace");
+    switch (kind) {
+    case REDUCE_POD:
+        store_intern(s, obj, "serviceAccount");
+        store_intern(s, obj, "node");
+        break;
+    case REDUCE_SLICE:
+        json_array_foreach(json_object_get(obj, "endpoints"), i, e) {
+            store_intern(s, e, "node");
+            store_intern(s, e, "zone");
+        }
+        break;
+    default:
+        break;
+    }
 }
 
 /* ---- dependency keys: "k<kind>:<key>" for an object, "i<index>:<key>" for one index set ---- */
@@ -251,6 +318,7 @@ int store_apply(struct store *s, enum store_event type, json_t *obj, char *err, 
         errbuf_set(s->last_warning, sizeof s->last_warning, "%s %s: %s", reduce_kind_name(kind), key, warning);
         errbuf_set(err, errlen, "%s", s->last_warning);
     }
+    store_intern_object(s, kind, reduced);
     store_touch(s, kind, key, old, reduced);
     store_reindex(s, kind, key, old, reduced);
     json_object_set_new(table, key, reduced); /* steals reduced */

@@ -61,6 +61,10 @@ int store_delete_key(struct store *s, enum reduce_kind kind, const char *key);
 
 /* The objects of a kind: key -> reduced object, borrowed, in no set order. */
 json_t *store_objects(const struct store *s, enum reduce_kind kind);
+/* How many distinct strings the store's objects share (namespaces,
+ * service accounts, nodes, zones), with those no object holds since the
+ * last prune. */
+size_t store_shared_strings(const struct store *s);
 /* One reduced object (borrowed), or NULL. */
 json_t *store_get(const struct store *s, enum reduce_kind kind, const char *key);
 /* The last resourceVersion seen for a kind ("" before any). */

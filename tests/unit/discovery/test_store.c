@@ -246,6 +246,47 @@ static void test_indexes_kept_current(void **state)
     store_free(s);
 }
 
+/* Pods and endpoints of one namespace, service account and node share one
+ * string each, and strings no object holds any more are let go. */
+static void test_strings_shared(void **state)
+{
+    (void)state;
+    struct store *s = store_new(NULL);
+    TAKEN(s, pod("shop", "web-1", "web", "10.1.1.10", 1));
+    TAKEN(s, pod("shop", "web-2", "web", "10.1.1.11", 1));
+    json_t *sl = slice("shop", "web-abc", "web"), *e = endpoint("10.1.1.10", "web-1");
+    json_object_set_new(e, "nodeName", json_string("node-a"));
+    json_array_append_new(json_object_get(sl, "endpoints"), e);
+    TAKEN(s, sl);
+    json_t *p1 = store_get(s, REDUCE_POD, "shop/web-1"), *p2 = store_get(s, REDUCE_POD, "shop/web-2");
+    json_t *ep = json_array_get(json_object_get(store_get(s, REDUCE_SLICE, "shop/web-abc"), "endpoints"), 0);
+    assert_ptr_equal(json_object_get(p1, "namespace"), json_object_get(p2, "namespace"));
+    assert_ptr_equal(json_object_get(p1, "serviceAccount"), json_object_get(p2, "serviceAccount"));
+    assert_ptr_equal(json_object_get(p1, "node"), json_object_get(p2, "node"));
+    assert_ptr_equal(json_object_get(p1, "node"), json_object_get(ep, "node"));
+    assert_string_equal(json_string_value(json_object_get(ep, "node")), "node-a");
+    /* A node no pod is on any more: its string goes at the next prune (the
+     * table at 1,024 strings), the others stay. */
+    json_t *p = pod("shop", "lone", "web", "10.1.2.1", 1);
+    json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string("node-gone"));
+    TAKEN(s, p);
+    assert_int_equal(store_shared_strings(s), 4); /* shop, web, node-a, node-gone */
+    assert_int_equal(store_delete_key(s, REDUCE_POD, "shop/lone"), 1);
+    assert_int_equal(store_shared_strings(s), 4);
+    char name[32];
+    for (int i = 0; i < 1100; i++) {
+        snprintf(name, sizeof name, "n-%d", i);
+        p = pod("other", name, "sa", "10.2.0.1", 1);
+        json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(name));
+        TAKEN(s, p);
+    }
+    assert_int_equal(store_shared_strings(s), 3 + 2 + 1100); /* node-gone pruned; other, sa */
+    /* What objects still hold stays shared. */
+    TAKEN(s, pod("shop", "web-3", "web", "10.1.1.12", 1));
+    assert_ptr_equal(json_object_get(store_get(s, REDUCE_POD, "shop/web-3"), "node"), json_object_get(p1, "node"));
+    store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_object_limit),
         cmocka_unit_test(test_event_size_limit),
         cmocka_unit_test(test_indexes_follow_changes),
+        cmocka_unit_test(test_strings_shared),
     };
     return cmocka_run_group_tests_name("discovery/store", tests, NULL, NULL);
 }
