@@ -56,6 +56,7 @@
 #define SERVER_H2_MAP_MIN 8192
 #define SERVER_H2_MAPS 2
 #define SERVER_H2_DATA_MAX 4000 /* a frame's 9-byte header and nghttp2's 10 reserved bytes fit the page */
+#define SERVER_WRITE_BATCH 16384 /* a TLS record's most */
 
 static const double latency_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
@@ -378,18 +379,26 @@ static int server_flush(struct server_conn *c)
         return -1;
     for (;;) {
         if (c->wlen == c->woff) {
-            const uint8_t *data = NULL;
-            ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-            if (n < 0) {
-                server_conn_close(c);
-                return -1;
+            /* Frames go out together, up to SERVER_WRITE_BATCH bytes a
+             * write: with DATA frames of SERVER_H2_DATA_MAX, a TLS record
+             * and a send(2) each would be four times as many. */
+            for (;;) {
+                const uint8_t *data = NULL;
+                ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+                if (n < 0) {
+                    server_conn_close(c);
+                    return -1;
+                }
+                if (n == 0)
+                    break;
+                c->wpend = xrealloc(c->wpend, c->wlen + (size_t)n);
+                memcpy(c->wpend + c->wlen, data, (size_t)n);
+                c->wlen += (size_t)n;
+                if (c->wlen >= SERVER_WRITE_BATCH)
+                    break;
             }
-            if (n == 0)
+            if (c->wlen == 0)
                 break;
-            c->wpend = xmalloc((size_t)n);
-            memcpy(c->wpend, data, (size_t)n);
-            c->wlen = (size_t)n;
-            c->woff = 0;
         }
         ERR_clear_error();
         int w = SSL_write(c->ssl, c->wpend + c->woff, (int)(c->wlen - c->woff));
