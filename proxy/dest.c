@@ -491,6 +491,8 @@ struct dest_store {
     atomic_uint_fast64_t generation;
     struct sockaddr_storage wants[DEST_MAX_WANTS];
     size_t nwants;
+    void (*on_publish)(void *);
+    void *on_publish_arg;
 };
 
 static void dest_entry_put(struct dest_entry *e)
@@ -547,6 +549,12 @@ const struct dest_snap *dest_store_get(struct dest_store *st)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&st->mu);
     return s;
+}
+
+void dest_store_on_publish(struct dest_store *st, void (*fn)(void *), void *arg)
+{
+    st->on_publish = fn;
+    st->on_publish_arg = arg;
 }
 
 uint64_t dest_store_generation(struct dest_store *st)
@@ -627,6 +635,8 @@ static void dest_store_publish(struct dest_store *st, struct dest_snap *next)
     atomic_store(&st->generation, next->generation);
     pthread_mutex_unlock(&st->mu);
     dest_snap_put(old);
+    if (st->on_publish)
+        st->on_publish(st->on_publish_arg);
 }
 
 /* The writer's own view: only its thread swaps, so no pin is needed. */

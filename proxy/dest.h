@@ -142,6 +142,11 @@ uint64_t dest_store_generation(struct dest_store *st);
 /* The entry of dst in s, or NULL. */
 const struct dest_entry *dest_snap_find(const struct dest_snap *s, const struct sockaddr_storage *dst);
 
+/* fn(arg) runs on the writer's thread after each snapshot it publishes
+ * (the workers' wake-up for sessions waiting on an answer). Set before the
+ * writer starts. */
+void dest_store_on_publish(struct dest_store *st, void (*fn)(void *), void *arg);
+
 /* The timeouts of the Service whose answer dst holds: 1 with *out set, 0
  * (*out all -1) when dst holds no good Service answer. Pins and puts the
  * snapshot itself. Any thread. */

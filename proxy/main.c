@@ -266,6 +266,7 @@ int main(int argc, char **argv)
     }
     if (*cfg->discovery_addr) {
         px.dest = dest_store_new();
+        dest_store_on_publish(px.dest, worker_dest_published, &px);
         if (!(px.cp = cp_client_start(px.config, px.creds, px.dest, cfg, err, sizeof err))) {
             fprintf(stderr, "weft-proxy: %s\n", err);
             goto out;

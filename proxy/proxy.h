@@ -46,6 +46,8 @@ struct worker {
     int lfd[4];          /* inbound v4, inbound v6, outbound v4, outbound v6; -1 if absent */
     struct session *sessions;
     struct session *dead; /* closed this round, freed before the next poll */
+    struct session *detecting; /* outbound, detecting before their destination's answer (session_detect.c) */
+    atomic_uint ndetecting;    /* how many: the discovery client's thread wakes only workers with some */
     size_t nsessions;
     char *scratch;
     struct upstream_pool pool;
@@ -65,6 +67,10 @@ int worker_start(struct worker *w);
 void worker_drain(struct worker *w);
 void worker_join(struct worker *w);
 void worker_free(struct worker *w);
+
+/* The discovery client's thread published answers (dest_store_on_publish,
+ * arg the struct proxy): wakes the workers with sessions waiting on them. */
+void worker_dest_published(void *arg);
 
 /* The worker's snapshot, renewed first if the store has a newer one. */
 const struct cfgsnap *worker_snapshot(struct worker *w);

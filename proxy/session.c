@@ -91,6 +91,7 @@ void session_close(struct session *s, const char *why)
     if (s->closed)
         return;
     s->closed = 1;
+    session_detect_unlist(s); /* an answer may come after the free */
     if (log_enabled(LOG_DEBUG)) {
         char src[80], dst[80];
         log_debug("connection closed", "direction=%s src=%s dst=%s reason=%s", session_dir_name(s),

@@ -70,7 +70,9 @@ struct session {
     char *expect_id;                  /* outbound: the SPIFFE ID discovery says the server has (owned), or NULL */
     uint64_t dest_wait_until_ms;      /* outbound: waiting for discovery's first answer until then; 0 not yet */
     int dest_wait_counted;            /* outbound: that wait was counted (cp_client_count_route) */
+    struct session *dwait_prev, *dwait_next; /* on w->detecting while dwait (session_detect.c) */
     unsigned tls_down : 1, tls_up : 1, closed : 1;
+    unsigned dwait : 1;               /* outbound, detecting before its destination's answer */
 };
 
 /* session.c */
@@ -102,6 +104,12 @@ void session_detect(struct session *s);
 void session_detect_deadline(struct session *s);
 /* Outbound HTTP waited for discovery's answer: on from where it waited. */
 void session_detect_resume(struct session *s);
+/* Discovery published answers (the worker's wake-up): each session on
+ * w->detecting looks at its destination's again; a declared opaque port
+ * is relayed at once. */
+void session_detect_answers(struct worker *w);
+/* Takes s off w->detecting (at close, when detection ends); else nothing. */
+void session_detect_unlist(struct session *s);
 uint16_t session_dst_port(const struct session *s);
 
 /* session_upstream.c */

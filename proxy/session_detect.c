@@ -7,7 +7,8 @@
  * - protocol detection by proxy/detect.c (outbound, and inbound plaintext):
  *   HTTP/1, HTTP/2 or opaque as soon as the bytes tell, "timeout" when the
  *   client has not said enough by WEFT_DETECT_TIMEOUT_MS (a server-speaks-
- *   first protocol), and no wait at all on WEFT_OPAQUE_PORTS. Every outcome
+ *   first protocol), and no wait at all on WEFT_OPAQUE_PORTS or on a port
+ *   discovery declares, also when its answer comes during the wait. Every outcome
  *   is counted; HTTP/1 goes to proxy/http_h1.c, h2c to
  *   proxy/http_h2_server.c, everything else is relayed as TCP. */
 #include <arpa/inet.h>
@@ -139,6 +140,7 @@ void session_detect_resume(struct session *s)
 
 static void session_detect_go(struct session *s, enum detect_result r)
 {
+    session_detect_unlist(s);
     /* HTTP is terminated here, HTTP/1 (proxy/http_h1.c) and prior-knowledge
      * h2c (proxy/http_h2_server.c) alike: each request to a meshed
      * destination travels as a stream of the pooled weft/h2 connection to
@@ -212,13 +214,15 @@ static void session_detect_run(struct session *s, int at_deadline)
  * anything else is opaque; a port in the Service's weft.dev/opaque-ports
  * (the answer's "opaque"), or in an endpoint pod's, or a meshed pod's own
  * opaque port, is opaque. DETECT_NEED_MORE: the answer says nothing (or
- * there is none), detect from the bytes. */
-static enum detect_result session_detect_hint(struct session *s, enum pm_skip *why)
+ * there is none), detect from the bytes. *state: the entry's enum
+ * dest_state, -1 when the destination has none. */
+static enum detect_result session_detect_hint(struct session *s, enum pm_skip *why, int *state)
 {
     enum detect_result r = DETECT_NEED_MORE;
     const struct dest_snap *snap = dest_store_get(s->w->px->dest);
     const struct dest_entry *e = dest_snap_find(snap, &s->dst);
     const struct dest_answer *a = e && e->state == DEST_READY ? e->ans : NULL;
+    *state = e ? (int)e->state : -1;
     if (a && (a->kind == DEST_KIND_SERVICE || a->kind == DEST_KIND_POD)) {
         int opaque = a->opaque;
         for (size_t i = 0; i < a->neps && !opaque; i++)
@@ -238,35 +242,105 @@ static enum detect_result session_detect_hint(struct session *s, enum pm_skip *w
     return r;
 }
 
+/* The hint decided: counted as a skipped detection, and on. */
+static void session_detect_skip(struct session *s, enum detect_result r, enum pm_skip why)
+{
+    pm_add(&s->w->px->metrics.detect_skipped[s->dir][why], 1);
+    if (log_enabled(LOG_DEBUG)) {
+        char dst[80];
+        log_debug("protocol from discovery", "dst=%s protocol=%s reason=%s", session_addr(&s->dst, dst, sizeof dst),
+                  detect_name(r), why == PM_SKIP_APP_PROTOCOL ? "app_protocol" : "discovery_opaque");
+    }
+    session_detect_go(s, r);
+}
+
+/* A session detecting before its destination's answer is on the worker's
+ * list w->detecting, so that the answer, when it comes, can still spare a
+ * server-speaks-first protocol the wait (session_detect_answers). Listed
+ * before the store is read: the discovery client's thread wakes the
+ * workers with a session listed after it published (worker_dest_published),
+ * so an answer published in between is not missed. */
+static void session_detect_list(struct session *s)
+{
+    struct worker *w = s->w;
+    s->dwait_prev = NULL;
+    s->dwait_next = w->detecting;
+    if (w->detecting)
+        w->detecting->dwait_prev = s;
+    w->detecting = s;
+    s->dwait = 1;
+    atomic_fetch_add(&w->ndetecting, 1);
+}
+
+void session_detect_unlist(struct session *s)
+{
+    struct worker *w = s->w;
+    if (!s->dwait)
+        return;
+    if (s->dwait_prev)
+        s->dwait_prev->dwait_next = s->dwait_next;
+    else
+        w->detecting = s->dwait_next;
+    if (s->dwait_next)
+        s->dwait_next->dwait_prev = s->dwait_prev;
+    s->dwait_prev = s->dwait_next = NULL;
+    s->dwait = 0;
+    atomic_fetch_sub(&w->ndetecting, 1);
+}
+
+/* Only an opaque port is decided here: the client has said nothing it
+ * could be told by (or too little), and a server-speaks-first protocol
+ * would otherwise wait out WEFT_DETECT_TIMEOUT_MS. An HTTP port still
+ * waits for the client's bytes, as does a destination the answer says
+ * nothing of; both leave the list. */
+void session_detect_answers(struct worker *w)
+{
+    struct session *next;
+    for (struct session *s = w->detecting; s; s = next) {
+        next = s->dwait_next; /* s may go on, or close (and leave the list); the others stay */
+        enum pm_skip why;
+        int state;
+        enum detect_result r = session_detect_hint(s, &why, &state);
+        if (r == DETECT_OPAQUE) {
+            ae_timer_del(w->loop, s->retry_timer); /* a prefix's next look */
+            s->retry_timer = 0;
+            session_detect_skip(s, r, why);
+        } else if (r != DETECT_NEED_MORE || state == DEST_READY || state == DEST_FAILED) {
+            session_detect_unlist(s);
+        }
+    }
+}
+
 /* The deadline is the caller's (outbound: armed by session_detect_start;
  * inbound: the classification's, still running). */
 static void session_detect_begin(struct session *s, int at_deadline)
 {
+    struct proxy *px = s->w->px;
     if (config_is_opaque_port(s->cfg, session_dst_port(s))) {
-        pm_add(&s->w->px->metrics.detect_skipped[s->dir][PM_SKIP_OPAQUE_PORT], 1);
+        pm_add(&px->metrics.detect_skipped[s->dir][PM_SKIP_OPAQUE_PORT], 1);
         session_connect(s);
         return;
     }
     s->stage = STAGE_DETECT;
-    if (s->dir == PM_OUTBOUND && s->w->px->dest) {
-        /* Only from an answer already held: a first connection to a
-         * destination detects as before (and waits for its answer after
-         * the bytes, session_route_wait). Waiting for the answer before the
-         * bytes made the first answer come seconds late under load in
-         * test_proxy_discovery.py (not understood yet), so it is not done. */
+    if (s->dir == PM_OUTBOUND && px->dest) {
+        /* From an answer held now, or from one that comes while the client
+         * has said nothing (session_detect_answers); either way detection
+         * starts at once, as without discovery. Waiting for the answer
+         * before the bytes made the first answer come seconds late under
+         * load in test_proxy_discovery.py (not understood yet), so the wait
+         * for it stays after the bytes (session_route_wait). */
         enum pm_skip why;
-        enum detect_result r = session_detect_hint(s, &why);
+        int state;
+        session_detect_list(s);
+        enum detect_result r = session_detect_hint(s, &why, &state);
         if (r != DETECT_NEED_MORE) {
-            pm_add(&s->w->px->metrics.detect_skipped[s->dir][why], 1);
-            if (log_enabled(LOG_DEBUG)) {
-                char dst[80];
-                log_debug("protocol from discovery", "dst=%s protocol=%s reason=%s",
-                          session_addr(&s->dst, dst, sizeof dst), detect_name(r),
-                          why == PM_SKIP_APP_PROTOCOL ? "app_protocol" : "discovery_opaque");
-            }
-            session_detect_go(s, r);
+            session_detect_skip(s, r, why);
             return;
         }
+        if (state == DEST_READY || state == DEST_FAILED)
+            session_detect_unlist(s);
+        else if (state < 0 && dest_store_want(px->dest, &s->dst) == 1)
+            cp_client_wake(px->cp); /* subscribed now, not once the bytes told */
     }
     session_detect_run(s, at_deadline);
 }

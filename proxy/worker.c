@@ -125,9 +125,19 @@ static void worker_before_poll(struct ae_loop *loop, void *data)
     session_free_dead(data);
 }
 
+void worker_dest_published(void *arg)
+{
+    struct proxy *px = arg;
+    for (unsigned i = 0; i < px->nworkers; i++)
+        if (atomic_load(&px->workers[i].ndetecting))
+            ae_wakeup(px->workers[i].loop);
+}
+
+/* Woken for discovery's answers (worker_dest_published) or the drain. */
 static void worker_on_wakeup(struct ae_loop *loop, void *data)
 {
     struct worker *w = data;
+    session_detect_answers(w);
     if (!atomic_load(&w->px->draining) || w->draining)
         return;
     w->draining = 1;
