@@ -18,7 +18,7 @@
 #include "session.h"
 #include "xalloc.h"
 
-#define H2S_TICK_MS 250 /* how soon a drain or an idle connection is noticed */
+#define H2S_TICK_MS 250 /* how soon a drain is noticed; an idle timeout re-arms it to end on time */
 
 struct h2s_stream;
 
@@ -31,6 +31,7 @@ struct http_h2s {
     const char *denied;         /* inbound: the caller is not authorized (authz's static reason): 403 each */
     long long tick;
     uint64_t idle_since_ms;     /* no stream open since; 0 while some are */
+    unsigned idle_ms;           /* the idle timeout in force: the last stream's Service's, else the setting */
     unsigned drained : 1;
 };
 
@@ -149,6 +150,8 @@ static void h2s_refuse(struct http_h2s *c, h2_stream *st, int status, const char
     h2s_kick(c);
 }
 
+static long h2s_tick(struct ae_loop *loop, long long id, void *data);
+
 static struct h2s_stream *h2s_stream_new(struct http_h2s *c, h2_stream *st)
 {
     struct session *s = c->s;
@@ -175,6 +178,10 @@ static void h2s_stream_free(struct h2s_stream *ss)
 {
     struct http_h2s *c = ss->c;
     if (ss->x_live) {
+        /* Every stream of the connection goes to its one original
+         * destination, so to one Service: the last stream's answer holds
+         * its idle timeout as discovery has it now (as for HTTP/1.1). */
+        c->idle_ms = http_exchange_idle_ms(&ss->x);
         /* Both halves through: done, not gone (an HTTP/1.1 client side then
          * keeps its connection to the app for the next stream). */
         http_exchange_maybe_done(&ss->x);
@@ -191,8 +198,14 @@ static void h2s_stream_free(struct h2s_stream *ss)
     if (ss->st)
         h2_stream_set_user(ss->st, NULL);
     free(ss);
-    if (!c->streams)
-        c->idle_since_ms = ae_now_ms(c->s->w->loop);
+    if (!c->streams) {
+        struct ae_loop *loop = c->s->w->loop;
+        c->idle_since_ms = ae_now_ms(loop);
+        if (c->tick && c->idle_ms && c->idle_ms < H2S_TICK_MS) { /* an idle timeout below the tick ends on time */
+            ae_timer_del(loop, c->tick);
+            c->tick = ae_timer_add(loop, (long)c->idle_ms, h2s_tick, c);
+        }
+    }
 }
 
 /* Where the request goes, by direction and what the client proxy said. */
@@ -425,14 +438,24 @@ static long h2s_tick(struct ae_loop *loop, long long id, void *data)
     struct session *s = c->s;
     uint64_t now = ae_now_ms(loop);
     int drain = atomic_load(&s->w->px->draining);
-    if (!drain && c->idle_since_ms && s->cfg->http_idle_timeout_ms &&
-        now - c->idle_since_ms >= s->cfg->http_idle_timeout_ms)
+    if (!drain && !c->drained && c->idle_since_ms && c->idle_ms && now - c->idle_since_ms >= c->idle_ms) {
         drain = 1;
+        pm_add(&s->w->px->metrics.timeouts[s->dir], 1); /* as an HTTP/1.1 idle close */
+        if (log_enabled(LOG_DEBUG)) {
+            char src[80];
+            log_debug("http2 idle, draining", "direction=%s src=%s dst=%s idle_ms=%u", session_dir_name(s),
+                      session_addr(&s->src, src, sizeof src), c->dst, c->idle_ms);
+        }
+    }
     if (drain && !c->drained) {
         c->drained = 1;
         h2_drain(c->h); /* GOAWAY: streams in flight finish */
         h2s_kick(c);
     }
+    /* The idle timeout ends on time, not at the next tick. */
+    uint64_t quiet = c->idle_since_ms ? now - c->idle_since_ms : 0;
+    if (!c->drained && c->idle_since_ms && c->idle_ms && c->idle_ms - quiet < H2S_TICK_MS)
+        return (long)(c->idle_ms - quiet);
     return H2S_TICK_MS;
 }
 
@@ -442,6 +465,7 @@ static void proto_h2_close(struct session *s)
     if (!c)
         return;
     ae_timer_del(s->w->loop, c->tick);
+    c->tick = 0; /* the streams' free below must not arm it again */
     while (c->streams)
         h2s_stream_free(c->streams);
     h2_free(c->h);
@@ -482,6 +506,7 @@ static void h2s_start(struct session *s, const char *denied)
     if (s->dir == PM_OUTBOUND)
         session_count(s, 0, PM_AUTHZ_NONE, 0);
     c->idle_since_ms = ae_now_ms(s->w->loop);
+    c->idle_ms = s->cfg->http_idle_timeout_ms; /* until a stream names its Service's */
     c->tick = ae_timer_add(s->w->loop, H2S_TICK_MS, h2s_tick, c);
     s->h2 = c;
     s->stage = STAGE_RELAY;

@@ -16,6 +16,7 @@ impostor (proxy of shop/impostor; discovery says shop/backend), monitor
 discovery runs in the node namespace on 198.18.0.1. Service VIPs are in
 198.19.0.0/24, where nothing answers: only a dial decided by discovery
 reaches a backend."""
+import datetime
 import http.client
 import json
 import os
@@ -50,7 +51,8 @@ VIP = {"backend": "198.19.0.10", "plain": "198.19.0.11", "impostor": "198.19.0.1
        "quick": "198.19.0.14", "header": "198.19.0.15", "lax": "198.19.0.16", "idle": "198.19.0.17",
        "steady": "198.19.0.18", "steady2": "198.19.0.19",
        "banner": "198.19.0.20", "banner-typed": "198.19.0.21", "banner-undeclared": "198.19.0.22",
-       "typed": "198.19.0.23", "typed-h2c": "198.19.0.24", "banner-gone": "198.19.0.25"}
+       "typed": "198.19.0.23", "typed-h2c": "198.19.0.24", "banner-gone": "198.19.0.25",
+       "idle-h2c": "198.19.0.26"}
 BANNER = 2525  # a server-speaks-first app on the plain pod (test_declared_ports_skip_detection)
 H2C = 9090     # an h2c app (h2_app.c) on the plain pod, the same test
 STATUS = {"weft.dev/status": "{}"}
@@ -116,6 +118,7 @@ def objects(b1_allow=None):
                           BANNER)
     items += service_objs("typed", VIP["typed"], ["b1", "b2"], None, 80, 8080, "http")
     items += service_objs("typed-h2c", VIP["typed-h2c"], ["plain"], None, 80, H2C, "kubernetes.io/h2c")
+    items += service_objs("idle-h2c", VIP["idle-h2c"], ["plain"], {"weft.dev/idle-timeout": "300ms"}, 80, H2C)
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
@@ -579,12 +582,7 @@ def test_declared_ports_skip_detection(mesh):
     assert sample(client, skipped % "app_protocol") == ap_before + 1
     assert client.metric(r'http_requests_total\{direction="outbound",dst="198\.19\.0\.23:80"') == 3
     # appProtocol kubernetes.io/h2c: HTTP/2 from the start (curl with prior knowledge), h2c to the plain endpoint.
-    h2app = os.path.join(mesh["work"], "h2_app")
-    kubefake.build_c(os.path.join(os.path.dirname(os.path.abspath(__file__)), "h2_app.c"), h2app, part="proxy")
-    h2log = os.path.join(mesh["work"], "h2app.log")
-    open(h2log, "w").close()
-    h2 = plain.popen([h2app, "plain", str(H2C), h2log], stderr=subprocess.DEVNULL)
-    assert h2.stdout.readline().strip() == b"ready"
+    h2c_app(mesh)
     det_h2 = 'weft_proxy_protocol_detections_total{direction="outbound",result="h2"}'
 
     def h2c(path):
@@ -597,6 +595,67 @@ def test_declared_ports_skip_detection(mesh):
     assert r.stdout == "h2 plain path=/over-h2 weft-proto=-\n", (r.stdout, r.stderr, client.log()[-3000:])
     assert sample(client, det_h2) == h2_before
     assert sample(client, skipped % "app_protocol") == ap_before + 1
+
+
+def h2c_app(mesh):
+    """The h2c app (h2_app.c) on the plain pod at H2C, started once."""
+    if "h2app" not in mesh:
+        h2app = os.path.join(mesh["work"], "h2_app")
+        kubefake.build_c(os.path.join(os.path.dirname(os.path.abspath(__file__)), "h2_app.c"), h2app, part="proxy")
+        h2log = os.path.join(mesh["work"], "h2app.log")
+        open(h2log, "w").close()
+        mesh["h2app"] = mesh["pods"]["plain"].popen([h2app, "plain", str(H2C), h2log], stderr=subprocess.DEVNULL)
+        assert mesh["h2app"].stdout.readline().strip() == b"ready"
+
+
+def h2load_script(pod, work, vip, offsets_ms):
+    """h2load as one h2c caller (one connection, prior knowledge) sending a GET at each offset from its start:
+    its output, and (start, end, status) of each request answered (epoch seconds, from its --log-file)."""
+    script, log = os.path.join(work, "h2load.script"), os.path.join(work, "h2load.log")
+    with open(script, "w") as f:
+        f.writelines(f"{ms:.1f}\thttp://{vip}/r{i}\n" for i, ms in enumerate(offsets_ms))
+    open(log, "w").close()
+    r = pod.pod.run(["h2load", "-c", "1", "-m", "1", "-n", str(len(offsets_ms)), f"--timing-script-file={script}",
+                     f"--log-file={log}"], check=False, timeout=30 * SLOW)
+    rows = []
+    with open(log) as f:
+        for line in f:
+            start_us, status, took_us = line.split("\t")[:3]
+            rows.append((int(start_us) / 1e6, (int(start_us) + int(took_us)) / 1e6, int(status)))
+    return r.stdout + r.stderr, rows
+
+
+def log_time(line):
+    """The epoch seconds of a proxy log line's ts= (milliseconds, UTC)."""
+    ts = line.split("ts=", 1)[1].split(" ", 1)[0]
+    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def test_service_idle_timeout_applies_to_h2c_callers(mesh):
+    """weft.dev/idle-timeout: 300ms on Service idle-h2c (an h2c app behind it): an h2c caller (h2load, prior
+    knowledge, one connection) quiet for 150 ms after a request sends its next one on the same connection; quiet
+    past 300 ms, the client's proxy sends it GOAWAY 300 ms after the answer (its clock; the test allows
+    0.29-0.6 s), counted in weft_proxy_timeouts_total as an HTTP/1.1 idle close is, and the request due at 1 s
+    is never sent. To Service typed-h2c (no annotation: WEFT_HTTP_IDLE_TIMEOUT_MS, 75 s) quiet 1 s is fine."""
+    client = mesh["pods"]["client"]
+    h2c_app(mesh)
+    to = 'weft_proxy_timeouts_total{direction="outbound"}'
+    dst = f"dst={VIP['idle-h2c']}:80"
+    before = sample(client, to)
+    out, rows = h2load_script(client, mesh["work"], VIP["idle-h2c"], [0, 150])
+    assert "2 succeeded, 0 failed" in out and [st for _, _, st in rows] == [200, 200], (out, client.log()[-3000:])
+    assert sample(client, to) == before
+    out, rows = h2load_script(client, mesh["work"], VIP["idle-h2c"], [0, 1000])
+    assert "1 succeeded, 1 failed" in out and [st for _, _, st in rows] == [200], (out, client.log()[-3000:])
+    assert wait_for(lambda: sample(client, to) == before + 1, 5 * SLOW), client.log()[-3000:]
+    drained = [l for l in client.log().splitlines() if "http2 idle, draining" in l and dst in l]
+    assert len(drained) == 1 and "idle_ms=300" in drained[0], drained
+    quiet = log_time(drained[0]) - rows[0][1]
+    print(f"h2c caller connection drained {quiet * 1000:.0f} ms after its answer (Service idle timeout 300 ms)")
+    assert 0.29 <= quiet < 0.6, (quiet, drained, rows)
+    out, rows = h2load_script(client, mesh["work"], VIP["typed-h2c"], [0, 1000])
+    assert "2 succeeded, 0 failed" in out, (out, client.log()[-3000:])
+    assert sample(client, to) == before + 1
 
 
 def test_discovery_down_keeps_last_answers_then_reconnects(mesh):
