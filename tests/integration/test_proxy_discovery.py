@@ -282,7 +282,10 @@ def test_service_round_robin(mesh):
     assert sorted(got) == ["b1"] * 5 + ["b2"] * 5, (got, client.log())
     assert got[0] != got[1]  # alternating, not random
     assert sample(client, 'weft_proxy_discovery_routes_total{route="mtls"}') >= 10
-    assert sample(client, 'weft_proxy_discovery_waits_total{result="answered"}') >= 1
+    # The first call's answer came in time: subscribed at accept, it may even be in before the bytes are, and
+    # then the dial does not wait at all (weft_proxy_discovery_waits_total stays 0).
+    assert sample(client, 'weft_proxy_discovery_routes_total{route="fallback"}') == 0
+    assert sample(client, 'weft_proxy_discovery_waits_total{result="fallback"}') == 0
     assert sample(client, 'weft_proxy_tls_handshakes_total{side="client",result="success",reason=""}') >= 10
     later.sort()
     print(f"first call through discovery (subscribe, answer, dial, mTLS): {first_s * 1000:.1f} ms; "
@@ -537,26 +540,49 @@ def test_declared_ports_skip_detection(mesh):
     opaque (weft.dev/opaque-ports), or with an appProtocol that is not HTTP, the client's proxy relays at once,
     counted as skipped (reason discovery_opaque, app_protocol), so the banner comes well under the detect timeout
     (5 s here), also on the first connection: it detects while the proxy subscribes, and the answer, once in,
-    ends the wait. The same port undeclared waits WEFT_DETECT_TIMEOUT_MS every time. appProtocol http is HTTP/1
-    without detection. A first connection reset while it waits for the answer is closed, and the answer coming
-    after it does not touch it (a sanitizer build would catch a use after free)."""
+    ends the wait (also when it comes late: discovery stopped meanwhile). The same port undeclared waits
+    WEFT_DETECT_TIMEOUT_MS every time. appProtocol http is HTTP/1 without detection. A first connection reset while
+    it waits for the answer is closed, and the answer coming after it does not touch it (a sanitizer build would
+    catch a use after free)."""
     client, plain = mesh["pods"]["client"], mesh["pods"]["plain"]
     app = plain.popen([sys.executable, "-c", BANNER_APP, str(BANNER)], stderr=subprocess.DEVNULL)
     assert app.stdout.readline().strip() == b"ready"
     skipped = 'weft_proxy_protocol_detection_skipped_total{direction="outbound",reason="%s"}'
     timeouts = 'weft_proxy_protocol_detections_total{direction="outbound",result="timeout"}'
     detected = 'weft_proxy_protocol_detections_total{direction="outbound",result="%s"}'
-    before = {r: sample(client, skipped % r) for r in ("discovery_opaque", "app_protocol")}
-    t_before = sample(client, timeouts)
     d_before = {r: sample(client, detected % r) for r in ("http1", "h2", "opaque")}
-    # Reset by the caller at once, before discovery's answer: closed in detection, nothing counted.
-    with client.pod.inside():
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.connect((VIP["banner-gone"], BANNER))
-    s.close()
-    gone = f"dst={VIP['banner-gone']}:{BANNER} reason=recv"
-    assert wait_for(lambda: gone in client.log(), 5 * SLOW), client.log()[-3000:]
+    t_before, g_before = sample(client, timeouts), sample(client, skipped % "discovery_opaque")
+    # discovery stopped, so its answer comes only once both connections to banner-gone wait: one reset by its
+    # caller (closed in detection, nothing counted, never touched again), one that gets the banner as soon as
+    # discovery answers.
+    disc = mesh["disc"].p
+    disc.send_signal(signal.SIGSTOP)
+    try:
+        with client.pod.inside():
+            gone = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            waits = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.connect((VIP["banner-gone"], BANNER))
+        gone.close()
+        closed = f"dst={VIP['banner-gone']}:{BANNER} reason=recv"
+        assert wait_for(lambda: closed in client.log(), 5 * SLOW), client.log()[-3000:]
+        waits.connect((VIP["banner-gone"], BANNER))
+        time.sleep(0.3)  # accepted, detecting, no answer
+        waits.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing relayed before the answer
+            waits.recv(1, socket.MSG_PEEK)
+        waits.settimeout(10 * SLOW)
+    finally:
+        disc.send_signal(signal.SIGCONT)
+    t0 = time.monotonic()
+    try:
+        got, t = recv_all(waits), time.monotonic() - t0
+    finally:
+        waits.close()
+    print(f"banner {t * 1000:.1f} ms after discovery went on")
+    assert got == b"220 weft banner\r\n" and t < 2.0, (got, t, client.log()[-3000:])
+    assert sample(client, skipped % "discovery_opaque") == g_before + 1
+    before = {r: sample(client, skipped % r) for r in ("discovery_opaque", "app_protocol")}
     for vip, reason in ((VIP["banner"], "discovery_opaque"), (VIP["banner-typed"], "app_protocol")):
         took = []
         for _ in range(6):  # the first with no answer held yet
