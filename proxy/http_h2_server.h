@@ -11,9 +11,10 @@
  *   h2 as h2c over a pooled connection to the app, h1 over the HTTP/1.1
  *   client side (proxy/http_h1_client.c); anything else is answered 400.
  * On the worker's drain each connection is drained with GOAWAY: streams in
- * flight finish, new ones go elsewhere. With discovery (WEFT_DISCOVERY_ADDR)
- * outbound h2c stays the opaque relay for now: discovery's route is decided
- * in session_connect only. */
+ * flight finish, new ones go elsewhere, as is a connection idle for its
+ * idle timeout: WEFT_HTTP_IDLE_TIMEOUT_MS, or outbound with discovery
+ * (WEFT_DISCOVERY_ADDR) its Service's weft.dev/idle-timeout as of its last
+ * stream; there each stream is routed on its own (proxy/http_route.c). */
 #ifndef WEFT_PROXY_HTTP_H2_SERVER_H
 #define WEFT_PROXY_HTTP_H2_SERVER_H
 
