@@ -46,6 +46,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _counter = itertools.count()
 
 NODE4, NODE6 = "198.18.0.1", "2001:2::1"
+BRIDGE_MAC = "02:57:46:00:00:01"  # the node's bridge, locally administered
 EXTERNAL4 = "198.18.1.1"  # a second node address outside the pods' /24 (an "outside" service)
 # How long close() waits for a Weft process after SIGTERM: the proxy's default
 # drain is 25 s, and sanitizers slow the exit.
@@ -165,7 +166,10 @@ class Network:
 
     def _create_node(self):
         ns = self._add_netns("node")
-        sh([IP, "-n", ns, "link", "add", "br0", "type", "bridge"])
+        # A fixed address: a bridge without one takes its lowest port's, so
+        # it would change as pods come and go, and the pods' neighbour
+        # entries for the node would point at a MAC nobody answers for.
+        sh([IP, "-n", ns, "link", "add", "br0", "address", BRIDGE_MAC, "type", "bridge"])
         sh([IP, "-n", ns, "addr", "add", f"{NODE4}/24", "dev", "br0"])
         sh([IP, "-n", ns, "addr", "add", f"{EXTERNAL4}/24", "dev", "br0"])
         if self.ipv6:
