@@ -325,10 +325,9 @@ static void session_detect_begin(struct session *s, int at_deadline)
     if (s->dir == PM_OUTBOUND && px->dest) {
         /* From an answer held now, or from one that comes while the client
          * has said nothing (session_detect_answers); either way detection
-         * starts at once, as without discovery. Waiting for the answer
-         * before the bytes made the first answer come seconds late under
-         * load in test_proxy_discovery.py (not understood yet), so the wait
-         * for it stays after the bytes (session_route_wait). */
+         * starts at once, as without discovery: a slow discovery delays
+         * no connection before its bytes, and the wait for the answer
+         * stays after them (session_route_wait). */
         enum pm_skip why;
         int state;
         session_detect_list(s);
