@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import struct
+import re
 import resource
 import selectors
 import socket
@@ -1136,3 +1137,30 @@ def test_out_of_file_descriptors_pauses_accepts(env):
         s.close()
     assert pe.wait_for(lambda: pe.request(a.pod, b.ip4, 7000, b"again") == b"again", timeout=15 * pe.SLOW, step=0.5)
     b.stop_proxy()
+
+
+def proxy_tunables(pid):
+    """GLIBC_TUNABLES as the process's environment holds it; ld.so parses
+    it in place, so /proc/PID/environ shows its ':' separators as NULs."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        raw = f.read()
+    m = re.search(rb"(?:^|\0)GLIBC_TUNABLES=((?:glibc\.[a-z_.]+=[^\0:]*[\0:]?)*)", raw)
+    return m and m.group(1).rstrip(b"\0:").replace(b"\0", b":").decode()
+
+
+def test_proxy_runs_without_glibcs_thread_cache_unless_the_operator_sets_one(env):
+    """main_tune_malloc: the proxy executes itself once with glibc's tcache
+    off (the pid started, now with the tunable in its environment and its
+    own name, and a mesh call still works); other tunables are kept, and an
+    operator's tcache_count is left as given (no second exec)."""
+    net, ca, d = env
+    a = pe.MeshPod(net, "front", ca, "shop", "front")
+    b = pe.MeshPod(net, "back", ca, "shop", "back",
+                   env={"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"})
+    c = pe.MeshPod(net, "other", ca, "shop", "other", env={"GLIBC_TUNABLES": "glibc.malloc.tcache_count=3"})
+    with open(f"/proc/{a.pid()}/comm") as f:
+        assert f.read().strip() == "weft-proxy"
+    assert proxy_tunables(a.pid()) == "glibc.malloc.tcache_count=0"
+    assert proxy_tunables(b.pid()) == "glibc.malloc.trim_threshold=131072:glibc.malloc.tcache_count=0"
+    assert proxy_tunables(c.pid()) == "glibc.malloc.tcache_count=3"
+    assert pe.request(a.pod, b.ip4, 7000, b"WHO\n") == b"back 127.0.0.6\n"
