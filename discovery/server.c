@@ -63,6 +63,8 @@ static const double latency_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 struct server_sub {
     char *id;            /* canonical; what it asks is parsed from it again when needed (a whole
                           * struct proto_msg per subscription was 1.8 KB, 72 MB for 2,000 x 20) */
+    uint64_t key_hash;   /* server_hash of its cache key: a push's sweep over every subscription
+                          * compares these with the changed keys' (server_push_all), not strings */
     uint64_t last;       /* FNV-1a of the answer last sent (compact, sorted): a 2,000-proxy fleet
                           * would hold ~100 MB of answer texts otherwise */
     int sent;            /* an answer was sent */
@@ -633,6 +635,29 @@ static uint64_t server_hash(const char *text)
     return h;
 }
 
+/* A subscription's cache key (server_cache_key), from its canonical id:
+ * a policy's ("p...") is the asking proxy's own. out holds
+ * SERVER_MAX_CACHE_KEY bytes; returns the key. */
+static const char *server_sub_key(struct server_conn *c, const char *id, char *out)
+{
+    if (id[0] != 'p')
+        return id; /* a destination's cache key is its id */
+    server_cache_key(c, id, 1, out, SERVER_MAX_CACHE_KEY);
+    return out;
+}
+
+static uint64_t server_sub_key_hash(struct server_conn *c, const char *id)
+{
+    char ckey[SERVER_MAX_CACHE_KEY];
+    return server_hash(server_sub_key(c, id, ckey));
+}
+
+static int server_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* text as a JSON string, a new string. A canonical id needs no escape
  * (addresses, ports, DNS names): quoted as it is, without a jansson value
  * and a dump per push; anything else goes through jansson. */
@@ -727,6 +752,7 @@ static void server_handle_msg(struct server_stream *st, const struct proto_msg *
         sub = &st->subs[st->nsubs++];
         memset(sub, 0, sizeof *sub);
         sub->id = xstrdup(q->id);
+        sub->key_hash = server_sub_key_hash(st->conn, sub->id);
         server_hold(s, st->conn, sub->id, 1);
         atomic_fetch_add(&s->m.subscriptions, 1);
         s->trim_due = 1; /* a fleet's sync: answers queued and drained by the thousand */
@@ -1352,8 +1378,21 @@ static long server_push_all(struct ae_loop *loop, long long id, void *data)
     s->push_timer = 0;
     s->pending_ns = 0;
     s->full = 0;
-    if (!full && json_object_size(s->dirty) == 0)
+    size_t ndirty = json_object_size(s->dirty);
+    if (!full && ndirty == 0)
         return -1; /* the changes touched no answer held */
+    /* A change touches a few keys and the sweep passes every subscription
+     * (40,000 for 2,000 proxies, ten times a second under churn): each is
+     * first compared by its key's hash with the sorted hashes of the
+     * changed keys, and only a match looks the key up as text. */
+    uint64_t *dirty = full ? NULL : xmalloc(ndirty * sizeof *dirty);
+    if (dirty) {
+        const char *key;
+        json_t *v;
+        size_t n = 0;
+        json_object_foreach(s->dirty, key, v) dirty[n++] = server_hash(key);
+        qsort(dirty, ndirty, sizeof *dirty, server_cmp_u64);
+    }
     for (struct server_conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         if (!c->ready || !c->watch)
@@ -1361,20 +1400,20 @@ static long server_push_all(struct ae_loop *loop, long long id, void *data)
         struct server_stream *st = c->watch;
         int any = 0;
         for (size_t i = 0; i < st->nsubs; i++) {
-            char ckey[SERVER_MAX_CACHE_KEY];
-            const char *sid = st->subs[i].id, *k = sid; /* a destination's cache key is its id */
-            if (sid[0] == 'p') {
-                server_cache_key(c, sid, 1, ckey, sizeof ckey);
-                k = ckey;
+            struct server_sub *sub = &st->subs[i];
+            if (dirty) {
+                char ckey[SERVER_MAX_CACHE_KEY];
+                if (!bsearch(&sub->key_hash, dirty, ndirty, sizeof *dirty, server_cmp_u64) ||
+                    !json_object_get(s->dirty, server_sub_key(c, sub->id, ckey)))
+                    continue;
             }
-            if (full || json_object_get(s->dirty, k)) {
-                server_push_sub(st, &st->subs[i], 0, received);
-                any = 1;
-            }
+            server_push_sub(st, sub, 0, received);
+            any = 1;
         }
         if (any)
             server_flush(c);
     }
+    free(dirty);
     json_object_clear(s->dirty);
     s->trim_due = 1;
     return -1;
