@@ -15,22 +15,15 @@ iptables.
 usage: cost_side_by_side.py H2APP SECONDS ROUNDS WEFT_PROXY[,VAR=VALUE...]...
 """
 import os
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "../../tests/integration"))
 os.environ.setdefault("WEFT_BIN", os.path.dirname(os.path.abspath(sys.argv[4].split(",")[0])))
-import netns  # noqa: E402
-import proxyenv as pe  # noqa: E402
+import sidebyside  # noqa: E402
+from sidebyside import GRPC, GRPC_PATH, H2_PORT  # noqa: E402
 
 H2APP, SECS, ROUNDS, PROXIES = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-H2_PORT, GRPC_PATH = 9090, "/bench.Echo/Unary"
-GRPC = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -41,11 +34,7 @@ def cpu_s(pid):
 
 
 def h2load(pod, *args):
-    out = pod.run(["h2load", *args], timeout=SECS + 120).stdout
-    line = next(x for x in out.splitlines() if x.startswith("requests:"))
-    assert " 0 failed, 0 errored" in line, line
-    done = int(re.search(r"(\d+) succeeded", line).group(1))
-    return done
+    return sidebyside.h2load(pod, *args, timeout=SECS + 120)
 
 
 def loads(msg, back_ip):
@@ -70,39 +59,19 @@ def measure(front, back, run):
 
 
 def main():
-    with tempfile.TemporaryDirectory(prefix="weft-cost-") as d, netns.Network(prefix="wc", ipv6=False) as net:
-        ca = pe.CA(d)
-        msg = os.path.join(d, "grpc.msg")
-        body = b"\x0a\x10weft-bench-grpc!"
-        with open(msg, "wb") as f:
-            f.write(b"\0" + len(body).to_bytes(4, "big") + body)
-        os.chmod(d, 0o755)
-        pairs = []
-        try:
-            for i, spec in enumerate(PROXIES):
-                pe.PROXY, *env = spec.split(",")
-                env = dict(x.split("=", 1) for x in env)
-                back = pe.MeshPod(net, f"b{i}", ca, "bench", "back", env=env)
-                app = back.pod.popen([H2APP, "b", str(H2_PORT), os.path.join(d, f"h2app{i}.log")],
-                                     stderr=subprocess.DEVNULL)
-                assert app.stdout.readline().strip() == b"ready"
-                pairs.append((spec, pe.MeshPod(net, f"f{i}", ca, "bench", "front", env=env), back))
-            results = {}  # (load, spec) -> [(rate, cpu us per request)]
-            for r in range(ROUNDS):
-                order = pairs[r % len(pairs):] + pairs[:r % len(pairs)]
-                for spec, front, back in order:
-                    for name, run in loads(msg, back.ip4).items():
-                        results.setdefault((name, spec), []).append(measure(front, back, run))
-            print("| load | binary | req/s (median) | proxies' CPU µs/request (median) | per round req/s |")
-            print("|---|---|---|---|---|")
-            for (name, spec), v in results.items():
-                rates = [x for x, _ in v]
-                print(f"| {name} | {spec} | {statistics.median(rates):.0f} | "
-                      f"{statistics.median(c for _, c in v):.1f} | {' '.join(f'{x:.0f}' for x in rates)} |")
-        finally:
-            for _, front, back in pairs:
-                front.stop_proxy()
-                back.stop_proxy()
+    with sidebyside.started(H2APP, PROXIES, "wc") as (msg, pairs):
+        results = {}  # (load, spec) -> [(rate, cpu us per request)]
+        for r in range(ROUNDS):
+            order = pairs[r % len(pairs):] + pairs[:r % len(pairs)]
+            for spec, front, back in order:
+                for name, run in loads(msg, back.ip4).items():
+                    results.setdefault((name, spec), []).append(measure(front, back, run))
+        print("| load | binary | req/s (median) | proxies' CPU µs/request (median) | per round req/s |")
+        print("|---|---|---|---|---|")
+        for (name, spec), v in results.items():
+            rates = [x for x, _ in v]
+            print(f"| {name} | {spec} | {statistics.median(rates):.0f} | "
+                  f"{statistics.median(c for _, c in v):.1f} | {' '.join(f'{x:.0f}' for x in rates)} |")
 
 
 if __name__ == "__main__":

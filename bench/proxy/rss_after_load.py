@@ -16,21 +16,15 @@ usage: rss_after_load.py H2APP SECONDS WEFT_PROXY[,VAR=VALUE...]...
 GLIBC_TUNABLES setting to compare)
 """
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "../../tests/integration"))
 os.environ.setdefault("WEFT_BIN", os.path.dirname(os.path.abspath(sys.argv[3].split(",")[0])))
-import netns  # noqa: E402
-import proxyenv as pe  # noqa: E402
+import sidebyside  # noqa: E402
+from sidebyside import GRPC, GRPC_PATH, H2_PORT  # noqa: E402
 from rss_breakdown import rss_by_mapping, status  # noqa: E402
 
 H2APP, SECS, PROXIES = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-H2_PORT, GRPC_PATH = 9090, "/bench.Echo/Unary"
-GRPC = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
 # UPSTREAM_H2_IDLE_MS (60 s) closes the pooled connections, then the next
 # WORKER_TRIM_MS (10 s) tick trims.
 SETTLE_S = 75
@@ -45,10 +39,7 @@ def sample(mp):
 
 
 def h2load(pod, *args):
-    out = pod.run(["h2load", *args], timeout=SECS + 60).stdout
-    line = next(x for x in out.splitlines() if x.startswith("requests:"))
-    assert " 0 failed, 0 errored" in line, line
-    return line
+    return sidebyside.h2load(pod, *args, timeout=SECS + 60)
 
 
 def load(front, back_ip, msg):
@@ -61,46 +52,26 @@ def load(front, back_ip, msg):
 
 
 def main():
-    with tempfile.TemporaryDirectory(prefix="weft-rss-") as d, netns.Network(prefix="wr", ipv6=False) as net:
-        ca = pe.CA(d)
-        msg = os.path.join(d, "grpc.msg")
-        body = b"\x0a\x10weft-bench-grpc!"
-        with open(msg, "wb") as f:
-            f.write(b"\0" + len(body).to_bytes(4, "big") + body)
-        os.chmod(d, 0o755)
-        pairs = []
-        try:
-            for i, spec in enumerate(PROXIES):
-                pe.PROXY, *env = spec.split(",")  # MeshPod starts pe.PROXY
-                env = dict(x.split("=", 1) for x in env)
-                back = pe.MeshPod(net, f"b{i}", ca, "bench", "back", env=env)
-                app = back.pod.popen([H2APP, "b", str(H2_PORT), os.path.join(d, f"h2app{i}.log")],
-                                     stderr=subprocess.DEVNULL)
-                assert app.stdout.readline().strip() == b"ready"
-                pairs.append((spec, pe.MeshPod(net, f"f{i}", ca, "bench", "front", env=env), back))
-            time.sleep(1)
-            samples = [{} for _ in pairs]
-            for s, (_, front, back) in zip(samples, pairs):
-                s["start"] = [sample(p) for p in (front, back)]
-            for s, (_, front, back) in zip(samples, pairs):
-                h2load(front.pod, "-n", "1", "-d", msg, *GRPC, f"http://{back.ip4}:{H2_PORT}{GRPC_PATH}")
-                h2load(front.pod, "--h1", "-n", "1", f"http://{back.ip4}:8080/")
-            time.sleep(1)
-            for s, (_, front, back) in zip(samples, pairs):
-                s["warm"] = [sample(p) for p in (front, back)]
-            for _, front, back in pairs:
-                load(front, back.ip4, msg)
-            time.sleep(1)
-            for s, (_, front, back) in zip(samples, pairs):
-                s["after load"] = [sample(p) for p in (front, back)]
-            time.sleep(SETTLE_S)
-            for s, (_, front, back) in zip(samples, pairs):
-                s[f"{SETTLE_S} s later"] = [sample(p) for p in (front, back)]
-            report(pairs, samples)
-        finally:
-            for _, front, back in pairs:
-                front.stop_proxy()
-                back.stop_proxy()
+    with sidebyside.started(H2APP, PROXIES, "wr") as (msg, pairs):
+        time.sleep(1)
+        samples = [{} for _ in pairs]
+        for s, (_, front, back) in zip(samples, pairs):
+            s["start"] = [sample(p) for p in (front, back)]
+        for s, (_, front, back) in zip(samples, pairs):
+            h2load(front.pod, "-n", "1", "-d", msg, *GRPC, f"http://{back.ip4}:{H2_PORT}{GRPC_PATH}")
+            h2load(front.pod, "--h1", "-n", "1", f"http://{back.ip4}:8080/")
+        time.sleep(1)
+        for s, (_, front, back) in zip(samples, pairs):
+            s["warm"] = [sample(p) for p in (front, back)]
+        for _, front, back in pairs:
+            load(front, back.ip4, msg)
+        time.sleep(1)
+        for s, (_, front, back) in zip(samples, pairs):
+            s["after load"] = [sample(p) for p in (front, back)]
+        time.sleep(SETTLE_S)
+        for s, (_, front, back) in zip(samples, pairs):
+            s[f"{SETTLE_S} s later"] = [sample(p) for p in (front, back)]
+        report(pairs, samples)
 
 
 def report(pairs, samples):
