@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -198,15 +199,18 @@ static void main_reload(struct proxy *px, int argc, char **argv)
 static void main_tune_malloc(char **argv)
 {
     const char *had = getenv("GLIBC_TUNABLES");
-    if ((had && strstr(had, MAIN_TCACHE_TUNABLE "=")) || getauxval(AT_SECURE))
+    if ((had && strstr(had, MAIN_TCACHE_TUNABLE "=")) || getauxval(AT_SECURE)) {
+        /* Executed through the link below, the name would read "exe". */
+        prctl(PR_SET_NAME, "weft-proxy");
         return;
+    }
     char *val = xasprintf("%s%s" MAIN_TCACHE_TUNABLE "=0", had ? had : "", had && *had ? ":" : "");
     char *keep = had ? xstrdup(had) : NULL;
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1); /* not the link itself: comm would read "exe" */
-    if (n > 0 && (size_t)n < sizeof self - 1 && setenv("GLIBC_TUNABLES", val, 1) == 0) {
-        self[n] = '\0';
-        execv(self, argv);
+    if (setenv("GLIBC_TUNABLES", val, 1) == 0) {
+        /* The link, not the path it names: the path's directories need not
+         * be searchable by the proxy's uid (a binary under root's 0700
+         * directory, started through setpriv), the link reaches the file. */
+        execv("/proc/self/exe", argv);
         fprintf(stderr, "weft-proxy: re-executing with %s=0: %s (continuing with glibc's default)\n",
                 MAIN_TCACHE_TUNABLE, strerror(errno));
         if (keep)

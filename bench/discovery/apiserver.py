@@ -347,6 +347,7 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
             time.sleep(0.02)
         ready_s = time.monotonic() - t0
         rss_loaded = rss_mib(p.pid)
+        cpu_ready = cpu_s(p.pid)
         env = dict(os.environ, LOAD_HOLD_S=str(15 + (CHURN_S + 10 if mode == "api" else 0)))
         if mode == "api":
             fifo = os.path.join(d, "change")
@@ -385,6 +386,8 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
                 raise RuntimeError("load: %s %s" % (lp.stderr.read().decode()[-2000:], open(dlog.name).read()[-2000:]))
             time.sleep(0.1)
         result = json.loads(open(out.name).read())
+        # The server's CPU from ready to the load's report: the fleet's sync and the one change.
+        result["server_cpu_sync_s"] = round(cpu_s(p.pid) - cpu_ready, 3)
         time.sleep(1)
         rss_streams = rss_mib(p.pid)
         c0 = cpu_s(p.pid)
