@@ -18,6 +18,7 @@
 
 struct ae_file {
     int mask;
+    int soon;       /* events ae_file_soon asked for, not yet delivered */
     ae_file_proc *proc;
     void *data;
 };
@@ -51,6 +52,9 @@ struct ae_loop {
     int *heap;                /* slot numbers, a min-heap on (when_ms, seq) */
     int nheap;
     int *due;                 /* this round's expired slots */
+    int *soon, *soon_next;    /* fds with events to deliver this round; those asked for while delivering */
+    int nsoon_next, soon_cap, soon_next_cap;
+    int soon_current;         /* the fd whose soon events are being delivered, -1 */
     uint64_t timer_seq;
     int stop;
     uint64_t now_ms;
@@ -89,6 +93,7 @@ struct ae_loop *ae_loop_new(int setsize)
         goto fail;
     loop->now_ms = ae_clock_ms();
     loop->free_timer = -1;
+    loop->soon_current = -1;
     if (ae_file_add(loop, loop->wake_fd, AE_READABLE, ae_wake_read, NULL) < 0)
         goto fail;
     return loop;
@@ -104,6 +109,8 @@ void ae_loop_free(struct ae_loop *loop)
     free(loop->timers);
     free(loop->heap);
     free(loop->due);
+    free(loop->soon);
+    free(loop->soon_next);
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
     ae_backend_free(loop->backend);
@@ -138,6 +145,8 @@ int ae_file_set(struct ae_loop *loop, int fd, int mask, ae_file_proc *proc, void
     if (r < 0)
         return r;
     f->mask = mask;
+    if (mask == AE_NONE)
+        f->soon = 0;
     f->proc = proc;
     f->data = data;
     return 0;
@@ -159,6 +168,53 @@ void ae_file_del(struct ae_loop *loop, int fd, int mask)
     int nm = f->mask & ~mask;
     if (ae_backend_set(loop->backend, fd, f->mask, nm) == 0)
         f->mask = nm;
+    if (f->mask == AE_NONE)
+        f->soon = 0;
+}
+
+int ae_file_soon(struct ae_loop *loop, int fd, int mask)
+{
+    if (fd < 0 || fd >= loop->nfiles || loop->files[fd].mask == AE_NONE)
+        return -ENOENT;
+    if (fd == loop->soon_current)
+        return -EAGAIN;
+    struct ae_file *f = &loop->files[fd];
+    if (!f->soon) {
+        if (loop->nsoon_next == loop->soon_next_cap) {
+            loop->soon_next_cap = loop->soon_next_cap ? 2 * loop->soon_next_cap : 64;
+            loop->soon_next = xrealloc(loop->soon_next, (size_t)loop->soon_next_cap * sizeof *loop->soon_next);
+        }
+        loop->soon_next[loop->nsoon_next++] = fd;
+    }
+    f->soon |= mask;
+    return 0;
+}
+
+/* Delivers the events asked for so far; those asked for meanwhile wait for
+ * the next round (whose wait then does not block), so a callback that keeps
+ * asking cannot hold the loop. */
+static void ae_soon_run(struct ae_loop *loop)
+{
+    int n = loop->nsoon_next;
+    if (!n)
+        return;
+    int *list = loop->soon_next, cap = loop->soon_next_cap;
+    loop->soon_next = loop->soon;
+    loop->soon_next_cap = loop->soon_cap;
+    loop->soon = list;
+    loop->soon_cap = cap;
+    loop->nsoon_next = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = list[i];
+        struct ae_file *f = &loop->files[fd];
+        int m = f->soon;
+        f->soon = 0;
+        if (!m || !f->proc)
+            continue;
+        loop->soon_current = fd;
+        f->proc(loop, fd, f->data, m);
+        loop->soon_current = -1;
+    }
 }
 
 int ae_file_mask(struct ae_loop *loop, int fd)
@@ -345,7 +401,8 @@ void ae_run(struct ae_loop *loop)
     while (!loop->stop) {
         if (loop->before_proc)
             loop->before_proc(loop, loop->before_data);
-        int n = ae_backend_poll(loop->backend, loop->fired, AE_MAX_FIRED, ae_timers_wait_ms(loop));
+        int wait = loop->nsoon_next ? 0 : ae_timers_wait_ms(loop);
+        int n = ae_backend_poll(loop->backend, loop->fired, AE_MAX_FIRED, wait);
         loop->now_ms = ae_clock_ms();
         for (int i = 0; i < n; i++) {
             int fd = loop->fired[i].fd;
@@ -359,6 +416,7 @@ void ae_run(struct ae_loop *loop)
                 f->proc(loop, fd, f->data, m);
         }
         ae_timers_run(loop);
+        ae_soon_run(loop);
     }
 }
 

@@ -28,6 +28,15 @@ void ae_file_del(struct ae_loop *loop, int fd, int mask);
 /* Sets fd's interest to exactly mask (adding or removing bits); 0 or -errno. */
 int ae_file_set(struct ae_loop *loop, int fd, int mask, ae_file_proc *proc, void *data);
 int ae_file_mask(struct ae_loop *loop, int fd);
+/* Has fd's callback called with mask at the end of this round, without
+ * asking the poller: for a socket known writable, that saves the two
+ * epoll_ctl calls and the extra wait of registering writability for one
+ * burst of output. Events asked for during that delivery come the next
+ * round. 0; -ENOENT when fd is not in the loop; -EAGAIN when asked from the
+ * callback of fd's own delivery (the caller registers with the poller then,
+ * so a callback that does not make progress waits for the poller). Removing
+ * the fd from the loop cancels them. */
+int ae_file_soon(struct ae_loop *loop, int fd, int mask);
 
 /* Fires once after ms milliseconds (then as often as the callback re-arms
  * it); returns an id > 0. Timers are a heap: each costs O(log n) to add,

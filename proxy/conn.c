@@ -420,6 +420,18 @@ static int tls_shutdown_write(struct conn *c)
 const struct conn_type conn_plain = {"tcp", plain_read, plain_write, plain_shutdown_write};
 const struct conn_type conn_tls = {"tls", tls_read, tls_write, tls_shutdown_write};
 
+void conn_set_mask(struct conn *c, struct ae_loop *loop, int mask, ae_file_proc *proc, void *data)
+{
+    if (c->fd < 0)
+        return;
+    int soon = (mask & AE_WRITABLE) && (mask & ~AE_WRITABLE) && c->state == CONN_OPEN && !c->wr_wait;
+    int poll_mask = soon ? mask & ~AE_WRITABLE : mask;
+    if (poll_mask != c->mask && ae_file_set(loop, c->fd, poll_mask, proc, data) == 0)
+        c->mask = poll_mask;
+    if (soon && ae_file_soon(loop, c->fd, AE_WRITABLE) < 0 && ae_file_set(loop, c->fd, mask, proc, data) == 0)
+        c->mask = mask;
+}
+
 void conn_close(struct conn *c)
 {
     if (conn_cork.owner == c) {

@@ -24,6 +24,8 @@
 
 #include <openssl/ssl.h>
 
+#include "ae.h"
+
 struct conn;
 struct conn_type {
     const char *name;
@@ -115,6 +117,13 @@ static inline int conn_out_pending(const struct conn *c)
 {
     return c->out.len != 0;
 }
+/* Sets the loop's interest in c's fd to mask, with proc(data) as its
+ * callback. Writability of an open connection whose last write did not block
+ * is not asked of the poller: proc is called with AE_WRITABLE at the end of
+ * the loop's round instead, which saves an epoll_ctl pair and a wait per
+ * burst of output. The fd must stay readable-registered for that (the usual
+ * case); otherwise writability is registered. */
+void conn_set_mask(struct conn *c, struct ae_loop *loop, int mask, ae_file_proc *proc, void *data);
 /* Frees this thread's cork buffer; a worker calls it before exiting. */
 void conn_thread_cleanup(void);
 /* Frees the SSL and any unsent output and closes the fd. */

@@ -438,8 +438,7 @@ static void cpc_io(struct ae_loop *loop, int fd, void *data, int mask);
 
 static void cpc_set_mask(struct cp_client *c, int mask)
 {
-    if (c->conn.fd >= 0 && mask != c->conn.mask && ae_file_set(c->loop, c->conn.fd, mask, cpc_io, c) == 0)
-        c->conn.mask = mask;
+    conn_set_mask(&c->conn, c->loop, mask, cpc_io, c);
 }
 
 static int cpc_tls_setup(SSL *ssl, void *arg)

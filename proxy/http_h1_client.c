@@ -69,8 +69,7 @@ static void h1c_set_mask(struct h1c *k)
         if (http_h1_io_len(&k->out) || conn_out_pending(&k->c))
             m |= k->c.wr_wait ? k->c.wr_wait : AE_WRITABLE;
     }
-    if (m != k->c.mask && ae_file_set(k->w->loop, k->c.fd, m, h1c_io, k) == 0)
-        k->c.mask = m;
+    conn_set_mask(&k->c, k->w->loop, m, h1c_io, k);
 }
 
 static long h1c_kick_fire(struct ae_loop *loop, long long id, void *data)

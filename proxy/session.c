@@ -46,10 +46,7 @@ static void session_io(struct ae_loop *loop, int fd, void *data, int mask)
 
 void session_set_mask(struct session *s, struct conn *c, int mask)
 {
-    if (c->fd < 0 || mask == c->mask)
-        return;
-    if (ae_file_set(s->w->loop, c->fd, mask, session_io, c) == 0)
-        c->mask = mask;
+    conn_set_mask(c, s->w->loop, mask, session_io, c);
 }
 
 void session_count(struct session *s, int tls, enum pm_authz a, int peer)

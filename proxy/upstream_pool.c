@@ -121,10 +121,7 @@ static void uph2_io(struct ae_loop *loop, int fd, void *data, int mask)
 
 static void uph2_set_mask(struct uph2 *c, int mask)
 {
-    if (c->c.fd < 0 || mask == c->c.mask)
-        return;
-    if (ae_file_set(c->w->loop, c->c.fd, mask, uph2_io, c) == 0)
-        c->c.mask = mask;
+    conn_set_mask(&c->c, c->w->loop, mask, uph2_io, c);
 }
 
 /* Frames were queued: have the loop call back to send them (never from

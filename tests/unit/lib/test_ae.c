@@ -2,8 +2,8 @@
 /* Unit tests of lib/ae.c and its epoll backend: file events with masks,
  * interest changes, timers (one-shot, re-armed, deleted; the heap's order
  * over thousands, stale ids, deletion from callbacks, zero-delay re-arming
- * that must not starve file events), the before-poll hook and a wakeup from
- * another thread. */
+ * that must not starve file events), the before-poll hook, a wakeup from
+ * another thread, and events delivered without the poller (ae_file_soon). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -362,6 +362,85 @@ static void test_timer_many_added_and_deleted(void **state)
     ae_loop_free(loop);
 }
 
+struct soon_state {
+    struct ae_loop *loop;
+    int a, b;              /* read ends of two idle pipes, registered readable */
+    int a_calls, b_calls, a_mask, self_again, before;
+};
+
+static void soon_on_b(struct ae_loop *loop, int fd, void *data, int mask)
+{
+    (void)fd;
+    struct soon_state *st = data;
+    assert_int_equal(mask, AE_WRITABLE);
+    st->b_calls++;
+    ae_stop(loop);
+}
+
+static void soon_on_a(struct ae_loop *loop, int fd, void *data, int mask)
+{
+    struct soon_state *st = data;
+    st->a_calls++;
+    st->a_mask = mask;
+    st->self_again = ae_file_soon(loop, fd, AE_WRITABLE);
+    assert_int_equal(ae_file_soon(loop, st->b, AE_WRITABLE), 0);
+}
+
+static void soon_before(struct ae_loop *loop, void *data)
+{
+    (void)loop;
+    ((struct soon_state *)data)->before++;
+}
+
+static long soon_give_up(struct ae_loop *loop, long long id, void *data)
+{
+    (void)id;
+    (void)data;
+    ae_stop(loop);
+    return -1;
+}
+
+/* An fd's asked-for event arrives at the end of the round, once however often
+ * it was asked; asking from its own delivery is refused (the caller then
+ * registers with the poller); one asked for during a delivery comes the next
+ * round, whose wait does not block; removing the fd cancels its event. */
+static void test_soon_events(void **state)
+{
+    (void)state;
+    int pa[2], pb[2];
+    assert_int_equal(pipe(pa), 0);
+    assert_int_equal(pipe(pb), 0);
+    struct ae_loop *loop = ae_loop_new(1024);
+    struct soon_state st = {.loop = loop, .a = pa[0], .b = pb[0]};
+    assert_int_equal(ae_file_soon(loop, st.a, AE_WRITABLE), -ENOENT);
+    assert_int_equal(ae_file_add(loop, st.a, AE_READABLE, soon_on_a, &st), 0);
+    assert_int_equal(ae_file_add(loop, st.b, AE_READABLE, soon_on_b, &st), 0);
+    ae_set_before_poll(loop, soon_before, &st);
+    assert_int_equal(ae_file_soon(loop, st.a, AE_WRITABLE), 0);
+    assert_int_equal(ae_file_soon(loop, st.a, AE_WRITABLE), 0);
+    ae_timer_add(loop, 5000, soon_give_up, NULL);
+    uint64_t t0 = clock_mono_ms();
+    ae_run(loop);
+    assert_true(clock_mono_ms() - t0 < 2500); /* the idle pipes never woke the poller */
+    assert_int_equal(st.a_calls, 1);
+    assert_int_equal(st.a_mask, AE_WRITABLE);
+    assert_int_equal(st.self_again, -EAGAIN);
+    assert_int_equal(st.b_calls, 1);
+    assert_int_equal(st.before, 2);
+
+    assert_int_equal(ae_file_soon(loop, st.b, AE_WRITABLE), 0);
+    ae_file_del(loop, st.b, AE_READABLE);
+    assert_int_equal(ae_file_soon(loop, st.b, AE_WRITABLE), -ENOENT);
+    ae_timer_add(loop, 20, soon_give_up, NULL);
+    ae_run(loop);
+    assert_int_equal(st.b_calls, 1);
+    ae_loop_free(loop);
+    for (int i = 0; i < 2; i++) {
+        close(pa[i]);
+        close(pb[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_timer_delete_from_callback),
         cmocka_unit_test(test_timer_zero_delay_does_not_starve_files),
         cmocka_unit_test(test_timer_many_added_and_deleted),
+        cmocka_unit_test(test_soon_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
