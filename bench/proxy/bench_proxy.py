@@ -19,7 +19,10 @@ path the HTTP/1.1 requests took is read from the client proxy's metrics.
 Prints a markdown report.
 
 usage: bench_proxy.py BIN_DIR LOADGEN BENCHSRV [SECONDS [ROUNDS]]
-WEFT_BENCH_H2APP=<tests/integration/h2_app built> enables the gRPC part.
+WEFT_BENCH_H2APP=<tests/integration/h2_app built> enables the gRPC part;
+WEFT_BENCH_NULLRELAY=<bench/proxy/nullrelay.c built> adds the floor of any
+two-proxy path to the 1,000/s run: a pair of relays under the same capture
+rules that only copy bytes (no TLS, no HTTP).
 
 Setups run on separate pod pairs, interleaved round by round (the machine is
 shared and noisy); the report gives the median over rounds.
@@ -46,6 +49,7 @@ ROUNDS = int(sys.argv[5]) if len(sys.argv) > 5 else 3
 PROXY, INIT = os.path.join(BIN, "weft-proxy"), os.path.join(BIN, "weft-init")
 BULK = 1 << 30
 H2APP = os.environ.get("WEFT_BENCH_H2APP")
+NULLRELAY = os.environ.get("WEFT_BENCH_NULLRELAY")
 H2_PORT, OPAQUE_PORT = 9090, 8081
 SETTLE_S = 75  # weft's UPSTREAM_H2_IDLE_MS and WORKER_TRIM_MS, and a margin
 # One unary call: the 5-byte gRPC prefix (not compressed, length) and a
@@ -261,7 +265,8 @@ def main():
         scert, skey = ca.issue("bench", "server")
         # One client/server pod pair per setup, so the capture rules of the
         # weft pair never touch the others; rounds interleave the setups.
-        pods = {k: (net.add_pod(f"{k}c"), net.add_pod(f"{k}s")) for k in ("direct", "haproxy", "hahttp", "weft")}
+        kinds = ("direct", "haproxy", "hahttp", "weft") + (("null",) if NULLRELAY else ())
+        pods = {k: (net.add_pod(f"{k}c"), net.add_pod(f"{k}s")) for k in kinds}
         for k, (cpod, spod) in pods.items():
             tune_pod(cpod)
             tune_pod(spod)
@@ -269,7 +274,7 @@ def main():
             for port in ports:
                 srv = spod.popen([BENCHSRV, str(port)])
                 assert srv.stdout.readline().strip() == b"ready"
-            if H2APP and k != "haproxy":
+            if H2APP and k not in ("haproxy", "null"):
                 applog = os.path.join(d, f"h2app-{k}.log")
                 app = spod.popen([H2APP, k, str(H2_PORT), applog], stderr=subprocess.DEVNULL)
                 assert app.stdout.readline().strip() == b"ready"
@@ -325,6 +330,11 @@ def main():
             pxs.append(pod.popen([PROXY], uid=pe.PROXY_UID, env=env, stdout=subprocess.DEVNULL))
             r = pod.run([PROXY, "wait-ready", "--timeout-seconds", "10"], check=False)
             assert r.returncode == 0, r.stderr
+        if NULLRELAY:
+            for pod in pods["null"]:
+                pe.init_pod(pod)
+                relay = pod.popen([NULLRELAY], uid=pe.PROXY_UID)
+                assert relay.stdout.readline().strip() == b"ready"
         time.sleep(0.5)
 
         ds, ws = pods["direct"][1].ip4, pods["weft"][1].ip4
@@ -344,6 +354,9 @@ def main():
             {"name": f"weft-proxy pair, port {OPAQUE_PORT} (opaque weft/1)", "pod": pods["weft"][0],
              "url": f"http://{ws}:{OPAQUE_PORT}/", "tests": {"fixed", "max", "bulk", "newconn"}, "weft": True},
         ]
+        if NULLRELAY:
+            setups.append({"name": "null relay pair (the floor: no TLS, no HTTP)", "pod": pods["null"][0],
+                           "url": f"http://{pods['null'][1].ip4}:8080/", "tests": {"fixed"}})
         wc = pods["weft"][0].ip4
         counters = {"http1": r'protocol_detections_total\{direction="outbound",result="http1"\}',
                     "h2": r'protocol_detections_total\{direction="outbound",result="h2"\}',
@@ -432,6 +445,12 @@ def report(results, elapsed):
         print(f"- {r['name']}: added at 1000/s p50 {med(r, 'fixed', 'p50_us') - med(d, 'fixed', 'p50_us'):+.0f} µs, "
               f"p99 {med(r, 'fixed', 'p99_us') - med(d, 'fixed', 'p99_us'):+.0f} µs; "
               f"max req/s {med(r, 'max', 'rps') / med(d, 'max', 'rps'):.2f}x direct")
+    if len(results) > 6:
+        fl = results[6]
+        fa50, fa99 = (med(fl, 'fixed', k) - med(d, 'fixed', k) for k in ("p50_us", "p99_us"))
+        print(f"- {fl['name']}: added at 1000/s p50 {fa50:+.0f} µs, p99 {fa99:+.0f} µs; so weft (8080) adds "
+              f"p50 {med(wh, 'fixed', 'p50_us') - med(fl, 'fixed', 'p50_us'):+.0f} µs and p99 "
+              f"{med(wh, 'fixed', 'p99_us') - med(fl, 'fixed', 'p99_us'):+.0f} µs over the floor")
     print(f"- weft (8080) vs haproxy http: max req/s {med(wh, 'max', 'rps') / med(hah, 'max', 'rps'):.2f}x; "
           f"new connection per request {med(wh, 'newconn', 'rps') / med(hah, 'newconn', 'rps'):.2f}x "
           f"({med(wh, 'newconn', 'rps') / med(hal, 'newconn', 'rps'):.2f}x haproxy with http-reuse always)")

@@ -24,13 +24,7 @@ import sidebyside  # noqa: E402
 from sidebyside import GRPC, GRPC_PATH, H2_PORT  # noqa: E402
 
 H2APP, SECS, ROUNDS, PROXIES = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+cpu_s = sidebyside.cpu_s
 
 
 def h2load(pod, *args):
@@ -59,7 +53,7 @@ def measure(front, back, run):
 
 
 def main():
-    with sidebyside.started(H2APP, PROXIES, "wc") as (msg, pairs):
+    with sidebyside.started(H2APP, PROXIES, "wc") as (msg, pairs, _):
         results = {}  # (load, spec) -> [(rate, cpu us per request)]
         for r in range(ROUNDS):
             order = pairs[r % len(pairs):] + pairs[:r % len(pairs)]

@@ -52,7 +52,7 @@ def load(front, back_ip, msg):
 
 
 def main():
-    with sidebyside.started(H2APP, PROXIES, "wr") as (msg, pairs):
+    with sidebyside.started(H2APP, PROXIES, "wr") as (msg, pairs, _):
         time.sleep(1)
         samples = [{} for _ in pairs]
         for s, (_, front, back) in zip(samples, pairs):

@@ -16,6 +16,7 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 make -C "$root" -s BUILD="$build" all >/dev/null
 gcc -O2 -std=c11 -D_GNU_SOURCE -o "$tmp/loadgen" "$root/bench/loadgen.c" -lssl -lcrypto -lpthread
 gcc -O2 -std=c11 -D_GNU_SOURCE -o "$tmp/benchsrv" "$root/bench/proxy/benchsrv.c"
+gcc -O2 -std=c11 -D_GNU_SOURCE -o "$tmp/nullrelay" "$root/bench/proxy/nullrelay.c"
 # The h2c app of the HTTP/2 tests, on the proxy's own HTTP/2 adapter, linked
 # like the integration tests link it (the Makefile's packages).
 pkgs=$(sed -n 's/^PKGS *:= *//p' "$root/Makefile")
@@ -23,5 +24,5 @@ objs=$(ls "$build"/obj/proxy/*.o | grep -v '/main\.o$')
 # shellcheck disable=SC2086 # word splitting of the flag and object lists is meant
 gcc -O2 -std=c11 -D_GNU_SOURCE -I"$root/lib" -I"$root/proxy" $(pkg-config --cflags $pkgs) -o "$tmp/h2_app" \
   "$root/tests/integration/h2_app.c" $objs "$build/libweft.a" $(pkg-config --libs $pkgs) -lm -lpthread
-WEFT_BENCH_H2APP="$tmp/h2_app" /usr/bin/python3 "$root/bench/proxy/bench_proxy.py" "$build/bin" "$tmp/loadgen" \
+WEFT_BENCH_H2APP="$tmp/h2_app" WEFT_BENCH_NULLRELAY="$tmp/nullrelay" /usr/bin/python3 "$root/bench/proxy/bench_proxy.py" "$build/bin" "$tmp/loadgen" \
   "$tmp/benchsrv" "${1:-10}" "${2:-3}"

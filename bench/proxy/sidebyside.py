@@ -18,7 +18,15 @@ import netns  # noqa: E402
 import proxyenv as pe  # noqa: E402
 
 H2_PORT, GRPC_PATH = 9090, "/bench.Echo/Unary"
+TICK = os.sysconf("SC_CLK_TCK")
 GRPC = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+
+
+def cpu_s(pid):
+    """User + system CPU seconds the process has used (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def h2load(pod, *args, timeout):
@@ -31,8 +39,9 @@ def h2load(pod, *args, timeout):
 
 @contextlib.contextmanager
 def started(h2app, specs, prefix):
-    """Yields (msg, [(spec, front, back), ...]): msg the path of one
-    length-prefixed gRPC message for h2load -d; every proxy stopped after."""
+    """Yields (msg, [(spec, front, back), ...], net): msg the path of one
+    length-prefixed gRPC message for h2load -d, net the pods' network (for
+    a bench's unmeshed pods); every proxy stopped after."""
     with tempfile.TemporaryDirectory(prefix="weft-%s-" % prefix) as d, \
             netns.Network(prefix=prefix, ipv6=False) as net:
         ca = pe.CA(d)
@@ -51,7 +60,7 @@ def started(h2app, specs, prefix):
                                      stderr=subprocess.DEVNULL)
                 assert app.stdout.readline().strip() == b"ready"
                 pairs.append((spec, pe.MeshPod(net, f"f{i}", ca, "bench", "front", env=env), back))
-            yield msg, pairs
+            yield msg, pairs, net
         finally:
             for _, front, back in pairs:
                 front.stop_proxy()
