@@ -38,7 +38,8 @@ leaf() {
 }
 leaf server IP:127.0.0.1
 leaf proxy URI:spiffe://cluster.local/ns/ns-0/sa/sa-0
-cc -O2 -o load "$root/bench/discovery/load.c" $(pkg-config --cflags --libs jansson openssl libnghttp2)
+cc -O2 -o load "$root/bench/discovery/load.c" $(pkg-config --cflags --libs openssl libnghttp2)
+./load --self-test
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ulimit -n $((conns + 1024))
