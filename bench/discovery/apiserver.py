@@ -271,6 +271,12 @@ def rss_mib(pid):
     return -1
 
 
+def wait_s(pid):
+    """Seconds pid was runnable but waited for a CPU (schedstat's second field)."""
+    with open("/proc/%d/schedstat" % pid) as f:
+        return int(f.read().split()[1]) / 1e9
+
+
 def cpu_s(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -347,7 +353,7 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
             time.sleep(0.02)
         ready_s = time.monotonic() - t0
         rss_loaded = rss_mib(p.pid)
-        cpu_ready = cpu_s(p.pid)
+        cpu_ready, wait_ready = cpu_s(p.pid), wait_s(p.pid)
         env = dict(os.environ, LOAD_HOLD_S=str(15 + (CHURN_S + 10 if mode == "api" else 0)))
         if mode == "api":
             fifo = os.path.join(d, "change")
@@ -388,6 +394,8 @@ def one_round(mode, rnd, c, api, work, label="", bindir=BIN):
         result = json.loads(open(out.name).read())
         # The server's CPU from ready to the load's report: the fleet's sync and the one change.
         result["server_cpu_sync_s"] = round(cpu_s(p.pid) - cpu_ready, 3)
+        # ... and the time it was ready to run but another process had its CPU.
+        result["server_wait_sync_s"] = round(wait_s(p.pid) - wait_ready, 3)
         time.sleep(1)
         rss_streams = rss_mib(p.pid)
         c0 = cpu_s(p.pid)

@@ -588,6 +588,21 @@ static int poll_once(struct conn *cs, int ms)
     return up;
 }
 
+/* Seconds this process was runnable but waited for a CPU (schedstat): with
+ * client_cpu_connect_s, whether the connect phase was the client's CPU,
+ * the machine's other work, or waiting on the server. */
+static double wait_s(void)
+{
+    unsigned long long run = 0, wait = 0;
+    FILE *f = fopen("/proc/self/schedstat", "r");
+    if (f) {
+        if (fscanf(f, "%llu %llu", &run, &wait) != 2)
+            wait = 0;
+        fclose(f);
+    }
+    return (double)wait / 1e9;
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -752,6 +767,11 @@ int main(int argc, char **argv)
             started++;
         }
         ready += poll_once(cs, 100);
+        static double next_trace;
+        if (getenv("LOAD_TRACE") && now() >= next_trace) {
+            fprintf(stderr, "load: %.3f s: %d started, %d up, %d synced\n", now() - t0, started, ready, synced_conns);
+            next_trace = now() + 0.25;
+        }
         if (now() > deadline) {
             fprintf(stderr, "load: %d of %d connections up in %.0f s\n", ready, nconns, timeout);
             return 1;
@@ -761,6 +781,9 @@ int main(int argc, char **argv)
     struct rusage ru; /* the client's own CPU while the fleet connected: is it the limit? */
     getrusage(RUSAGE_SELF, &ru);
     double cpu_connected = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    double wait_connected = wait_s();
+    if (getenv("LOAD_TRACE")) /* how the connect went: streams up and synced over time */
+        fprintf(stderr, "load: connected %.3f s, %d synced\n", t_connected, synced_conns);
     double t_synced = -1;
     deadline = now() + timeout;
     double *lat = calloc((size_t)nconns, sizeof *lat);
@@ -812,9 +835,10 @@ int main(int argc, char **argv)
         if (cs[i].changed)
             lat[n++] = cs[i].latency;
     qsort(lat, (size_t)n, sizeof *lat, cmp);
-    printf("{\"conns\":%d,\"subs\":%d,\"connect_s\":%.3f,\"client_cpu_connect_s\":%.3f,\"synced_s\":%.3f,\"pushed\":%d,"
+    printf("{\"conns\":%d,\"subs\":%d,\"connect_s\":%.3f,\"client_cpu_connect_s\":%.3f,\"client_wait_connect_s\":%.3f,"
+           "\"synced_s\":%.3f,\"pushed\":%d,"
            "\"push_p50_ms\":%.1f,\"push_p99_ms\":%.1f,\"push_max_ms\":%.1f}\n",
-           nconns, subs, t_connected, cpu_connected, t_synced, n, n ? lat[n / 2] * 1000 : -1,
+           nconns, subs, t_connected, cpu_connected, wait_connected, t_synced, n, n ? lat[n / 2] * 1000 : -1,
            n ? lat[(size_t)((n - 1) * 0.99)] * 1000 : -1, n ? lat[n - 1] * 1000 : -1);
     fflush(stdout);
     double hold = getenv("LOAD_HOLD_S") ? atof(getenv("LOAD_HOLD_S")) : 0, until = now() + hold;
