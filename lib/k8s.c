@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsondrop.h"
 #include "log.h"
 #include "tls.h"
 #include "xalloc.h"
@@ -709,9 +710,25 @@ static int k8s_conn_usable(struct k8s_conn *conn, uint64_t now)
     return poll(&pfd, 1, 0) == 0;
 }
 
+/* The text parsed as json_loadb would, with drop's members left out first
+ * when drop is set and the text is well-formed (else the text as it is, so
+ * an error is jansson's own). */
+static json_t *k8s_loadb(const char *data, size_t len, const char *drop, size_t flags, json_error_t *jerr)
+{
+    if (drop && len) {
+        char *out = xmalloc(len);
+        ssize_t n = jsondrop_member(data, len, drop, out);
+        json_t *j = n >= 0 ? json_loadb(out, (size_t)n, flags, jerr) : NULL;
+        free(out);
+        if (n >= 0)
+            return j;
+    }
+    return json_loadb(data, len, flags, jerr);
+}
+
 static int k8s_request_ex(struct k8s_client *c, const char *method, const char *path, json_t *body,
-                          size_t max_response, int io_ms, long *status, json_t **response, char *err,
-                          size_t errlen)
+                          size_t max_response, int io_ms, long *status, json_t **response, const char *drop,
+                          char *err, size_t errlen)
 {
     struct buf req;
     struct k8s_http_response resp;
@@ -788,7 +805,7 @@ static int k8s_request_ex(struct k8s_client *c, const char *method, const char *
     *status = resp.status;
     if (resp.body.len > 0) {
         json_error_t jerr;
-        *response = json_loadb(resp.body.data, resp.body.len, 0, &jerr);
+        *response = k8s_loadb(resp.body.data, resp.body.len, resp.status == 200 ? drop : NULL, 0, &jerr);
         if (!*response)
             errbuf_set(err, errlen, "HTTP %ld: response body is not JSON: %s", resp.status, jerr.text);
     }
@@ -828,7 +845,7 @@ int k8s_request(struct k8s_client *c, const char *method, const char *path, json
     size_t max = c->max_response;
     int io_ms = c->io_ms;
     pthread_mutex_unlock(&c->lock);
-    return k8s_request_ex(c, method, path, body, max, io_ms, status, response, err, errlen);
+    return k8s_request_ex(c, method, path, body, max, io_ms, status, response, NULL, err, errlen);
 }
 
 /* ---------- list + watch ---------- */
@@ -994,7 +1011,7 @@ static enum k8s_step k8s_watch_list(struct k8s_watcher *w)
             goto out;
         }
         rc = k8s_request_ex(w->c, "GET", buf_cstr(&path), NULL, K8S_LIST_MAX_RESPONSE, io_ms, &status, &resp,
-                            w->err, sizeof w->err);
+                            w->o.drop_member, w->err, sizeof w->err);
         if (rc == -ECANCELED || atomic_load(w->stop)) {
             json_decref(resp);
             step = K8S_STEP_STOP;
@@ -1080,7 +1097,16 @@ static enum k8s_step k8s_watch_lines(struct k8s_watcher *w, struct buf *body, in
         json_t *obj = NULL;
         const char *rv = NULL;
         long code = 0;
-        int rc = k8s_watch_parse_event(line, len, &kind, &obj, &rv, &code, w->err, sizeof w->err);
+        char *dropped = NULL;
+        ssize_t dlen = -1;
+        if (w->o.drop_member) {
+            dropped = xmalloc(len);
+            dlen = jsondrop_member(line, len, w->o.drop_member, dropped);
+        }
+        /* Not well-formed: the line itself, for jansson's error. */
+        int rc = dlen >= 0 ? k8s_watch_parse_event(dropped, (size_t)dlen, &kind, &obj, &rv, &code, w->err, sizeof w->err)
+                           : k8s_watch_parse_event(line, len, &kind, &obj, &rv, &code, w->err, sizeof w->err);
+        free(dropped);
         if (rc == -EPROTO) {
             json_decref(obj);
             if (code == 410) {

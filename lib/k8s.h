@@ -165,6 +165,8 @@ struct k8s_watch_opts {
     int timeout_min_s;      /* 0: 300; timeoutSeconds is drawn from [min, 2 min) as client-go does */
     int idle_ms;            /* 0: timeoutSeconds + 30 s; no byte for this long is a failure */
     int absent_recheck_ms;  /* 0: a 404 is a failure like any other; else see K8S_WATCH_ABSENT */
+    const char *drop_member; /* NULL, or a member name left out of every object of the list pages and
+                                watch events before they are parsed (jsondrop.h): "managedFields" */
 };
 
 /* Counters and state any thread may read while the watch runs. */

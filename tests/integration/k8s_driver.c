@@ -13,7 +13,9 @@
  * the stats ({"stats":{...}}), and stdin's end or SECONDS stops it (the stats
  * are printed once more). Environment for watch: K8S_WATCH_BACKOFF_MS,
  * K8S_WATCH_BACKOFF_MAX_MS, K8S_WATCH_HEALTHY_MS, K8S_WATCH_MAX_EVENT,
- * K8S_WATCH_TIMEOUT_S, K8S_WATCH_IDLE_MS, K8S_WATCH_PAGE.
+ * K8S_WATCH_TIMEOUT_S, K8S_WATCH_IDLE_MS, K8S_WATCH_PAGE, K8S_WATCH_DROP (a member name to drop;
+ * each line then says whether the object still has metadata.managedFields and
+ * its metadata.labels).
  * Environment: K8S_CONNECT_MS, K8S_IO_MS, K8S_MAX_RESPONSE, K8S_REFRESH_S, K8S_SERVER_NAME. */
 #include <errno.h>
 #include <poll.h>
@@ -106,8 +108,13 @@ static void on_watch(void *arg, enum k8s_watch_kind kind, json_t *obj, const cha
     char key[600] = "";
     if (name)
         snprintf(key, sizeof key, "%s%s%s", ns ? ns : "", ns ? "/" : "", name);
-    print_line(json_pack("{s:s, s:s, s:s, s:s?}", "ev", names[kind], "key", key, "rv", rv, "kind",
-                         json_string_value(json_object_get(obj, "kind"))));
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s?}", "ev", names[kind], "key", key, "rv", rv, "kind",
+                             json_string_value(json_object_get(obj, "kind")));
+    if (getenv("K8S_WATCH_DROP") && meta) {
+        json_object_set_new(line, "managed", json_boolean(json_object_get(meta, "managedFields") != NULL));
+        json_object_set(line, "labels", json_object_get(meta, "labels") ? json_object_get(meta, "labels") : json_null());
+    }
+    print_line(line);
 }
 
 static void print_stats(void)
@@ -142,6 +149,7 @@ static int run_watch(const char *path, long seconds)
     wopts.timeout_min_s = (int)env_long("K8S_WATCH_TIMEOUT_S");
     wopts.idle_ms = (int)env_long("K8S_WATCH_IDLE_MS");
     wopts.page_limit = (int)env_long("K8S_WATCH_PAGE");
+    wopts.drop_member = getenv("K8S_WATCH_DROP");
     pthread_t tid;
     pthread_create(&tid, NULL, watch_thread, NULL);
     long long end = now_ms() + seconds * 1000;

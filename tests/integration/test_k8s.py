@@ -444,6 +444,29 @@ def test_watch_lists_in_pages_then_watches_from_the_list_version(env, wfake):
     assert w.seen[-1]["stop_ms"] < 1000
 
 
+def test_watch_drops_managed_fields_from_listed_and_watched_objects(env, wfake):
+    def managed(ns, name, **labels):
+        p = pod(ns, name, **labels)
+        p["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1",
+                                           "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}}}]
+        return p
+    wfake.put(PODS, managed("shop", "b", app="db"))
+    for drop, want in (("managedFields", False), ("otherField", True)):
+        wfake.put(PODS, managed("shop", "a", app="web"))
+        w = Watch(env, PODS, K8S_WATCH_PAGE=1, K8S_WATCH_DROP=drop)
+        try:
+            w.ev("SYNCED")
+            added = [x for x in w.seen if x.get("ev") == "ADDED"]
+            assert sorted((x["key"], x["managed"], x["labels"]["app"]) for x in added) == \
+                [("shop/a", want, "web"), ("shop/b", want, "db")]
+            w.connected()
+            wfake.put(PODS, managed("shop", "a", app="web2"))
+            ev = w.ev("MODIFIED", "shop/a")
+            assert (ev["managed"], ev["labels"]) == (want, {"app": "web2"})
+        finally:
+            w.close()
+
+
 def test_watch_410_error_event_lists_again_and_reconciles(env, wfake):
     wfake.put(PODS, pod("shop", "a"))
     wfake.put(PODS, pod("shop", "b"))
