@@ -3,6 +3,7 @@
  * drop is scanned (it must be well-formed too) and not written. */
 #include "jsondrop.h"
 
+#include <errno.h>
 #include <string.h>
 
 struct jsondrop {
@@ -268,9 +269,9 @@ ssize_t jsondrop_member(const char *in, size_t n, const char *name, char *out)
     struct jsondrop d = {.p = in, .e = in + n, .o = out, .name = name, .nlen = strlen(name)};
     jsondrop_ws(&d);
     if (jsondrop_value(&d, 1) < 0)
-        return -1;
+        return -EINVAL;
     jsondrop_ws(&d);
     if (d.p != d.e)
-        return -1;
+        return -EINVAL;
     return d.o - out;
 }

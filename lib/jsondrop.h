@@ -12,11 +12,12 @@
 
 #define JSONDROP_MAX_DEPTH 2048 /* jansson's own nesting limit */
 
-/* Copies the JSON text in[0, n) into out (room for n bytes, apart from in) compacted
- * (whitespace between tokens left out) and without any object member whose
- * key is exactly name (as raw text, no escapes). Strings, numbers and
- * literals are copied as they are. Returns the length written, or -1 when
- * in is not one well-formed JSON value (RFC 8259, UTF-8) nested at most
+/* Copies the JSON text in[0, n) into out (room for n bytes, apart from
+ * in) compacted (whitespace between tokens left out) and without any
+ * object member whose key is exactly name (as raw text, no escapes).
+ * Strings, numbers and literals are copied as they are. Returns the length
+ * written, or -EINVAL when in is not one well-formed JSON value (RFC 8259,
+ * UTF-8) nested at most
  * JSONDROP_MAX_DEPTH deep: then parse in itself, for its error. A number
  * jansson would refuse (an integer past 64 bits) inside a dropped member is
  * dropped with it. */
