@@ -279,7 +279,8 @@ struct server *server_start(const struct server_options *o, char *err, size_t er
     if (fd < 0)
         goto fail;
     s->metrics = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_metrics, s,
-                                  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 64u,
+                                  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                                  (unsigned)SERVER_METRICS_MAX_CONNECTIONS,
                                   MHD_OPTION_END);
     if (!s->metrics) {
         close(fd);

@@ -10,6 +10,8 @@
 #include "review.h"
 
 #define SERVER_MAX_CONNECTIONS 1024
+/* Scrapers and probes only: a few at once; more wait in the backlog. */
+#define SERVER_METRICS_MAX_CONNECTIONS 64
 
 struct server_options {
     const char *listen;          /* "host:port", "[v6]:port"; port 0 picks one */

@@ -34,6 +34,7 @@ BIN = os.environ.get("WEFT_BIN", os.path.join(REPO, "build", "bin"))
 GOLDEN = os.path.join(REPO, "tests", "golden", "webhook")
 MAX_BODY = 4 * 1024 * 1024
 MAX_CONNECTIONS = 1024  # webhook/server.h SERVER_MAX_CONNECTIONS
+METRICS_MAX_CONNECTIONS = 64  # webhook/server.h SERVER_METRICS_MAX_CONNECTIONS
 NS_FRESH_SECONDS = 10   # webhook/nscache.h NSCACHE_FRESH_SECONDS
 # OpenSSL's client refuses TLS 1.0 and 1.1 by itself at its default security
 # level; only with this does a refusal come from the server under test.
@@ -397,6 +398,45 @@ def test_connection_cap_at_the_limit_and_one_past(tmp):
         s.settimeout(30)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in held:
+            s.close()
+        w.stop()
+
+
+def test_metrics_connection_cap_at_the_limit_and_one_past(tmp):
+    """64 connections to --metrics-listen are taken at once; the 65th waits
+    unaccepted and is served as soon as one of them is done. The webhook
+    closes a metrics connection after its answer, so the 64 hold
+    unfinished requests; the listen backlog is served in order, so a cap
+    of 63 would serve the 64th first, one of 65 the 65th at once."""
+    w = Webhook(tmp, "--no-namespace-lookup", "--idle-timeout", "600")
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+
+    def answer(s):
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        return data
+
+    held = []
+    try:
+        for _ in range(METRICS_MAX_CONNECTIONS):
+            held.append(socket.create_connection(("127.0.0.1", w.metrics_port), timeout=30))
+            held[-1].sendall(head)  # no blank line yet: the request is not over
+        extra = socket.create_connection(("127.0.0.1", w.metrics_port), timeout=2)
+        held.append(extra)
+        extra.sendall(head + b"\r\n")
+        with pytest.raises(socket.timeout):
+            extra.recv(4096)  # the kernel took it; the webhook did not
+        first = held.pop(0)
+        first.sendall(b"\r\n")
+        assert answer(first).startswith(b"HTTP/1.1 200")
+        first.close()
+        extra.settimeout(30)
+        assert answer(extra).startswith(b"HTTP/1.1 200")
+        held[0].sendall(b"\r\n")
+        assert answer(held[0]).startswith(b"HTTP/1.1 200"), "a connection held all along was not served"
     finally:
         for s in held:
             s.close()
