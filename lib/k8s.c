@@ -898,16 +898,15 @@ double k8s_watch_staleness_seconds(const struct k8s_watch_stats *st, uint64_t no
     return now > since ? (double)(now - since) / 1000.0 : 0.0;
 }
 
-int k8s_watch_parse_event(const char *line, size_t len, enum k8s_watch_kind *kind, json_t **object,
-                          const char **resource_version, long *code, char *err, size_t errlen)
+/* k8s_watch_parse_event on the line as parsed (ev, owned; NULL: jerr says why). */
+static int k8s_watch_event(json_t *ev, const json_error_t *jerr, enum k8s_watch_kind *kind, json_t **object,
+                           const char **resource_version, long *code, char *err, size_t errlen)
 {
-    json_error_t jerr;
     *object = NULL;
     *resource_version = "";
     *code = 0;
-    json_t *ev = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!ev) {
-        errbuf_set(err, errlen, "watch event is not JSON: %s", jerr.text);
+        errbuf_set(err, errlen, "watch event is not JSON: %s", jerr->text);
         return -EINVAL;
     }
     int rc = -EINVAL;
@@ -946,6 +945,14 @@ int k8s_watch_parse_event(const char *line, size_t len, enum k8s_watch_kind *kin
 out:
     json_decref(ev);
     return rc;
+}
+
+int k8s_watch_parse_event(const char *line, size_t len, enum k8s_watch_kind *kind, json_t **object,
+                          const char **resource_version, long *code, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    return k8s_watch_event(json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr), &jerr, kind, object,
+                           resource_version, code, err, errlen);
 }
 
 /* Percent-encodes a query value (continue tokens hold '=', '+' and '/'). */
@@ -1097,16 +1104,9 @@ static enum k8s_step k8s_watch_lines(struct k8s_watcher *w, struct buf *body, in
         json_t *obj = NULL;
         const char *rv = NULL;
         long code = 0;
-        char *dropped = NULL;
-        ssize_t dlen = -1;
-        if (w->o.drop_member) {
-            dropped = xmalloc(len);
-            dlen = jsondrop_member(line, len, w->o.drop_member, dropped);
-        }
-        /* Not well-formed: the line itself, for jansson's error. */
-        int rc = dlen >= 0 ? k8s_watch_parse_event(dropped, (size_t)dlen, &kind, &obj, &rv, &code, w->err, sizeof w->err)
-                           : k8s_watch_parse_event(line, len, &kind, &obj, &rv, &code, w->err, sizeof w->err);
-        free(dropped);
+        json_error_t jerr;
+        int rc = k8s_watch_event(k8s_loadb(line, len, w->o.drop_member, JSON_REJECT_DUPLICATES, &jerr), &jerr,
+                                 &kind, &obj, &rv, &code, w->err, sizeof w->err);
         if (rc == -EPROTO) {
             json_decref(obj);
             if (code == 410) {
