@@ -52,6 +52,25 @@ int buf_append(struct buf *b, const void *data, size_t len)
     return 0;
 }
 
+size_t uint_text(char out[UINT_TEXT_MAX], unsigned long long v, unsigned base)
+{
+    char rev[UINT_TEXT_MAX];
+    size_t n = 0;
+    do {
+        rev[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    return n;
+}
+
+int buf_append_uint(struct buf *b, unsigned long long v, unsigned base)
+{
+    char digits[UINT_TEXT_MAX];
+    return buf_append(b, digits, uint_text(digits, v, base));
+}
+
 int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
 {
     va_list again;

@@ -18,6 +18,13 @@ void buf_free(struct buf *b);
 void buf_reset(struct buf *b);
 /* 0, or -E2BIG (buffer unchanged) when the result would exceed max. */
 int buf_append(struct buf *b, const void *data, size_t len);
+/* The digits of v in base 10 or 16 (lowercase), as printf's %llu or %llx
+ * would write them, into out (not NUL-terminated); returns their number.
+ * For the numbers in each request's framing: printf cost more than the
+ * rest of writing a head. */
+#define UINT_TEXT_MAX 20
+size_t uint_text(char out[UINT_TEXT_MAX], unsigned long long v, unsigned base);
+int buf_append_uint(struct buf *b, unsigned long long v, unsigned base);
 int buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vappendf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 const char *buf_cstr(struct buf *b);

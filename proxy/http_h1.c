@@ -6,7 +6,7 @@
  * the pump runs on the caller connection's events and, for what changes
  * outside it (the client's callbacks, timers), from a zero-delay timer. */
 #include <errno.h>
-#include <inttypes.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +104,13 @@ static int h1_put_fields(struct buf *out, const struct http_field *f, size_t n)
     return r;
 }
 
+static int h1_put_content_length(struct buf *out, int64_t len)
+{
+    int r = buf_append(out, "Content-Length: ", 16);
+    r |= buf_append_uint(out, (unsigned long long)len, 10);
+    return r | buf_append(out, "\r\n", 2);
+}
+
 int http_h1_write_request(struct buf *out, const struct http_head *h)
 {
     int chunked = 0, r = 0;
@@ -129,7 +136,7 @@ int http_h1_write_request(struct buf *out, const struct http_head *h)
         r |= buf_append(out, "\r\n", 2);
     }
     if (h->content_length >= 0 && !(connect && h->content_length == 0))
-        r |= buf_appendf(out, "Content-Length: %" PRId64 "\r\n", h->content_length);
+        r |= h1_put_content_length(out, h->content_length);
     else if (!h->end_stream) {
         r |= buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
         chunked = 1;
@@ -143,7 +150,11 @@ int http_h1_write_response(struct buf *out, const struct http_head *h, int minor
 {
     int chunked = 0, r = 0, st = h->status;
     const char *reason = http1_reason(st);
-    r |= buf_appendf(out, "HTTP/1.1 %d %s\r\n", st, reason);
+    r |= buf_append(out, "HTTP/1.1 ", 9);
+    r |= buf_append_uint(out, (unsigned)st, 10); /* 100-599: the codec and h2map refuse others */
+    r |= buf_append(out, " ", 1);
+    r |= buf_append(out, reason, strlen(reason));
+    r |= buf_append(out, "\r\n", 2);
     r |= h1_put_fields(out, h->fields, h->nfields);
     if (st >= 100 && st < 200 && st != 101) {
         r |= buf_append(out, "\r\n", 2);
@@ -159,7 +170,7 @@ int http_h1_write_response(struct buf *out, const struct http_head *h, int minor
         /* 204 and a tunnel's 2xx carry no length (RFC 9110 8.6) */
     } else if (bodiless || st == 304 || h->content_length >= 0) {
         if (h->content_length >= 0)
-            r |= buf_appendf(out, "Content-Length: %" PRId64 "\r\n", h->content_length);
+            r |= h1_put_content_length(out, h->content_length);
     } else if (h->end_stream) {
         r |= buf_append(out, "Content-Length: 0\r\n", 19);
     } else if (minor >= 1) {
@@ -180,7 +191,8 @@ int http_h1_write_chunk(struct buf *out, const char *p, size_t len)
 {
     if (!len)
         return 0;
-    int r = buf_appendf(out, "%zx\r\n", len);
+    int r = buf_append_uint(out, len, 16);
+    r |= buf_append(out, "\r\n", 2);
     r |= buf_append(out, p, len);
     r |= buf_append(out, "\r\n", 2);
     return r ? -E2BIG : 0;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* HTTP/2 blocks to and from struct http_head (see http_h2_map.h). */
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
 #include "http_h2_map.h"
 
 static int h2map_is(const struct h2_field *f, const char *lit)
@@ -119,7 +119,7 @@ static int h2map_is_grpc(const struct http_head *h)
 int h2map_block(const struct http_head *h, int is_request, const char *proto, struct h2map_out *o)
 {
     int r = 0;
-    char num[24];
+    char num[UINT_TEXT_MAX];
     o->n = o->used = 0;
     if (is_request) {
         r |= h2map_lit(o, ":method", &h->method);
@@ -131,8 +131,7 @@ int h2map_block(const struct http_head *h, int is_request, const char *proto, st
         if (h->authority.len)
             r |= h2map_lit(o, ":authority", &h->authority);
     } else if (h->status) {
-        snprintf(num, sizeof num, "%d", h->status);
-        r |= h2map_add(o, ":status", 7, num, strlen(num), 0);
+        r |= h2map_add(o, ":status", 7, num, uint_text(num, (unsigned)h->status, 10), 0);
     }
     for (size_t i = 0; i < h->nfields && r == 0; i++) {
         const struct http_field *f = &h->fields[i];
@@ -143,8 +142,7 @@ int h2map_block(const struct http_head *h, int is_request, const char *proto, st
         r |= h2map_add(o, f->name.p, f->name.len, f->value.p, f->value.len, 1);
     }
     if (r == 0 && (is_request || h->status) && h->content_length >= 0) {
-        snprintf(num, sizeof num, "%lld", (long long)h->content_length);
-        r |= h2map_add(o, "content-length", 14, num, strlen(num), 0);
+        r |= h2map_add(o, "content-length", 14, num, uint_text(num, (unsigned long long)h->content_length, 10), 0);
     }
     if (r == 0 && is_request && h2map_is_grpc(h))
         r |= h2map_add(o, "te", 2, "trailers", 8, 0);

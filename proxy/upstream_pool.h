@@ -60,7 +60,8 @@ void upstream_pool_release(struct upstream_pool *p, struct conn *c, int reusable
 
 /* Makes x's upstream side a stream of a pooled HTTP/2 connection towards
  * req, chosen (or dialed) when the request head comes. proto: what
- * weft-proto says to the server proxy ("h1", "h2"; req->tls only). The
+ * weft-proto says to the server proxy ("h1", "h2"; req->tls only), kept,
+ * not copied: a string that outlives the request. The
  * downstream side must call http_exchange_release before it frees x. */
 void upstream_pool_h2_attach(struct worker *w, const struct upstream_req *req, const char *proto,
                              struct http_exchange *x);

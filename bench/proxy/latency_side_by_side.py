@@ -28,13 +28,23 @@ SECS, ROUNDS, PROXIES = int(sys.argv[5]), int(sys.argv[6]), sys.argv[7:]
 APP_PORT, RATE, CONNS = 8082, 1000, 8
 
 
+def cpu_split(pids):
+    """(user, system) CPU seconds the processes have used together."""
+    splits = [sidebyside.cpu_split(p) for p in pids]
+    return sum(u for u, _ in splits), sum(s for _, s in splits)
+
+
 def fixed_rate(pod, ip, pids):
-    c0 = sum(sidebyside.cpu_s(p) for p in pids)
+    u0, s0 = cpu_split(pids)
+    w0 = sum(sidebyside.switches(p) for p in pids)
     argv = [LOADGEN, "--url", f"http://{ip}:{APP_PORT}/", "--method", "GET", "--connections", str(CONNS),
             "--rate", str(RATE), "--duration", str(SECS), "--requests", str(SECS * RATE)]
     res = json.loads(pod.run(argv, timeout=SECS + 60).stdout.strip().splitlines()[-1])
     assert res["errors"] == 0 and res["requests"] == SECS * RATE, res
-    res["cpu_us"] = (sum(sidebyside.cpu_s(p) for p in pids) - c0) / res["requests"] * 1e6
+    u1, s1 = cpu_split(pids)
+    res["usr_us"], res["sys_us"] = ((u1 - u0) / res["requests"] * 1e6, (s1 - s0) / res["requests"] * 1e6)
+    res["cpu_us"] = res["usr_us"] + res["sys_us"]
+    res["switches"] = (sum(sidebyside.switches(p) for p in pids) - w0) / res["requests"]
     return res
 
 
@@ -63,16 +73,17 @@ def main():
             for a in apps:
                 a.kill()
                 a.wait()
-    med = {name: {k: statistics.median(x[k] for x in rs) for k in ("p50_us", "p99_us", "p999_us", "cpu_us")}
+    med = {name: {k: statistics.median(x[k] for x in rs) for k in ("p50_us", "p99_us", "p999_us", "cpu_us", "usr_us", "sys_us", "switches")}
            for name, rs in runs.items()}
     d = med[setups[0][0]]
-    print("| setup | p50 µs | p99 µs | p99.9 µs | added p50 / p99 µs | CPU µs/request | per round p50/p99 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| setup | p50 µs | p99 µs | p99.9 µs | added p50 / p99 µs | CPU µs/request (user + system) | context switches/request | per round p50/p99 |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, m in med.items():
         added = "-" if name == setups[0][0] else f"{m['p50_us'] - d['p50_us']:+.0f} / {m['p99_us'] - d['p99_us']:+.0f}"
         rounds = " ".join(f"{x['p50_us']:.0f}/{x['p99_us']:.0f}" for x in runs[name])
-        cpu = "-" if name == setups[0][0] else f"{m['cpu_us']:.0f}"
-        print(f"| {name} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | {m['p999_us']:.0f} | {added} | {cpu} | {rounds} |")
+        cpu = "-" if name == setups[0][0] else f"{m['cpu_us']:.0f} ({m['usr_us']:.0f} + {m['sys_us']:.0f})"
+        sw = "-" if name == setups[0][0] else f"{m['switches']:.2f}"
+        print(f"| {name} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | {m['p999_us']:.0f} | {added} | {cpu} | {sw} | {rounds} |")
 
 
 if __name__ == "__main__":

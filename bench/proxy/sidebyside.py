@@ -22,11 +22,26 @@ TICK = os.sysconf("SC_CLK_TCK")
 GRPC = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
 
 
-def cpu_s(pid):
-    """User + system CPU seconds the process has used (/proc/PID/stat)."""
+def cpu_split(pid):
+    """(user, system) CPU seconds the process has used (/proc/PID/stat)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def switches(pid):
+    """Context switches of all the process's threads so far: each wake-up
+    from a blocking wait is one (voluntary), each preemption one more."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            n += sum(int(line.split()[1]) for line in f if "ctxt_switches:" in line)
+    return n
+
+
+def cpu_s(pid):
+    """User + system CPU seconds the process has used."""
+    return sum(cpu_split(pid))
 
 
 def h2load(pod, *args, timeout):
