@@ -37,6 +37,7 @@ def cpu_split(pids):
 def fixed_rate(pod, ip, pids):
     u0, s0 = cpu_split(pids)
     w0 = sum(sidebyside.switches(p) for p in pids)
+    f0 = sum(sidebyside.faults(p) for p in pids)
     argv = [LOADGEN, "--url", f"http://{ip}:{APP_PORT}/", "--method", "GET", "--connections", str(CONNS),
             "--rate", str(RATE), "--duration", str(SECS), "--requests", str(SECS * RATE)]
     res = json.loads(pod.run(argv, timeout=SECS + 60).stdout.strip().splitlines()[-1])
@@ -45,6 +46,7 @@ def fixed_rate(pod, ip, pids):
     res["usr_us"], res["sys_us"] = ((u1 - u0) / res["requests"] * 1e6, (s1 - s0) / res["requests"] * 1e6)
     res["cpu_us"] = res["usr_us"] + res["sys_us"]
     res["switches"] = (sum(sidebyside.switches(p) for p in pids) - w0) / res["requests"]
+    res["faults"] = (sum(sidebyside.faults(p) for p in pids) - f0) / res["requests"]
     return res
 
 
@@ -73,16 +75,16 @@ def main():
             for a in apps:
                 a.kill()
                 a.wait()
-    med = {name: {k: statistics.median(x[k] for x in rs) for k in ("p50_us", "p99_us", "p999_us", "cpu_us", "usr_us", "sys_us", "switches")}
+    med = {name: {k: statistics.median(x[k] for x in rs) for k in ("p50_us", "p99_us", "p999_us", "cpu_us", "usr_us", "sys_us", "switches", "faults")}
            for name, rs in runs.items()}
     d = med[setups[0][0]]
-    print("| setup | p50 µs | p99 µs | p99.9 µs | added p50 / p99 µs | CPU µs/request (user + system) | context switches/request | per round p50/p99 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| setup | p50 µs | p99 µs | p99.9 µs | added p50 / p99 µs | CPU µs/request (user + system) | context switches/request | page faults/request | per round p50/p99 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, m in med.items():
         added = "-" if name == setups[0][0] else f"{m['p50_us'] - d['p50_us']:+.0f} / {m['p99_us'] - d['p99_us']:+.0f}"
         rounds = " ".join(f"{x['p50_us']:.0f}/{x['p99_us']:.0f}" for x in runs[name])
         cpu = "-" if name == setups[0][0] else f"{m['cpu_us']:.0f} ({m['usr_us']:.0f} + {m['sys_us']:.0f})"
-        sw = "-" if name == setups[0][0] else f"{m['switches']:.2f}"
+        sw = "-" if name == setups[0][0] else f"{m['switches']:.2f} | {m['faults']:.2f}"
         print(f"| {name} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | {m['p999_us']:.0f} | {added} | {cpu} | {sw} | {rounds} |")
 
 

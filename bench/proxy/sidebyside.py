@@ -39,6 +39,13 @@ def switches(pid):
     return n
 
 
+def faults(pid):
+    """Page faults (minor and major) the process has taken so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[7]) + int(fields[9])
+
+
 def cpu_s(pid):
     """User + system CPU seconds the process has used."""
     return sum(cpu_split(pid))
