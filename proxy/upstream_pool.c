@@ -100,7 +100,8 @@ struct upst {
     size_t withheld;               /* response bytes received, not yet given back (PAUSE) */
     struct upst *prev, *next;      /* the connection's streams */
     /* Sized to the ID, not to SPIFFE_MAX_ID: one is allocated per request,
-     * and zeroing 2 KiB of it each time was a tenth of a request's work. */
+     * and zeroing 2 KiB each time was a twentieth of the client proxy's
+     * instructions for a request (bench/RESULTS.md). */
     char expect[];
 };
 
