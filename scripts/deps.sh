@@ -11,7 +11,7 @@ packages=(
   clang libclang-rt-14-dev
   iptables iproute2 procps
   curl python3 python3-pytest python3-jsonpatch python3-yaml python3-h11
-  nghttp2-client haproxy wrk
+  nghttp2-client haproxy wrk valgrind
   python3-cryptography python3-grpcio
   runc containernetworking-plugins busybox-static
   prometheus
