@@ -15,8 +15,23 @@
 #define H2_MAX_STREAM_ID 0x7fffffffu
 
 struct h2_idx {
-    uint32_t no, nl, vo, vl; /* offsets and lengths in hb.mem */
+    uint32_t no, nl, vo, vl; /* offsets and lengths in h2_inblock.mem */
 };
+
+/* The header block being received. A connection receives one at a time (RFC
+ * 9113 4.3: nothing comes between a HEADERS and its CONTINUATIONs), so the
+ * connection holds it, not each stream, and keeps the memory for the next
+ * block unless a large one grew it past H2_BLOCK_KEEP: two allocations per
+ * request fewer. */
+struct h2_inblock {
+    char *mem;
+    size_t len, cap;
+    struct h2_idx *idx;
+    size_t n, idxcap;
+    size_t bytes;           /* RFC 9113 6.5.2 size of the block so far */
+    unsigned too_large : 1;
+};
+#define H2_BLOCK_KEEP 4096  /* bytes of names and values (and of index) kept between blocks */
 
 struct h2_stream {
     h2_conn *h;
@@ -29,17 +44,10 @@ struct h2_stream {
     nghttp2_nv *trailers;   /* to send once out drains; names and values in tr_mem */
     size_t ntrailers;
     char *tr_mem;
-    struct {
-        char *mem;
-        size_t len, cap;
-    } hb;                   /* the header block being received */
-    struct h2_idx *idx;
-    size_t nidx, idxcap;
-    size_t hbytes;          /* RFC 9113 6.5.2 size of the block so far */
     uint32_t reset_code;    /* what we reset it with */
     uint32_t reset_later;   /* h2_reset_flushed's code, sent once out drains; 0: none */
     unsigned head_sent : 1, out_eof : 1, deferred : 1, reset : 1;
-    unsigned head_seen : 1, block_too_large : 1, too_large : 1, internal : 1;
+    unsigned head_seen : 1, too_large : 1, internal : 1;
     unsigned full : 1, notify : 1, reset_pending : 1;
     h2_stream *prev, *next;
 };
@@ -51,6 +59,9 @@ struct h2_conn {
     struct h2_events ev;
     void *ctx;
     h2_stream *streams;
+    struct h2_inblock blk;
+    nghttp2_nv *nv;         /* the head being submitted (h2_nv) */
+    size_t nvcap;
     unsigned nopen;         /* streams we opened (client) or the peer did (server), not yet closed */
     struct {
         uint8_t *data;
@@ -98,8 +109,6 @@ static void h2_stream_free(h2_conn *h, h2_stream *st)
     free(st->out.data);
     free(st->trailers);
     free(st->tr_mem);
-    free(st->hb.mem);
-    free(st->idx);
     free(st);
 }
 
@@ -117,12 +126,25 @@ static h2_stream *h2_stream_by_id(h2_conn *h, int32_t id)
 
 /* ---- receiving ---- */
 
-static void h2_block_reset(h2_stream *st)
+static void h2_inblock_reset(struct h2_inblock *b)
 {
-    st->hb.len = 0;
-    st->nidx = 0;
-    st->hbytes = 0;
-    st->block_too_large = 0;
+    b->len = b->n = b->bytes = 0;
+    b->too_large = 0;
+}
+
+static void h2_inblock_free(struct h2_inblock *b)
+{
+    free(b->mem);
+    free(b->idx);
+    *b = (struct h2_inblock){0};
+}
+
+/* After a block: its memory kept for the next one unless it grew large. */
+static void h2_inblock_done(struct h2_inblock *b)
+{
+    if (b->cap > H2_BLOCK_KEEP || b->idxcap * sizeof *b->idx > H2_BLOCK_KEEP)
+        h2_inblock_free(b);
+    h2_inblock_reset(b);
 }
 
 static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *user)
@@ -136,21 +158,21 @@ static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, v
         nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, st);
     }
     if (st)
-        h2_block_reset(st);
+        h2_inblock_reset(&h->blk);
     return 0;
 }
 
-static void h2_hb_append(h2_stream *st, const uint8_t *p, size_t n)
+static void h2_inblock_append(struct h2_inblock *b, const uint8_t *p, size_t n)
 {
-    if (st->hb.len + n > st->hb.cap) {
-        size_t cap = st->hb.cap ? st->hb.cap * 2 : 1024;
-        while (cap < st->hb.len + n)
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        while (cap < b->len + n)
             cap *= 2;
-        st->hb.mem = xrealloc(st->hb.mem, cap);
-        st->hb.cap = cap;
+        b->mem = xrealloc(b->mem, cap);
+        b->cap = cap;
     }
-    memcpy(st->hb.mem + st->hb.len, p, n);
-    st->hb.len += n;
+    memcpy(b->mem + b->len, p, n);
+    b->len += n;
 }
 
 static int h2_on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
@@ -158,28 +180,28 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *frame, const ui
 {
     (void)flags;
     h2_conn *h = user;
-    h2_stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    if (!st || st->block_too_large)
+    struct h2_inblock *b = &h->blk;
+    if (!nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) || b->too_large)
         return 0;
     /* The list size counts every field received, kept or not, so memory is
      * bounded by max_header_list whatever the peer sends. */
-    st->hbytes += namelen + valuelen + 32;
-    if (st->hbytes > h->lim.max_header_list || st->nidx >= H2_MAX_FIELDS) {
-        st->block_too_large = 1;
+    b->bytes += namelen + valuelen + 32;
+    if (b->bytes > h->lim.max_header_list || b->n >= H2_MAX_FIELDS) {
+        b->too_large = 1;
         h->stats.too_large++;
         return 0;
     }
-    if (st->nidx == st->idxcap) {
-        st->idxcap = st->idxcap ? st->idxcap * 2 : 16;
-        st->idx = xrealloc(st->idx, st->idxcap * sizeof *st->idx);
+    if (b->n == b->idxcap) {
+        b->idxcap = b->idxcap ? b->idxcap * 2 : 16;
+        b->idx = xrealloc(b->idx, b->idxcap * sizeof *b->idx);
     }
-    struct h2_idx *x = &st->idx[st->nidx++];
-    x->no = (uint32_t)st->hb.len;
+    struct h2_idx *x = &b->idx[b->n++];
+    x->no = (uint32_t)b->len;
     x->nl = (uint32_t)namelen;
-    h2_hb_append(st, name, namelen);
-    x->vo = (uint32_t)st->hb.len;
+    h2_inblock_append(b, name, namelen);
+    x->vo = (uint32_t)b->len;
     x->vl = (uint32_t)valuelen;
-    h2_hb_append(st, value, valuelen);
+    h2_inblock_append(b, value, valuelen);
     return 0;
 }
 
@@ -204,18 +226,19 @@ static void h2_answer_431(h2_conn *h, h2_stream *st)
 
 static void h2_deliver_block(h2_conn *h, h2_stream *st, int end)
 {
+    struct h2_inblock *b = &h->blk;
     struct h2_field fields[H2_MAX_FIELDS];
-    for (size_t i = 0; i < st->nidx; i++) {
-        fields[i].name = st->hb.mem + st->idx[i].no;
-        fields[i].namelen = st->idx[i].nl;
-        fields[i].value = st->hb.mem + st->idx[i].vo;
-        fields[i].valuelen = st->idx[i].vl;
+    for (size_t i = 0; i < b->n; i++) {
+        fields[i].name = b->mem + b->idx[i].no;
+        fields[i].namelen = b->idx[i].nl;
+        fields[i].value = b->mem + b->idx[i].vo;
+        fields[i].valuelen = b->idx[i].vl;
     }
     enum h2_block kind = H2_BLOCK_TRAILERS;
     if (!st->head_seen) {
         kind = H2_BLOCK_HEAD;
         if (h->role == H2_CLIENT) {
-            const struct h2_field *f = h2_field_find(fields, st->nidx, ":status");
+            const struct h2_field *f = h2_field_find(fields, b->n, ":status");
             if (f && f->valuelen == 3 && f->value[0] == '1')
                 kind = H2_BLOCK_INFO;
         }
@@ -223,14 +246,8 @@ static void h2_deliver_block(h2_conn *h, h2_stream *st, int end)
             st->head_seen = 1;
     }
     if (h->ev.on_headers)
-        h->ev.on_headers(h->ctx, st, kind, fields, st->nidx, end);
-    /* Fields are valid during the call only: idle streams keep no block. */
-    free(st->hb.mem);
-    free(st->idx);
-    st->hb.mem = NULL;
-    st->idx = NULL;
-    st->hb.cap = st->idxcap = 0;
-    h2_block_reset(st);
+        h->ev.on_headers(h->ctx, st, kind, fields, b->n, end);
+    h2_inblock_done(b); /* the fields were valid during the call only */
 }
 
 /* Client, on GOAWAY: requests still queued behind the stream limit will
@@ -261,7 +278,8 @@ static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
     case NGHTTP2_HEADERS:
         if (!st || st->internal)
             return 0;
-        if (st->block_too_large) {
+        if (h->blk.too_large) {
+            h2_inblock_done(&h->blk);
             st->too_large = 1;
             if (h->role == H2_SERVER && !st->head_seen)
                 h2_answer_431(h, st);
@@ -420,10 +438,16 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
     return (ssize_t)n;
 }
 
-/* An nghttp2_nv array over the caller's fields (nghttp2 copies them). */
-static nghttp2_nv *h2_nv(const struct h2_field *f, size_t n)
+/* An nghttp2_nv array over the caller's fields (nghttp2 copies them), in
+ * the connection's array, kept for the next head like the block received
+ * (h2_nv_done). */
+static nghttp2_nv *h2_nv(h2_conn *h, const struct h2_field *f, size_t n)
 {
-    nghttp2_nv *nv = xcalloc(n ? n : 1, sizeof *nv);
+    if (n > h->nvcap) {
+        h->nvcap = n > 16 ? n : 16;
+        h->nv = xrealloc(h->nv, h->nvcap * sizeof *h->nv);
+    }
+    nghttp2_nv *nv = h->nv;
     for (size_t i = 0; i < n; i++) {
         nv[i].name = (uint8_t *)(uintptr_t)f[i].name;
         nv[i].namelen = f[i].namelen;
@@ -432,6 +456,15 @@ static nghttp2_nv *h2_nv(const struct h2_field *f, size_t n)
         nv[i].flags = NGHTTP2_NV_FLAG_NONE;
     }
     return nv;
+}
+
+static void h2_nv_done(h2_conn *h)
+{
+    if (h->nvcap * sizeof *h->nv > H2_BLOCK_KEEP) {
+        free(h->nv);
+        h->nv = NULL;
+        h->nvcap = 0;
+    }
 }
 
 h2_stream *h2_submit_request(h2_conn *h, const struct h2_field *f, size_t n, int end, void *user, int *err)
@@ -448,9 +481,8 @@ h2_stream *h2_submit_request(h2_conn *h, const struct h2_field *f, size_t n, int
     }
     h2_stream *st = h2_stream_new(h, 0, user);
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2_read_body};
-    nghttp2_nv *nv = h2_nv(f, n);
-    int32_t id = nghttp2_submit_request(h->s, NULL, nv, n, end ? NULL : &prd, st);
-    free(nv);
+    int32_t id = nghttp2_submit_request(h->s, NULL, h2_nv(h, f, n), n, end ? NULL : &prd, st);
+    h2_nv_done(h);
     if (id < 0) {
         h2_stream_free(h, st);
         h->stats.streams--;
@@ -470,7 +502,7 @@ int h2_submit_response(h2_conn *h, h2_stream *st, const struct h2_field *f, size
     if (st->head_sent)
         return -EINVAL; /* the final head went out already */
     const struct h2_field *status = h2_field_find(f, n, ":status");
-    nghttp2_nv *nv = h2_nv(f, n);
+    nghttp2_nv *nv = h2_nv(h, f, n);
     int r;
     if (status && status->valuelen == 3 && status->value[0] == '1') {
         /* Informational: more heads follow on the same stream. */
@@ -483,7 +515,7 @@ int h2_submit_response(h2_conn *h, h2_stream *st, const struct h2_field *f, size
             st->out_eof = end ? 1 : 0;
         }
     }
-    free(nv);
+    h2_nv_done(h);
     return r == 0 ? 0 : -EINVAL;
 }
 
@@ -661,6 +693,8 @@ void h2_free(h2_conn *h)
     while (h->streams)
         h2_stream_free(h, h->streams); /* nghttp2_session_del does not call back */
     nghttp2_session_del(h->s);
+    h2_inblock_free(&h->blk);
+    free(h->nv);
     free(h->out.data);
     free(h);
 }

@@ -28,6 +28,8 @@ struct rec {                 /* what one stream's consumer heard */
     char head_status[4];
     char path[64];
     int heads, infos, trailers, ended, closed, writable, head_end;
+    size_t head_fields, trailer_fields; /* in the last block of each kind */
+    char pad_end;                       /* the last byte of x-pad, 0 without one */
     uint32_t close_code;
     char grpc_status[8];
     unsigned char *body;
@@ -82,10 +84,14 @@ static void ev_headers(void *ctx, h2_stream *st, enum h2_block kind, const struc
         r->infos++;
         return;
     }
-    if (kind == H2_BLOCK_TRAILERS)
+    if (kind == H2_BLOCK_TRAILERS) {
         r->trailers++;
-    else
+        r->trailer_fields = n;
+    } else {
         r->heads++;
+        r->head_fields = n;
+    }
+    r->pad_end = (x = h2_field_find(f, n, "x-pad")) && x->valuelen ? x->value[x->valuelen - 1] : 0;
     if ((x = h2_field_find(f, n, ":status")))
         copy_field(r->head_status, sizeof r->head_status, x);
     if ((x = h2_field_find(f, n, ":path")))
@@ -254,6 +260,46 @@ static struct rec *find(struct side *sd, const char *path)
         if (strcmp(sd->recs[i].path, path) == 0)
             return &sd->recs[i];
     return NULL;
+}
+
+/* One connection holds the block being received, for every stream in
+ * turn: heads of different sizes back to back (one past the memory it
+ * keeps between blocks), answered with trailers in between, each arrive
+ * with their own fields only. */
+static void test_blocks_in_turn(void **state)
+{
+    (void)state;
+    pair(NULL, NULL);
+    srv.respond_trailers = 1;
+    pump();
+    static char pad[6000];
+    const size_t pads[] = {3000, 0, 5000, 0, 10};
+    const char *paths[] = {"/a", "/b", "/c", "/d", "/e"};
+    for (size_t i = 0; i < 5; i++) {
+        memset(pad, 'a' + (int)i, pads[i]);
+        struct h2_field f[] = {
+            {":method", 7, "GET", 3}, {":scheme", 7, "http", 4}, {":authority", 10, "svc", 3},
+            {":path", 5, paths[i], 2}, {"x-pad", 5, pad, pads[i]},
+        };
+        int err;
+        h2_stream *st = h2_submit_request(cli.h, f, pads[i] ? 5 : 4, 1, NULL, &err);
+        assert_non_null(st);
+        rec_of(&cli, st);
+    }
+    pump();
+    for (size_t i = 0; i < 5; i++) {
+        struct rec *r = find(&srv, paths[i]);
+        assert_non_null(r);
+        assert_int_equal(r->head_fields, pads[i] ? 5 : 4);
+        assert_int_equal(r->pad_end, pads[i] ? 'a' + (int)i : 0);
+        struct rec *c = &cli.recs[i];
+        assert_string_equal(c->head_status, "200");
+        assert_int_equal(c->head_fields, 2);
+        assert_int_equal(c->trailer_fields, 2);
+        assert_string_equal(c->grpc_status, "0");
+    }
+    assert_int_equal(h2_get_stats(srv.h)->too_large, 0);
+    unpair();
 }
 
 static void test_many_streams(void **state)
@@ -796,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_goaway_refuses_queued),
         cmocka_unit_test(test_max_streams),
         cmocka_unit_test(test_header_list_size),
+        cmocka_unit_test(test_blocks_in_turn),
         cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_bad_input),
     };
