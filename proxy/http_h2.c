@@ -276,8 +276,10 @@ static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void
     h2_stream *st = frame->hd.stream_id ? nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) : NULL;
     switch (frame->hd.type) {
     case NGHTTP2_HEADERS:
-        if (!st || st->internal)
+        if (!st || st->internal) {
+            h2_inblock_done(&h->blk); /* a block nobody hears of keeps no memory either */
             return 0;
+        }
         if (h->blk.too_large) {
             h2_inblock_done(&h->blk);
             st->too_large = 1;
