@@ -111,19 +111,38 @@ fail:
     return NULL;
 }
 
-/* Caller holds w.lock. */
-static int refresh_locked(char *err, size_t errlen)
+static int stamps_read(struct file_stamp *cid, struct file_stamp *kid, char *err, size_t errlen)
 {
-    struct file_stamp cid, kid;
-    if (file_stamp_read(w.cert_path, &cid) < 0 || file_stamp_read(w.key_path, &kid) < 0) {
+    if (file_stamp_read(w.cert_path, cid) < 0 || file_stamp_read(w.key_path, kid) < 0) {
         errbuf_set(err, errlen, "cannot stat %s or %s", w.cert_path, w.key_path);
         return -ENOENT;
     }
+    return 0;
+}
+
+/* Caller holds w.lock. The stamps are read again after the files: one
+ * replaced while they were read (a rotation writing its key just then)
+ * would otherwise be loaded under the stamp of the file before it, and
+ * loaded (and counted) a second time at the next check. */
+static int refresh_locked(char *err, size_t errlen)
+{
+    struct file_stamp cid, kid, cid2, kid2;
+    if (stamps_read(&cid, &kid, err, errlen) < 0)
+        return -ENOENT;
     if (w.pairs[w.current] && file_stamp_equal(&cid, &w.cert_id) && file_stamp_equal(&kid, &w.key_id))
         return 0;
     struct pair *p = pair_load(err, errlen);
     if (!p)
         return -EINVAL;
+    if (stamps_read(&cid2, &kid2, err, errlen) < 0) {
+        pair_free(p);
+        return -ENOENT;
+    }
+    if (!file_stamp_equal(&cid, &cid2) || !file_stamp_equal(&kid, &kid2)) {
+        pair_free(p);
+        errbuf_set(err, errlen, "%s or %s changed while being read", w.cert_path, w.key_path);
+        return -EAGAIN; /* the previous pair serves; the next handshake reads them again */
+    }
     unsigned next = (w.current + 1) % CERTWATCH_KEEP;
     pair_free(w.pairs[next]);
     w.pairs[next] = p;
