@@ -72,13 +72,35 @@ static int http1_ieq(const char *a, size_t alen, const char *b)
     return alen == blen && strncasecmp(a, b, blen) == 0;
 }
 
+/* Between messages a buffer keeps its memory for the next one unless a
+ * large message grew it past HTTP1_KEEP: a connection's parser otherwise
+ * allocates its head, and its field table, again for every message. */
+static void http1_buf_between(struct buf *b)
+{
+    if (b->cap > HTTP1_KEEP)
+        buf_free(b);
+    else
+        buf_reset(b);
+}
+
+static void http1_spans_between(struct http1_span **arr, size_t *cap)
+{
+    if (*cap * sizeof **arr > HTTP1_KEEP) {
+        free(*arr);
+        *arr = NULL;
+        *cap = 0;
+    }
+}
+
 static void http1_reset_msg(struct http1_parser *p)
 {
     memset(&p->msg, 0, sizeof p->msg);
     p->msg.content_length = -1;
-    buf_reset(&p->head);
-    buf_reset(&p->trailer);
-    buf_reset(&p->line);
+    http1_buf_between(&p->head);
+    http1_buf_between(&p->trailer);
+    http1_buf_between(&p->line);
+    http1_spans_between(&p->fields, &p->fields_cap);
+    http1_spans_between(&p->trailers, &p->trailers_cap);
     p->nfields = p->ntrailers = 0;
     p->line_start = 0;
     p->lines = 0;

@@ -32,6 +32,7 @@
 #define HTTP1_MAX_HEAD_DEFAULT (32 * 1024) /* start line + field lines + empty line */
 #define HTTP1_MAX_FIELDS_DEFAULT 100
 #define HTTP1_MAX_CHUNK_LINE 4096          /* chunk-size, extensions and CRLF */
+#define HTTP1_KEEP 4096                    /* bytes a buffer or field table keeps between messages */
 
 enum http1_kind {
     HTTP1_REQUEST,
@@ -139,7 +140,8 @@ struct http1_parser {
 
 /* limits may be NULL, or a member 0, for the defaults (no body limit).
  * Allocates nothing until bytes arrive, then at most about twice max_head
- * (head and trailers) plus HTTP1_MAX_CHUNK_LINE and the field tables. */
+ * (head and trailers) plus HTTP1_MAX_CHUNK_LINE and the field tables;
+ * between messages it keeps no more than HTTP1_KEEP of each. */
 void http1_init(struct http1_parser *p, enum http1_kind kind, const struct http1_limits *limits);
 void http1_free(struct http1_parser *p);
 /* Responses: the method of the request this response answers (HEAD has no

@@ -318,9 +318,7 @@ static void h1c_release(struct http_exchange *x)
     }
     k->head_sent = k->req_chunked = k->req_end = k->resp_done = k->keep_alive = 0;
     k->paused = k->out_paused = 0;
-    http1_free(&k->rs);
-    http1_init(&k->rs, HTTP1_RESPONSE, NULL);
-    k->next = h1c_idle;
+    k->next = h1c_idle; /* k->rs is past its HTTP1_DONE: the next bytes start the next response */
     h1c_idle = k;
     h1c_nidle++;
     k->idle_timer = ae_timer_add(k->w->loop, HTTP_H1_CLIENT_IDLE_MS, h1c_idle_expired, k);

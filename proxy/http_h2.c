@@ -32,6 +32,12 @@ struct h2_inblock {
     unsigned too_large : 1;
 };
 #define H2_BLOCK_KEEP 4096  /* bytes of names and values (and of index) kept between blocks */
+/* The frames of one flush are gathered into the connection's output. Up to
+ * this much it keeps the memory for the next flush; a larger flush gets
+ * H2_OUT_CHUNK at once and lets it go when sent. Allocating it for every
+ * flush was 64 KiB each time, and glibc consolidates its free chunks on
+ * every free that large. */
+#define H2_OUT_KEEP 4096
 
 struct h2_stream {
     h2_conn *h;
@@ -742,8 +748,9 @@ int h2_output(h2_conn *h, const uint8_t **p, size_t *len)
             }
             if (n == 0)
                 break;
-            if (h->out.len + (size_t)n > h->out.cap) {
-                h->out.cap = h->out.len + (size_t)n > H2_OUT_CHUNK ? h->out.len + (size_t)n : H2_OUT_CHUNK;
+            size_t need = h->out.len + (size_t)n;
+            if (need > h->out.cap) {
+                h->out.cap = need <= H2_OUT_KEEP ? H2_OUT_KEEP : need > H2_OUT_CHUNK ? need : H2_OUT_CHUNK;
                 h->out.data = xrealloc(h->out.data, h->out.cap);
             }
             memcpy(h->out.data + h->out.len, d, (size_t)n);
@@ -759,7 +766,7 @@ int h2_output(h2_conn *h, const uint8_t **p, size_t *len)
 void h2_sent(h2_conn *h, size_t n)
 {
     h->out.off += n;
-    if (h->out.off >= h->out.len) { /* idle connections hold no buffer */
+    if (h->out.off >= h->out.len && h->out.cap > H2_OUT_KEEP) {
         free(h->out.data);
         h->out.data = NULL;
         h->out.off = h->out.len = h->out.cap = 0;

@@ -118,6 +118,7 @@ def main():
             dumps = measure(proxy, d, ca, net, f"{i}l", WARMUP + REQUESTS)
             per = [(total_ir(f) - total_ir(b)) / REQUESTS for f, b in zip(dumps, base)]
             if os.environ.get("KEEP"):
+                os.makedirs(os.environ["KEEP"], exist_ok=True)
                 for f in dumps + base:
                     shutil.copy(f, os.environ["KEEP"])
             print(f"| {proxy} | {per[0]:,.0f} | {per[1]:,.0f} | {sum(per):,.0f} |", flush=True)

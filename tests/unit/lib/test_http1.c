@@ -488,6 +488,36 @@ static void test_head_limit(void **state)
     run_free(&r);
 }
 
+/* The memory of one message's head stays for the next unless the head grew
+ * it past HTTP1_KEEP: buf doubles from 256, so a head of KEEP - 1 bytes (and
+ * its NUL) fills KEEP exactly and one byte more takes twice as much. */
+static void test_memory_between_messages(void **state)
+{
+    (void)state;
+    static char t[2 * HTTP1_KEEP];
+    struct http1_limits lim = {.max_head = 2 * HTTP1_KEEP};
+    const char *next = "GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (size_t head = HTTP1_KEEP - 1; head <= HTTP1_KEEP; head++) {
+        struct http1_parser p;
+        size_t n = make_head(t, sizeof t, head, 2), used;
+        http1_init(&p, HTTP1_REQUEST, &lim);
+        assert_int_equal(http1_parse(&p, t, n, &used, NULL, NULL), HTTP1_HEAD);
+        assert_int_equal(http1_parse(&p, t + used, n - used, &used, NULL, NULL), HTTP1_DONE);
+        assert_int_equal(p.head.cap, head < HTTP1_KEEP ? HTTP1_KEEP : 2 * HTTP1_KEEP);
+        const char *mem = p.head.data;
+        assert_int_equal(http1_parse(&p, next, strlen(next), &used, NULL, NULL), HTTP1_HEAD);
+        if (head < HTTP1_KEEP) {
+            assert_ptr_equal(p.head.data, mem);
+            assert_int_equal(p.head.cap, HTTP1_KEEP);
+        } else {
+            assert_int_equal(p.head.cap, 256);
+        }
+        assert_int_equal(p.msg.target_len, 5);
+        assert_memory_equal(p.msg.target, "/next", 5);
+        http1_free(&p);
+    }
+}
+
 static void test_field_count_limit(void **state)
 {
     (void)state;
@@ -778,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_transfer_encoding),
         cmocka_unit_test(test_chunk_lines),
         cmocka_unit_test(test_head_limit),
+        cmocka_unit_test(test_memory_between_messages),
         cmocka_unit_test(test_field_count_limit),
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_responses),
