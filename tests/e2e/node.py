@@ -40,6 +40,8 @@ import os
 import shlex
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -60,6 +62,7 @@ SERVICE_CIDR = cl.SERVICE_CIDR
 DNS_IP = "198.19.0.10"
 NODE_NAME = "weft-e2e-node"
 GUARD = "WEFT-E2E-GUARD"
+SYNC_STAMP_V4 = 'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"}'
 LOCK = "/run/weft-e2e-node.lock"
 CNI_BIN = "/usr/lib/cni"
 PAUSE = "ghcr.io/weft-mesh/pause:%s" % open(os.path.join(REPO, "VERSION")).read().strip()
@@ -101,6 +104,36 @@ def sh(*argv, check=True, **kw):
 
 
 # --- what the node adds to the host ------------------------------------------
+def dns_lookup(server, name, timeout=1.0):
+    """The first A record the DNS server at server:53 gives for name, or
+    None (no answer within timeout, an error, or no A record)."""
+    qid = os.getpid() & 0xFFFF
+    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"".join(
+        bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0" + \
+        struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(query, (server, 53))
+            reply = s.recv(4096)
+        except OSError:
+            return None
+    rid, flags, qd, an = struct.unpack(">HHHH", reply[:8])
+    if rid != qid or flags & 0x000F or an == 0:
+        return None
+    at = len(query)  # the question comes back as it was asked
+    for _ in range(an):
+        while reply[at] and reply[at] < 0xC0:  # the owner's name: labels...
+            at += 1 + reply[at]
+        at += 2 if reply[at] else 1  # ...ending in a pointer, or the root
+        rtype, _, _, rdlen = struct.unpack(">HHIH", reply[at:at + 10])
+        at += 10
+        if rtype == 1 and rdlen == 4:
+            return socket.inet_ntoa(reply[at:at + 4])
+        at += rdlen
+    return None
+
+
 def host_footprint():
     """What a node leaves in the host: its bridge and veths, routes and
     addresses in its ranges, KUBE-*/guard chains and rules, mounts of node
@@ -451,6 +484,7 @@ class NodeCluster(cl.Cluster):
         cl.write_kubeconfig(kc, self.server, self.ca_crt, crt, key, user="kube-proxy")
         cfg = os.path.join(d, "kube-proxy.yaml")
         healthz = "127.0.0.1:%d" % cl.free_port()
+        metrics = "127.0.0.1:%d" % cl.free_port()
         with open(cfg, "w") as f:
             json.dump({
                 "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -461,7 +495,7 @@ class NodeCluster(cl.Cluster):
                 "bindAddress": NODE_IP,
                 "clusterCIDR": POD_SUBNET,
                 "healthzBindAddress": healthz,
-                "metricsBindAddress": "127.0.0.1:%d" % cl.free_port(),
+                "metricsBindAddress": metrics,
                 "nodePortAddresses": [NODE_IP + "/32"],
                 # 0: leave nf_conntrack_max and the conntrack timeouts alone
                 "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
@@ -473,14 +507,20 @@ class NodeCluster(cl.Cluster):
         self._spawn("kube-proxy", [os.path.join(self.bin, "kube-proxy"), "--config", cfg,
                                    "--v=1"])
 
-        def synced():  # 200 once its first full sync has written the rules
+        # Not /healthz: it answers 200 from the start, before the first sync
+        # (pkg/proxy/healthcheck counts a proxier that never synced as
+        # starting up, so healthy). The sync's own timestamp is set only
+        # once the rules of every Service known at that point are written.
+        def synced():
             self._check_alive()
             try:
-                with urllib.request.urlopen("http://%s/healthz" % healthz, timeout=2) as r:
-                    return r.status == 200
+                with urllib.request.urlopen("http://%s/metrics" % metrics, timeout=2) as r:
+                    text = r.read().decode()
             except OSError:
                 return False
-        self.wait_for(synced, timeout, "kube-proxy /healthz", interval=0.3)
+            return any(l.startswith(SYNC_STAMP_V4 + " ") and float(l.split()[1]) > 0
+                       for l in text.splitlines())
+        self.wait_for(synced, timeout, "kube-proxy's first rules sync", interval=0.3)
 
     def _start_coredns(self, timeout):
         # Only cluster.local and the reverse zones, no forward: nothing
@@ -542,6 +582,14 @@ class NodeCluster(cl.Cluster):
                                                            "items": objs}))
         self.kubectl("rollout", "status", "-n", "kube-system", "deployment/coredns",
                      "--timeout=%ds" % timeout, timeout=timeout + 30)
+        # Available is the pod's readiness; kube-proxy writes the rules to it
+        # only after the EndpointSlice controller has seen the same, so a pod
+        # started now could ask a ClusterIP that leads nowhere yet. Wait for
+        # the host itself to be answered through the ClusterIP.
+        self.wait_for(lambda: self._check_alive() or
+                      dns_lookup(DNS_IP, "kubernetes.default.svc.cluster.local") ==
+                      cl.API_SERVICE_IP, timeout, "CoreDNS answering on %s" % DNS_IP,
+                      interval=0.3)
 
     # --- helpers for tests ------------------------------------------------------
     def pod_phase(self, ns, name):

@@ -119,10 +119,12 @@ def test_kubernetes_service_has_the_api_server_as_endpoint(node):
 
 def test_pod_reaches_api_server_by_service_name(node):
     """DNS (CoreDNS) -> ClusterIP (kube-proxy) -> the API server on the
-    node's address; a plain HTTP request to its TLS port gets Go's answer."""
+    node's address; a plain HTTP request to its TLS port gets Go's answer.
+    nslookup first, so that a failure shows which of the two failed."""
     node.create_namespace("node-api")
     phase, logs = node.run_pod("node-api", "api", [
         "sh", "-c",
+        "nslookup kubernetes.default.svc.cluster.local && "
         "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 kubernetes.default.svc.cluster.local 443"])
     assert phase == "Succeeded", logs
     assert "Client sent an HTTP request to an HTTPS server" in logs
