@@ -103,7 +103,6 @@ def sh(*argv, check=True, **kw):
                           stderr=subprocess.STDOUT, text=True, **kw)
 
 
-# --- what the node adds to the host ------------------------------------------
 def dns_lookup(server, name, timeout=1.0):
     """The first A record the DNS server at server:53 gives for name, or
     None (no answer within timeout, an error, or no A record)."""
@@ -118,22 +117,26 @@ def dns_lookup(server, name, timeout=1.0):
             reply = s.recv(4096)
         except OSError:
             return None
-    rid, flags, qd, an = struct.unpack(">HHHH", reply[:8])
-    if rid != qid or flags & 0x000F or an == 0:
-        return None
-    at = len(query)  # the question comes back as it was asked
-    for _ in range(an):
-        while reply[at] and reply[at] < 0xC0:  # the owner's name: labels...
-            at += 1 + reply[at]
-        at += 2 if reply[at] else 1  # ...ending in a pointer, or the root
-        rtype, _, _, rdlen = struct.unpack(">HHIH", reply[at:at + 10])
-        at += 10
-        if rtype == 1 and rdlen == 4:
-            return socket.inet_ntoa(reply[at:at + 4])
-        at += rdlen
+    try:
+        rid, flags, _, an = struct.unpack(">HHHH", reply[:8])
+        if rid != qid or flags & 0x000F:
+            return None
+        at = len(query)  # the question comes back as it was asked
+        for _ in range(an):
+            while reply[at] and reply[at] < 0xC0:  # the owner's name: labels...
+                at += 1 + reply[at]
+            at += 2 if reply[at] else 1  # ...ending in a pointer, or the root
+            rtype, _, _, rdlen = struct.unpack(">HHIH", reply[at:at + 10])
+            at += 10
+            if rtype == 1 and rdlen == 4:
+                return socket.inet_ntoa(reply[at:at + 4])
+            at += rdlen
+    except (struct.error, IndexError, OSError):  # a short or malformed reply
+        pass
     return None
 
 
+# --- what the node adds to the host ------------------------------------------
 def host_footprint():
     """What a node leaves in the host: its bridge and veths, routes and
     addresses in its ranges, KUBE-*/guard chains and rules, mounts of node
