@@ -26,8 +26,8 @@ struct conn;
 struct pending;
 
 /* Bytes with a read offset, shared by the HTTP/1 server and client sides:
- * input not yet parsed, output not yet sent. Freed whenever fully used, so
- * an idle connection holds no buffer. */
+ * input not yet parsed, output not yet sent (kept between messages up to
+ * HTTP_H1_IO_KEEP, below). */
 struct http_h1_io {
     struct buf b;
     size_t off;
